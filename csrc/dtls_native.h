@@ -1,0 +1,242 @@
+/* dtls_native.h - the DTLS 1.3 record-layer hot path (RFC 9147 §4).
+ *
+ * The one header the Python side sees: csrc/build.py declares exactly this API to cffi.
+ * Every function checks every length before it reads or writes; no input makes it
+ * read or write out of bounds. Results >= 0 are lengths/counts, < 0 are DTLS_ERR_*.
+ */
+#ifndef DTLS_NATIVE_H
+#define DTLS_NATIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Result codes (negative). The engine counts each kind separately (RFC 9147 §4.5.2). */
+#define DTLS_ERR_MALFORMED (-1) /* header or length invalid, ciphertext < 16 bytes */
+#define DTLS_ERR_REPLAYED (-2)  /* duplicate or behind the replay window (§4.5.1) */
+#define DTLS_ERR_AUTH (-3)      /* AEAD tag check failed, or no content type found */
+#define DTLS_ERR_BUFFER (-4)    /* caller's output buffer is too small */
+#define DTLS_ERR_ARGUMENT (-5)  /* bad argument (unknown suite, key length, seq range) */
+#define DTLS_ERR_CRYPTO (-6)    /* libcrypto failed (allocation, provider) */
+
+/* Cipher suites (RFC 9846 Appendix B.4). */
+#define DTLS_TLS_AES_128_GCM_SHA256 0x1301
+#define DTLS_TLS_AES_256_GCM_SHA384 0x1302
+#define DTLS_TLS_CHACHA20_POLY1305_SHA256 0x1303
+#define DTLS_TLS_AES_128_CCM_SHA256 0x1304
+#define DTLS_TLS_AES_128_CCM_8_SHA256 0x1305
+
+/* Header form flags for sealing (RFC 9147 §4, Figure 3). */
+#define DTLS_HDR_CID 0x10    /* C: include the connection ID */
+#define DTLS_HDR_SEQ16 0x08  /* S: 16-bit sequence number (else 8-bit) */
+#define DTLS_HDR_LENGTH 0x04 /* L: length present (else the record ends the datagram) */
+
+/* Record kinds from the first byte (RFC 9147 §4.1). */
+#define DTLS_RECORD_PLAINTEXT 1
+#define DTLS_RECORD_CIPHERTEXT 2
+
+const char *dtls_openssl_version(void);
+
+/* ---- per-epoch, per-direction protection state (RFC 9147 §4.2.3) ---- */
+typedef struct dtls_cipher dtls_cipher;
+
+/* key_len must match the suite (16 or 32), iv_len 12, sn_key_len == key_len.
+ * Returns NULL on a bad argument or a libcrypto failure. */
+dtls_cipher *dtls_cipher_new(uint16_t suite, const uint8_t *key, size_t key_len,
+                             const uint8_t *iv, size_t iv_len, const uint8_t *sn_key,
+                             size_t sn_key_len);
+void dtls_cipher_free(dtls_cipher *c); /* wipes key material */
+size_t dtls_cipher_tag_len(const dtls_cipher *c);
+
+/* The 16-byte-sample mask of §4.2.3 (exposed for tests): writes 16 bytes to mask. */
+int dtls_cipher_mask(dtls_cipher *c, const uint8_t *sample, size_t sample_len, uint8_t *mask);
+
+/* ---- anti-replay window (RFC 9147 §4.5.1) ---- */
+typedef struct dtls_replay dtls_replay;
+
+dtls_replay *dtls_replay_new(uint32_t size_bits); /* size rounded up to a multiple of 64; 64..65536 */
+void dtls_replay_free(dtls_replay *w);
+void dtls_replay_reset(dtls_replay *w);
+/* 0 if seq is acceptable (new and not behind the window), DTLS_ERR_REPLAYED otherwise. */
+int dtls_replay_check(const dtls_replay *w, uint64_t seq);
+void dtls_replay_mark(dtls_replay *w, uint64_t seq);
+/* The highest sequence number marked so far plus one (0 when none). */
+uint64_t dtls_replay_next(const dtls_replay *w);
+
+/* ---- sealing ---- */
+
+/* Seal one DTLSCiphertext record into out (RFC 9147 §4):
+ * header (flags: DTLS_HDR_*; epoch low two bits; cid when DTLS_HDR_CID; 8/16-bit seq;
+ * length when DTLS_HDR_LENGTH), then AEAD(DTLSInnerPlaintext = payload || type || zeros[padding])
+ * with additional data = the header with the unmasked sequence number and
+ * nonce = iv XOR seq, then the sequence number masked with the first 16 ciphertext bytes.
+ * Padding is raised as needed so that the ciphertext is at least 16 bytes.
+ * seq must be < 2^48. payload may not overlap out. Returns the record length. */
+int dtls_seal(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags, const uint8_t *cid,
+              size_t cid_len, uint8_t content_type, const uint8_t *payload, size_t payload_len,
+              size_t padding, uint8_t *out, size_t out_cap);
+
+/* The length dtls_seal would produce. */
+size_t dtls_sealed_len(const dtls_cipher *c, unsigned flags, size_t cid_len, size_t payload_len,
+                       size_t padding);
+
+/* Write one DTLSPlaintext record (epoch 0; RFC 9147 §4). Returns its length. */
+int dtls_seal_plaintext(uint8_t content_type, uint16_t epoch, uint64_t seq,
+                        const uint8_t *payload, size_t payload_len, uint8_t *out, size_t out_cap);
+
+/* ---- splitting a datagram (RFC 9147 §4.1, §4.2) ---- */
+typedef struct {
+    uint32_t offset;      /* of the record in the datagram */
+    uint32_t length;      /* of the whole record, header included */
+    uint8_t kind;         /* DTLS_RECORD_PLAINTEXT or DTLS_RECORD_CIPHERTEXT */
+    uint8_t first_byte;   /* content type (plaintext) or unified header flags byte */
+    uint16_t epoch;       /* plaintext: the 16-bit epoch; ciphertext: the low two bits */
+    uint64_t seq;         /* plaintext: the 48-bit sequence number; ciphertext: 0 */
+} dtls_record_span;
+
+/* Find the records of a datagram without copying. cid_len is the length of the CID
+ * this endpoint receives (records with C=1 carry it). Parsing stops at the first record
+ * that is malformed: *dropped is set to the bytes left unparsed (0 when all parsed).
+ * Returns the number of spans written (at most max_spans). */
+int dtls_split_datagram(const uint8_t *data, size_t len, size_t cid_len, dtls_record_span *spans,
+                        size_t max_spans, size_t *dropped);
+
+/* ---- opening ---- */
+typedef struct {
+    uint64_t seq;            /* the reconstructed full sequence number (§4.2.2) */
+    uint32_t plaintext_len;  /* content length, padding and type removed */
+    uint16_t header_len;     /* unified header length: the ciphertext starts at rec + header_len */
+    uint8_t content_type;    /* the inner content type */
+} dtls_open_result;
+
+/* The full sequence number closest to expected whose low `bits` bits (8 or 16) are low
+ * (RFC 9147 §4.2.2), kept within 0 .. 2^48-1. */
+uint64_t dtls_reconstruct_seq(uint64_t expected, uint64_t low, unsigned bits);
+
+/* Open one DTLSCiphertext record (a span from dtls_split_datagram, or a whole record):
+ * parse the header (cid_len as above; with L=1 the record ends where its length says),
+ * require 16 .. 2^14+256 bytes of ciphertext, unmask the sequence number, reconstruct it
+ * against dtls_replay_next(window) (or next_seq when window is NULL), AEAD-open into out
+ * (out may equal the ciphertext position inside rec: in place; no other overlap), strip
+ * the zero padding, find the content type, check the window and mark it. The replay
+ * check follows deprotection (RFC 9147 §4.5.1: "SHOULD happen after deprotecting"), so a
+ * forged record is AUTH and an authentic duplicate is REPLAYED; the window is only
+ * updated by a record that opened. The plaintext starts at out[0]; out_cap must be at
+ * least the ciphertext length minus the tag. On AUTH the written output is zeroed.
+ * Returns 0, or DTLS_ERR_MALFORMED / DTLS_ERR_REPLAYED / DTLS_ERR_AUTH / DTLS_ERR_BUFFER
+ * (or DTLS_ERR_ARGUMENT / DTLS_ERR_CRYPTO for NULL pointers / a libcrypto failure). */
+int dtls_open(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, const uint8_t *rec,
+              size_t rec_len, size_t cid_len, uint8_t *out, size_t out_cap,
+              dtls_open_result *result);
+
+/* dtls_open in place: the plaintext replaces the ciphertext, at rec + result->header_len. */
+int dtls_open_in_place(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, uint8_t *rec,
+                       size_t rec_len, size_t cid_len, dtls_open_result *result);
+
+/* ---- batches: one call for many records ---- */
+typedef struct {
+    const uint8_t *payload;
+    size_t payload_len;
+    uint64_t seq;
+    uint8_t content_type;
+    uint8_t *out;
+    size_t out_cap;
+    int result; /* record length or DTLS_ERR_* */
+} dtls_seal_item;
+
+/* Seal n records with one cipher, epoch, header form and CID. Returns how many succeeded. */
+int dtls_seal_batch(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint8_t *cid,
+                    size_t cid_len, size_t padding, dtls_seal_item *items, size_t n);
+
+/* The same over flat arrays (cheap to fill from Python): payload i is payload_lens[i] bytes,
+ * the payloads lie back to back in payloads (payloads_len bytes in all); record i is written to out right after record
+ * i-1, and record_lens[i] receives its length. Stops at the first failure.
+ * Returns the number of records sealed, or DTLS_ERR_* when the first one failed. */
+int dtls_seal_records(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint8_t *cid,
+                      size_t cid_len, size_t padding, const uint64_t *seqs,
+                      const uint8_t *content_types, const uint8_t *payloads,
+                      size_t payloads_len, const uint32_t *payload_lens, size_t n, uint8_t *out,
+                      size_t out_cap, uint32_t *record_lens);
+
+typedef struct {
+    const uint8_t *rec;
+    size_t rec_len;
+    uint8_t *out; /* NULL: open in place (rec must then point to writable memory) */
+    size_t out_cap;
+    dtls_open_result result;
+    int status; /* 0 or DTLS_ERR_* */
+} dtls_open_item;
+
+/* Open n records of one epoch in order. Without a window, each record's sequence number is
+ * reconstructed against one plus the highest opened so far in the batch (from 0).
+ * Returns how many opened. */
+int dtls_open_batch(dtls_cipher *c, dtls_replay *window, size_t cid_len, dtls_open_item *items,
+                    size_t n);
+
+/* The same over flat arrays, in place: record i is record_lens[i] bytes and follows record
+ * i-1 in data (data_len bytes in all). Per record: seqs[i], content_types[i],
+ * plaintext_offsets[i] (from the start of data), plaintext_lens[i] and status[i] (0 or
+ * DTLS_ERR_*); a failed record gets 0, 0, its own offset, 0. Returns the number opened,
+ * or DTLS_ERR_ARGUMENT. */
+int dtls_open_records(dtls_cipher *c, dtls_replay *window, size_t cid_len, uint8_t *data,
+                      size_t data_len, const uint32_t *record_lens, size_t n, uint64_t *seqs,
+                      uint8_t *content_types, uint32_t *plaintext_offsets,
+                      uint32_t *plaintext_lens, int8_t *status);
+
+/* ---- buffer pool of datagram-sized slabs ---- */
+typedef struct dtls_pool dtls_pool;
+typedef struct {
+    uint64_t acquired;
+    uint64_t released;
+    uint64_t misses; /* acquire with no free slab */
+    uint32_t in_use;
+    uint32_t peak;
+    uint32_t capacity;
+    uint32_t slab_size;
+} dtls_pool_stats;
+
+dtls_pool *dtls_pool_new(size_t slab_size, size_t count);
+void dtls_pool_free(dtls_pool *p);
+/* Index of a free slab, or -1 (counted as a miss). No allocation. */
+int dtls_pool_acquire(dtls_pool *p);
+/* 0, or DTLS_ERR_ARGUMENT when idx is not an acquired slab. */
+int dtls_pool_release(dtls_pool *p, int idx);
+uint8_t *dtls_pool_slab(dtls_pool *p, int idx); /* NULL for a bad index */
+void dtls_pool_get_stats(const dtls_pool *p, dtls_pool_stats *stats);
+
+/* ---- batched socket I/O (Linux sendmmsg/recvmmsg, UDP GSO/GRO where offered) ---- */
+typedef struct {
+    uint8_t *buf;       /* send: data; recv: buffer to fill */
+    size_t len;         /* send: data length; recv: capacity, set to bytes received */
+    uint8_t addr[28];   /* struct sockaddr_storage prefix: sockaddr_in / sockaddr_in6 */
+    uint32_t addr_len;  /* send: length of addr; recv: set */
+} dtls_dgram;
+
+/* Send n datagrams on fd; returns how many were sent, or -errno. */
+int dtls_sendmmsg(int fd, dtls_dgram *dgrams, size_t n);
+/* Receive up to n datagrams without blocking past the first; returns the count, or -errno. */
+int dtls_recvmmsg(int fd, dtls_dgram *dgrams, size_t n);
+/* 1 when the kernel offers UDP GSO on fd, else 0. */
+int dtls_gso_supported(int fd);
+/* Send count equal-sized segments (the last may be shorter) from buf to one address with
+ * UDP GSO, falling back to sendmmsg when GSO is unavailable. Returns segments sent or -errno. */
+int dtls_send_segments(int fd, const uint8_t *buf, size_t len, size_t segment_size,
+                       const uint8_t *addr, uint32_t addr_len);
+
+/* ---- benchmark support: n iterations inside C, no Python in the loop ---- */
+/* The floor: n plain AEAD seals (nonce from iv and the iteration, aad, payload) with c's
+ * AEAD context, the same EVP calls dtls_seal makes. Returns 0 or DTLS_ERR_*. */
+int dtls_bench_raw_aead_seal(dtls_cipher *c, const uint8_t *aad, size_t aad_len,
+                             const uint8_t *payload, size_t payload_len, uint8_t *out,
+                             size_t out_cap, uint64_t n);
+/* n dtls_seal calls (sequence numbers 0 .. n-1). Returns 0 or DTLS_ERR_*. */
+int dtls_bench_seal(dtls_cipher *c, unsigned flags, const uint8_t *payload, size_t payload_len,
+                    uint8_t *out, size_t out_cap, uint64_t n);
+/* n dtls_open calls of one record (no window, so it is not a replay). Returns 0 or DTLS_ERR_*. */
+int dtls_bench_open(dtls_cipher *c, const uint8_t *rec, size_t rec_len, uint8_t *out,
+                    size_t out_cap, uint64_t n);
+/* What dtls_seal adds to the AEAD, n times: write the unified header, compute the mask from
+ * the 16-byte sample and mask the sequence number. Returns 0 or DTLS_ERR_*. */
+int dtls_bench_frame_mask(dtls_cipher *c, unsigned flags, uint8_t *out, size_t out_cap,
+                          uint64_t n);
+
+#endif

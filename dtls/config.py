@@ -1,0 +1,263 @@
+"""Configuration: `Context`, shaped like `ssl.SSLContext` where that makes sense.
+
+One `Context` configures many connections. Clients verify the server's certificate chain
+and host name by default (RFC 9846 §4.4.2.4, RFC 6125); servers need a certificate and key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import ConfigurationError
+from .iana import CipherSuite, NamedGroup, SignatureScheme
+
+# RFC 9846 §9.1: AES-128-GCM is mandatory; CCM suites are for constrained devices and
+# must be asked for by name (as in OpenSSL).
+DEFAULT_CIPHER_SUITES: tuple[CipherSuite, ...] = (
+    CipherSuite.TLS_AES_128_GCM_SHA256,
+    CipherSuite.TLS_AES_256_GCM_SHA384,
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256,
+)
+DEFAULT_GROUPS: tuple[NamedGroup, ...] = (
+    NamedGroup.X25519,
+    NamedGroup.SECP256R1,
+    NamedGroup.SECP384R1,
+)
+DEFAULT_SIGNATURE_ALGORITHMS: tuple[SignatureScheme, ...] = (
+    SignatureScheme.ECDSA_SECP256R1_SHA256,
+    SignatureScheme.ED25519,
+    SignatureScheme.ECDSA_SECP384R1_SHA384,
+    SignatureScheme.RSA_PSS_RSAE_SHA256,
+    SignatureScheme.RSA_PSS_PSS_SHA256,
+    SignatureScheme.RSA_PSS_RSAE_SHA384,
+    SignatureScheme.RSA_PSS_PSS_SHA384,
+    SignatureScheme.RSA_PSS_RSAE_SHA512,
+    SignatureScheme.RSA_PSS_PSS_SHA512,
+    SignatureScheme.ECDSA_SECP521R1_SHA512,
+)
+
+
+class CookieMode:
+    """When a server answers a ClientHello with a stateless cookie HRR (RFC 9147 §5.1)."""
+
+    ALWAYS = "always"
+    NEVER = "never"
+    AUTO = "auto"  # only while the endpoint is under load
+
+
+def parse_cipher_suites(names: str | Sequence[str | int]) -> tuple[CipherSuite, ...]:
+    """IANA names (comma or colon separated) or code points, in preference order."""
+    items = names.replace(":", ",").split(",") if isinstance(names, str) else list(names)
+    suites = []
+    for item in items:
+        if isinstance(item, int):
+            suites.append(CipherSuite(item))
+            continue
+        name = item.strip().upper()
+        if not name:
+            continue
+        try:
+            suites.append(CipherSuite[name])
+        except KeyError:
+            raise ConfigurationError(f"unknown DTLS 1.3 cipher suite {item!r}") from None
+    if not suites:
+        raise ConfigurationError("no cipher suites")
+    return tuple(suites)
+
+
+_GROUP_ALIASES = {"P-256": "SECP256R1", "P-384": "SECP384R1", "P-521": "SECP521R1"}
+
+
+def parse_groups(names: str | Sequence[str | int]) -> tuple[NamedGroup, ...]:
+    """Group names (x25519, secp256r1, ...; comma or colon separated) or code points."""
+    items = names.replace(":", ",").split(",") if isinstance(names, str) else list(names)
+    groups = []
+    for item in items:
+        if isinstance(item, int):
+            groups.append(NamedGroup(item))
+            continue
+        name = _GROUP_ALIASES.get(item.strip().upper(), item.strip().upper())
+        if not name:
+            continue
+        try:
+            groups.append(NamedGroup[name])
+        except KeyError:
+            raise ConfigurationError(f"unknown group {item!r}") from None
+    if not groups:
+        raise ConfigurationError("no groups")
+    return tuple(groups)
+
+
+@dataclass
+class Context:
+    """Settings shared by connections; make one with `Context.client()` or `Context.server()`."""
+
+    is_client: bool
+    cipher_suites: tuple[CipherSuite, ...] = DEFAULT_CIPHER_SUITES
+    groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
+    #: groups the client sends key shares for in its first ClientHello (RFC 9846 §4.2.8)
+    key_share_groups: tuple[NamedGroup, ...] | None = None
+    signature_algorithms: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_ALGORITHMS
+    verify_mode: ssl.VerifyMode = ssl.CERT_REQUIRED
+    check_hostname: bool = True
+    alpn_protocols: tuple[str, ...] = ()
+    #: server: send a CertificateRequest (RFC 9846 §4.3.2); verify_mode says if one is required
+    request_client_certificate: bool = False
+    #: largest UDP payload sent; handshake messages are fragmented to fit (RFC 9147 §4.4)
+    max_datagram_size: int = 1200
+    #: retransmission timer (RFC 9147 §5.8.2): initial value, cap, and retransmissions allowed
+    initial_retransmit_timeout: float = 1.0
+    max_retransmit_timeout: float = 60.0
+    max_retransmissions: int = 10
+    #: replay window size in records (RFC 9147 §4.5.1)
+    replay_window: int = 128
+    #: how long a previous receiving epoch stays readable (RFC 9147 §4.2.1, §5.8.1: 2 x MSL)
+    epoch_retention: float = 240.0
+    #: server: stateless cookie HRR (RFC 9147 §5.1)
+    cookie_mode: str = CookieMode.ALWAYS
+    cookie_lifetime: float = 60.0
+    #: reassembly bounds (RFC 9147 §5.5): largest handshake message, bytes buffered in all
+    max_handshake_message_size: int = 65536
+    max_handshake_buffer: int = 262144
+    #: NSS key log lines (SSLKEYLOGFILE format) are passed here when set
+    keylog: Callable[[str], None] | None = None
+    #: wall-clock time for certificate validity; the engine never reads a clock itself
+    certificate_time: Callable[[], datetime] = field(
+        default=lambda: datetime.now(timezone.utc), repr=False
+    )
+    #: extra verification after (or, with verify_mode CERT_NONE, instead of) the built-in one
+    verify_callback: Callable[[Sequence[Any], str | None], None] | None = None
+    certificate_chain: list[Any] = field(default_factory=list, repr=False)
+    private_key: Any = field(default=None, repr=False)
+    trust: Any = field(default=None, repr=False)
+    _cookie_secrets: list[bytes] = field(default_factory=list, repr=False)
+
+    # ---- factories ----
+    @classmethod
+    def client(
+        cls,
+        *,
+        cafile: str | os.PathLike[str] | None = None,
+        cadata: bytes | str | None = None,
+        verify: bool = True,
+        certfile: str | os.PathLike[str] | None = None,
+        keyfile: str | os.PathLike[str] | None = None,
+        **settings: Any,
+    ) -> Context:
+        """A client context. Without cafile/cadata the system's trust anchors are used."""
+        ctx = cls(is_client=True, **settings)
+        if not verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        elif cafile is not None or cadata is not None:
+            ctx.load_verify_locations(cafile=cafile, cadata=cadata)
+        if certfile is not None:
+            ctx.load_cert_chain(certfile, keyfile)
+        return ctx
+
+    @classmethod
+    def server(
+        cls,
+        *,
+        certfile: str | os.PathLike[str] | None = None,
+        keyfile: str | os.PathLike[str] | None = None,
+        cafile: str | os.PathLike[str] | None = None,
+        cadata: bytes | str | None = None,
+        require_client_certificate: bool = False,
+        **settings: Any,
+    ) -> Context:
+        """A server context. With cafile/cadata and require_client_certificate it asks
+        for and verifies client certificates (mutual authentication)."""
+        settings.setdefault("check_hostname", False)
+        settings.setdefault("verify_mode", ssl.CERT_NONE)
+        ctx = cls(is_client=False, **settings)
+        if certfile is not None:
+            ctx.load_cert_chain(certfile, keyfile)
+        if cafile is not None or cadata is not None:
+            ctx.load_verify_locations(cafile=cafile, cadata=cadata)
+        if require_client_certificate:
+            ctx.request_client_certificate = True
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    # ---- ssl.SSLContext-like setters ----
+    def load_cert_chain(
+        self,
+        certfile: str | os.PathLike[str] | None = None,
+        keyfile: str | os.PathLike[str] | None = None,
+        password: bytes | None = None,
+        *,
+        certdata: bytes | None = None,
+        keydata: bytes | None = None,
+    ) -> None:
+        """Our certificate chain (leaf first) and its private key, PEM or DER."""
+        from .crypto import load_certificate_chain, load_private_key
+
+        self.certificate_chain = load_certificate_chain(certfile=certfile, certdata=certdata)
+        if keyfile is None and keydata is None:
+            keyfile = certfile
+        self.private_key = load_private_key(keyfile=keyfile, keydata=keydata, password=password)
+
+    def load_verify_locations(
+        self,
+        cafile: str | os.PathLike[str] | None = None,
+        cadata: bytes | str | None = None,
+    ) -> None:
+        """Trust anchors for verifying the peer (PEM or DER)."""
+        from .crypto import TrustStore
+
+        if isinstance(cadata, str):
+            cadata = cadata.encode()
+        self.trust = TrustStore(cafile=cafile, cadata=cadata)
+
+    def load_default_certs(self) -> None:
+        """The system's trust anchors."""
+        from .crypto import TrustStore
+
+        self.trust = TrustStore()
+
+    def set_ciphers(self, names: str | Sequence[str | int]) -> None:
+        self.cipher_suites = parse_cipher_suites(names)
+
+    def set_groups(self, names: str | Sequence[str | int]) -> None:
+        self.groups = parse_groups(names)
+
+    def set_alpn_protocols(self, protocols: Sequence[str]) -> None:
+        self.alpn_protocols = tuple(protocols)
+
+    # ---- derived ----
+    def trust_store(self) -> Any:
+        """The trust anchors, loading the system's on first use."""
+        if self.trust is None:
+            self.load_default_certs()
+        return self.trust
+
+    def cookie_secrets(self) -> list[bytes]:
+        """Server cookie keys, newest first (RFC 9147 §5.1 recommends rotation)."""
+        if not self._cookie_secrets:
+            self._cookie_secrets.append(secrets.token_bytes(32))
+        return self._cookie_secrets
+
+    def rotate_cookie_secret(self) -> None:
+        """Start a new cookie key; cookies under the previous one stay valid until the next
+        rotation (RFC 9147 §5.1)."""
+        self._cookie_secrets[:] = [secrets.token_bytes(32), *self.cookie_secrets()[:1]]
+
+    def check(self) -> None:
+        """Raise ConfigurationError if this context cannot make working connections."""
+        if not self.cipher_suites:
+            raise ConfigurationError("no cipher suites")
+        if not self.groups:
+            raise ConfigurationError("no groups")
+        if not self.is_client and self.private_key is None:
+            raise ConfigurationError("a server needs a certificate and private key")
+        if self.check_hostname and self.verify_mode == ssl.CERT_NONE:
+            raise ConfigurationError("check_hostname needs verify_mode CERT_REQUIRED")
+        if self.max_datagram_size < 256:
+            raise ConfigurationError("max_datagram_size must be at least 256")

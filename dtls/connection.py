@@ -1,0 +1,1219 @@
+"""The sans-I/O DTLS 1.3 connection (RFC 9147).
+
+A `Connection` takes datagrams and the time, and gives datagrams, a timer and events. It
+never reads a clock or touches a socket: front-ends (`dtls.aio`, `dtls.sync`, `dtls.sim`)
+do. Handshake messages are handled by the client and server state machines of RFC 9846
+Appendix A; flights, fragments, ACKs and retransmission follow RFC 9147 §5 and §7.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import ssl
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from . import crypto
+from .config import Context, CookieMode
+from .cookie import make_cookie, open_cookie
+from .errors import (
+    CertificateRequired,
+    ConnectionError,
+    DecodeError,
+    DecryptError,
+    DTLSError,
+    HandshakeFailure,
+    IllegalParameter,
+    InternalError,
+    MissingExtension,
+    NoApplicationProtocol,
+    ProtocolError,
+    ProtocolVersionError,
+    UnexpectedMessage,
+    UnsupportedExtension,
+)
+from .events import (
+    AlertReceived,
+    ConnectionClosed,
+    DataReceived,
+    Event,
+    HandshakeCompleted,
+    KeyUpdated,
+)
+from .iana import (
+    DTLS13_VERSION,
+    AlertDescription,
+    AlertLevel,
+    CipherSuite,
+    ContentType,
+    HandshakeType,
+    KeyUpdateRequest,
+    NamedGroup,
+)
+from .keyschedule import (
+    KeySchedule,
+    Transcript,
+    export_keying_material,
+    finished_verify_data,
+    next_application_traffic_secret,
+    suite_hash_name,
+)
+from .messages import (
+    DTLS_HANDSHAKE_HEADER_LEN,
+    HELLO_RETRY_REQUEST_RANDOM,
+    Certificate,
+    CertificateEntry,
+    CertificateRequest,
+    CertificateVerify,
+    ClientHello,
+    EncryptedExtensions,
+    Finished,
+    KeyShareEntry,
+    KeyUpdate,
+    ServerHello,
+    decode_ack,
+    decode_alert,
+    decode_handshake_body,
+    decode_handshake_fragments,
+    encode_ack,
+    encode_alert,
+    encode_handshake_body,
+    encode_handshake_fragment,
+    transcript_bytes,
+)
+from .record import PLAINTEXT_HEADER_LEN, RecordKind, split_datagram
+from .record_layer import InboundRecord, RecordLayer
+from .reliability import (
+    FragmentResult,
+    HandshakeReassembler,
+    OutgoingFlight,
+    OutgoingMessage,
+    ReceivedMessage,
+    RecordNumber,
+    RetransmitTimer,
+)
+
+MAX_PLAINTEXT = 1 << 14  # RFC 9846 §5.1
+# Application data that arrives before the handshake completes is buffered up to this
+# many records (RFC 9147 §5.8.1 allows buffering or discarding).
+MAX_EARLY_RECORDS = 32
+# A fragment smaller than this is not worth starting in the rest of a datagram.
+MIN_FRAGMENT = 64
+
+Address = Any
+
+
+class HandshakeState(Enum):
+    """RFC 9846 Appendix A, client and server."""
+
+    START = "START"
+    WAIT_SH = "WAIT_SH"
+    WAIT_EE = "WAIT_EE"
+    WAIT_CERT_CR = "WAIT_CERT_CR"
+    WAIT_CERT = "WAIT_CERT"
+    WAIT_CV = "WAIT_CV"
+    WAIT_FINISHED = "WAIT_FINISHED"
+    CONNECTED = "CONNECTED"
+    CLOSED = "CLOSED"
+
+
+class _Flight(Enum):
+    HANDSHAKE = "handshake"
+    KEY_UPDATE = "key_update"
+
+
+def _group_name(group: int | None) -> str | None:
+    if group is None:
+        return None
+    try:
+        return NamedGroup(group).name.lower()
+    except ValueError:
+        return f"0x{group:04x}"
+
+
+# ---------------------------------------------------------------------------------------
+# Negotiation shared by the connection and the stateless cookie exchange
+# ---------------------------------------------------------------------------------------
+
+
+def _check_client_hello(ch: ClientHello) -> None:
+    """Checks every server makes before anything else (RFC 9147 §5.3, RFC 9846 §4.1.2)."""
+    if not ch.supported_versions or DTLS13_VERSION not in ch.supported_versions:
+        raise ProtocolVersionError("client does not offer DTLS 1.3")
+    if ch.legacy_cookie:
+        raise IllegalParameter("legacy_cookie must be empty in DTLS 1.3")
+    if ch.legacy_compression_methods != b"\x00":
+        raise IllegalParameter("legacy_compression_methods must be null only")
+    if ch.signature_algorithms is None:
+        raise MissingExtension("signature_algorithms is required for certificate authentication")
+    if ch.supported_groups is None or ch.key_share is None:
+        raise MissingExtension("supported_groups and key_share are required")
+
+
+def _select_suite(context: Context, ch: ClientHello) -> int:
+    """The server's most preferred suite that the client offers (RFC 9846 §4.1.1)."""
+    for suite in context.cipher_suites:
+        if suite in ch.cipher_suites:
+            return int(suite)
+    raise HandshakeFailure("no cipher suite in common")
+
+
+def _select_key_share(context: Context, ch: ClientHello) -> KeyShareEntry | None:
+    """The first of the client's shares for a group we accept (RFC 9846 §4.2.8)."""
+    offered = ch.supported_groups or []
+    for entry in ch.key_share or []:
+        if entry.group in context.groups and entry.group in offered:
+            return entry
+    return None
+
+
+def _select_retry_group(context: Context, ch: ClientHello) -> int:
+    """The group a HelloRetryRequest asks for (RFC 9846 §4.1.4)."""
+    for group in context.groups:
+        if group in (ch.supported_groups or []):
+            return int(group)
+    raise HandshakeFailure("no group in common")
+
+
+def _hello_retry_request(
+    context: Context, ch: ClientHello, ch_body: bytes, addr: Address, now: float,
+    suite: int, group: int,
+) -> bytes:
+    """A HelloRetryRequest body carrying a stateless cookie (RFC 9147 §5.1)."""
+    hash_name = suite_hash_name(suite)
+    ch_hash = hashlib.new(hash_name, transcript_bytes(HandshakeType.CLIENT_HELLO, ch_body)).digest()
+    cookie = make_cookie(context.cookie_secrets()[0], addr, now, suite, group, ch_hash)
+    return _encode_hello_retry(ch, suite, group, cookie)
+
+
+def _encode_hello_retry(ch: ClientHello, suite: int, group: int, cookie: bytes) -> bytes:
+    hrr = ServerHello(
+        random=HELLO_RETRY_REQUEST_RANDOM,
+        cipher_suite=suite,
+        legacy_session_id_echo=ch.legacy_session_id,
+        supported_versions=DTLS13_VERSION,
+        selected_group=group or None,
+        cookie=cookie,
+    )
+    return encode_handshake_body(hrr)
+
+
+def _plaintext_handshake_record(
+    msg_type: int, message_seq: int, body: bytes, record_seq: int
+) -> bytes:
+    from .record import seal_plaintext
+
+    fragment = encode_handshake_fragment(msg_type, len(body), message_seq, 0, body)
+    return seal_plaintext(ContentType.HANDSHAKE, record_seq, fragment)
+
+
+@dataclass(frozen=True)
+class StatelessResponse:
+    """What a server does with a datagram from an address it keeps no state for."""
+
+    action: str  # "accept": make a connection; "retry": send `datagram`; "drop"
+    datagram: bytes | None = None
+
+
+def respond_statelessly(
+    context: Context, data: bytes, addr: Address, now: float, *, require_cookie: bool = True
+) -> StatelessResponse:
+    """Answer a first ClientHello with a cookie HelloRetryRequest, keeping no state
+    (RFC 9147 §5.1). A ClientHello with a valid cookie (or, with require_cookie False, one
+    that needs no retry) is accepted: the caller makes a `Connection` and feeds it `data`.
+    """
+    try:
+        spans, _ = split_datagram(data, 0)
+    except Exception:  # pragma: no cover - split never raises on bytes
+        return StatelessResponse("drop")
+    if not spans:
+        return StatelessResponse("drop")
+    span = spans[0]
+    if span.kind != RecordKind.PLAINTEXT or span.first_byte != ContentType.HANDSHAKE or span.epoch:
+        return StatelessResponse("drop")
+    payload = bytes(data[span.offset + PLAINTEXT_HEADER_LEN : span.offset + span.length])
+    try:
+        fragments = decode_handshake_fragments(payload)
+        if not fragments:
+            return StatelessResponse("drop")
+        frag = fragments[0]
+        if frag.msg_type != HandshakeType.CLIENT_HELLO:
+            return StatelessResponse("drop")
+        if frag.fragment_offset != 0 or frag.fragment_length != frag.length:
+            # A fragmented ClientHello: the connection reassembles it (RFC 9147 §5.5).
+            return StatelessResponse("accept")
+        ch = decode_handshake_body(HandshakeType.CLIENT_HELLO, frag.fragment)
+        assert isinstance(ch, ClientHello)
+        _check_client_hello(ch)
+        suite = _select_suite(context, ch)
+        if ch.cookie is not None:
+            contents = open_cookie(
+                context.cookie_secrets(), ch.cookie, addr, now, context.cookie_lifetime
+            )
+            return StatelessResponse("accept" if contents is not None else "drop")
+        share = _select_key_share(context, ch)
+        if share is not None and not require_cookie:
+            return StatelessResponse("accept")
+        group = 0 if share is not None else _select_retry_group(context, ch)
+        body = _hello_retry_request(context, ch, frag.fragment, addr, now, suite, group)
+    except DTLSError:
+        # Let a connection answer with the proper alert once the address is proven;
+        # until then, stay silent (RFC 9147 §5.1: no state, no amplification).
+        return StatelessResponse("drop")
+    record = _plaintext_handshake_record(
+        HandshakeType.SERVER_HELLO, frag.message_seq, body, span.seq
+    )
+    return StatelessResponse("retry", record)
+
+
+# ---------------------------------------------------------------------------------------
+# The connection
+# ---------------------------------------------------------------------------------------
+
+
+class Connection:
+    """One DTLS 1.3 association, client or server, as the context says."""
+
+    def __init__(
+        self,
+        context: Context,
+        *,
+        server_name: str | None = None,
+        peer_address: Address = None,
+    ) -> None:
+        context.check()
+        self.context = context
+        self.is_client = context.is_client
+        self.server_name = server_name
+        self.peer_address = peer_address
+        self.state = HandshakeState.START
+        self.cipher_suite: int | None = None
+        self.group: int | None = None
+        self.alpn_protocol: str | None = None
+        self.peer_certificates: tuple[Any, ...] = ()
+        self.retransmissions = 0
+        self.handshake_started: float | None = None
+        self.handshake_completed_at: float | None = None
+
+        self._records = RecordLayer(context.replay_window, context.epoch_retention)
+        self._events: deque[Event] = deque()
+        self._out: list[bytearray] = []
+        self._rto = RetransmitTimer(
+            context.initial_retransmit_timeout, context.max_retransmit_timeout
+        )
+        self._reassembler = HandshakeReassembler(
+            context.max_handshake_message_size, context.max_handshake_buffer
+        )
+        self._flights: dict[_Flight, OutgoingFlight] = {}
+        self._unsent: list[OutgoingFlight] = []
+        self._ack_pending: list[RecordNumber] = []
+        self._ack_deadline: float | None = None
+        self._version_known = False  # RFC 9147 §7: no ACKs before DTLS 1.3 is selected
+        self._next_message_seq = 0
+        self._transcript = Transcript()
+        self._schedule: KeySchedule | None = None
+        self._hash_name = ""
+        self._client_random = b""
+        self._secrets: dict[str, bytes] = {}
+        self._app_send_epoch = 0
+        self._pending_app: list[bytes] = []
+        self._early_records: list[bytes] = []
+        self._closing_alert_sent = False
+
+        # client
+        self._client_hello: ClientHello | None = None
+        self._key_shares: dict[int, Any] = {}
+        self._retried = False
+        self._hrr_suite: int | None = None
+        self._certificate_request: CertificateRequest | None = None
+        # server
+        self._client_hello_record_seq = 0
+        self._signature_scheme = 0
+        self._peer_public_key: Any = None
+
+    # ---- public API ----
+    def connect(self, addr: Address, now: float) -> None:
+        """Start the handshake (client): sends the first ClientHello."""
+        if not self.is_client:
+            raise ConnectionError("connect() is for clients")
+        if self.state is not HandshakeState.START:
+            raise ConnectionError("connect() was already called")
+        self.peer_address = addr
+        self.handshake_started = now
+        self._client_random = secrets.token_bytes(32)
+        ch = self._build_client_hello()
+        self._client_hello = ch
+        self._send_flight([(0, ch)], now, needs_ack=False)
+        self.state = HandshakeState.WAIT_SH
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        """Process one datagram. Bad input is dropped and counted, or ends the connection
+        with an alert and a `ConnectionClosed` event; it never raises (RFC 9147 §4.5.2)."""
+        if self.state is HandshakeState.CLOSED:
+            return
+        if self.peer_address is None:
+            self.peer_address = addr
+        if self.handshake_started is None:
+            self.handshake_started = now
+        try:
+            for record in self._records.open(data, now):
+                self._receive_record(record, now)
+                if self.state is HandshakeState.CLOSED:
+                    break
+        except ProtocolError as exc:
+            self._fail(exc)
+        except DTLSError as exc:
+            self._fail(InternalError(str(exc)))
+        except Exception as exc:  # a bug must not escape to the front-end either
+            self._fail(InternalError(f"internal error: {type(exc).__name__}"))
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        """Datagrams ready for the network, with their destination."""
+        if self._ack_deadline is not None and now >= self._ack_deadline:
+            self._send_ack()
+        for flight in self._unsent:
+            self._transmit(flight, now)
+        self._unsent.clear()
+        out = [(bytes(d), self.peer_address) for d in self._out if d]
+        self._out.clear()
+        return out
+
+    def get_timer(self) -> float | None:
+        """When `handle_timer` should next be called, or None."""
+        if self.state is HandshakeState.CLOSED:
+            return None
+        times = [f.deadline for f in self._flights.values() if f.deadline is not None]
+        if self._ack_deadline is not None:
+            times.append(self._ack_deadline)
+        expiry = self._records.next_expiry()
+        if expiry is not None:
+            times.append(expiry)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        """Retransmit flights whose timer expired (RFC 9147 §5.8), send delayed ACKs."""
+        if self.state is HandshakeState.CLOSED:
+            return
+        self._records.expire(now)
+        if self._ack_deadline is not None and now >= self._ack_deadline:
+            self._send_ack()
+        for kind, flight in list(self._flights.items()):
+            if flight.deadline is None or now < flight.deadline:
+                continue
+            if flight.transmissions > self.context.max_retransmissions:
+                del self._flights[kind]
+                what = "handshake" if kind is _Flight.HANDSHAKE else kind.value
+                self._close(f"{what} timed out: no answer after {flight.transmissions} sends",
+                            error=True)
+                return
+            self._rto.back_off()
+            self._retransmit(flight, now)
+
+    def next_event(self) -> Event | None:
+        """The next event, or None."""
+        return self._events.popleft() if self._events else None
+
+    def send(self, data: bytes) -> None:
+        """Send one application-data record (RFC 9147 §6). Before the handshake completes
+        the data is queued and sent once it does."""
+        if self.state is HandshakeState.CLOSED:
+            raise ConnectionError("connection is closed")
+        if len(data) > MAX_PLAINTEXT:
+            raise ValueError(f"a record carries at most {MAX_PLAINTEXT} bytes")
+        if self.state is not HandshakeState.CONNECTED:
+            self._pending_app.append(bytes(data))
+            return
+        record, _ = self._records.seal(self._app_send_epoch, ContentType.APPLICATION_DATA, data)
+        self._emit(record)
+
+    def update_keys(self, request_peer_update: bool = True) -> None:
+        """Send a KeyUpdate (RFC 9147 §8); our sending epoch moves on once it is
+        acknowledged. A second call while one is outstanding is merged with it."""
+        if self.state is not HandshakeState.CONNECTED:
+            raise ConnectionError("keys can be updated only on an established connection")
+        if _Flight.KEY_UPDATE in self._flights:
+            return
+        request = (
+            KeyUpdateRequest.UPDATE_REQUESTED
+            if request_peer_update
+            else KeyUpdateRequest.UPDATE_NOT_REQUESTED
+        )
+        self._send_post_handshake(_Flight.KEY_UPDATE, KeyUpdate(int(request)))
+
+    def close(self) -> None:
+        """Send close_notify and close (RFC 9846 §6.1)."""
+        if self.state is HandshakeState.CLOSED:
+            return
+        self._send_alert(AlertDescription.CLOSE_NOTIFY)
+        self._close("closed")
+
+    def export_keying_material(self, label: bytes | str, context: bytes, length: int) -> bytes:
+        """RFC 9846 §7.5 exporter (with the dtls13 label prefix, RFC 9147 §5.9)."""
+        secret = self._secrets.get("exporter")
+        if secret is None:
+            raise ConnectionError("the handshake has not completed")
+        if isinstance(label, str):
+            label = label.encode()
+        return export_keying_material(self._hash_name, secret, label, context, length)
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self.state is HandshakeState.CONNECTED
+
+    @property
+    def send_epoch(self) -> int:
+        return self._app_send_epoch
+
+    @property
+    def record_counters(self) -> Any:
+        return self._records.counters
+
+    # ---- datagram assembly ----
+    def _emit(self, record: bytes) -> None:
+        limit = self.context.max_datagram_size
+        if self._out and len(self._out[-1]) + len(record) <= limit:
+            self._out[-1] += record
+        else:
+            self._out.append(bytearray(record))
+
+    def _room(self) -> int:
+        limit = self.context.max_datagram_size
+        return limit - len(self._out[-1]) if self._out else limit
+
+    # ---- flights (RFC 9147 §5.8) ----
+    def _handshake_message(self, epoch: int, message: Any) -> OutgoingMessage:
+        body = encode_handshake_body(message)
+        msg_type = _message_type(message)
+        if msg_type != HandshakeType.SERVER_HELLO or body[2:34] != HELLO_RETRY_REQUEST_RANDOM:
+            self._transcript.add(transcript_bytes(msg_type, body))
+        out = OutgoingMessage(epoch, msg_type, self._next_message_seq, body)
+        self._next_message_seq += 1
+        return out
+
+    def _send_flight(
+        self, messages: list[tuple[int, Any]], now: float, *, needs_ack: bool
+    ) -> None:
+        """Send our next handshake flight; it replaces (implicitly acknowledges) the
+        previous one, and acknowledges the peer's (RFC 9147 §7.1)."""
+        flight = OutgoingFlight(
+            [self._handshake_message(epoch, m) for epoch, m in messages], needs_ack=needs_ack
+        )
+        self._start_flight(flight, now)
+
+    def _start_flight(self, flight: OutgoingFlight, now: float) -> None:
+        self._flights[_Flight.HANDSHAKE] = flight
+        self._ack_pending.clear()
+        self._ack_deadline = None
+        self._transmit(flight, now)
+
+    def _send_post_handshake(self, kind: _Flight, message: Any) -> None:
+        flight = OutgoingFlight(
+            [self._handshake_message(self._app_send_epoch, message)], needs_ack=True
+        )
+        self._flights[kind] = flight
+        self._unsent.append(flight)  # sent by datagrams_to_send(now), which knows the time
+
+    def _transmit(self, flight: OutgoingFlight, now: float) -> None:
+        for index, start, end in list(flight.unacked_ranges()):
+            message = flight.messages[index]
+            overhead = self._records.overhead(message.epoch) + DTLS_HANDSHAKE_HEADER_LEN
+            pos = start
+            while True:
+                room = self._room() - overhead
+                if room < min(MIN_FRAGMENT, end - pos) or room <= 0:
+                    self._out.append(bytearray())
+                    room = self.context.max_datagram_size - overhead
+                take = min(end - pos, room)
+                fragment = encode_handshake_fragment(
+                    message.msg_type, len(message.body), message.message_seq, pos,
+                    message.body[pos : pos + take],
+                )
+                record, number = self._records.seal(message.epoch, ContentType.HANDSHAKE, fragment)
+                self._emit(record)
+                flight.record_sent(number, index, pos, pos + take)
+                pos += take
+                if pos >= end:
+                    break
+        flight.transmissions += 1
+        if flight.first_sent is None:
+            flight.first_sent = now
+        flight.deadline = now + self._rto.value
+
+    def _retransmit(self, flight: OutgoingFlight, now: float) -> None:
+        self.retransmissions += 1
+        self._transmit(flight, now)
+
+    def _flight_acknowledged(self, kind: _Flight, now: float) -> None:
+        flight = self._flights.pop(kind, None)
+        if flight is None:
+            return
+        if flight.transmissions == 1 and flight.first_sent is not None:
+            self._rto.measured(now - flight.first_sent)  # RFC 9147 §5.8.2
+        if kind is _Flight.KEY_UPDATE:
+            self._advance_send_epoch()
+
+    # ---- ACKs (RFC 9147 §7) ----
+    def _schedule_ack(self, now: float, immediate: bool) -> None:
+        if not self._version_known or not self._ack_pending:
+            return
+        if immediate:
+            self._ack_deadline = now
+        elif self._ack_deadline is None:
+            self._ack_deadline = now + self._rto.value / 4
+
+    def _send_ack(self) -> None:
+        self._ack_deadline = None
+        if not self._ack_pending:
+            return
+        numbers = sorted(set(self._ack_pending))
+        epoch = max(e for e in self._records.send_epochs if e != 1)
+        # Acknowledge only records of epochs we may send in (RFC 9147 §7).
+        numbers = [n for n in numbers if n[0] <= epoch]
+        record, _ = self._records.seal(epoch, ContentType.ACK, encode_ack(numbers))
+        self._emit(record)
+        if self.state is HandshakeState.CONNECTED:
+            self._ack_pending.clear()
+
+    def _receive_ack(self, record: InboundRecord, now: float) -> None:
+        if record.epoch == 0 and not self._version_known:
+            return  # RFC 9147 §7: ignored until DTLS 1.3 is selected
+        numbers = decode_ack(record.payload)
+        if any(epoch > record.epoch for epoch, _ in numbers):
+            raise IllegalParameter("ACK for an epoch above its own")  # RFC 9147 §7.2
+        for kind, flight in list(self._flights.items()):
+            if not flight.on_ack(numbers):
+                continue
+            if flight.acknowledged:
+                self._flight_acknowledged(kind, now)
+            else:
+                self._retransmit(flight, now)  # RFC 9147 §7.2: resend what is missing
+
+    # ---- inbound records ----
+    def _receive_record(self, record: InboundRecord, now: float) -> None:
+        content_type = record.content_type
+        if content_type == ContentType.HANDSHAKE:
+            self._receive_handshake(record, now)
+        elif content_type == ContentType.APPLICATION_DATA:
+            self._receive_application_data(record)
+        elif content_type == ContentType.ACK:
+            self._receive_ack(record, now)
+        elif content_type == ContentType.ALERT:
+            self._receive_alert(record)
+        else:
+            raise UnexpectedMessage(f"unexpected record content type {content_type}")
+
+    def _receive_application_data(self, record: InboundRecord) -> None:
+        if record.epoch < 3:
+            raise UnexpectedMessage("application data before the application epoch")
+        if self.state is HandshakeState.CONNECTED:
+            self._events.append(DataReceived(record.payload))
+        elif len(self._early_records) < MAX_EARLY_RECORDS:
+            # RFC 9147 §5.8.1: the peer's Finished may still be on its way.
+            self._early_records.append(record.payload)
+
+    def _receive_alert(self, record: InboundRecord) -> None:
+        if record.epoch == 0 and self._records.receive_epochs:
+            return  # a plaintext alert once keys exist is not authentic: drop it
+        level, description = decode_alert(record.payload)
+        self._events.append(AlertReceived(level, description))
+        if description == AlertDescription.CLOSE_NOTIFY:
+            if not self._closing_alert_sent:
+                self._send_alert(AlertDescription.CLOSE_NOTIFY)
+            self._close("peer closed the connection", alert=description, by_peer=True)
+        elif description == AlertDescription.USER_CANCELED:
+            return  # RFC 9846 §6.1: followed by close_notify
+        else:
+            # RFC 9846 §6: every other alert is fatal, whatever its level.
+            try:
+                name = AlertDescription(description).name.lower()
+            except ValueError:
+                name = str(description)
+            self._close(f"peer sent fatal alert {name}", alert=description, by_peer=True,
+                        error=True)
+
+    def _receive_handshake(self, record: InboundRecord, now: float) -> None:
+        fragments = decode_handshake_fragments(record.payload)
+        accepted = old = False
+        reassembler = self._reassembler
+        for fragment in fragments:
+            if (
+                not self.is_client
+                and self.state is HandshakeState.START
+                and fragment.msg_type == HandshakeType.CLIENT_HELLO
+                and fragment.message_seq != reassembler.next_receive_seq
+            ):
+                # A ClientHello may open with message_seq 0 or, after a stateless HRR, 1.
+                reassembler.restart_at(fragment.message_seq)
+            result = reassembler.add(fragment, record.epoch)
+            if result == FragmentResult.ACCEPTED:
+                accepted = True
+                if fragment.msg_type == HandshakeType.CLIENT_HELLO:
+                    self._client_hello_record_seq = record.seq
+            elif result == FragmentResult.OLD:
+                old = True
+        if accepted:
+            self._ack_pending.append((record.epoch, record.seq))
+        while self.state is not HandshakeState.CLOSED:
+            message = reassembler.pop()
+            if message is None:
+                break
+            self._handle_message(message, now)
+        if self.state is HandshakeState.CLOSED:
+            return
+        if old:
+            self._on_retransmission_received(record, now)
+        elif accepted:
+            gap = reassembler.has_future() or reassembler.has_partial()
+            self._schedule_ack(now, immediate=gap and reassembler.has_future())
+
+    def _on_retransmission_received(self, record: InboundRecord, now: float) -> None:
+        """The peer resent messages we already processed (RFC 9147 §5.8.1): resend our
+        answering flight if it is unacknowledged, else acknowledge again."""
+        flight = self._flights.get(_Flight.HANDSHAKE)
+        if flight is not None and record.epoch < 3 and not _acked_any(flight):
+            self._retransmit(flight, now)
+            return
+        if self._version_known:
+            self._ack_pending.append((record.epoch, record.seq))
+            self._schedule_ack(now, immediate=True)
+
+    # ---- handshake messages ----
+    def _handle_message(self, message: ReceivedMessage, now: float) -> None:
+        msg_type = message.msg_type
+        state = self.state
+        handler: Callable[[ReceivedMessage, float], None] | None = None
+        if state is HandshakeState.CONNECTED:
+            if message.epoch < 3:
+                raise UnexpectedMessage("handshake message in a handshake epoch after completion")
+            handler = self._post_handshake_handlers().get(msg_type)
+        elif self.is_client:
+            handler = {
+                (HandshakeState.WAIT_SH, HandshakeType.SERVER_HELLO): self._client_server_hello,
+                (HandshakeState.WAIT_EE, HandshakeType.ENCRYPTED_EXTENSIONS):
+                    self._client_encrypted_extensions,
+                (HandshakeState.WAIT_CERT_CR, HandshakeType.CERTIFICATE_REQUEST):
+                    self._client_certificate_request,
+                (HandshakeState.WAIT_CERT_CR, HandshakeType.CERTIFICATE): self._peer_certificate,
+                (HandshakeState.WAIT_CERT, HandshakeType.CERTIFICATE): self._peer_certificate,
+                (HandshakeState.WAIT_CV, HandshakeType.CERTIFICATE_VERIFY):
+                    self._peer_certificate_verify,
+                (HandshakeState.WAIT_FINISHED, HandshakeType.FINISHED): self._client_finished,
+            }.get((state, msg_type))
+        else:
+            handler = {
+                (HandshakeState.START, HandshakeType.CLIENT_HELLO): self._server_client_hello,
+                (HandshakeState.WAIT_CERT, HandshakeType.CERTIFICATE): self._peer_certificate,
+                (HandshakeState.WAIT_CV, HandshakeType.CERTIFICATE_VERIFY):
+                    self._peer_certificate_verify,
+                (HandshakeState.WAIT_FINISHED, HandshakeType.FINISHED): self._server_finished,
+            }.get((state, msg_type))
+        if handler is None:
+            raise UnexpectedMessage(f"{_type_name(msg_type)} in state {state.value}")
+        expected_epoch = 0 if msg_type in (HandshakeType.CLIENT_HELLO, HandshakeType.SERVER_HELLO) else 2
+        if state is not HandshakeState.CONNECTED and message.epoch != expected_epoch:
+            raise UnexpectedMessage(f"{_type_name(msg_type)} in epoch {message.epoch}")
+        handler(message, now)
+
+    def _post_handshake_handlers(self) -> dict[int, Callable[[ReceivedMessage, float], None]]:
+        handlers: dict[int, Callable[[ReceivedMessage, float], None]] = {
+            HandshakeType.KEY_UPDATE: self._receive_key_update,
+        }
+        if self.is_client:
+            handlers[HandshakeType.NEW_SESSION_TICKET] = self._receive_new_session_ticket
+        return handlers
+
+    def _decode(self, message: ReceivedMessage) -> Any:
+        return decode_handshake_body(message.msg_type, message.body)
+
+    def _add_to_transcript(self, message: ReceivedMessage) -> None:
+        self._transcript.add(transcript_bytes(message.msg_type, message.body))
+
+    # ---- client ----
+    def _build_client_hello(self) -> ClientHello:
+        ctx = self.context
+        share_groups = ctx.key_share_groups or ctx.groups[:1]
+        for group in share_groups:
+            if group not in self._key_shares:
+                self._key_shares[int(group)] = crypto.generate_key_share(int(group))
+        server_name = self.server_name if self.server_name and not _is_ip(self.server_name) else None
+        return ClientHello(
+            random=self._client_random,
+            cipher_suites=[int(s) for s in ctx.cipher_suites],
+            supported_versions=[DTLS13_VERSION],
+            supported_groups=[int(g) for g in ctx.groups],
+            key_share=[
+                KeyShareEntry(group, share.public_bytes) for group, share in self._key_shares.items()
+            ],
+            signature_algorithms=[int(s) for s in ctx.signature_algorithms],
+            server_name=server_name,
+            alpn_protocols=[p.encode() for p in ctx.alpn_protocols] or None,
+        )
+
+    def _client_server_hello(self, message: ReceivedMessage, now: float) -> None:
+        sh = self._decode(message)
+        assert isinstance(sh, ServerHello)
+        assert self._client_hello is not None
+        if sh.supported_versions != DTLS13_VERSION:
+            raise ProtocolVersionError("server did not select DTLS 1.3")
+        if sh.cipher_suite not in self._client_hello.cipher_suites:
+            raise IllegalParameter("server selected a cipher suite we did not offer")
+        if sh.legacy_session_id_echo != self._client_hello.legacy_session_id:
+            raise IllegalParameter("legacy_session_id_echo does not match")
+        if sh.legacy_compression_method != 0:
+            raise IllegalParameter("compression method must be null")
+        self._version_known = True
+        hash_name = suite_hash_name(sh.cipher_suite)
+        if sh.is_hello_retry_request:
+            self._client_hello_retry(sh, message, hash_name, now)
+            return
+        if self._hrr_suite is not None and sh.cipher_suite != self._hrr_suite:
+            raise IllegalParameter("ServerHello suite differs from the HelloRetryRequest's")
+        if sh.key_share is None:
+            raise MissingExtension("ServerHello without key_share")
+        share = self._key_shares.get(sh.key_share.group)
+        if share is None:
+            raise IllegalParameter("server chose a group we sent no key share for")
+        if sh.pre_shared_key is not None:
+            raise IllegalParameter("server selected a PSK we did not offer")
+        if sh.cookie is not None or sh.selected_group is not None:
+            raise IllegalParameter("HelloRetryRequest extensions in a ServerHello")
+        self._implicit_ack(now)
+        self.cipher_suite = sh.cipher_suite
+        self.group = sh.key_share.group
+        self._hash_name = hash_name
+        self._transcript.set_hash(hash_name)
+        self._add_to_transcript(message)
+        shared = share.agree(sh.key_share.key_exchange)
+        self._key_shares.clear()
+        self._derive_handshake_secrets(shared)
+        self.state = HandshakeState.WAIT_EE
+
+    def _client_hello_retry(
+        self, hrr: ServerHello, message: ReceivedMessage, hash_name: str, now: float
+    ) -> None:
+        """RFC 9846 §4.1.4: answer a HelloRetryRequest with a second ClientHello."""
+        assert self._client_hello is not None
+        if self._retried:
+            raise UnexpectedMessage("a second HelloRetryRequest")
+        self._retried = True
+        group = hrr.selected_group
+        if group is not None and (group not in self.context.groups or group in self._key_shares):
+            raise IllegalParameter("HelloRetryRequest selected an unacceptable group")
+        if group is None and hrr.cookie is None:
+            raise IllegalParameter("HelloRetryRequest that would not change the ClientHello")
+        if hrr.key_share is not None or hrr.pre_shared_key is not None:
+            raise IllegalParameter("ServerHello extensions in a HelloRetryRequest")
+        self._implicit_ack(now)
+        self._hrr_suite = hrr.cipher_suite
+        self._transcript.set_hash(hash_name)
+        self._transcript.restart_after_hello_retry()
+        self._add_to_transcript(message)
+        if group is not None:
+            self._key_shares = {group: crypto.generate_key_share(group)}
+        ch = self._client_hello
+        ch.key_share = [KeyShareEntry(g, s.public_bytes) for g, s in self._key_shares.items()]
+        ch.cookie = hrr.cookie
+        ch.extension_order = None
+        self._send_flight([(0, ch)], now, needs_ack=False)
+
+    def _client_encrypted_extensions(self, message: ReceivedMessage, now: float) -> None:
+        ee = self._decode(message)
+        assert isinstance(ee, EncryptedExtensions)
+        if ee.alpn_protocol is not None:
+            protocol = ee.alpn_protocol.decode("ascii", "replace")
+            if protocol not in self.context.alpn_protocols:
+                raise IllegalParameter("server selected an ALPN protocol we did not offer")
+            self.alpn_protocol = protocol
+        if ee.early_data:
+            raise UnsupportedExtension("early_data accepted but not offered")
+        self._add_to_transcript(message)
+        self.state = HandshakeState.WAIT_CERT_CR
+
+    def _client_certificate_request(self, message: ReceivedMessage, now: float) -> None:
+        cr = self._decode(message)
+        assert isinstance(cr, CertificateRequest)
+        if cr.context:
+            raise IllegalParameter("certificate_request_context must be empty in the handshake")
+        if not cr.signature_algorithms:
+            raise MissingExtension("CertificateRequest without signature_algorithms")
+        self._certificate_request = cr
+        self._add_to_transcript(message)
+        self.state = HandshakeState.WAIT_CERT
+
+    def _client_finished(self, message: ReceivedMessage, now: float) -> None:
+        self._check_finished(message, self._secrets["server_handshake"], now)
+        self._add_to_transcript(message)
+        self._derive_application_secrets()
+        self._records.install_receive(3, self._suite, self._secrets["server_application"])
+        # RFC 9846 §4.4: [Certificate, CertificateVerify] when asked, then Finished.
+        out: list[OutgoingMessage] = []
+        request = self._certificate_request
+        ctx = self.context
+        if request is not None:
+            if ctx.private_key is not None and ctx.certificate_chain:
+                self._signature_scheme = crypto.choose_signature_scheme(
+                    ctx.private_key, request.signature_algorithms or []
+                )
+                out.append(self._handshake_message(2, self._own_certificate(request.context)))
+                out.append(self._handshake_message(2, self._own_certificate_verify()))
+            else:
+                out.append(self._handshake_message(2, Certificate(request.context, [])))
+        finished = Finished(
+            finished_verify_data(
+                self._hash_name, self._secrets["client_handshake"], self._transcript.digest()
+            )
+        )
+        out.append(self._handshake_message(2, finished))
+        self._secrets["resumption"] = self._schedule_required().resumption_master_secret(
+            self._transcript.digest()
+        )
+        self._start_flight(OutgoingFlight(out, needs_ack=True), now)
+        self._records.install_send(3, self._suite, self._secrets["client_application"])
+        self._app_send_epoch = 3
+        self._complete(now)
+
+    def _receive_new_session_ticket(self, message: ReceivedMessage, now: float) -> None:
+        self._decode(message)  # resumption keeps tickets; acknowledged either way (§5.8.4)
+        self._ack_post_handshake(message, now)
+
+    # ---- server ----
+    def _server_client_hello(self, message: ReceivedMessage, now: float) -> None:
+        ctx = self.context
+        ch = self._decode(message)
+        assert isinstance(ch, ClientHello)
+        _check_client_hello(ch)
+        suite = _select_suite(ctx, ch)
+        hash_name = suite_hash_name(suite)
+        retry_group = 0
+        if ch.cookie is not None:
+            contents = open_cookie(
+                ctx.cookie_secrets(), ch.cookie, self.peer_address, now, ctx.cookie_lifetime
+            )
+            if contents is None:
+                raise IllegalParameter("invalid cookie")  # RFC 9147 §5.1
+            if contents.suite != suite:
+                raise IllegalParameter("ClientHello suites changed after HelloRetryRequest")
+            retry_group = contents.group
+            # RFC 9846 §4.4.1: message_hash(ClientHello1) || HelloRetryRequest.
+            self._transcript = Transcript(hash_name)
+            self._transcript.restart_after_hello_retry(contents.client_hello_hash)
+            hrr_body = _encode_hello_retry(ch, suite, retry_group, ch.cookie)
+            self._transcript.add(transcript_bytes(HandshakeType.SERVER_HELLO, hrr_body))
+            self._retried = True
+        share = _select_key_share(ctx, ch)
+        if retry_group and (share is None or share.group != retry_group):
+            raise IllegalParameter("second ClientHello lacks the requested key share")
+        if not self._retried and (share is None or ctx.cookie_mode == CookieMode.ALWAYS):
+            group = 0 if share is not None else _select_retry_group(ctx, ch)
+            self._send_hello_retry(ch, message, suite, group, now)
+            return
+        if share is None:
+            raise HandshakeFailure("no acceptable key share after HelloRetryRequest")
+        scheme = crypto.choose_signature_scheme(ctx.private_key, ch.signature_algorithms or [])
+        self._signature_scheme = scheme
+        alpn = self._select_alpn(ch)
+        server_share, shared = crypto.server_key_share(share.group, share.key_exchange)
+        self._version_known = True
+        self.cipher_suite = suite
+        self.group = share.group
+        self.server_name = ch.server_name
+        self._client_random = ch.random
+        self._hash_name = hash_name
+        self._transcript.set_hash(hash_name)
+        self._add_to_transcript(message)
+        # Mirror the ClientHello's numbering, as a stateless server must (RFC 9147 §5.1).
+        self._next_message_seq = message.message_seq
+        self._records.send_epochs[0].next_seq = self._client_hello_record_seq
+        sh = ServerHello(
+            random=secrets.token_bytes(32),
+            cipher_suite=suite,
+            legacy_session_id_echo=ch.legacy_session_id,
+            supported_versions=DTLS13_VERSION,
+            key_share=KeyShareEntry(share.group, server_share),
+        )
+        sh_message = self._handshake_message(0, sh)
+        self._derive_handshake_secrets(shared)
+        ee = EncryptedExtensions(
+            server_name=ch.server_name is not None,
+            alpn_protocol=alpn.encode() if alpn else None,
+        )
+        messages = [sh_message, self._handshake_message(2, ee)]
+        if ctx.request_client_certificate:
+            cr = CertificateRequest(
+                context=b"", signature_algorithms=[int(s) for s in ctx.signature_algorithms]
+            )
+            messages.append(self._handshake_message(2, cr))
+        messages.append(self._handshake_message(2, self._own_certificate(b"")))
+        messages.append(self._handshake_message(2, self._own_certificate_verify()))
+        finished = Finished(
+            finished_verify_data(
+                hash_name, self._secrets["server_handshake"], self._transcript.digest()
+            )
+        )
+        messages.append(self._handshake_message(2, finished))
+        self._derive_application_secrets()
+        self._records.install_send(3, suite, self._secrets["server_application"])
+        self._records.install_receive(3, suite, self._secrets["client_application"])
+        self._app_send_epoch = 3
+        self._start_flight(OutgoingFlight(messages, needs_ack=False), now)
+        self.state = (
+            HandshakeState.WAIT_CERT if ctx.request_client_certificate
+            else HandshakeState.WAIT_FINISHED
+        )
+
+    def _send_hello_retry(
+        self, ch: ClientHello, message: ReceivedMessage, suite: int, group: int, now: float
+    ) -> None:
+        """A cookie HelloRetryRequest, keeping no state (RFC 9147 §5.1): the second
+        ClientHello is handled as if this connection had just been made for it."""
+        body = _hello_retry_request(self.context, ch, message.body, self.peer_address, now,
+                                    suite, group)
+        self._emit(_plaintext_handshake_record(
+            HandshakeType.SERVER_HELLO, message.message_seq, body, self._client_hello_record_seq
+        ))
+        self._transcript = Transcript()
+
+    def _select_alpn(self, ch: ClientHello) -> str | None:
+        offered = self.context.alpn_protocols
+        if not offered or not ch.alpn_protocols:
+            return None
+        client = [p.decode("ascii", "replace") for p in ch.alpn_protocols]
+        for protocol in offered:
+            if protocol in client:
+                self.alpn_protocol = protocol
+                return protocol
+        raise NoApplicationProtocol("no ALPN protocol in common")  # RFC 7301 §3.2
+
+    def _server_finished(self, message: ReceivedMessage, now: float) -> None:
+        self._check_finished(message, self._secrets["client_handshake"], now)
+        self._add_to_transcript(message)
+        self._secrets["resumption"] = self._schedule_required().resumption_master_secret(
+            self._transcript.digest()
+        )
+        self._complete(now)
+        # RFC 9147 §7.1: the client's final flight is acknowledged explicitly.
+        self._schedule_ack(now, immediate=True)
+        for payload in self._early_records:
+            self._events.append(DataReceived(payload))
+        self._early_records.clear()
+
+    # ---- both sides ----
+    def _implicit_ack(self, now: float) -> None:
+        """The peer's next flight acknowledges ours (RFC 9147 §7.2)."""
+        if _Flight.HANDSHAKE in self._flights:
+            self._flight_acknowledged(_Flight.HANDSHAKE, now)
+
+    def _peer_certificate(self, message: ReceivedMessage, now: float) -> None:
+        certificate = self._decode(message)
+        assert isinstance(certificate, Certificate)
+        ctx = self.context
+        if certificate.context:
+            raise IllegalParameter("certificate_request_context must be empty")
+        self._implicit_ack(now)
+        if not certificate.entries:
+            if self.is_client:
+                raise DecodeError("server sent no certificate")  # RFC 9846 §4.4.2.4
+            if ctx.verify_mode == ssl.CERT_REQUIRED:
+                raise CertificateRequired("client sent no certificate")
+            self._add_to_transcript(message)
+            self.state = HandshakeState.WAIT_FINISHED
+            return
+        chain = [entry.data for entry in certificate.entries]
+        if ctx.verify_mode != ssl.CERT_NONE:
+            name = self.server_name if (self.is_client and ctx.check_hostname) else None
+            certs = crypto.verify_certificate_chain(
+                chain, ctx.trust_store(), server_name=name, is_server_cert=self.is_client,
+                when=ctx.certificate_time(),
+            )
+        else:
+            certs = crypto.parse_certificates(chain)
+        if ctx.verify_callback is not None:
+            ctx.verify_callback(certs, self.server_name)
+        self.peer_certificates = tuple(certs)
+        self._peer_public_key = certs[0].public_key()
+        self._add_to_transcript(message)
+        self.state = HandshakeState.WAIT_CV
+
+    def _peer_certificate_verify(self, message: ReceivedMessage, now: float) -> None:
+        cv = self._decode(message)
+        assert isinstance(cv, CertificateVerify)
+        if cv.algorithm not in self.context.signature_algorithms:
+            raise IllegalParameter("CertificateVerify with a scheme we did not offer")
+        content = crypto.certificate_verify_content(self.is_client, self._transcript.digest())
+        crypto.verify_signature(self._peer_public_key, cv.algorithm, cv.signature, content)
+        self._add_to_transcript(message)
+        self.state = HandshakeState.WAIT_FINISHED
+
+    def _check_finished(self, message: ReceivedMessage, base_key: bytes, now: float) -> None:
+        finished = self._decode(message)
+        assert isinstance(finished, Finished)
+        self._implicit_ack(now)
+        expected = finished_verify_data(self._hash_name, base_key, self._transcript.digest())
+        if not hmac.compare_digest(expected, finished.verify_data):
+            raise DecryptError("Finished does not verify")  # RFC 9846 §4.4.4
+
+    def _own_certificate(self, context: bytes) -> Certificate:
+        entries = [CertificateEntry(crypto.certificate_der(c)) for c in self.context.certificate_chain]
+        return Certificate(context, entries)
+
+    def _own_certificate_verify(self) -> CertificateVerify:
+        content = crypto.certificate_verify_content(not self.is_client, self._transcript.digest())
+        signature = crypto.sign(self.context.private_key, self._signature_scheme, content)
+        return CertificateVerify(self._signature_scheme, signature)
+
+    def _schedule_required(self) -> KeySchedule:
+        if self._schedule is None:
+            raise InternalError("no key schedule")
+        return self._schedule
+
+    @property
+    def _suite(self) -> int:
+        assert self.cipher_suite is not None
+        return self.cipher_suite
+
+    def _derive_handshake_secrets(self, shared_secret: bytes) -> None:
+        schedule = KeySchedule(self._suite)
+        schedule.early_secret(None)
+        schedule.handshake_secret(shared_secret)
+        self._schedule = schedule
+        digest = self._transcript.digest()
+        client = schedule.client_handshake_traffic_secret(digest)
+        server = schedule.server_handshake_traffic_secret(digest)
+        self._secrets["client_handshake"] = client
+        self._secrets["server_handshake"] = server
+        self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", client)
+        self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", server)
+        own, peer = (client, server) if self.is_client else (server, client)
+        self._records.install_send(2, self._suite, own)
+        self._records.install_receive(2, self._suite, peer)
+
+    def _derive_application_secrets(self) -> None:
+        schedule = self._schedule_required()
+        schedule.master_secret()
+        digest = self._transcript.digest()
+        client = schedule.client_application_traffic_secret(digest)
+        server = schedule.server_application_traffic_secret(digest)
+        exporter = schedule.exporter_master_secret(digest)
+        self._secrets.update(
+            client_application=client, server_application=server, exporter=exporter
+        )
+        self._log_secret("CLIENT_TRAFFIC_SECRET_0", client)
+        self._log_secret("SERVER_TRAFFIC_SECRET_0", server)
+        self._log_secret("EXPORTER_SECRET", exporter)
+
+    def _log_secret(self, label: str, secret: bytes) -> None:
+        # NSS key log format; only when the application asked for it.
+        if self.context.keylog is not None:
+            self.context.keylog(f"{label} {self._client_random.hex()} {secret.hex()}")
+
+    def _complete(self, now: float) -> None:
+        self.state = HandshakeState.CONNECTED
+        self.handshake_completed_at = now
+        assert self.cipher_suite is not None
+        self._events.append(
+            HandshakeCompleted(
+                version="DTLSv1.3",
+                cipher_suite=CipherSuite(self.cipher_suite).name,
+                group=_group_name(self.group),
+                alpn_protocol=self.alpn_protocol,
+                peer_certificates=self.peer_certificates,
+            )
+        )
+        pending, self._pending_app = self._pending_app, []
+        for data in pending:
+            self.send(data)
+
+    # ---- post-handshake (RFC 9147 §5.8.4, §8) ----
+    def _ack_post_handshake(self, message: ReceivedMessage, now: float) -> None:
+        self._schedule_ack(now, immediate=True)
+
+    def _receive_key_update(self, message: ReceivedMessage, now: float) -> None:
+        update = self._decode(message)
+        assert isinstance(update, KeyUpdate)
+        if update.request_update not in (0, 1):
+            raise IllegalParameter("invalid KeyUpdate request")
+        epoch = message.epoch
+        current = self._records.receive_epochs.get(epoch)
+        if current is None or epoch != max(self._records.receive_epochs):
+            raise UnexpectedMessage("KeyUpdate outside the current epoch")
+        secret = next_application_traffic_secret(self._hash_name, current.secret)
+        self._records.install_receive(epoch + 1, self._suite, secret)
+        label = "SERVER" if self.is_client else "CLIENT"
+        self._log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
+        self._events.append(KeyUpdated("receive", epoch + 1))
+        self._ack_post_handshake(message, now)
+        if update.request_update == KeyUpdateRequest.UPDATE_REQUESTED:
+            self.update_keys(request_peer_update=False)
+
+    def _advance_send_epoch(self) -> None:
+        epoch = self._app_send_epoch
+        secret = next_application_traffic_secret(
+            self._hash_name, self._records.send_epochs[epoch].secret
+        )
+        self._records.install_send(epoch + 1, self._suite, secret)
+        self._records.drop_send(epoch)
+        self._app_send_epoch = epoch + 1
+        label = "CLIENT" if self.is_client else "SERVER"
+        self._log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
+        self._events.append(KeyUpdated("send", epoch + 1))
+
+    # ---- alerts and closing ----
+    def _send_alert(self, description: int) -> None:
+        level = (
+            AlertLevel.WARNING
+            if description in (AlertDescription.CLOSE_NOTIFY, AlertDescription.USER_CANCELED)
+            else AlertLevel.FATAL
+        )
+        epoch = self._app_send_epoch or max(e for e in self._records.send_epochs if e != 1)
+        try:
+            record, _ = self._records.seal(epoch, ContentType.ALERT, encode_alert(level, description))
+        except Exception:  # no keys to send it with: the peer will time out
+            return
+        self._emit(record)
+        self._closing_alert_sent = True
+
+    def _fail(self, error: ProtocolError) -> None:
+        self._send_alert(error.alert)
+        self._close(str(error), alert=int(error.alert), error=True)
+
+    def _close(
+        self, reason: str, *, alert: int | None = None, by_peer: bool = False, error: bool = False
+    ) -> None:
+        if self.state is HandshakeState.CLOSED:
+            return
+        self.state = HandshakeState.CLOSED
+        self._flights.clear()
+        self._ack_deadline = None
+        self._events.append(ConnectionClosed(reason, alert, by_peer, error))
+
+
+def _acked_any(flight: OutgoingFlight) -> bool:
+    return any(m.unacked != [(0, len(m.body))] for m in flight.messages)
+
+
+def _message_type(message: Any) -> int:
+    from .messages import handshake_type
+
+    return int(handshake_type(message))
+
+
+def _type_name(msg_type: int) -> str:
+    try:
+        return HandshakeType(msg_type).name.lower()
+    except ValueError:
+        return f"handshake type {msg_type}"
+
+
+def _is_ip(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

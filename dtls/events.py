@@ -1,0 +1,57 @@
+"""Events a `Connection` yields from `next_event()` (frozen dataclasses, aioquic style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class of connection events."""
+
+
+@dataclass(frozen=True)
+class HandshakeCompleted(Event):
+    """The handshake finished (RFC 9846 §4.4.4); keys for application data are in place."""
+
+    version: str
+    cipher_suite: str
+    group: str | None
+    alpn_protocol: str | None
+    peer_certificates: tuple[Any, ...] = field(repr=False, default=())
+    resumed: bool = False
+    early_data_accepted: bool = False
+
+
+@dataclass(frozen=True)
+class DataReceived(Event):
+    """One application-data record's content (RFC 9147 §6)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class KeyUpdated(Event):
+    """Traffic keys moved to a new epoch (RFC 9147 §8): direction is "send" or "receive"."""
+
+    direction: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class AlertReceived(Event):
+    """The peer sent an alert (RFC 9846 §6)."""
+
+    level: int
+    description: int
+
+
+@dataclass(frozen=True)
+class ConnectionClosed(Event):
+    """The connection ended: by close_notify, a fatal alert either way, or a timeout."""
+
+    reason: str
+    alert: int | None = None
+    by_peer: bool = False
+    error: bool = False

@@ -1,0 +1,680 @@
+"""Codecs for DTLS 1.3 handshake messages, ACKs and alerts.
+
+Pure functions between bytes and dataclasses, no state. Handshake bodies follow RFC 9846 §4
+with the DTLS changes of RFC 9147 §5 (ClientHello legacy_cookie, RequestConnectionId,
+NewConnectionId); the 12-byte DTLS handshake header is RFC 9147 §5.2, ACK is RFC 9147 §7 and
+Alert is RFC 9846 §6. Extension codecs live in `dtls.extensions`.
+
+Decoding raises `DecodeError` for anything that does not parse (RFC 9846 §6: bad lengths,
+trailing bytes, duplicate extensions); `IllegalParameter` for a recognized extension in a
+message it is not specified for (§4.2), pre_shared_key not last (§4.2.11) and out-of-range
+enum values; `ProtocolVersionError` for a hello without extensions (a pre-1.3 peer); and
+`UnexpectedMessage` for handshake types DTLS 1.3 does not use. Everything else (versions,
+suites, legacy fields, which extensions were solicited) is for the state machines.
+Re-encoding a decoded message gives back the same bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .errors import DecodeError, IllegalParameter, ProtocolVersionError, UnexpectedMessage
+from .extensions import (
+    CH_EXTENSIONS,
+    CR_EXTENSIONS,
+    CT_EXTENSIONS,
+    EE_EXTENSIONS,
+    HRR_EXTENSIONS,
+    NST_EXTENSIONS,
+    SH_EXTENSIONS,
+    KeyShareEntry,
+    OfferedPsks,
+    PskIdentity,
+    Reader,
+    decode_extensions,
+    encode_binders,
+    encode_extensions,
+    vec8,
+    vec16,
+    vec24,
+)
+from .iana import DTLS12_LEGACY_VERSION, ExtensionType, HandshakeType
+
+__all__ = [
+    "DTLS_HANDSHAKE_HEADER_LEN",
+    "HELLO_RETRY_REQUEST_RANDOM",
+    "Certificate",
+    "CertificateEntry",
+    "CertificateRequest",
+    "CertificateVerify",
+    "ClientHello",
+    "EncryptedExtensions",
+    "Finished",
+    "HandshakeFragment",
+    "HandshakeMessage",
+    "KeyShareEntry",
+    "KeyUpdate",
+    "NewConnectionId",
+    "NewSessionTicket",
+    "OfferedPsks",
+    "PskIdentity",
+    "RequestConnectionId",
+    "ServerHello",
+    "client_hello_binders_prefix",
+    "client_hello_with_binders",
+    "decode_ack",
+    "decode_alert",
+    "decode_handshake_body",
+    "decode_handshake_fragments",
+    "encode_ack",
+    "encode_alert",
+    "encode_handshake_body",
+    "encode_handshake_fragment",
+    "handshake_type",
+    "transcript_bytes",
+    "truncated_client_hello",
+]
+
+# RFC 9846 §4.1.3: SHA-256("HelloRetryRequest")
+HELLO_RETRY_REQUEST_RANDOM = bytes.fromhex(
+    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+)
+
+_U16 = struct.Struct(">H")
+_U16X2 = struct.Struct(">HH")
+_U32X2 = struct.Struct(">II")
+_HS_HEADER = struct.Struct(">IHHI")  # type|length, message_seq, offset hi16, offset lo8|frag_len
+
+
+# --- messages -----------------------------------------------------------------------------
+
+
+@dataclass
+class ClientHello:
+    """RFC 9147 §5.3 (the DTLS form, with legacy_cookie) and RFC 9846 §4.1.2."""
+
+    random: bytes
+    cipher_suites: list[int]
+    legacy_session_id: bytes = b""
+    legacy_cookie: bytes = b""  # MUST be empty in DTLS 1.3; the state machine checks
+    legacy_compression_methods: bytes = b"\x00"
+    # extensions; None (or False) means absent
+    supported_versions: list[int] | None = None
+    supported_groups: list[int] | None = None
+    key_share: list[KeyShareEntry] | None = None
+    signature_algorithms: list[int] | None = None
+    signature_algorithms_cert: list[int] | None = None
+    server_name: str | None = None  # host_name only (RFC 6066 §3)
+    alpn_protocols: list[bytes] | None = None
+    cookie: bytes | None = None
+    psk_key_exchange_modes: list[int] | None = None
+    early_data: bool = False
+    connection_id: bytes | None = None  # RFC 9146 §3 (b"" = zero-length CID)
+    record_size_limit: int | None = None  # RFC 8449
+    post_handshake_auth: bool = False
+    pre_shared_key: OfferedPsks | None = None  # always last on the wire (RFC 9846 §4.2.11)
+    other_extensions: list[tuple[int, bytes]] = field(default_factory=list)
+    extension_order: list[int] | None = None  # wire order as parsed; None = canonical
+    certificate_authorities: list[bytes] | None = None  # RFC 9846 §4.2.4, DER names
+    legacy_version: int = DTLS12_LEGACY_VERSION
+
+
+@dataclass
+class ServerHello:
+    """RFC 9846 §4.1.3; also the HelloRetryRequest (random == HELLO_RETRY_REQUEST_RANDOM)."""
+
+    random: bytes
+    cipher_suite: int
+    legacy_session_id_echo: bytes = b""
+    legacy_compression_method: int = 0
+    supported_versions: int | None = None  # selected_version
+    key_share: KeyShareEntry | None = None  # ServerHello
+    selected_group: int | None = None  # HelloRetryRequest key_share (RFC 9846 §4.2.8)
+    pre_shared_key: int | None = None  # selected_identity (ServerHello)
+    cookie: bytes | None = None  # HelloRetryRequest
+    connection_id: bytes | None = None  # ServerHello (RFC 9146 §3)
+    other_extensions: list[tuple[int, bytes]] = field(default_factory=list)
+    extension_order: list[int] | None = None
+    legacy_version: int = DTLS12_LEGACY_VERSION
+
+    @property
+    def is_hello_retry_request(self) -> bool:
+        return self.random == HELLO_RETRY_REQUEST_RANDOM
+
+
+@dataclass
+class EncryptedExtensions:
+    """RFC 9846 §4.3.1."""
+
+    supported_groups: list[int] | None = None
+    server_name: bool = False  # the server's empty acknowledgement (RFC 6066 §3)
+    alpn_protocol: bytes | None = None
+    early_data: bool = False
+    record_size_limit: int | None = None
+    other_extensions: list[tuple[int, bytes]] = field(default_factory=list)
+    extension_order: list[int] | None = None
+
+
+@dataclass
+class CertificateRequest:
+    """RFC 9846 §4.3.2."""
+
+    context: bytes = b""
+    signature_algorithms: list[int] | None = None  # MUST be present; the state machine checks
+    signature_algorithms_cert: list[int] | None = None
+    other_extensions: list[tuple[int, bytes]] = field(default_factory=list)
+    extension_order: list[int] | None = None
+    certificate_authorities: list[bytes] | None = None
+
+
+@dataclass
+class CertificateEntry:
+    """RFC 9846 §4.4.2: an X.509 certificate or a raw public key, with raw extensions."""
+
+    data: bytes
+    extensions: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class Certificate:
+    """RFC 9846 §4.4.2."""
+
+    context: bytes
+    entries: list[CertificateEntry]
+
+
+@dataclass
+class CertificateVerify:
+    """RFC 9846 §4.4.3."""
+
+    algorithm: int
+    signature: bytes
+
+
+@dataclass
+class Finished:
+    """RFC 9846 §4.4.4."""
+
+    verify_data: bytes
+
+
+@dataclass
+class NewSessionTicket:
+    """RFC 9846 §4.6.1."""
+
+    lifetime: int
+    age_add: int
+    nonce: bytes
+    ticket: bytes
+    max_early_data_size: int | None = None  # the early_data extension (RFC 9846 §4.2.10)
+    other_extensions: list[tuple[int, bytes]] = field(default_factory=list)
+    extension_order: list[int] | None = None
+
+
+@dataclass
+class KeyUpdate:
+    """RFC 9846 §4.6.3."""
+
+    request_update: int
+
+
+@dataclass
+class RequestConnectionId:
+    """RFC 9147 §9."""
+
+    num_cids: int
+
+
+@dataclass
+class NewConnectionId:
+    """RFC 9147 §9. usage: cid_immediate(0) or cid_spare(1)."""
+
+    cids: list[bytes]
+    usage: int
+
+
+HandshakeMessage = (
+    ClientHello
+    | ServerHello
+    | EncryptedExtensions
+    | CertificateRequest
+    | Certificate
+    | CertificateVerify
+    | Finished
+    | NewSessionTicket
+    | KeyUpdate
+    | RequestConnectionId
+    | NewConnectionId
+)
+
+
+# --- encoders -----------------------------------------------------------------------------
+
+
+def _encode_client_hello(m: ClientHello) -> bytes:
+    suites = m.cipher_suites
+    return b"".join(
+        (
+            _U16.pack(m.legacy_version),
+            _fixed(m.random, 32, "random"),
+            vec8(m.legacy_session_id, 32),
+            vec8(m.legacy_cookie),
+            vec16(struct.pack(f">{len(suites)}H", *suites)),
+            vec8(m.legacy_compression_methods),
+            encode_extensions(m, CH_EXTENSIONS, psk_last=m.pre_shared_key is not None),
+        )
+    )
+
+
+def _encode_server_hello(m: ServerHello) -> bytes:
+    if m.is_hello_retry_request:
+        specs = HRR_EXTENSIONS
+        wrong = m.key_share, m.pre_shared_key, m.connection_id
+    else:
+        specs = SH_EXTENSIONS
+        wrong = m.selected_group, m.cookie
+    if any(v is not None for v in wrong):
+        raise ValueError("a field set that this kind of ServerHello does not carry")
+    return b"".join(
+        (
+            _U16.pack(m.legacy_version),
+            _fixed(m.random, 32, "random"),
+            vec8(m.legacy_session_id_echo, 32),
+            _U16.pack(m.cipher_suite),
+            bytes((m.legacy_compression_method,)),
+            encode_extensions(m, specs),
+        )
+    )
+
+
+def _encode_certificate_request(m: CertificateRequest) -> bytes:
+    return vec8(m.context) + encode_extensions(m, CR_EXTENSIONS)
+
+
+def _encode_certificate(m: Certificate) -> bytes:
+    entries = b"".join(
+        vec24(e.data) + vec16(b"".join(_U16X2.pack(t, len(d)) + d for t, d in e.extensions))
+        for e in m.entries
+    )
+    return vec8(m.context) + vec24(entries)
+
+
+def _encode_new_session_ticket(m: NewSessionTicket) -> bytes:
+    return b"".join(
+        (
+            _U32X2.pack(m.lifetime, m.age_add),
+            vec8(m.nonce),
+            vec16(m.ticket),
+            encode_extensions(m, NST_EXTENSIONS),
+        )
+    )
+
+
+def _encode_new_connection_id(m: NewConnectionId) -> bytes:
+    return vec16(b"".join(vec8(c) for c in m.cids)) + bytes((m.usage,))
+
+
+def encode_handshake_body(msg: HandshakeMessage) -> bytes:
+    """The body of a handshake message, without any header. ValueError if unencodable."""
+    if isinstance(msg, ClientHello):
+        return _encode_client_hello(msg)
+    if isinstance(msg, ServerHello):
+        return _encode_server_hello(msg)
+    if isinstance(msg, EncryptedExtensions):
+        return encode_extensions(msg, EE_EXTENSIONS)
+    if isinstance(msg, CertificateRequest):
+        return _encode_certificate_request(msg)
+    if isinstance(msg, Certificate):
+        return _encode_certificate(msg)
+    if isinstance(msg, CertificateVerify):
+        return _U16.pack(msg.algorithm) + vec16(msg.signature)
+    if isinstance(msg, Finished):
+        return bytes(msg.verify_data)
+    if isinstance(msg, NewSessionTicket):
+        return _encode_new_session_ticket(msg)
+    if isinstance(msg, KeyUpdate):
+        return bytes((msg.request_update,))
+    if isinstance(msg, RequestConnectionId):
+        return bytes((msg.num_cids,))
+    if isinstance(msg, NewConnectionId):
+        return _encode_new_connection_id(msg)
+    raise TypeError(f"not a handshake message: {type(msg).__name__}")
+
+
+def _fixed(data: bytes, n: int, what: str) -> bytes:
+    if len(data) != n:
+        raise ValueError(f"{what} must be {n} bytes")
+    return data
+
+
+# --- decoders -----------------------------------------------------------------------------
+
+
+def _require_extensions(r: Reader) -> None:
+    # RFC 9846 §4.1.2: a hello that ends before its extensions is from (D)TLS 1.2 or older
+    # and cannot negotiate DTLS 1.3 (RFC 9846 Appendix D: protocol_version).
+    if r.pos == r.end:
+        raise ProtocolVersionError("hello without extensions: the peer does not offer DTLS 1.3")
+
+
+def _decode_client_hello(r: Reader) -> ClientHello:
+    legacy_version = r.pull_uint16()
+    random = r.pull_bytes(32)
+    session_id = r.pull_vector(1, 0, 32)
+    cookie = r.pull_vector(1)
+    suites = r.pull_uint16_list(2, 2)
+    compression = r.pull_vector(1, 1)
+    _require_extensions(r)
+    values, other, order = decode_extensions(r, CH_EXTENSIONS)
+    return ClientHello(
+        random=random,
+        cipher_suites=suites,
+        legacy_session_id=session_id,
+        legacy_cookie=cookie,
+        legacy_compression_methods=compression,
+        other_extensions=other,
+        extension_order=order,
+        legacy_version=legacy_version,
+        **values,
+    )
+
+
+def _decode_server_hello(r: Reader) -> ServerHello:
+    legacy_version = r.pull_uint16()
+    random = r.pull_bytes(32)
+    session_id = r.pull_vector(1, 0, 32)
+    suite = r.pull_uint16()
+    compression = r.pull_uint8()
+    _require_extensions(r)
+    if random == HELLO_RETRY_REQUEST_RANDOM:
+        values, other, order = decode_extensions(r, HRR_EXTENSIONS)
+    else:
+        values, other, order = decode_extensions(r, SH_EXTENSIONS)
+    return ServerHello(
+        random=random,
+        cipher_suite=suite,
+        legacy_session_id_echo=session_id,
+        legacy_compression_method=compression,
+        other_extensions=other,
+        extension_order=order,
+        legacy_version=legacy_version,
+        **values,
+    )
+
+
+def _decode_encrypted_extensions(r: Reader) -> EncryptedExtensions:
+    values, other, order = decode_extensions(r, EE_EXTENSIONS)
+    return EncryptedExtensions(other_extensions=other, extension_order=order, **values)
+
+
+def _decode_certificate_request(r: Reader) -> CertificateRequest:
+    context = r.pull_vector(1)
+    values, other, order = decode_extensions(r, CR_EXTENSIONS)
+    return CertificateRequest(
+        context=context, other_extensions=other, extension_order=order, **values
+    )
+
+
+def _decode_certificate(r: Reader) -> Certificate:
+    context = r.pull_vector(1)
+    block = r.pull_block(3)
+    entries = []
+    while block.pos < block.end:
+        data = block.pull_vector(3, 1)
+        _, other, _ = decode_extensions(block, CT_EXTENSIONS)
+        entries.append(CertificateEntry(data, other))
+    return Certificate(context, entries)
+
+
+def _decode_certificate_verify(r: Reader) -> CertificateVerify:
+    return CertificateVerify(r.pull_uint16(), r.pull_vector(2))
+
+
+def _decode_finished(r: Reader) -> Finished:
+    return Finished(r.pull_bytes(r.end - r.pos))
+
+
+def _decode_new_session_ticket(r: Reader) -> NewSessionTicket:
+    lifetime = r.pull_uint32()
+    age_add = r.pull_uint32()
+    nonce = r.pull_vector(1)
+    ticket = r.pull_vector(2, 1)
+    values, other, order = decode_extensions(r, NST_EXTENSIONS)
+    return NewSessionTicket(
+        lifetime, age_add, nonce, ticket, other_extensions=other, extension_order=order, **values
+    )
+
+
+def _decode_key_update(r: Reader) -> KeyUpdate:
+    value = r.pull_uint8()
+    if value > 1:
+        raise IllegalParameter("KeyUpdate: bad request_update")  # RFC 9846 §4.6.3
+    return KeyUpdate(value)
+
+
+def _decode_request_connection_id(r: Reader) -> RequestConnectionId:
+    return RequestConnectionId(r.pull_uint8())
+
+
+def _decode_new_connection_id(r: Reader) -> NewConnectionId:
+    block = r.pull_block(2)
+    cids = []
+    while block.pos < block.end:
+        cids.append(block.pull_vector(1))
+    usage = r.pull_uint8()
+    if usage > 1:
+        raise IllegalParameter("NewConnectionId: bad usage")  # RFC 9147 §9, an unknown enum
+    return NewConnectionId(cids, usage)
+
+
+_DECODERS: dict[int, Callable[[Reader], HandshakeMessage]] = {
+    HandshakeType.CLIENT_HELLO: _decode_client_hello,
+    HandshakeType.SERVER_HELLO: _decode_server_hello,
+    HandshakeType.ENCRYPTED_EXTENSIONS: _decode_encrypted_extensions,
+    HandshakeType.CERTIFICATE_REQUEST: _decode_certificate_request,
+    HandshakeType.CERTIFICATE: _decode_certificate,
+    HandshakeType.CERTIFICATE_VERIFY: _decode_certificate_verify,
+    HandshakeType.FINISHED: _decode_finished,
+    HandshakeType.NEW_SESSION_TICKET: _decode_new_session_ticket,
+    HandshakeType.KEY_UPDATE: _decode_key_update,
+    HandshakeType.REQUEST_CONNECTION_ID: _decode_request_connection_id,
+    HandshakeType.NEW_CONNECTION_ID: _decode_new_connection_id,
+}
+
+_TYPES: dict[type, HandshakeType] = {
+    ClientHello: HandshakeType.CLIENT_HELLO,
+    ServerHello: HandshakeType.SERVER_HELLO,
+    EncryptedExtensions: HandshakeType.ENCRYPTED_EXTENSIONS,
+    CertificateRequest: HandshakeType.CERTIFICATE_REQUEST,
+    Certificate: HandshakeType.CERTIFICATE,
+    CertificateVerify: HandshakeType.CERTIFICATE_VERIFY,
+    Finished: HandshakeType.FINISHED,
+    NewSessionTicket: HandshakeType.NEW_SESSION_TICKET,
+    KeyUpdate: HandshakeType.KEY_UPDATE,
+    RequestConnectionId: HandshakeType.REQUEST_CONNECTION_ID,
+    NewConnectionId: HandshakeType.NEW_CONNECTION_ID,
+}
+
+
+def decode_handshake_body(msg_type: int, body: bytes) -> HandshakeMessage:
+    """Parse the body of a reassembled handshake message of type `msg_type`.
+
+    A server_hello body is a ServerHello or a HelloRetryRequest, told apart by its random.
+    Types DTLS 1.3 never sends (end_of_early_data, message_hash, unknown ones) raise
+    UnexpectedMessage.
+    """
+    decoder = _DECODERS.get(msg_type)
+    if decoder is None:
+        raise UnexpectedMessage(f"handshake message type {msg_type} is not used in DTLS 1.3")
+    r = Reader(bytes(body))
+    msg = decoder(r)
+    r.expect_end("handshake message")
+    return msg
+
+
+def handshake_type(msg: HandshakeMessage) -> HandshakeType:
+    """The HandshakeType of `msg` (a HelloRetryRequest is a server_hello)."""
+    return _TYPES[type(msg)]
+
+
+def transcript_bytes(msg_type: int, body: bytes) -> bytes:
+    """The TLS Handshake struct hashed into the transcript: type, uint24 length, body.
+
+    RFC 9147 §5.2: the transcript leaves out message_seq and the fragment fields.
+    """
+    return ((msg_type << 24) | len(body)).to_bytes(4, "big") + body
+
+
+# --- PSK binders (RFC 9846 §4.2.11.2) -------------------------------------------------------
+
+
+def _binders_offset(body: bytes) -> int:
+    """Offset in a ClientHello body of its binders list (the uint16 length included)."""
+    r = Reader(bytes(body))
+    r.pull_bytes(2 + 32)
+    r.pull_vector(1)
+    r.pull_vector(1)
+    r.pull_vector(2)
+    r.pull_vector(1)
+    block = r.pull_block(2)
+    r.expect_end("ClientHello")
+    ext_type = -1
+    ext = block
+    while block.pos < block.end:
+        ext_type = block.pull_uint16()
+        ext = block.pull_block(2)
+    if ext_type != ExtensionType.PRE_SHARED_KEY:
+        raise ValueError("the ClientHello does not end with a pre_shared_key extension")
+    ext.pull_vector(2)  # identities
+    offset = ext.pos
+    ext.pull_vector(2)  # binders
+    ext.expect_end("pre_shared_key")
+    return offset
+
+
+def client_hello_binders_prefix(body: bytes) -> bytes:
+    """The ClientHello body up to, not including, the binders list (RFC 9846 §4.2.11.2)."""
+    return bytes(body[: _binders_offset(body)])
+
+
+def truncated_client_hello(body: bytes) -> bytes:
+    """Truncate(ClientHello) as it enters the binder's transcript hash (RFC 9846 §4.2.11.2).
+
+    The 4-byte header keeps the length of the whole message, as if the binders were present.
+    """
+    offset = _binders_offset(body)
+    return ((HandshakeType.CLIENT_HELLO << 24) | len(body)).to_bytes(4, "big") + body[:offset]
+
+
+def client_hello_with_binders(body: bytes, binders: Sequence[bytes]) -> bytes:
+    """`body` with its binders list replaced by `binders` of the same lengths.
+
+    A client encodes its ClientHello with placeholder binders of the right sizes, hashes
+    truncated_client_hello(body), computes the binders and patches them in with this.
+    """
+    offset = _binders_offset(body)
+    tail = encode_binders(binders)
+    if len(tail) != len(body) - offset:
+        raise ValueError("the new binders must have the lengths of the placeholders")
+    return bytes(body[:offset]) + tail
+
+
+# --- DTLS handshake header (RFC 9147 §5.2) ---------------------------------------------------
+
+DTLS_HANDSHAKE_HEADER_LEN = 12
+
+
+@dataclass(frozen=True)
+class HandshakeFragment:
+    """One DTLSHandshake fragment from a record (RFC 9147 §5.2, §5.5)."""
+
+    msg_type: int
+    length: int
+    message_seq: int
+    fragment_offset: int
+    fragment_length: int
+    fragment: bytes
+
+
+def encode_handshake_fragment(
+    msg_type: int, length: int, message_seq: int, fragment_offset: int, fragment: bytes
+) -> bytes:
+    """A DTLSHandshake header and `fragment`, which covers [offset, offset+len) of `length`."""
+    n = len(fragment)
+    if fragment_offset + n > length or length > 0xFFFFFF or not 0 <= msg_type <= 0xFF:
+        raise ValueError("fragment does not fit its message")
+    return (
+        _HS_HEADER.pack(
+            (msg_type << 24) | length,
+            message_seq,
+            fragment_offset >> 8,
+            ((fragment_offset & 0xFF) << 24) | n,
+        )
+        + fragment
+    )
+
+
+def decode_handshake_fragments(record_plaintext: bytes) -> list[HandshakeFragment]:
+    """All handshake fragments in the plaintext of one record (RFC 9147 §5.5).
+
+    DecodeError when a header or fragment overruns the record, or a fragment overruns
+    its message (fragment_offset + fragment_length > length).
+    """
+    data = bytes(record_plaintext)
+    end = len(data)
+    pos = 0
+    out = []
+    unpack = _HS_HEADER.unpack_from
+    while pos < end:
+        if pos + 12 > end:
+            raise DecodeError("truncated DTLS handshake header")
+        a, seq, off_hi, b = unpack(data, pos)
+        length = a & 0xFFFFFF
+        offset = (off_hi << 8) | (b >> 24)
+        frag_len = b & 0xFFFFFF
+        pos += 12
+        if pos + frag_len > end:
+            raise DecodeError("handshake fragment overruns its record")
+        if offset + frag_len > length:
+            raise DecodeError("handshake fragment overruns its message")
+        out.append(
+            HandshakeFragment(a >> 24, length, seq, offset, frag_len, data[pos : pos + frag_len])
+        )
+        pos += frag_len
+    return out
+
+
+# --- ACK (RFC 9147 §7) and Alert (RFC 9846 §6) ---------------------------------------------
+
+
+def encode_ack(record_numbers: Sequence[tuple[int, int]]) -> bytes:
+    """ACK body: RecordNumber{uint64 epoch; uint64 sequence_number} record_numbers<0..2^16-1>."""
+    n = len(record_numbers)
+    if n * 16 > 0xFFFF:
+        raise ValueError("too many record numbers for one ACK")
+    flat = [v for rn in record_numbers for v in rn]
+    return struct.pack(f">H{2 * n}Q", n * 16, *flat)
+
+
+def decode_ack(data: bytes) -> list[tuple[int, int]]:
+    """The (epoch, sequence_number) pairs of an ACK body."""
+    if len(data) < 2:
+        raise DecodeError("truncated ACK")
+    n = _U16.unpack_from(data)[0]
+    if n != len(data) - 2 or n % 16:
+        raise DecodeError("bad ACK length")
+    flat = struct.unpack_from(f">{n // 8}Q", data, 2)
+    return list(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def encode_alert(level: int, description: int) -> bytes:
+    return bytes((level, description))
+
+
+def decode_alert(data: bytes) -> tuple[int, int]:
+    """(level, description). Callers treat every alert but close_notify as fatal (RFC 9846 §6)."""
+    if len(data) != 2:
+        raise DecodeError("an alert is exactly two bytes")
+    return data[0], data[1]

@@ -1,0 +1,757 @@
+"""The DTLS 1.3 record layer's hot path (RFC 9147 §4), a thin layer over `dtls._native`.
+
+Everything per byte happens in C; this module turns Python buffers into pointers and C
+results into Python values. Bad input from the network is normal here: `RecordCipher.open`
+returns an `OpenError` member instead of raising. Misuse by the caller (a bad argument)
+raises `ValueError`, a too-small output buffer `BufferError`.
+
+A `RecordCipher` or `ReplayWindow` belongs to one connection and must not be used by two
+threads at once (the C calls release the GIL). `split_datagram`, `seal_plaintext`, the
+socket helpers and `BufferPool` are safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import lru_cache, partial
+from itertools import accumulate
+from typing import Any, NamedTuple, Union
+
+from ._native import ffi, lib
+from .errors import ConfigurationError
+from .iana import CipherSuite
+from .keyschedule import hkdf_expand_label, suite_hash_name
+
+Buffer = Union[bytes, bytearray, memoryview]
+# A socket address as the socket module writes it: (host, port) for IPv4,
+# (host, port, flowinfo, scope_id) for IPv6.
+Address = tuple[Any, ...]
+
+__all__ = [
+    "PLAINTEXT_HEADER_LEN",
+    "Address",
+    "BufferPool",
+    "OpenError",
+    "OpenedRecord",
+    "PoolStats",
+    "ReceivedDatagram",
+    "RecordCipher",
+    "RecordKind",
+    "RecordSpan",
+    "ReplayWindow",
+    "TrafficKeys",
+    "derive_traffic_keys",
+    "gso_supported",
+    "next_traffic_secret",
+    "receive_datagrams",
+    "seal_plaintext",
+    "send_datagrams",
+    "send_segments",
+    "split_datagram",
+]
+
+PLAINTEXT_HEADER_LEN = 13  # RFC 9147 §4: type, version, epoch, sequence_number, length
+MAX_PLAINTEXT = 1 << 14  # RFC 9846 §5.1
+MAX_RECORD = 1 + 255 + 2 + 2 + (1 << 14) + 256  # largest unified header + RFC 9846 §5.2 limit
+IV_LENGTH = 12  # RFC 9846 §5.3: max(8, N_MIN) for every suite here
+KEY_LENGTHS = {  # RFC 9846 Appendix B.4
+    CipherSuite.TLS_AES_128_GCM_SHA256: 16,
+    CipherSuite.TLS_AES_256_GCM_SHA384: 32,
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256: 32,
+    CipherSuite.TLS_AES_128_CCM_SHA256: 16,
+    CipherSuite.TLS_AES_128_CCM_8_SHA256: 16,
+}
+
+# cffi lookups hoisted out of the per-record paths
+_NULL = ffi.NULL
+_from_buffer = ffi.from_buffer
+_unpack = ffi.unpack
+_buffer = ffi.buffer
+_new = ffi.new
+_alloc = ffi.new_allocator(should_clear_after_alloc=False)
+_seal = lib.dtls_seal
+_seal_records = lib.dtls_seal_records
+_open = lib.dtls_open
+_open_in_place = lib.dtls_open_in_place
+_open_records = lib.dtls_open_records
+_split = lib.dtls_split_datagram
+_seal_plaintext = lib.dtls_seal_plaintext
+_sealed_len = lib.dtls_sealed_len
+_replay_check = lib.dtls_replay_check
+_replay_mark = lib.dtls_replay_mark
+_replay_next = lib.dtls_replay_next
+_pool_acquire = lib.dtls_pool_acquire
+_pool_release = lib.dtls_pool_release
+
+_HDR_CID = lib.DTLS_HDR_CID
+_HDR_SEQ16 = lib.DTLS_HDR_SEQ16
+_HDR_LENGTH = lib.DTLS_HDR_LENGTH
+
+
+class OpenError(IntEnum):
+    """Why a record did not open (RFC 9147 §4.5.2: each is dropped and counted)."""
+
+    MALFORMED = -1  # bad header, < 16 bytes of ciphertext, length beyond the datagram
+    REPLAYED = -2  # duplicate, or behind the replay window (§4.5.1)
+    AUTH = -3  # AEAD tag check failed, or no content type in the plaintext
+    BUFFER = -4  # output buffer too small
+
+
+class RecordKind(IntEnum):
+    """The two record formats, told apart by the first byte (RFC 9147 §4.1)."""
+
+    PLAINTEXT = 1
+    CIPHERTEXT = 2
+
+
+class RecordSpan(NamedTuple):
+    """Where one record lies in a datagram, from its header alone (RFC 9147 §4).
+
+    `first_byte` is the content type of a DTLSPlaintext record or the flags byte of a
+    unified header; `epoch` is the 16-bit epoch, or the low two epoch bits of a
+    DTLSCiphertext; `seq` is the 48-bit sequence number of a DTLSPlaintext (0 otherwise).
+    """
+
+    offset: int
+    length: int
+    kind: RecordKind
+    first_byte: int
+    epoch: int
+    seq: int
+
+
+class OpenedRecord(NamedTuple):
+    content_type: int
+    seq: int  # the full, reconstructed sequence number (RFC 9147 §4.2.2)
+    plaintext: memoryview
+
+
+_ERRORS = {e.value: e for e in OpenError}
+_KINDS = {k.value: k for k in RecordKind}
+_new_opened = partial(tuple.__new__, OpenedRecord)
+
+
+def _check(rc: int, what: str) -> int:
+    if rc >= 0:
+        return rc
+    if rc == lib.DTLS_ERR_BUFFER:
+        raise BufferError(f"{what}: the output buffer is too small")
+    if rc == lib.DTLS_ERR_CRYPTO:
+        raise RuntimeError(f"{what}: libcrypto failed")
+    raise ValueError(f"{what}: invalid argument (error {rc})")
+
+
+def _pointer(data: Buffer) -> Any:
+    # bytes pass to `const uint8_t *` as they are; other buffers through from_buffer
+    return data if type(data) is bytes else _from_buffer(data)
+
+
+# ---- splitting datagrams (RFC 9147 §4.1, §4.2) ----
+
+_SPAN_CAPACITY = 32
+_local = threading.local()
+
+
+def _split_scratch() -> tuple[Any, Any]:
+    try:
+        return _local.split  # type: ignore[no-any-return]
+    except AttributeError:
+        _local.split = (_new("dtls_record_span[]", _SPAN_CAPACITY), _new("size_t *"))
+        return _local.split  # type: ignore[no-any-return]
+
+
+def split_datagram(data: Buffer, cid_len: int = 0) -> tuple[list[RecordSpan], int]:
+    """The records of one datagram, without copying: (spans, bytes dropped).
+
+    `cid_len` is the length of the connection ID this endpoint receives (0: none); a
+    ciphertext record whose C bit disagrees with it is malformed (RFC 9147 §9). Parsing
+    stops at the first malformed record: the rest of the datagram is dropped (§4.5.2).
+    """
+    spans_c, dropped = _split_scratch()
+    ptr = _pointer(data)
+    total = len(ptr)
+    spans: list[RecordSpan] = []
+    base = 0
+    while True:
+        n = _split(ptr, total - base, cid_len, spans_c, _SPAN_CAPACITY, dropped)
+        _check(n, "split_datagram")
+        for i in range(n):
+            s = spans_c[i]
+            spans.append(
+                RecordSpan(base + s.offset, s.length, _KINDS[s.kind], s.first_byte, s.epoch, s.seq)
+            )
+        rest = dropped[0]
+        if n < _SPAN_CAPACITY or rest == 0:
+            return spans, rest
+        base = total - rest  # out of span slots: carry on after the last record
+        ptr = _from_buffer(data) + base
+
+
+def seal_plaintext(content_type: int, seq: int, payload: Buffer, epoch: int = 0) -> bytes:
+    """One DTLSPlaintext record (RFC 9147 §4): a 13-byte header, then the payload."""
+    ptr = _pointer(payload)
+    n = len(ptr)
+    out = _alloc("char[]", n + PLAINTEXT_HEADER_LEN)
+    _check(_seal_plaintext(content_type, epoch, seq, ptr, n, out, n + PLAINTEXT_HEADER_LEN),
+           "seal_plaintext")
+    return _unpack(out, n + PLAINTEXT_HEADER_LEN)
+
+
+# ---- keys (RFC 9846 §7.2, §7.3; RFC 9147 §4.2.3) ----
+
+
+@dataclass(frozen=True, repr=False)
+class TrafficKeys:
+    """The record protection keys derived from one traffic secret."""
+
+    key: bytes  # [sender]_write_key
+    iv: bytes  # [sender]_write_iv
+    sn_key: bytes  # [sender]_sn_key, for record number encryption
+
+    def __repr__(self) -> str:  # no key material in logs
+        return (
+            f"TrafficKeys(key=<{len(self.key)} bytes>, iv=<{len(self.iv)} bytes>, "
+            f"sn_key=<{len(self.sn_key)} bytes>)"
+        )
+
+
+def _key_length(suite: int) -> int:
+    try:
+        return KEY_LENGTHS[suite]  # type: ignore[index]
+    except KeyError:
+        raise ConfigurationError(f"unsupported cipher suite 0x{suite:04x}") from None
+
+
+def derive_traffic_keys(suite: int, secret: bytes) -> TrafficKeys:
+    """key and iv (RFC 9846 §7.3) and sn_key (RFC 9147 §4.2.3) from a traffic secret."""
+    key_len = _key_length(suite)
+    hash_name = suite_hash_name(suite)
+    return TrafficKeys(
+        key=hkdf_expand_label(hash_name, secret, b"key", b"", key_len),
+        iv=hkdf_expand_label(hash_name, secret, b"iv", b"", IV_LENGTH),
+        sn_key=hkdf_expand_label(hash_name, secret, b"sn", b"", key_len),
+    )
+
+
+def next_traffic_secret(suite: int, secret: bytes) -> bytes:
+    """application_traffic_secret_N+1 (RFC 9846 §7.2, "traffic upd")."""
+    _key_length(suite)
+    hash_name = suite_hash_name(suite)
+    size = hashlib.new(hash_name).digest_size
+    return hkdf_expand_label(hash_name, secret, b"traffic upd", b"", size)
+
+
+# ---- anti-replay (RFC 9147 §4.5.1) ----
+
+
+class ReplayWindow:
+    """The sliding window of one epoch's received sequence numbers (RFC 9147 §4.5.1)."""
+
+    __slots__ = ("_size", "_w")
+
+    def __init__(self, size: int = 64) -> None:
+        if not 0 < size <= 65536:
+            raise ValueError("the replay window holds 1 to 65536 records")
+        w = lib.dtls_replay_new(size)
+        if w == _NULL:
+            raise MemoryError("dtls_replay_new")
+        self._w = ffi.gc(w, lib.dtls_replay_free)
+        self._size = (size + 63) // 64 * 64
+
+    @property
+    def size(self) -> int:
+        """Width in records (the requested size rounded up to a multiple of 64)."""
+        return self._size
+
+    @property
+    def next_seq(self) -> int:
+        """The highest sequence number marked, plus one (0 when none is)."""
+        return int(_replay_next(self._w))
+
+    def check(self, seq: int) -> bool:
+        """True when `seq` is new: not seen, and not behind the window."""
+        return _replay_check(self._w, seq) == 0
+
+    def mark(self, seq: int) -> None:
+        """Record `seq` as received; only after the record deprotected (§4.5.1)."""
+        _replay_mark(self._w, seq)
+
+    def reset(self) -> None:
+        lib.dtls_replay_reset(self._w)
+
+    def __repr__(self) -> str:
+        return f"ReplayWindow(size={self._size}, next_seq={self.next_seq})"
+
+
+# ---- record protection (RFC 9147 §4, §4.2.3) ----
+
+
+def _flags(cid_len: int, seq16: bool, with_length: bool) -> int:
+    return (
+        (_HDR_CID if cid_len else 0)
+        | (_HDR_SEQ16 if seq16 else 0)
+        | (_HDR_LENGTH if with_length else 0)
+    )
+
+
+class RecordCipher:
+    """The record protection of one epoch in one direction (RFC 9147 §4.2.3).
+
+    The AEAD and record-number contexts are keyed once and reused for every record.
+    Not for concurrent use from two threads.
+    """
+
+    __slots__ = ("_ctx", "_out", "_out_cap", "_result", "suite", "tag_len")
+
+    def __init__(self, suite: int, keys: TrafficKeys) -> None:
+        _key_length(suite)
+        ctx = lib.dtls_cipher_new(
+            suite, keys.key, len(keys.key), keys.iv, len(keys.iv), keys.sn_key, len(keys.sn_key)
+        )
+        if ctx == _NULL:
+            raise ValueError("key, iv or sn_key has the wrong length for the cipher suite")
+        self._ctx = ffi.gc(ctx, lib.dtls_cipher_free)
+        self.suite = suite
+        self.tag_len = int(lib.dtls_cipher_tag_len(ctx))
+        self._out_cap = MAX_RECORD
+        self._out = _alloc("char[]", MAX_RECORD)  # scratch for seal(): copied out as bytes
+        self._result = _new("dtls_open_result *")
+
+    @classmethod
+    def from_secret(cls, suite: int, secret: bytes) -> RecordCipher:
+        return cls(suite, derive_traffic_keys(suite, secret))
+
+    def __repr__(self) -> str:
+        return f"RecordCipher(suite=0x{self.suite:04x})"
+
+    def mask(self, sample: bytes) -> bytes:
+        """The 16-byte record-number mask for a ciphertext sample (RFC 9147 §4.2.3)."""
+        out = _new("uint8_t[16]")
+        _check(lib.dtls_cipher_mask(self._ctx, sample, len(sample), out), "mask")
+        return bytes(out)
+
+    def sealed_len(
+        self,
+        payload_len: int,
+        *,
+        cid_len: int | None = None,
+        seq16: bool = True,
+        with_length: bool = True,
+        padding: int = 0,
+    ) -> int:
+        """The length of the record `seal` makes for a payload of this size."""
+        cid_len = cid_len or 0
+        n = _sealed_len(self._ctx, _flags(cid_len, seq16, with_length), cid_len, payload_len,
+                        padding)
+        if n == 0:
+            raise ValueError("payload or padding too long for one record")
+        return int(n)
+
+    def seal(
+        self,
+        epoch: int,
+        seq: int,
+        content_type: int,
+        payload: Buffer,
+        *,
+        cid: bytes | None = None,
+        seq16: bool = True,
+        with_length: bool = True,
+        padding: int = 0,
+    ) -> bytes:
+        """One DTLSCiphertext record (RFC 9147 §4): unified header with the low bits of
+        `epoch` and `seq`, the AEAD-protected DTLSInnerPlaintext, the masked record number.
+        Padding is raised where needed to give 16 bytes of ciphertext (§4.2.3)."""
+        ptr = _pointer(payload)
+        if cid:
+            flags = _HDR_CID | (_HDR_SEQ16 if seq16 else 0) | (_HDR_LENGTH if with_length else 0)
+            cid_len = len(cid)
+        else:
+            flags = (_HDR_SEQ16 if seq16 else 0) | (_HDR_LENGTH if with_length else 0)
+            cid, cid_len = _NULL, 0
+        out = self._out
+        n = _seal(self._ctx, epoch, seq, flags, cid, cid_len, content_type, ptr, len(ptr),
+                  padding, out, self._out_cap)
+        if n < 0:
+            _check(n, "seal")
+        return _unpack(out, n)
+
+    def seal_into(
+        self,
+        out: Buffer,
+        offset: int,
+        epoch: int,
+        seq: int,
+        content_type: int,
+        payload: Buffer,
+        *,
+        cid: bytes | None = None,
+        seq16: bool = True,
+        with_length: bool = True,
+        padding: int = 0,
+    ) -> int:
+        """`seal` into a writable buffer at `offset`; returns the bytes written. The payload
+        may already lie where the ciphertext goes (offset + header length): sealing in place."""
+        dest = _from_buffer(out, require_writable=True)
+        if not 0 <= offset <= len(dest):
+            raise ValueError("offset outside the output buffer")
+        cid_len = len(cid) if cid else 0
+        ptr = _pointer(payload)
+        n = _seal(self._ctx, epoch, seq, _flags(cid_len, seq16, with_length),
+                  cid if cid_len else _NULL, cid_len, content_type, ptr, len(ptr), padding,
+                  dest + offset, len(dest) - offset)
+        return _check(n, "seal_into")
+
+    def open(
+        self,
+        record: Buffer,
+        window: ReplayWindow | None = None,
+        *,
+        cid_len: int = 0,
+        next_seq: int = 0,
+    ) -> OpenedRecord | OpenError:
+        """Deprotect one DTLSCiphertext record (RFC 9147 §4.2.2, §4.2.3, §4.5.1).
+
+        `record` is one record, e.g. memoryview(datagram)[span.offset:][:span.length].
+        The sequence number is reconstructed against `window.next_seq` (or `next_seq`
+        without a window); the window is checked and marked only once the record
+        deprotected. Returns the record, or why it was dropped.
+
+        The plaintext: a writable `record` (bytearray, writable memoryview) is opened in
+        place and the plaintext is a view into it (its ciphertext is overwritten, also
+        when opening fails); a read-only `record` is opened into a new buffer that
+        belongs to the returned view alone. Either way the view stays valid as long as
+        it is referenced, and later calls do not change it.
+        """
+        res = self._result
+        w = window._w if window is not None else _NULL
+        if type(record) is bytes or (type(record) is memoryview and record.readonly):
+            n = len(record)
+            out = _alloc("char[]", n)
+            rc = _open(self._ctx, w, next_seq, record if type(record) is bytes
+                       else _from_buffer(record), n, cid_len, out, n, res)
+            if rc:
+                return _ERRORS[rc] if rc in _ERRORS else _check(rc, "open")  # type: ignore
+            return _new_opened(
+                (res.content_type, res.seq, memoryview(_buffer(out, res.plaintext_len)))
+            )
+        buf = _from_buffer(record, require_writable=True)
+        rc = _open_in_place(self._ctx, w, next_seq, buf, len(buf), cid_len, res)
+        if rc:
+            return _ERRORS[rc] if rc in _ERRORS else _check(rc, "open")  # type: ignore
+        start = res.header_len
+        view = record if type(record) is memoryview else memoryview(record)
+        return _new_opened(
+            (res.content_type, res.seq, view[start : start + res.plaintext_len])
+        )
+
+    def seal_batch(
+        self,
+        epoch: int,
+        items: Sequence[tuple[int, int, Buffer]],
+        *,
+        cid: bytes | None = None,
+        seq16: bool = True,
+        with_length: bool = True,
+        padding: int = 0,
+    ) -> list[bytes]:
+        """`seal` for many (seq, content_type, payload) items of one epoch, in one C call."""
+        n = len(items)
+        if n == 0:
+            return []
+        seqs, types, payloads = zip(*items)
+        joined = b"".join(payloads)
+        cid_len = len(cid) if cid else 0
+        flags = _flags(cid_len, seq16, with_length)
+        overhead = _sealed_len(self._ctx, flags, cid_len, 0, padding)
+        if overhead == 0:
+            raise ValueError("padding too long for one record")
+        cap = len(joined) + n * overhead
+        out = _alloc("char[]", cap)
+        lens = _new("uint32_t[]", n)
+        got = _seal_records(
+            self._ctx, epoch, flags, cid if cid_len else _NULL, cid_len, padding,
+            _new("uint64_t[]", seqs), bytes(types), joined, len(joined),
+            _new("uint32_t[]", list(map(len, payloads))), n, out, cap, lens,
+        )
+        _check(got, "seal_batch")
+        if got != n:
+            raise ValueError(f"seal_batch: item {got} could not be sealed")
+        ends = list(accumulate(_unpack(lens, n)))
+        data = _unpack(out, ends[-1])
+        return list(map(data.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+
+    def open_batch(
+        self,
+        records: Sequence[Buffer],
+        window: ReplayWindow | None = None,
+        *,
+        cid_len: int = 0,
+    ) -> list[OpenedRecord | OpenError]:
+        """`open` for many records of this epoch, in order, in one C call. Without a
+        window each sequence number is reconstructed against the records before it.
+        The records are copied into one new buffer and opened there, in place: the
+        plaintext views share that buffer and the inputs are left as they were."""
+        n = len(records)
+        if n == 0:
+            return []
+        data = bytearray().join(records)
+        buf = _from_buffer(data)
+        lens = list(map(len, records))
+        seqs = _new("uint64_t[]", n)
+        types = _new("uint8_t[]", n)
+        starts = _new("uint32_t[]", n)
+        sizes = _new("uint32_t[]", n)
+        status = _new("int8_t[]", n)
+        opened = _open_records(
+            self._ctx, window._w if window is not None else _NULL, cid_len, buf, len(data),
+            _new("uint32_t[]", lens), n, seqs, types, starts, sizes, status,
+        )
+        _check(opened, "open_batch")
+        view = memoryview(data)
+        starts_l = _unpack(starts, n)
+        plaintexts = map(view.__getitem__, map(slice, starts_l,
+                                               map(int.__add__, starts_l, _unpack(sizes, n))))
+        out: list[OpenedRecord | OpenError] = list(
+            map(_new_opened, zip(_unpack(types, n), _unpack(seqs, n), plaintexts))
+        )
+        if opened != n:
+            for i, rc in enumerate(_unpack(status, n)):
+                if rc:
+                    out[i] = _ERRORS[rc] if rc in _ERRORS else _check(rc, "open_batch")
+        return out
+
+
+# ---- buffer pool ----
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    acquired: int
+    released: int
+    misses: int  # acquire() with no free slab
+    in_use: int
+    peak: int
+    capacity: int
+    slab_size: int
+
+
+class BufferPool:
+    """Datagram-sized slabs allocated once; acquire/release allocate nothing.
+
+    A slab is handed out as a memoryview over the pool's memory (never a copy); the
+    memory lives as long as the pool or any of its views. Thread-safe.
+    """
+
+    __slots__ = ("_arena", "_pool", "_ptrs", "_views", "capacity", "slab_size")
+
+    def __init__(self, slab_size: int = 2048, count: int = 256) -> None:
+        pool = lib.dtls_pool_new(slab_size, count)
+        if pool == _NULL:
+            raise ValueError("slab_size must be 1 .. 2**24 and count 1 .. 2**20")
+        base = lib.dtls_pool_slab(pool, 0)
+        # The arena pointer owns the pool: every view keeps it alive through ffi.buffer.
+        self._arena = ffi.gc(base, lambda _base: lib.dtls_pool_free(pool))
+        self._pool = pool
+        self._ptrs = [lib.dtls_pool_slab(pool, i) for i in range(count)]
+        span = (self._ptrs[-1] - base) + slab_size
+        whole = memoryview(_buffer(self._arena, span))
+        self._views = [whole[p - base : p - base + slab_size] for p in self._ptrs]
+        self.slab_size = slab_size
+        self.capacity = count
+
+    def acquire(self) -> tuple[int, memoryview] | None:
+        """A free slab as (index, view), or None when all are in use (counted as a miss)."""
+        i = _pool_acquire(self._pool)
+        if i < 0:
+            return None
+        return i, self._views[i]
+
+    def release(self, index: int) -> None:
+        if _pool_release(self._pool, index) != 0:
+            raise ValueError(f"slab {index} is not acquired")
+
+    def view(self, index: int) -> memoryview:
+        return self._views[index]
+
+    def stats(self) -> PoolStats:
+        s = _new("dtls_pool_stats *")
+        lib.dtls_pool_get_stats(self._pool, s)
+        return PoolStats(s.acquired, s.released, s.misses, s.in_use, s.peak, s.capacity,
+                         s.slab_size)
+
+
+# ---- batched socket I/O (Linux sendmmsg/recvmmsg and UDP GSO) ----
+
+_BSD_SOCKADDR = sys.platform.startswith(("darwin", "freebsd", "openbsd", "netbsd"))
+_AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
+
+
+class ReceivedDatagram(NamedTuple):
+    data: memoryview | bytes  # a view of a pool slab, or bytes without a pool
+    address: Address
+    slab: int  # the pool slab to release when done with data, or -1
+
+
+def _fileno(sock: int | socket.socket) -> int:
+    return sock if isinstance(sock, int) else sock.fileno()
+
+
+def _family_bytes(family: int, length: int) -> bytes:
+    if _BSD_SOCKADDR:
+        return bytes((length, family))
+    return family.to_bytes(2, sys.byteorder)
+
+
+@lru_cache(maxsize=4096)
+def _encode_address(address: Address) -> bytes:
+    """struct sockaddr_in / sockaddr_in6 for a socket-module address tuple."""
+    host, port = address[0], address[1]
+    host = host.decode() if isinstance(host, bytes) else host
+    if ":" in host:
+        scope = address[3] if len(address) > 3 else 0
+        if "%" in host:
+            host, name = host.split("%", 1)
+            scope = int(name) if name.isdigit() else socket.if_nametoindex(name)
+        flowinfo = address[2] if len(address) > 2 else 0
+        return (
+            _family_bytes(socket.AF_INET6, 28) + port.to_bytes(2, "big")
+            + flowinfo.to_bytes(4, "big") + socket.inet_pton(socket.AF_INET6, host)
+            + scope.to_bytes(4, sys.byteorder)
+        )
+    try:
+        packed = socket.inet_pton(socket.AF_INET, host)
+    except OSError:  # a name: resolve it once (cached)
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        return _encode_address(info[0][4])
+    return _family_bytes(socket.AF_INET, 16) + port.to_bytes(2, "big") + packed + bytes(8)
+
+
+@lru_cache(maxsize=4096)
+def _decode_address(raw: bytes) -> Address:
+    family = raw[1] if _BSD_SOCKADDR else int.from_bytes(raw[:2], sys.byteorder)
+    port = int.from_bytes(raw[2:4], "big")
+    if family == socket.AF_INET6 and len(raw) >= 28:
+        return (
+            socket.inet_ntop(socket.AF_INET6, raw[8:24]), port,
+            int.from_bytes(raw[4:8], "big"), int.from_bytes(raw[24:28], sys.byteorder),
+        )
+    if family == socket.AF_INET and len(raw) >= 8:
+        return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
+    return (raw,)
+
+
+def _raise_errno(rc: int, what: str) -> None:
+    raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
+
+
+def send_datagrams(sock_fd: int | socket.socket,
+                   datagrams: Sequence[tuple[Buffer, Address]]) -> int:
+    """Send datagrams with as few system calls as possible (sendmmsg). Returns how many
+    were sent: fewer than given when a non-blocking socket's buffer filled up."""
+    n = len(datagrams)
+    if n == 0:
+        return 0
+    arr = _new("dtls_dgram[]", n)
+    keep = []
+    for d, (data, address) in zip(arr, datagrams):
+        ptr = _from_buffer(data)
+        keep.append(ptr)
+        d.buf = ptr
+        d.len = len(ptr)
+        raw = _encode_address(tuple(address))
+        ffi.memmove(d.addr, raw, len(raw))
+        d.addr_len = len(raw)
+    rc = lib.dtls_sendmmsg(_fileno(sock_fd), arr, n)
+    if rc < 0:
+        if -rc in _AGAIN:
+            return 0
+        _raise_errno(rc, "sendmmsg")
+    return rc
+
+
+def _scratch(size: int) -> Any:
+    buf = getattr(_local, "receive", None)
+    if buf is None or len(buf) < size:
+        buf = _local.receive = _alloc("char[]", size)
+    return buf
+
+
+def receive_datagrams(
+    sock_fd: int | socket.socket,
+    max_count: int = 32,
+    pool: BufferPool | None = None,
+    *,
+    buffer_size: int = 65535,
+) -> list[ReceivedDatagram]:
+    """Receive up to `max_count` datagrams (recvmmsg), blocking (on a blocking socket)
+    only for the first. An empty list means nothing was waiting (non-blocking socket).
+
+    With a pool each datagram lands in a slab of its own and `data` is a view of it:
+    release `slab` when done. Without one, `data` is bytes (up to `buffer_size` each).
+    Datagrams longer than the buffer are truncated."""
+    if max_count <= 0:
+        return []
+    arr = _new("dtls_dgram[]", max_count)
+    slabs: list[int] = []
+    if pool is not None:
+        ptrs, size = pool._ptrs, pool.slab_size
+        for d in arr:
+            i = _pool_acquire(pool._pool)
+            if i < 0:
+                break
+            slabs.append(i)
+            d.buf = ptrs[i]
+            d.len = size
+        count = len(slabs)
+        if count == 0:
+            return []
+    else:
+        count = max_count
+        scratch = _scratch(max_count * buffer_size)
+        for i, d in enumerate(arr):
+            d.buf = scratch + i * buffer_size
+            d.len = buffer_size
+    rc = lib.dtls_recvmmsg(_fileno(sock_fd), arr, count)
+    got = max(rc, 0)
+    out: list[ReceivedDatagram] = []
+    for i in range(got):
+        d = arr[i]
+        address = _decode_address(_unpack(ffi.cast("char *", d.addr), d.addr_len))
+        if pool is not None:
+            out.append(ReceivedDatagram(pool._views[slabs[i]][: d.len], address, slabs[i]))
+        else:
+            out.append(ReceivedDatagram(_unpack(ffi.cast("char *", d.buf), d.len), address, -1))
+    for i in slabs[got:]:
+        _pool_release(pool._pool, i)  # type: ignore[union-attr]
+    if rc < 0 and -rc not in _AGAIN:
+        _raise_errno(rc, "recvmmsg")
+    return out
+
+
+def gso_supported(sock_fd: int | socket.socket) -> bool:
+    """True when the kernel offers UDP generic segmentation offload on this socket."""
+    return bool(lib.dtls_gso_supported(_fileno(sock_fd)))
+
+
+def send_segments(sock_fd: int | socket.socket, data: Buffer, segment_size: int,
+                  address: Address) -> int:
+    """Send `data` as datagrams of `segment_size` bytes (the last may be shorter) to one
+    address: one system call with UDP GSO where offered, else sendmmsg. Returns the
+    number of datagrams sent."""
+    ptr = _pointer(data)
+    raw = _encode_address(tuple(address))
+    rc = lib.dtls_send_segments(_fileno(sock_fd), ptr, len(ptr), segment_size, raw, len(raw))
+    if rc < 0:
+        if -rc in _AGAIN:
+            return 0
+        _raise_errno(rc, "send_segments")
+    return rc

@@ -1,0 +1,196 @@
+"""The record layer of one connection: epochs, their keys and counters (RFC 9147 §4).
+
+Each epoch has its own keys and sequence numbers, one state per direction. Epoch 0 is
+plaintext. Opening a datagram yields `InboundRecord`s; records that fail are dropped and
+counted by reason (RFC 9147 §4.5.2), never raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .iana import ContentType
+from .record import (
+    PLAINTEXT_HEADER_LEN,
+    OpenError,
+    OpenedRecord,
+    RecordCipher,
+    RecordKind,
+    ReplayWindow,
+    seal_plaintext,
+    split_datagram,
+)
+
+RecordNumber = tuple[int, int]
+
+# Epoch-0 records may only carry these (RFC 9147 §4.1).
+_PLAINTEXT_TYPES = (ContentType.HANDSHAKE, ContentType.ALERT, ContentType.ACK)
+# At most this many receiving epochs are kept (current plus previous ones for reordering).
+MAX_RECEIVE_EPOCHS = 4
+MAX_SEQUENCE = (1 << 48) - 1  # RFC 9147 §4.2.1
+
+
+class SendEpoch:
+    __slots__ = ("cipher", "epoch", "next_seq", "secret")
+
+    def __init__(self, epoch: int, cipher: RecordCipher | None, secret: bytes) -> None:
+        self.epoch = epoch
+        self.cipher = cipher
+        self.secret = secret
+        self.next_seq = 0
+
+
+class ReceiveEpoch:
+    __slots__ = ("cipher", "epoch", "expires", "secret", "window")
+
+    def __init__(
+        self, epoch: int, cipher: RecordCipher, window: ReplayWindow, secret: bytes
+    ) -> None:
+        self.epoch = epoch
+        self.cipher = cipher
+        self.window = window
+        self.secret = secret
+        self.expires: float | None = None
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    epoch: int
+    seq: int
+    content_type: int
+    payload: bytes
+
+
+@dataclass
+class RecordCounters:
+    """Records and bytes through the layer, and drops by reason (RFC 9147 §4.5.2)."""
+
+    records_sealed: int = 0
+    bytes_sealed: int = 0
+    records_opened: int = 0
+    bytes_opened: int = 0
+    malformed: int = 0
+    replayed: int = 0
+    failed_authentication: int = 0
+    unknown_epoch: int = 0
+
+
+class RecordLayer:
+    """Keys and sequence numbers per epoch, in both directions."""
+
+    def __init__(self, replay_window: int = 128, retention: float = 240.0) -> None:
+        self.replay_window = replay_window
+        self.retention = retention
+        self.send_epochs: dict[int, SendEpoch] = {0: SendEpoch(0, None, b"")}
+        self.receive_epochs: dict[int, ReceiveEpoch] = {}
+        self.send_cid: bytes | None = None  # the CID the peer wants to receive (RFC 9147 §9)
+        self.receive_cid_len = 0
+        self.counters = RecordCounters()
+
+    # ---- keys ----
+    def install_send(self, epoch: int, suite: int, secret: bytes) -> None:
+        self.send_epochs[epoch] = SendEpoch(epoch, RecordCipher.from_secret(suite, secret), secret)
+
+    def install_receive(self, epoch: int, suite: int, secret: bytes) -> None:
+        window = ReplayWindow(self.replay_window)
+        cipher = RecordCipher.from_secret(suite, secret)
+        self.receive_epochs[epoch] = ReceiveEpoch(epoch, cipher, window, secret)
+        while len(self.receive_epochs) > MAX_RECEIVE_EPOCHS:
+            del self.receive_epochs[min(self.receive_epochs)]
+
+    def drop_send(self, epoch: int) -> None:
+        self.send_epochs.pop(epoch, None)
+
+    def drop_receive(self, epoch: int) -> None:
+        self.receive_epochs.pop(epoch, None)
+
+    def expire(self, now: float) -> None:
+        for epoch in [e for e, s in self.receive_epochs.items() if s.expires and s.expires <= now]:
+            del self.receive_epochs[epoch]
+
+    def next_expiry(self) -> float | None:
+        times = [s.expires for s in self.receive_epochs.values() if s.expires is not None]
+        return min(times) if times else None
+
+    # ---- sealing ----
+    def overhead(self, epoch: int) -> int:
+        """Bytes a record in `epoch` adds around its content."""
+        state = self.send_epochs[epoch]
+        if state.cipher is None:
+            return PLAINTEXT_HEADER_LEN
+        return state.cipher.sealed_len(0, cid_len=self._cid_len())
+
+    def _cid_len(self) -> int | None:
+        return len(self.send_cid) if self.send_cid else None
+
+    def seal(self, epoch: int, content_type: int, payload: bytes) -> tuple[bytes, RecordNumber]:
+        state = self.send_epochs[epoch]
+        seq = state.next_seq
+        if seq > MAX_SEQUENCE:
+            raise OverflowError("sequence numbers of this epoch are exhausted")
+        state.next_seq = seq + 1
+        if state.cipher is None:
+            record = seal_plaintext(content_type, seq, payload, epoch)
+        else:
+            record = state.cipher.seal(epoch, seq, content_type, payload, cid=self.send_cid or None)
+        counters = self.counters
+        counters.records_sealed += 1
+        counters.bytes_sealed += len(record)
+        return record, (epoch, seq)
+
+    # ---- opening ----
+    def open(self, data: bytes, now: float) -> Iterator[InboundRecord]:
+        """Every record of a datagram that deprotects, in order; the rest are counted.
+
+        A generator: each record is opened after the previous one was handled, since that
+        may have installed the keys it needs (a ServerHello before EncryptedExtensions)."""
+        counters = self.counters
+        spans, dropped = split_datagram(data, self.receive_cid_len)
+        if dropped:
+            counters.malformed += 1
+        view = memoryview(data)
+        for span in spans:
+            if span.kind == RecordKind.PLAINTEXT:
+                if span.epoch != 0 or span.first_byte not in _PLAINTEXT_TYPES:
+                    counters.unknown_epoch += 1
+                    continue
+                payload = bytes(view[span.offset + PLAINTEXT_HEADER_LEN : span.offset + span.length])
+                yield InboundRecord(0, span.seq, span.first_byte, payload)
+                continue
+            state = self._receive_epoch_for(span.epoch)
+            if state is None:
+                counters.unknown_epoch += 1
+                continue
+            result = state.cipher.open(
+                view[span.offset : span.offset + span.length],
+                state.window,
+                cid_len=self.receive_cid_len,
+            )
+            if not isinstance(result, OpenedRecord):
+                if result == OpenError.REPLAYED:
+                    counters.replayed += 1
+                elif result == OpenError.AUTH:
+                    counters.failed_authentication += 1
+                else:
+                    counters.malformed += 1
+                continue
+            counters.records_opened += 1
+            counters.bytes_opened += span.length
+            self._retire_older(state.epoch, now)
+            yield InboundRecord(state.epoch, result.seq, result.content_type, bytes(result.plaintext))
+
+    def _receive_epoch_for(self, bits: int) -> ReceiveEpoch | None:
+        # RFC 9147 §4.2.2: the most recent epoch whose low two bits match.
+        best = None
+        for epoch, state in self.receive_epochs.items():
+            if epoch & 3 == bits and (best is None or epoch > best.epoch):
+                best = state
+        return best
+
+    def _retire_older(self, epoch: int, now: float) -> None:
+        # RFC 9147 §8: keep the previous keys until the new ones have opened a record,
+        # then for `retention` seconds.
+        for state in self.receive_epochs.values():
+            if state.epoch < epoch and state.expires is None:
+                state.expires = now + self.retention

@@ -1,0 +1,252 @@
+"""Client and server engines against each other in memory, on a virtual clock."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import pytest
+from loopback import Loopback, Sent
+
+from dtls.config import Context, CookieMode
+from dtls.connection import Connection, HandshakeState
+from dtls.events import (
+    AlertReceived,
+    ConnectionClosed,
+    DataReceived,
+    HandshakeCompleted,
+    KeyUpdated,
+)
+from dtls.iana import AlertDescription, CipherSuite, NamedGroup
+
+ALL_SUITES = list(CipherSuite)
+GROUPS = [NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1]
+CERT_KINDS = ["server", "server_p384", "server_ed25519", "server_rsa"]
+
+
+def make_pair(
+    pki: Any,
+    *,
+    cert: str = "server",
+    server_name: str = "localhost",
+    client_settings: dict[str, Any] | None = None,
+    server_settings: dict[str, Any] | None = None,
+    mutual: bool = False,
+    latency: float = 0.01,
+) -> Loopback:
+    cred = getattr(pki, cert)
+    client_settings = dict(client_settings or {})
+    server_settings = dict(server_settings or {})
+    server_settings.setdefault("cookie_mode", CookieMode.NEVER)
+    client = Context.client(cadata=pki.ca_pem, **client_settings)
+    server = Context.server(**server_settings)
+    server.load_cert_chain(certdata=cred.chain_pem, keydata=cred.key_pem)
+    if mutual:
+        client.load_cert_chain(certdata=pki.client.chain_pem, keydata=pki.client.key_pem)
+        server.load_verify_locations(cadata=pki.ca_pem)
+        server.request_client_certificate = True
+        server.verify_mode = ssl.CERT_REQUIRED
+    link = Loopback(
+        Connection(client, server_name=server_name), Connection(server), latency=latency
+    )
+    return link
+
+
+def handshake(link: Loopback, until: float = 600.0) -> tuple[HandshakeCompleted, HandshakeCompleted]:
+    link.start()
+    link.run(until=until)
+    c = link.events_of("client", HandshakeCompleted)
+    s = link.events_of("server", HandshakeCompleted)
+    assert c and s, (link.client_events, link.server_events)
+    return c[0], s[0]
+
+
+def exchange(link: Loopback, messages: list[bytes]) -> None:
+    """Send each message both ways and check every byte arrived, in order, once."""
+    before_c = len(link.events_of("client", DataReceived))
+    before_s = len(link.events_of("server", DataReceived))
+    for m in messages:
+        link.client.send(m)
+        link.server.send(m[::-1])
+    link.run(until=link.now + 600)
+    got_s = [e.data for e in link.events_of("server", DataReceived)[before_s:]]
+    got_c = [e.data for e in link.events_of("client", DataReceived)[before_c:]]
+    assert got_s == messages
+    assert got_c == [m[::-1] for m in messages]
+
+
+@pytest.mark.parametrize("suite", ALL_SUITES, ids=lambda s: s.name)
+@pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.name)
+def test_handshake_every_suite_and_group(pki: Any, suite: CipherSuite, group: NamedGroup) -> None:
+    link = make_pair(
+        pki,
+        client_settings={"cipher_suites": (suite,), "groups": (group,)},
+        server_settings={"cipher_suites": tuple(ALL_SUITES)},
+    )
+    c, s = handshake(link)
+    assert c.cipher_suite == s.cipher_suite == suite.name
+    assert c.group == s.group == group.name.lower()
+    assert c.version == "DTLSv1.3"
+    assert c.peer_certificates[0] == pki.server.cert
+    assert link.client.retransmissions == 0 and link.server.retransmissions == 0
+    exchange(link, [b"hello", b"x" * 1000, b""])
+
+
+@pytest.mark.parametrize("cert", CERT_KINDS)
+def test_handshake_every_certificate_type(pki: Any, cert: str) -> None:
+    link = make_pair(pki, cert=cert)
+    c, _ = handshake(link)
+    assert c.peer_certificates[0] == getattr(pki, cert).cert
+    exchange(link, [b"ping"])
+
+
+def test_mutual_authentication(pki: Any) -> None:
+    link = make_pair(pki, mutual=True)
+    c, s = handshake(link)
+    assert s.peer_certificates[0] == pki.client.cert
+    assert c.peer_certificates[0] == pki.server.cert
+    exchange(link, [b"both sides proved who they are"])
+
+
+def test_client_without_certificate_when_required(pki: Any) -> None:
+    link = make_pair(pki, mutual=True)
+    link.client.context.certificate_chain = []
+    link.client.context.private_key = None
+    link.start()
+    link.run()
+    closed = link.events_of("server", ConnectionClosed)
+    assert closed and closed[0].alert == AlertDescription.CERTIFICATE_REQUIRED
+    alerts = link.events_of("client", AlertReceived)
+    assert alerts and alerts[0].description == AlertDescription.CERTIFICATE_REQUIRED
+
+
+def test_group_mismatch_hello_retry(pki: Any) -> None:
+    link = make_pair(
+        pki,
+        client_settings={"groups": (NamedGroup.X25519, NamedGroup.SECP384R1)},
+        server_settings={"groups": (NamedGroup.SECP384R1,)},
+    )
+    c, s = handshake(link)
+    assert c.group == s.group == "secp384r1"
+    # ClientHello, HRR, ClientHello again, then the server flight.
+    assert [d.direction for d in link.sent[:3]] == ["c2s", "s2c", "c2s"]
+    exchange(link, [b"after retry"])
+
+
+def test_cookie_hello_retry(pki: Any) -> None:
+    link = make_pair(pki, server_settings={"cookie_mode": CookieMode.ALWAYS})
+    c, _ = handshake(link)
+    assert c.group == "x25519"
+    first_hrr = link.sent[1]
+    assert first_hrr.direction == "s2c" and len(first_hrr.data) < 3 * len(link.sent[0].data)
+    exchange(link, [b"cookie checked"])
+
+
+def test_alpn(pki: Any) -> None:
+    link = make_pair(
+        pki,
+        client_settings={"alpn_protocols": ("coap", "h3")},
+        server_settings={"alpn_protocols": ("h3", "coap")},
+    )
+    c, s = handshake(link)
+    assert c.alpn_protocol == s.alpn_protocol == "h3"
+
+
+def test_alpn_mismatch(pki: Any) -> None:
+    link = make_pair(
+        pki,
+        client_settings={"alpn_protocols": ("coap",)},
+        server_settings={"alpn_protocols": ("h3",)},
+    )
+    link.start()
+    link.run()
+    assert link.events_of("server", ConnectionClosed)[0].alert == (
+        AlertDescription.NO_APPLICATION_PROTOCOL
+    )
+
+
+@pytest.mark.parametrize("initiator", ["client", "server"])
+@pytest.mark.parametrize("request_peer", [True, False])
+def test_key_update(pki: Any, initiator: str, request_peer: bool) -> None:
+    link = make_pair(pki)
+    handshake(link)
+    exchange(link, [b"before"])
+    conn = link.client if initiator == "client" else link.server
+    other = "server" if initiator == "client" else "client"
+    conn.update_keys(request_peer_update=request_peer)
+    exchange(link, [b"during"])
+    link.run(until=link.now + 10)
+    assert conn.send_epoch == 4
+    peer = link.server if initiator == "client" else link.client
+    assert peer.send_epoch == (4 if request_peer else 3)
+    updates = link.events_of(other, KeyUpdated)
+    assert KeyUpdated("receive", 4) in updates
+    exchange(link, [b"after", b"y" * 500])
+    conn.update_keys()
+    link.run(until=link.now + 10)
+    assert conn.send_epoch == 5
+    exchange(link, [b"and again"])
+
+
+def test_close_notify(pki: Any) -> None:
+    link = make_pair(pki)
+    handshake(link)
+    link.client.close()
+    link.run()
+    closed_s = link.events_of("server", ConnectionClosed)
+    closed_c = link.events_of("client", ConnectionClosed)
+    assert closed_s[0].by_peer and closed_s[0].alert == AlertDescription.CLOSE_NOTIFY
+    assert not closed_s[0].error
+    assert closed_c[0].reason == "closed" and not closed_c[0].error
+    assert link.server.state is HandshakeState.CLOSED
+    with pytest.raises(Exception):
+        link.client.send(b"too late")
+
+
+def test_exporter_agrees(pki: Any) -> None:
+    link = make_pair(pki)
+    handshake(link)
+    a = link.client.export_keying_material("EXTRACTOR-dtls_srtp", b"", 60)
+    b = link.server.export_keying_material("EXTRACTOR-dtls_srtp", b"", 60)
+    assert a == b and len(a) == 60
+    assert a != link.client.export_keying_material("other label", b"", 60)
+
+
+def test_keylog_lines_agree(pki: Any) -> None:
+    client_lines: list[str] = []
+    server_lines: list[str] = []
+    link = make_pair(
+        pki,
+        client_settings={"keylog": client_lines.append},
+        server_settings={"keylog": server_lines.append},
+    )
+    handshake(link)
+    labels = [line.split()[0] for line in client_lines]
+    assert labels == [
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "CLIENT_TRAFFIC_SECRET_0",
+        "SERVER_TRAFFIC_SECRET_0",
+        "EXPORTER_SECRET",
+    ]
+    assert sorted(client_lines) == sorted(server_lines)
+
+
+def test_small_mtu_fragments_certificate(pki: Any) -> None:
+    link = make_pair(
+        pki,
+        cert="server_rsa",
+        client_settings={"max_datagram_size": 256},
+        server_settings={"max_datagram_size": 256},
+    )
+    handshake(link)
+    assert all(len(d.data) <= 256 for d in link.sent)
+    assert sum(1 for d in link.sent if d.direction == "s2c") >= 6
+    exchange(link, [b"small"])
+
+
+def test_data_sent_before_handshake_is_delivered(pki: Any) -> None:
+    link = make_pair(pki)
+    link.client.send(b"queued early")
+    handshake(link)
+    assert [e.data for e in link.events_of("server", DataReceived)] == [b"queued early"]

@@ -1,0 +1,174 @@
+"""Flights, reassembly, ACKs and retransmission (RFC 9147 §5.5, §5.8, §7), alone and
+between two engines over a lossy in-memory network."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+import pytest
+from loopback import Loopback, Sent
+from test_connection import exchange, make_pair
+
+from dtls.errors import IllegalParameter, RecordOverflow
+from dtls.events import ConnectionClosed, HandshakeCompleted
+from dtls.messages import HandshakeFragment
+from dtls.reliability import (
+    FragmentResult,
+    HandshakeReassembler,
+    OutgoingFlight,
+    OutgoingMessage,
+    RetransmitTimer,
+)
+
+
+def fragments(msg_type: int, seq: int, body: bytes, cuts: list[int]) -> list[HandshakeFragment]:
+    edges = [0, *cuts, len(body)]
+    return [
+        HandshakeFragment(msg_type, len(body), seq, a, b - a, body[a:b])
+        for a, b in itertools.pairwise(edges)
+    ]
+
+
+# ---- reassembly ----
+def test_reassembly_out_of_order_overlapping_duplicate() -> None:
+    body = bytes(range(200))
+    r = HandshakeReassembler(65536, 262144)
+    pieces = fragments(11, 0, body, [50, 120])
+    overlap = HandshakeFragment(11, 200, 0, 40, 60, body[40:100])
+    for frag in [pieces[2], overlap, pieces[2], pieces[0]]:
+        assert r.add(frag, 2) == FragmentResult.ACCEPTED
+        assert r.pop() is None
+    assert r.add(pieces[1], 2) == FragmentResult.ACCEPTED
+    message = r.pop()
+    assert message is not None and message.body == body and message.msg_type == 11
+    assert r.pop() is None
+    assert r.add(pieces[0], 2) == FragmentResult.OLD
+
+
+def test_reassembly_delivers_in_message_seq_order() -> None:
+    r = HandshakeReassembler(65536, 262144)
+    r.add(HandshakeFragment(15, 3, 1, 0, 3, b"abc"), 2)
+    assert r.pop() is None and r.has_future()
+    r.add(HandshakeFragment(11, 2, 0, 0, 2, b"xy"), 2)
+    assert [r.pop().body, r.pop().body] == [b"xy", b"abc"]  # type: ignore[union-attr]
+
+
+def test_reassembly_limits() -> None:
+    r = HandshakeReassembler(1000, 1500)
+    with pytest.raises(RecordOverflow):
+        r.add(HandshakeFragment(11, 1001, 0, 0, 1, b"a"), 2)
+    assert r.add(HandshakeFragment(11, 1000, 0, 0, 1, b"a"), 2) == FragmentResult.ACCEPTED
+    # Over the connection budget: dropped, not buffered.
+    assert r.add(HandshakeFragment(11, 1000, 1, 0, 1, b"a"), 2) == FragmentResult.DROPPED
+    assert r.add(HandshakeFragment(11, 5, 99, 0, 1, b"a"), 2) == FragmentResult.DROPPED
+    with pytest.raises(IllegalParameter):
+        r.add(HandshakeFragment(15, 1000, 0, 1, 1, b"b"), 2)
+
+
+# ---- flights ----
+def test_flight_ack_tracking() -> None:
+    flight = OutgoingFlight(
+        [OutgoingMessage(2, 11, 0, b"x" * 100), OutgoingMessage(2, 20, 1, b"y" * 32)],
+        needs_ack=True,
+    )
+    flight.record_sent((2, 0), 0, 0, 60)
+    flight.record_sent((2, 1), 0, 60, 100)
+    flight.record_sent((2, 2), 1, 0, 32)
+    assert flight.on_ack([(2, 1)])
+    assert list(flight.unacked_ranges()) == [(0, 0, 60), (1, 0, 32)]
+    assert not flight.on_ack([(2, 1), (3, 7)])
+    assert flight.on_ack([(2, 0), (2, 2)]) and flight.acknowledged
+
+
+def test_retransmit_timer_schedule() -> None:
+    timer = RetransmitTimer(1.0, 60.0)
+    values = []
+    for _ in range(8):
+        values.append(timer.value)
+        timer.back_off()
+    assert values == [1, 2, 4, 8, 16, 32, 60, 60]  # RFC 9147 §5.8.2
+    timer.measured(0.2)
+    assert timer.value == pytest.approx(0.3)
+
+
+# ---- loss, reordering, duplication between engines ----
+def baseline(pki: Any) -> list[Sent]:
+    link = make_pair(pki)
+    link.start()
+    link.run()
+    assert link.events_of("client", HandshakeCompleted)
+    return [s for s in link.sent if s.time < 1.0]
+
+
+def drop_first_sending(indices: set[int]) -> Any:
+    def rule(sent: Sent) -> list[bytes]:
+        return [] if sent.index in indices else [sent.data]
+
+    return rule
+
+
+def complete_and_exchange(link: Loopback) -> None:
+    link.start()
+    link.run(until=300)
+    assert link.events_of("client", HandshakeCompleted), link.client_events
+    assert link.events_of("server", HandshakeCompleted), link.server_events
+    assert not link.events_of("client", ConnectionClosed)
+    exchange(link, [b"after loss", b"z" * 700])
+
+
+def test_dropped_client_hello_follows_timer_schedule(pki: Any) -> None:
+    link = make_pair(pki, latency=0.01)
+    link.filter = drop_first_sending({0, 1})  # the ClientHello and its first resend
+    complete_and_exchange(link)
+    hellos = [s.time for s in link.sent if s.direction == "c2s"][:3]
+    assert hellos == pytest.approx([0.0, 1.0, 3.0])  # initial 1 s, then doubled
+    assert link.client.retransmissions == 2
+
+
+def test_drop_each_datagram_in_turn(pki: Any) -> None:
+    count = len(baseline(pki))
+    assert count >= 4
+    for index in range(count):
+        link = make_pair(pki)
+        link.filter = drop_first_sending({index})
+        complete_and_exchange(link)
+        resent = link.client.retransmissions + link.server.retransmissions
+        assert 1 <= resent <= 3, (index, resent)
+
+
+def test_drop_every_pair(pki: Any) -> None:
+    count = len(baseline(pki))
+    for pair in itertools.combinations(range(count), 2):
+        link = make_pair(pki)
+        link.filter = drop_first_sending(set(pair))
+        complete_and_exchange(link)
+
+
+def test_duplicated_and_reordered_flights(pki: Any) -> None:
+    rng = random.Random(7)
+    for _ in range(20):
+        link = make_pair(pki)
+
+        def mangle(sent: Sent) -> list[bytes]:
+            if rng.random() < 0.3:
+                return [sent.data, sent.data]
+            return [sent.data]
+
+        link.filter = mangle
+        link.jitter = 0.05  # reorders datagrams within 50 ms
+        complete_and_exchange(link)
+
+
+def test_random_loss(pki: Any) -> None:
+    rng = random.Random(11)
+    for _ in range(30):
+        link = make_pair(pki)
+        link.filter = lambda sent: [] if rng.random() < 0.2 else [sent.data]
+        link.start()
+        link.run(until=600)
+        # With 20 % loss either the handshake completes or a side gives up cleanly.
+        done = link.events_of("client", HandshakeCompleted)
+        closed = link.events_of("client", ConnectionClosed)
+        assert done or closed
