@@ -23,7 +23,7 @@ from .config import Context, CookieMode
 from .cookie import make_cookie, open_cookie
 from .errors import (
     CertificateRequired,
-    ConnectionError,
+    ConnectionStateError,
     DecodeError,
     DecryptError,
     DTLSError,
@@ -46,6 +46,7 @@ from .events import (
     KeyUpdated,
 )
 from .iana import (
+    DTLS12_LEGACY_VERSION,
     DTLS13_VERSION,
     AlertDescription,
     AlertLevel,
@@ -145,6 +146,8 @@ def _check_client_hello(ch: ClientHello) -> None:
     """Checks every server makes before anything else (RFC 9147 §5.3, RFC 9846 §4.1.2)."""
     if not ch.supported_versions or DTLS13_VERSION not in ch.supported_versions:
         raise ProtocolVersionError("client does not offer DTLS 1.3")
+    if ch.legacy_version != DTLS12_LEGACY_VERSION:
+        raise ProtocolVersionError("legacy_version must be DTLS 1.2 (RFC 9147 §5.3)")
     if ch.legacy_cookie:
         raise IllegalParameter("legacy_cookie must be empty in DTLS 1.3")
     if ch.legacy_compression_methods != b"\x00":
@@ -181,8 +184,13 @@ def _select_retry_group(context: Context, ch: ClientHello) -> int:
 
 
 def _hello_retry_request(
-    context: Context, ch: ClientHello, ch_body: bytes, addr: Address, now: float,
-    suite: int, group: int,
+    context: Context,
+    ch: ClientHello,
+    ch_body: bytes,
+    addr: Address,
+    now: float,
+    suite: int,
+    group: int,
 ) -> bytes:
     """A HelloRetryRequest body carrying a stateless cookie (RFC 9147 §5.1)."""
     hash_name = suite_hash_name(suite)
@@ -340,9 +348,9 @@ class Connection:
     def connect(self, addr: Address, now: float) -> None:
         """Start the handshake (client): sends the first ClientHello."""
         if not self.is_client:
-            raise ConnectionError("connect() is for clients")
+            raise ConnectionStateError("connect() is for clients")
         if self.state is not HandshakeState.START:
-            raise ConnectionError("connect() was already called")
+            raise ConnectionStateError("connect() was already called")
         self.peer_address = addr
         self.handshake_started = now
         self._client_random = secrets.token_bytes(32)
@@ -408,8 +416,9 @@ class Connection:
             if flight.transmissions > self.context.max_retransmissions:
                 del self._flights[kind]
                 what = "handshake" if kind is _Flight.HANDSHAKE else kind.value
-                self._close(f"{what} timed out: no answer after {flight.transmissions} sends",
-                            error=True)
+                self._close(
+                    f"{what} timed out: no answer after {flight.transmissions} sends", error=True
+                )
                 return
             self._rto.back_off()
             self._retransmit(flight, now)
@@ -422,7 +431,7 @@ class Connection:
         """Send one application-data record (RFC 9147 §6). Before the handshake completes
         the data is queued and sent once it does."""
         if self.state is HandshakeState.CLOSED:
-            raise ConnectionError("connection is closed")
+            raise ConnectionStateError("connection is closed")
         if len(data) > MAX_PLAINTEXT:
             raise ValueError(f"a record carries at most {MAX_PLAINTEXT} bytes")
         if self.state is not HandshakeState.CONNECTED:
@@ -435,7 +444,7 @@ class Connection:
         """Send a KeyUpdate (RFC 9147 §8); our sending epoch moves on once it is
         acknowledged. A second call while one is outstanding is merged with it."""
         if self.state is not HandshakeState.CONNECTED:
-            raise ConnectionError("keys can be updated only on an established connection")
+            raise ConnectionStateError("keys can be updated only on an established connection")
         if _Flight.KEY_UPDATE in self._flights:
             return
         request = (
@@ -456,7 +465,7 @@ class Connection:
         """RFC 9846 §7.5 exporter (with the dtls13 label prefix, RFC 9147 §5.9)."""
         secret = self._secrets.get("exporter")
         if secret is None:
-            raise ConnectionError("the handshake has not completed")
+            raise ConnectionStateError("the handshake has not completed")
         if isinstance(label, str):
             label = label.encode()
         return export_keying_material(self._hash_name, secret, label, context, length)
@@ -495,9 +504,7 @@ class Connection:
         self._next_message_seq += 1
         return out
 
-    def _send_flight(
-        self, messages: list[tuple[int, Any]], now: float, *, needs_ack: bool
-    ) -> None:
+    def _send_flight(self, messages: list[tuple[int, Any]], now: float, *, needs_ack: bool) -> None:
         """Send our next handshake flight; it replaces (implicitly acknowledges) the
         previous one, and acknowledges the peer's (RFC 9147 §7.1)."""
         flight = OutgoingFlight(
@@ -530,7 +537,10 @@ class Connection:
                     room = self.context.max_datagram_size - overhead
                 take = min(end - pos, room)
                 fragment = encode_handshake_fragment(
-                    message.msg_type, len(message.body), message.message_seq, pos,
+                    message.msg_type,
+                    len(message.body),
+                    message.message_seq,
+                    pos,
                     message.body[pos : pos + take],
                 )
                 record, number = self._records.seal(message.epoch, ContentType.HANDSHAKE, fragment)
@@ -633,8 +643,9 @@ class Connection:
                 name = AlertDescription(description).name.lower()
             except ValueError:
                 name = str(description)
-            self._close(f"peer sent fatal alert {name}", alert=description, by_peer=True,
-                        error=True)
+            self._close(
+                f"peer sent fatal alert {name}", alert=description, by_peer=True, error=True
+            )
 
     def _receive_handshake(self, record: InboundRecord, now: float) -> None:
         fragments = decode_handshake_fragments(record.payload)
@@ -694,27 +705,37 @@ class Connection:
         elif self.is_client:
             handler = {
                 (HandshakeState.WAIT_SH, HandshakeType.SERVER_HELLO): self._client_server_hello,
-                (HandshakeState.WAIT_EE, HandshakeType.ENCRYPTED_EXTENSIONS):
-                    self._client_encrypted_extensions,
-                (HandshakeState.WAIT_CERT_CR, HandshakeType.CERTIFICATE_REQUEST):
-                    self._client_certificate_request,
+                (
+                    HandshakeState.WAIT_EE,
+                    HandshakeType.ENCRYPTED_EXTENSIONS,
+                ): self._client_encrypted_extensions,
+                (
+                    HandshakeState.WAIT_CERT_CR,
+                    HandshakeType.CERTIFICATE_REQUEST,
+                ): self._client_certificate_request,
                 (HandshakeState.WAIT_CERT_CR, HandshakeType.CERTIFICATE): self._peer_certificate,
                 (HandshakeState.WAIT_CERT, HandshakeType.CERTIFICATE): self._peer_certificate,
-                (HandshakeState.WAIT_CV, HandshakeType.CERTIFICATE_VERIFY):
-                    self._peer_certificate_verify,
+                (
+                    HandshakeState.WAIT_CV,
+                    HandshakeType.CERTIFICATE_VERIFY,
+                ): self._peer_certificate_verify,
                 (HandshakeState.WAIT_FINISHED, HandshakeType.FINISHED): self._client_finished,
             }.get((state, msg_type))
         else:
             handler = {
                 (HandshakeState.START, HandshakeType.CLIENT_HELLO): self._server_client_hello,
                 (HandshakeState.WAIT_CERT, HandshakeType.CERTIFICATE): self._peer_certificate,
-                (HandshakeState.WAIT_CV, HandshakeType.CERTIFICATE_VERIFY):
-                    self._peer_certificate_verify,
+                (
+                    HandshakeState.WAIT_CV,
+                    HandshakeType.CERTIFICATE_VERIFY,
+                ): self._peer_certificate_verify,
                 (HandshakeState.WAIT_FINISHED, HandshakeType.FINISHED): self._server_finished,
             }.get((state, msg_type))
         if handler is None:
             raise UnexpectedMessage(f"{_type_name(msg_type)} in state {state.value}")
-        expected_epoch = 0 if msg_type in (HandshakeType.CLIENT_HELLO, HandshakeType.SERVER_HELLO) else 2
+        expected_epoch = (
+            0 if msg_type in (HandshakeType.CLIENT_HELLO, HandshakeType.SERVER_HELLO) else 2
+        )
         if state is not HandshakeState.CONNECTED and message.epoch != expected_epoch:
             raise UnexpectedMessage(f"{_type_name(msg_type)} in epoch {message.epoch}")
         handler(message, now)
@@ -740,14 +761,17 @@ class Connection:
         for group in share_groups:
             if group not in self._key_shares:
                 self._key_shares[int(group)] = crypto.generate_key_share(int(group))
-        server_name = self.server_name if self.server_name and not _is_ip(self.server_name) else None
+        server_name = (
+            self.server_name if self.server_name and not _is_ip(self.server_name) else None
+        )
         return ClientHello(
             random=self._client_random,
             cipher_suites=[int(s) for s in ctx.cipher_suites],
             supported_versions=[DTLS13_VERSION],
             supported_groups=[int(g) for g in ctx.groups],
             key_share=[
-                KeyShareEntry(group, share.public_bytes) for group, share in self._key_shares.items()
+                KeyShareEntry(group, share.public_bytes)
+                for group, share in self._key_shares.items()
             ],
             signature_algorithms=[int(s) for s in ctx.signature_algorithms],
             server_name=server_name,
@@ -758,8 +782,11 @@ class Connection:
         sh = self._decode(message)
         assert isinstance(sh, ServerHello)
         assert self._client_hello is not None
-        if sh.supported_versions != DTLS13_VERSION:
+        if sh.supported_versions != DTLS13_VERSION or sh.legacy_version != DTLS12_LEGACY_VERSION:
             raise ProtocolVersionError("server did not select DTLS 1.3")
+        if sh.other_extensions or sh.connection_id is not None:
+            # RFC 9846 §4.2: only extensions we offered may come back.
+            raise UnsupportedExtension("ServerHello with an extension we did not offer")
         if sh.cipher_suite not in self._client_hello.cipher_suites:
             raise IllegalParameter("server selected a cipher suite we did not offer")
         if sh.legacy_session_id_echo != self._client_hello.legacy_session_id:
@@ -829,8 +856,10 @@ class Connection:
             if protocol not in self.context.alpn_protocols:
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self.alpn_protocol = protocol
-        if ee.early_data:
-            raise UnsupportedExtension("early_data accepted but not offered")
+        if ee.early_data or ee.other_extensions or ee.record_size_limit is not None:
+            raise UnsupportedExtension("EncryptedExtensions with an extension we did not offer")
+        if ee.server_name and self._client_hello is not None and not self._client_hello.server_name:
+            raise UnsupportedExtension("server_name acknowledged but not sent")
         self._add_to_transcript(message)
         self.state = HandshakeState.WAIT_CERT_CR
 
@@ -962,7 +991,8 @@ class Connection:
         self._app_send_epoch = 3
         self._start_flight(OutgoingFlight(messages, needs_ack=False), now)
         self.state = (
-            HandshakeState.WAIT_CERT if ctx.request_client_certificate
+            HandshakeState.WAIT_CERT
+            if ctx.request_client_certificate
             else HandshakeState.WAIT_FINISHED
         )
 
@@ -971,11 +1001,14 @@ class Connection:
     ) -> None:
         """A cookie HelloRetryRequest, keeping no state (RFC 9147 §5.1): the second
         ClientHello is handled as if this connection had just been made for it."""
-        body = _hello_retry_request(self.context, ch, message.body, self.peer_address, now,
-                                    suite, group)
-        self._emit(_plaintext_handshake_record(
-            HandshakeType.SERVER_HELLO, message.message_seq, body, self._client_hello_record_seq
-        ))
+        body = _hello_retry_request(
+            self.context, ch, message.body, self.peer_address, now, suite, group
+        )
+        self._emit(
+            _plaintext_handshake_record(
+                HandshakeType.SERVER_HELLO, message.message_seq, body, self._client_hello_record_seq
+            )
+        )
         self._transcript = Transcript()
 
     def _select_alpn(self, ch: ClientHello) -> str | None:
@@ -1027,7 +1060,10 @@ class Connection:
         if ctx.verify_mode != ssl.CERT_NONE:
             name = self.server_name if (self.is_client and ctx.check_hostname) else None
             certs = crypto.verify_certificate_chain(
-                chain, ctx.trust_store(), server_name=name, is_server_cert=self.is_client,
+                chain,
+                ctx.trust_store(),
+                server_name=name,
+                is_server_cert=self.is_client,
                 when=ctx.certificate_time(),
             )
         else:
@@ -1058,7 +1094,9 @@ class Connection:
             raise DecryptError("Finished does not verify")  # RFC 9846 §4.4.4
 
     def _own_certificate(self, context: bytes) -> Certificate:
-        entries = [CertificateEntry(crypto.certificate_der(c)) for c in self.context.certificate_chain]
+        entries = [
+            CertificateEntry(crypto.certificate_der(c)) for c in self.context.certificate_chain
+        ]
         return Certificate(context, entries)
 
     def _own_certificate_verify(self) -> CertificateVerify:
@@ -1171,7 +1209,9 @@ class Connection:
         )
         epoch = self._app_send_epoch or max(e for e in self._records.send_epochs if e != 1)
         try:
-            record, _ = self._records.seal(epoch, ContentType.ALERT, encode_alert(level, description))
+            record, _ = self._records.seal(
+                epoch, ContentType.ALERT, encode_alert(level, description)
+            )
         except Exception:  # no keys to send it with: the peer will time out
             return
         self._emit(record)

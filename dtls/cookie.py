@@ -34,9 +34,10 @@ def _address_bytes(addr: Any) -> bytes:
 def make_cookie(
     secret: bytes, addr: Any, now: float, suite: int, group: int, client_hello_hash: bytes
 ) -> bytes:
-    body = _FIXED.pack(
-        COOKIE_VERSION, max(0, int(now * 1000)), suite, group, len(client_hello_hash)
-    ) + client_hello_hash
+    body = (
+        _FIXED.pack(COOKIE_VERSION, max(0, int(now * 1000)), suite, group, len(client_hello_hash))
+        + client_hello_hash
+    )
     mac = hmac.digest(secret, _address_bytes(addr) + body, "sha256")
     return body + mac
 

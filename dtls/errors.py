@@ -18,7 +18,7 @@ class ConfigurationError(DTLSError, ValueError):
     """The configuration cannot work (missing key, unknown suite, ...)."""
 
 
-class ConnectionError(DTLSError):  # noqa: A001 - scoped to dtls.errors
+class ConnectionStateError(DTLSError):
     """The operation needs a connection in another state (closed, not yet connected)."""
 
 
@@ -161,9 +161,14 @@ class AlertReceived(DTLSError):
 
 _BY_ALERT: dict[int, type[ProtocolError]] = {}
 for _cls in list(globals().values()):
-    if isinstance(_cls, type) and issubclass(_cls, ProtocolError) and _cls not in (
-        ProtocolError,
-        CertificateError,
+    if (
+        isinstance(_cls, type)
+        and issubclass(_cls, ProtocolError)
+        and _cls
+        not in (
+            ProtocolError,
+            CertificateError,
+        )
     ):
         _BY_ALERT.setdefault(int(_cls.alert), _cls)
 

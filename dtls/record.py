@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache, partial
 from itertools import accumulate
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from ._native import ffi, lib
 from .errors import ConfigurationError
 from .iana import CipherSuite
 from .keyschedule import hkdf_expand_label, suite_hash_name
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 # A socket address as the socket module writes it: (host, port) for IPv4,
 # (host, port, flowinfo, scope_id) for IPv6.
 Address = tuple[Any, ...]
@@ -157,7 +157,21 @@ def _pointer(data: Buffer) -> Any:
 # ---- splitting datagrams (RFC 9147 §4.1, §4.2) ----
 
 _SPAN_CAPACITY = 32
+_COPY_ONCE_LIMIT = 1 << 16
+_SCRATCH_KEEP = 1 << 21  # per-thread scratch kept between calls, at most
 _local = threading.local()
+
+
+def _scratch(size: int) -> Any:
+    """A per-thread buffer of at least `size` bytes, reused while the calls need no more
+    than _SCRATCH_KEEP bytes (its contents are copied out before the call returns)."""
+    buf = getattr(_local, "scratch", None)
+    if buf is not None and len(buf) >= size:
+        return buf
+    buf = _alloc("char[]", size)
+    if size <= _SCRATCH_KEEP:
+        _local.scratch = buf
+    return buf
 
 
 def _split_scratch() -> tuple[Any, Any]:
@@ -200,8 +214,10 @@ def seal_plaintext(content_type: int, seq: int, payload: Buffer, epoch: int = 0)
     ptr = _pointer(payload)
     n = len(ptr)
     out = _alloc("char[]", n + PLAINTEXT_HEADER_LEN)
-    _check(_seal_plaintext(content_type, epoch, seq, ptr, n, out, n + PLAINTEXT_HEADER_LEN),
-           "seal_plaintext")
+    _check(
+        _seal_plaintext(content_type, epoch, seq, ptr, n, out, n + PLAINTEXT_HEADER_LEN),
+        "seal_plaintext",
+    )
     return _unpack(out, n + PLAINTEXT_HEADER_LEN)
 
 
@@ -309,7 +325,7 @@ class RecordCipher:
     Not for concurrent use from two threads.
     """
 
-    __slots__ = ("_ctx", "_out", "_out_cap", "_result", "suite", "tag_len")
+    __slots__ = ("_ctx", "_result", "suite", "tag_len")
 
     def __init__(self, suite: int, keys: TrafficKeys) -> None:
         _key_length(suite)
@@ -321,8 +337,6 @@ class RecordCipher:
         self._ctx = ffi.gc(ctx, lib.dtls_cipher_free)
         self.suite = suite
         self.tag_len = int(lib.dtls_cipher_tag_len(ctx))
-        self._out_cap = MAX_RECORD
-        self._out = _alloc("char[]", MAX_RECORD)  # scratch for seal(): copied out as bytes
         self._result = _new("dtls_open_result *")
 
     @classmethod
@@ -349,8 +363,9 @@ class RecordCipher:
     ) -> int:
         """The length of the record `seal` makes for a payload of this size."""
         cid_len = cid_len or 0
-        n = _sealed_len(self._ctx, _flags(cid_len, seq16, with_length), cid_len, payload_len,
-                        padding)
+        n = _sealed_len(
+            self._ctx, _flags(cid_len, seq16, with_length), cid_len, payload_len, padding
+        )
         if n == 0:
             raise ValueError("payload or padding too long for one record")
         return int(n)
@@ -377,9 +392,24 @@ class RecordCipher:
         else:
             flags = (_HDR_SEQ16 if seq16 else 0) | (_HDR_LENGTH if with_length else 0)
             cid, cid_len = _NULL, 0
-        out = self._out
-        n = _seal(self._ctx, epoch, seq, flags, cid, cid_len, content_type, ptr, len(ptr),
-                  padding, out, self._out_cap)
+        try:
+            out = _local.record
+        except AttributeError:
+            out = _local.record = _alloc("char[]", MAX_RECORD)
+        n = _seal(
+            self._ctx,
+            epoch,
+            seq,
+            flags,
+            cid,
+            cid_len,
+            content_type,
+            ptr,
+            len(ptr),
+            padding,
+            out,
+            MAX_RECORD,
+        )
         if n < 0:
             _check(n, "seal")
         return _unpack(out, n)
@@ -405,9 +435,20 @@ class RecordCipher:
             raise ValueError("offset outside the output buffer")
         cid_len = len(cid) if cid else 0
         ptr = _pointer(payload)
-        n = _seal(self._ctx, epoch, seq, _flags(cid_len, seq16, with_length),
-                  cid if cid_len else _NULL, cid_len, content_type, ptr, len(ptr), padding,
-                  dest + offset, len(dest) - offset)
+        n = _seal(
+            self._ctx,
+            epoch,
+            seq,
+            _flags(cid_len, seq16, with_length),
+            cid if cid_len else _NULL,
+            cid_len,
+            content_type,
+            ptr,
+            len(ptr),
+            padding,
+            dest + offset,
+            len(dest) - offset,
+        )
         return _check(n, "seal_into")
 
     def open(
@@ -432,26 +473,32 @@ class RecordCipher:
         it is referenced, and later calls do not change it.
         """
         res = self._result
-        w = window._w if window is not None else _NULL
-        if type(record) is bytes or (type(record) is memoryview and record.readonly):
+        w = _NULL if window is None else window._w
+        kind = type(record)
+        if kind is bytes or (kind is memoryview and record.readonly):
             n = len(record)
-            out = _alloc("char[]", n)
-            rc = _open(self._ctx, w, next_seq, record if type(record) is bytes
-                       else _from_buffer(record), n, cid_len, out, n, res)
+            out = bytearray(n)
+            rc = _open(
+                self._ctx,
+                w,
+                next_seq,
+                record if kind is bytes else _from_buffer(record),
+                n,
+                cid_len,
+                _from_buffer(out),
+                n,
+                res,
+            )
             if rc:
                 return _ERRORS[rc] if rc in _ERRORS else _check(rc, "open")  # type: ignore
-            return _new_opened(
-                (res.content_type, res.seq, memoryview(_buffer(out, res.plaintext_len)))
-            )
+            return _new_opened((res.content_type, res.seq, memoryview(out)[: res.plaintext_len]))
         buf = _from_buffer(record, require_writable=True)
         rc = _open_in_place(self._ctx, w, next_seq, buf, len(buf), cid_len, res)
         if rc:
             return _ERRORS[rc] if rc in _ERRORS else _check(rc, "open")  # type: ignore
         start = res.header_len
-        view = record if type(record) is memoryview else memoryview(record)
-        return _new_opened(
-            (res.content_type, res.seq, view[start : start + res.plaintext_len])
-        )
+        view = record if kind is memoryview else memoryview(record)
+        return _new_opened((res.content_type, res.seq, view[start : start + res.plaintext_len]))
 
     def seal_batch(
         self,
@@ -467,7 +514,7 @@ class RecordCipher:
         n = len(items)
         if n == 0:
             return []
-        seqs, types, payloads = zip(*items)
+        seqs, types, payloads = zip(*items, strict=True)
         joined = b"".join(payloads)
         cid_len = len(cid) if cid else 0
         flags = _flags(cid_len, seq16, with_length)
@@ -475,19 +522,35 @@ class RecordCipher:
         if overhead == 0:
             raise ValueError("padding too long for one record")
         cap = len(joined) + n * overhead
-        out = _alloc("char[]", cap)
+        out = _scratch(cap)
         lens = _new("uint32_t[]", n)
         got = _seal_records(
-            self._ctx, epoch, flags, cid if cid_len else _NULL, cid_len, padding,
-            _new("uint64_t[]", seqs), bytes(types), joined, len(joined),
-            _new("uint32_t[]", list(map(len, payloads))), n, out, cap, lens,
+            self._ctx,
+            epoch,
+            flags,
+            cid if cid_len else _NULL,
+            cid_len,
+            padding,
+            _new("uint64_t[]", seqs),
+            bytes(types),
+            joined,
+            len(joined),
+            _new("uint32_t[]", list(map(len, payloads))),
+            n,
+            out,
+            cap,
+            lens,
         )
         _check(got, "seal_batch")
         if got != n:
             raise ValueError(f"seal_batch: item {got} could not be sealed")
-        ends = list(accumulate(_unpack(lens, n)))
-        data = _unpack(out, ends[-1])
-        return list(map(data.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+        sizes = _unpack(lens, n)
+        ends = list(accumulate(sizes))
+        starts = [0, *ends[:-1]]
+        if ends[-1] <= _COPY_ONCE_LIMIT:  # small: one copy out, then slices
+            data = _unpack(out, ends[-1])
+            return list(map(data.__getitem__, map(slice, starts, ends)))
+        return list(map(_unpack, map(out.__add__, starts), sizes))
 
     def open_batch(
         self,
@@ -512,16 +575,27 @@ class RecordCipher:
         sizes = _new("uint32_t[]", n)
         status = _new("int8_t[]", n)
         opened = _open_records(
-            self._ctx, window._w if window is not None else _NULL, cid_len, buf, len(data),
-            _new("uint32_t[]", lens), n, seqs, types, starts, sizes, status,
+            self._ctx,
+            window._w if window is not None else _NULL,
+            cid_len,
+            buf,
+            len(data),
+            _new("uint32_t[]", lens),
+            n,
+            seqs,
+            types,
+            starts,
+            sizes,
+            status,
         )
         _check(opened, "open_batch")
         view = memoryview(data)
         starts_l = _unpack(starts, n)
-        plaintexts = map(view.__getitem__, map(slice, starts_l,
-                                               map(int.__add__, starts_l, _unpack(sizes, n))))
+        plaintexts = map(
+            view.__getitem__, map(slice, starts_l, map(int.__add__, starts_l, _unpack(sizes, n)))
+        )
         out: list[OpenedRecord | OpenError] = list(
-            map(_new_opened, zip(_unpack(types, n), _unpack(seqs, n), plaintexts))
+            map(_new_opened, zip(_unpack(types, n), _unpack(seqs, n), plaintexts, strict=True))
         )
         if opened != n:
             for i, rc in enumerate(_unpack(status, n)):
@@ -585,8 +659,9 @@ class BufferPool:
     def stats(self) -> PoolStats:
         s = _new("dtls_pool_stats *")
         lib.dtls_pool_get_stats(self._pool, s)
-        return PoolStats(s.acquired, s.released, s.misses, s.in_use, s.peak, s.capacity,
-                         s.slab_size)
+        return PoolStats(
+            s.acquired, s.released, s.misses, s.in_use, s.peak, s.capacity, s.slab_size
+        )
 
 
 # ---- batched socket I/O (Linux sendmmsg/recvmmsg and UDP GSO) ----
@@ -623,8 +698,10 @@ def _encode_address(address: Address) -> bytes:
             scope = int(name) if name.isdigit() else socket.if_nametoindex(name)
         flowinfo = address[2] if len(address) > 2 else 0
         return (
-            _family_bytes(socket.AF_INET6, 28) + port.to_bytes(2, "big")
-            + flowinfo.to_bytes(4, "big") + socket.inet_pton(socket.AF_INET6, host)
+            _family_bytes(socket.AF_INET6, 28)
+            + port.to_bytes(2, "big")
+            + flowinfo.to_bytes(4, "big")
+            + socket.inet_pton(socket.AF_INET6, host)
             + scope.to_bytes(4, sys.byteorder)
         )
     try:
@@ -641,8 +718,10 @@ def _decode_address(raw: bytes) -> Address:
     port = int.from_bytes(raw[2:4], "big")
     if family == socket.AF_INET6 and len(raw) >= 28:
         return (
-            socket.inet_ntop(socket.AF_INET6, raw[8:24]), port,
-            int.from_bytes(raw[4:8], "big"), int.from_bytes(raw[24:28], sys.byteorder),
+            socket.inet_ntop(socket.AF_INET6, raw[8:24]),
+            port,
+            int.from_bytes(raw[4:8], "big"),
+            int.from_bytes(raw[24:28], sys.byteorder),
         )
     if family == socket.AF_INET and len(raw) >= 8:
         return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
@@ -653,8 +732,9 @@ def _raise_errno(rc: int, what: str) -> None:
     raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
 
 
-def send_datagrams(sock_fd: int | socket.socket,
-                   datagrams: Sequence[tuple[Buffer, Address]]) -> int:
+def send_datagrams(
+    sock_fd: int | socket.socket, datagrams: Sequence[tuple[Buffer, Address]]
+) -> int:
     """Send datagrams with as few system calls as possible (sendmmsg). Returns how many
     were sent: fewer than given when a non-blocking socket's buffer filled up."""
     n = len(datagrams)
@@ -662,7 +742,7 @@ def send_datagrams(sock_fd: int | socket.socket,
         return 0
     arr = _new("dtls_dgram[]", n)
     keep = []
-    for d, (data, address) in zip(arr, datagrams):
+    for d, (data, address) in zip(arr, datagrams, strict=True):
         ptr = _from_buffer(data)
         keep.append(ptr)
         d.buf = ptr
@@ -676,13 +756,6 @@ def send_datagrams(sock_fd: int | socket.socket,
             return 0
         _raise_errno(rc, "sendmmsg")
     return rc
-
-
-def _scratch(size: int) -> Any:
-    buf = getattr(_local, "receive", None)
-    if buf is None or len(buf) < size:
-        buf = _local.receive = _alloc("char[]", size)
-    return buf
 
 
 def receive_datagrams(
@@ -716,9 +789,9 @@ def receive_datagrams(
             return []
     else:
         count = max_count
-        scratch = _scratch(max_count * buffer_size)
+        base = ffi.cast("uint8_t *", _scratch(max_count * buffer_size))
         for i, d in enumerate(arr):
-            d.buf = scratch + i * buffer_size
+            d.buf = base + i * buffer_size
             d.len = buffer_size
     rc = lib.dtls_recvmmsg(_fileno(sock_fd), arr, count)
     got = max(rc, 0)
@@ -742,8 +815,9 @@ def gso_supported(sock_fd: int | socket.socket) -> bool:
     return bool(lib.dtls_gso_supported(_fileno(sock_fd)))
 
 
-def send_segments(sock_fd: int | socket.socket, data: Buffer, segment_size: int,
-                  address: Address) -> int:
+def send_segments(
+    sock_fd: int | socket.socket, data: Buffer, segment_size: int, address: Address
+) -> int:
     """Send `data` as datagrams of `segment_size` bytes (the last may be shorter) to one
     address: one system call with UDP GSO where offered, else sendmmsg. Returns the
     number of datagrams sent."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from .iana import ContentType
 from .record import (
     PLAINTEXT_HEADER_LEN,
-    OpenError,
     OpenedRecord,
+    OpenError,
     RecordCipher,
     RecordKind,
     ReplayWindow,
@@ -155,7 +155,9 @@ class RecordLayer:
                 if span.epoch != 0 or span.first_byte not in _PLAINTEXT_TYPES:
                     counters.unknown_epoch += 1
                     continue
-                payload = bytes(view[span.offset + PLAINTEXT_HEADER_LEN : span.offset + span.length])
+                payload = bytes(
+                    view[span.offset + PLAINTEXT_HEADER_LEN : span.offset + span.length]
+                )
                 yield InboundRecord(0, span.seq, span.first_byte, payload)
                 continue
             state = self._receive_epoch_for(span.epoch)
@@ -178,7 +180,9 @@ class RecordLayer:
             counters.records_opened += 1
             counters.bytes_opened += span.length
             self._retire_older(state.epoch, now)
-            yield InboundRecord(state.epoch, result.seq, result.content_type, bytes(result.plaintext))
+            yield InboundRecord(
+                state.epoch, result.seq, result.content_type, bytes(result.plaintext)
+            )
 
     def _receive_epoch_for(self, bits: int) -> ReceiveEpoch | None:
         # RFC 9147 §4.2.2: the most recent epoch whose low two bits match.

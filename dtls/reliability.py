@@ -123,7 +123,7 @@ class ReceivedMessage:
 
 
 class _PartialMessage:
-    __slots__ = ("msg_type", "length", "epoch", "data", "ranges", "received")
+    __slots__ = ("data", "epoch", "length", "msg_type", "ranges", "received")
 
     def __init__(self, msg_type: int, length: int, epoch: int) -> None:
         self.msg_type = msg_type

@@ -71,7 +71,9 @@ class Loopback:
                     sent.fate = "duplicated"
                 for payload in payloads:
                     delay = self.latency + self._rng.uniform(0, self.jitter)
-                    heapq.heappush(self._queue, (self.now + delay, next(self._order), name, payload))
+                    heapq.heappush(
+                        self._queue, (self.now + delay, next(self._order), name, payload)
+                    )
         for conn, events in ((self.client, self.client_events), (self.server, self.server_events)):
             while (event := conn.next_event()) is not None:
                 events.append(event)

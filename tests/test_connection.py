@@ -6,10 +6,11 @@ import ssl
 from typing import Any
 
 import pytest
-from loopback import Loopback, Sent
+from loopback import Loopback
 
 from dtls.config import Context, CookieMode
 from dtls.connection import Connection, HandshakeState
+from dtls.errors import ConnectionStateError
 from dtls.events import (
     AlertReceived,
     ConnectionClosed,
@@ -52,7 +53,9 @@ def make_pair(
     return link
 
 
-def handshake(link: Loopback, until: float = 600.0) -> tuple[HandshakeCompleted, HandshakeCompleted]:
+def handshake(
+    link: Loopback, until: float = 600.0
+) -> tuple[HandshakeCompleted, HandshakeCompleted]:
     link.start()
     link.run(until=until)
     c = link.events_of("client", HandshakeCompleted)
@@ -199,7 +202,7 @@ def test_close_notify(pki: Any) -> None:
     assert not closed_s[0].error
     assert closed_c[0].reason == "closed" and not closed_c[0].error
     assert link.server.state is HandshakeState.CLOSED
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionStateError):
         link.client.send(b"too late")
 
 

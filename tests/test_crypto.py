@@ -305,11 +305,11 @@ def test_wrong_scheme_for_key(pki: test_pki.PKI) -> None:
                 sign(cred.key, scheme, data)
     # schemes never allowed in CertificateVerify (RFC 9846 §4.4.3)
     rsa_signature = sign(pki.server_rsa.key, S.RSA_PSS_RSAE_SHA256, data)
-    for scheme in (S.RSA_PKCS1_SHA256, 0x0201, 0x0203, 0xFE00):
+    for never in (S.RSA_PKCS1_SHA256, 0x0201, 0x0203, 0xFE00):
         with pytest.raises(IllegalParameter):
-            verify_signature(pki.server_rsa.cert, scheme, rsa_signature, data)
+            verify_signature(pki.server_rsa.cert, never, rsa_signature, data)
         with pytest.raises(ConfigurationError):
-            sign(pki.server_rsa.key, scheme, data)
+            sign(pki.server_rsa.key, never, data)
 
 
 def test_rsa_pss_oid_certificate(tmp_path: Path) -> None:
