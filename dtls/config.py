@@ -125,6 +125,10 @@ class Context:
     #: reassembly bounds (RFC 9147 §5.5): largest handshake message, bytes buffered in all
     max_handshake_message_size: int = 65536
     max_handshake_buffer: int = 262144
+    #: connection ID this endpoint wants to receive (RFC 9147 §9): bytes (b"" = offer CIDs but
+    #: receive none), a callable making one per connection (servers: e.g. to encode a worker
+    #: id for a load balancer), or None to not negotiate CIDs
+    connection_id: bytes | Callable[[], bytes] | None = None
     #: NSS key log lines (SSLKEYLOGFILE format) are passed here when set
     keylog: Callable[[str], None] | None = None
     #: wall-clock time for certificate validity; the engine never reads a clock itself

@@ -342,7 +342,11 @@ class Connection:
         # server
         self._client_hello_record_seq = 0
         self._signature_scheme = 0
-        self._peer_public_key: Any = None
+        self._peer_leaf: Any = None
+        # connection IDs (RFC 9147 §9): what we receive, and what the peer wants
+        cid = context.connection_id
+        self.local_cid: bytes | None = cid() if callable(cid) else cid
+        self.peer_cid: bytes | None = None
 
     # ---- public API ----
     def connect(self, addr: Address, now: float) -> None:
@@ -775,6 +779,7 @@ class Connection:
             ],
             signature_algorithms=[int(s) for s in ctx.signature_algorithms],
             server_name=server_name,
+            connection_id=self.local_cid,
             alpn_protocols=[p.encode() for p in ctx.alpn_protocols] or None,
         )
 
@@ -784,7 +789,8 @@ class Connection:
         assert self._client_hello is not None
         if sh.supported_versions != DTLS13_VERSION or sh.legacy_version != DTLS12_LEGACY_VERSION:
             raise ProtocolVersionError("server did not select DTLS 1.3")
-        if sh.other_extensions or sh.connection_id is not None:
+        offered_cid = self._client_hello.connection_id is not None
+        if sh.other_extensions or (sh.connection_id is not None and not offered_cid):
             # RFC 9846 §4.2: only extensions we offered may come back.
             raise UnsupportedExtension("ServerHello with an extension we did not offer")
         if sh.cipher_suite not in self._client_hello.cipher_suites:
@@ -817,6 +823,8 @@ class Connection:
         self._add_to_transcript(message)
         shared = share.agree(sh.key_share.key_exchange)
         self._key_shares.clear()
+        if sh.connection_id is not None:
+            self._use_connection_ids(sh.connection_id)
         self._derive_handshake_secrets(shared)
         self.state = HandshakeState.WAIT_EE
 
@@ -886,7 +894,9 @@ class Connection:
         if request is not None:
             if ctx.private_key is not None and ctx.certificate_chain:
                 self._signature_scheme = crypto.choose_signature_scheme(
-                    ctx.private_key, request.signature_algorithms or []
+                    ctx.private_key,
+                    request.signature_algorithms or [],
+                    certificate=ctx.certificate_chain[0],
                 )
                 out.append(self._handshake_message(2, self._own_certificate(request.context)))
                 out.append(self._handshake_message(2, self._own_certificate_verify()))
@@ -943,7 +953,9 @@ class Connection:
             return
         if share is None:
             raise HandshakeFailure("no acceptable key share after HelloRetryRequest")
-        scheme = crypto.choose_signature_scheme(ctx.private_key, ch.signature_algorithms or [])
+        scheme = crypto.choose_signature_scheme(
+            ctx.private_key, ch.signature_algorithms or [], certificate=ctx.certificate_chain[0]
+        )
         self._signature_scheme = scheme
         alpn = self._select_alpn(ch)
         server_share, shared = crypto.server_key_share(share.group, share.key_exchange)
@@ -958,12 +970,19 @@ class Connection:
         # Mirror the ClientHello's numbering, as a stateless server must (RFC 9147 §5.1).
         self._next_message_seq = message.message_seq
         self._records.send_epochs[0].next_seq = self._client_hello_record_seq
+        # RFC 9146 §3: answer a client's connection_id with ours (possibly empty).
+        local_cid = None
+        if ch.connection_id is not None:
+            local_cid = self.local_cid if self.local_cid is not None else b""
+            self.local_cid = local_cid
+            self._use_connection_ids(ch.connection_id)
         sh = ServerHello(
             random=secrets.token_bytes(32),
             cipher_suite=suite,
             legacy_session_id_echo=ch.legacy_session_id,
             supported_versions=DTLS13_VERSION,
             key_share=KeyShareEntry(share.group, server_share),
+            connection_id=local_cid,
         )
         sh_message = self._handshake_message(0, sh)
         self._derive_handshake_secrets(shared)
@@ -1036,6 +1055,13 @@ class Connection:
         self._early_records.clear()
 
     # ---- both sides ----
+    def _use_connection_ids(self, peer_cid: bytes) -> None:
+        """Both offered connection_id: from epoch 2 on, records to the peer carry its CID
+        and records to us carry ours; a zero-length CID is not sent (RFC 9147 §9)."""
+        self.peer_cid = peer_cid
+        self._records.send_cid = peer_cid or None
+        self._records.receive_cid_len = len(self.local_cid or b"")
+
     def _implicit_ack(self, now: float) -> None:
         """The peer's next flight acknowledges ours (RFC 9147 §7.2)."""
         if _Flight.HANDSHAKE in self._flights:
@@ -1071,7 +1097,7 @@ class Connection:
         if ctx.verify_callback is not None:
             ctx.verify_callback(certs, self.server_name)
         self.peer_certificates = tuple(certs)
-        self._peer_public_key = certs[0].public_key()
+        self._peer_leaf = certs[0]
         self._add_to_transcript(message)
         self.state = HandshakeState.WAIT_CV
 
@@ -1081,7 +1107,7 @@ class Connection:
         if cv.algorithm not in self.context.signature_algorithms:
             raise IllegalParameter("CertificateVerify with a scheme we did not offer")
         content = crypto.certificate_verify_content(self.is_client, self._transcript.digest())
-        crypto.verify_signature(self._peer_public_key, cv.algorithm, cv.signature, content)
+        crypto.verify_signature(self._peer_leaf, cv.algorithm, cv.signature, content)
         self._add_to_transcript(message)
         self.state = HandshakeState.WAIT_FINISHED
 

@@ -253,3 +253,34 @@ def test_data_sent_before_handshake_is_delivered(pki: Any) -> None:
     link.client.send(b"queued early")
     handshake(link)
     assert [e.data for e in link.events_of("server", DataReceived)] == [b"queued early"]
+
+
+@pytest.mark.parametrize(
+    ("client_cid", "server_cid"),
+    [(b"CLI-cid1", b"SRV-cid-8"), (b"", b"\x01" * 255), (b"\x07", b""), (b"", b"")],
+)
+def test_connection_ids(pki: Any, client_cid: bytes, server_cid: bytes) -> None:
+    link = make_pair(
+        pki,
+        client_settings={"connection_id": client_cid},
+        server_settings={"connection_id": server_cid},
+    )
+    handshake(link)
+    assert link.client.peer_cid == server_cid and link.server.peer_cid == client_cid
+    exchange(link, [b"with connection ids", b"q" * 300])
+    # Encrypted records to each side carry that side's CID; plaintext ones none (§9).
+    for sent in link.sent:
+        first = sent.data[0]
+        if first & 0xE0 != 0x20:
+            continue
+        cid = server_cid if sent.direction == "c2s" else client_cid
+        assert bool(first & 0x10) == bool(cid)
+        if cid:
+            assert sent.data[1 : 1 + len(cid)] == cid
+
+
+def test_connection_id_offered_to_server_without_one(pki: Any) -> None:
+    link = make_pair(pki, client_settings={"connection_id": b"abcd"})
+    handshake(link)
+    assert link.server.local_cid == b"" and link.client.peer_cid == b""
+    exchange(link, [b"server sends with our CID"])
