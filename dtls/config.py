@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -129,6 +130,21 @@ class Context:
     #: receive none), a callable making one per connection (servers: e.g. to encode a worker
     #: id for a load balancer), or None to not negotiate CIDs
     connection_id: bytes | Callable[[], bytes] | None = None
+    #: client: an external PSK to offer (RFC 9846 §2.2); server: look up an identity
+    psk: Any = field(default=None, repr=False)
+    psk_lookup: Callable[[bytes], Any] | None = field(default=None, repr=False)
+    #: psk_dhe_ke (1) keeps forward secrecy; psk_ke (0) must be allowed explicitly
+    psk_key_exchange_modes: tuple[int, ...] = (1,)
+    #: server: NewSessionTickets sent after the handshake, their lifetime in seconds, and
+    #: how much 0-RTT data a ticket admits (0: no early data; RFC 9846 §4.6.1)
+    session_tickets: int = 1
+    ticket_lifetime: int = 7200
+    max_early_data_size: int = 0
+    #: client: send data queued before the handshake as 0-RTT when the session allows it;
+    #: early data may be replayed by an attacker (RFC 9846 §8), so this is opt-in
+    early_data: bool = False
+    #: wall-clock seconds, for ticket lifetimes and ages
+    wall_clock: Callable[[], float] = field(default=time.time, repr=False)
     #: NSS key log lines (SSLKEYLOGFILE format) are passed here when set
     keylog: Callable[[str], None] | None = None
     #: wall-clock time for certificate validity; the engine never reads a clock itself
@@ -141,6 +157,8 @@ class Context:
     private_key: Any = field(default=None, repr=False)
     trust: Any = field(default=None, repr=False)
     _cookie_secrets: list[bytes] = field(default_factory=list, repr=False)
+    _ticket_keys: Any = field(default=None, repr=False)
+    _replay_filter: Any = field(default=None, repr=False)
 
     # ---- factories ----
     @classmethod
@@ -253,14 +271,30 @@ class Context:
         rotation (RFC 9147 §5.1)."""
         self._cookie_secrets[:] = [secrets.token_bytes(32), *self.cookie_secrets()[:1]]
 
+    def ticket_keys(self) -> Any:
+        """The server's ticket-sealing keys (`dtls.session.TicketKeys`)."""
+        if self._ticket_keys is None:
+            from .session import TicketKeys
+
+            self._ticket_keys = TicketKeys()
+        return self._ticket_keys
+
+    def replay_filter(self) -> Any:
+        """The server's 0-RTT anti-replay filter (`dtls.session.EarlyDataReplayFilter`)."""
+        if self._replay_filter is None:
+            from .session import EarlyDataReplayFilter
+
+            self._replay_filter = EarlyDataReplayFilter()
+        return self._replay_filter
+
     def check(self) -> None:
         """Raise ConfigurationError if this context cannot make working connections."""
         if not self.cipher_suites:
             raise ConfigurationError("no cipher suites")
         if not self.groups:
             raise ConfigurationError("no groups")
-        if not self.is_client and self.private_key is None:
-            raise ConfigurationError("a server needs a certificate and private key")
+        if not self.is_client and self.private_key is None and self.psk_lookup is None:
+            raise ConfigurationError("a server needs a certificate and key, or a PSK lookup")
         if self.check_hostname and self.verify_mode == ssl.CERT_NONE:
             raise ConfigurationError("check_hostname needs verify_mode CERT_REQUIRED")
         if self.max_datagram_size < 256:

@@ -44,6 +44,7 @@ from .events import (
     Event,
     HandshakeCompleted,
     KeyUpdated,
+    SessionTicketReceived,
 )
 from .iana import (
     DTLS12_LEGACY_VERSION,
@@ -55,13 +56,16 @@ from .iana import (
     HandshakeType,
     KeyUpdateRequest,
     NamedGroup,
+    PskKeyExchangeMode,
 )
 from .keyschedule import (
     KeySchedule,
     Transcript,
+    compute_binder,
     export_keying_material,
     finished_verify_data,
     next_application_traffic_secret,
+    resumption_psk,
     suite_hash_name,
 )
 from .messages import (
@@ -76,7 +80,11 @@ from .messages import (
     Finished,
     KeyShareEntry,
     KeyUpdate,
+    NewSessionTicket,
+    OfferedPsks,
+    PskIdentity,
     ServerHello,
+    client_hello_with_binders,
     decode_ack,
     decode_alert,
     decode_handshake_body,
@@ -86,6 +94,7 @@ from .messages import (
     encode_handshake_body,
     encode_handshake_fragment,
     transcript_bytes,
+    truncated_client_hello,
 )
 from .record import PLAINTEXT_HEADER_LEN, RecordKind, split_datagram
 from .record_layer import InboundRecord, RecordLayer
@@ -98,6 +107,7 @@ from .reliability import (
     RecordNumber,
     RetransmitTimer,
 )
+from .session import ExternalPsk, Session, TicketContents
 
 MAX_PLAINTEXT = 1 << 14  # RFC 9846 §5.1
 # Application data that arrives before the handshake completes is buffered up to this
@@ -126,6 +136,26 @@ class HandshakeState(Enum):
 class _Flight(Enum):
     HANDSHAKE = "handshake"
     KEY_UPDATE = "key_update"
+    NEW_SESSION_TICKET = "new_session_ticket"
+
+
+@dataclass
+class _Psk:
+    """A PSK offered (client) or accepted (server), RFC 9846 §4.2.11."""
+
+    identity: bytes
+    key: bytes
+    hash_name: str
+    external: bool
+    obfuscated_age: int = 0
+    session: Session | None = None
+    ticket: TicketContents | None = None
+
+
+_SUITE_FOR_HASH = {
+    "sha256": CipherSuite.TLS_AES_128_GCM_SHA256,
+    "sha384": CipherSuite.TLS_AES_256_GCM_SHA384,
+}
 
 
 def _group_name(group: int | None) -> str | None:
@@ -152,16 +182,20 @@ def _check_client_hello(ch: ClientHello) -> None:
         raise IllegalParameter("legacy_cookie must be empty in DTLS 1.3")
     if ch.legacy_compression_methods != b"\x00":
         raise IllegalParameter("legacy_compression_methods must be null only")
-    if ch.signature_algorithms is None:
-        raise MissingExtension("signature_algorithms is required for certificate authentication")
-    if ch.supported_groups is None or ch.key_share is None:
-        raise MissingExtension("supported_groups and key_share are required")
+    if ch.pre_shared_key is not None and ch.psk_key_exchange_modes is None:
+        raise MissingExtension("pre_shared_key without psk_key_exchange_modes")  # §4.2.9
+    if ch.pre_shared_key is None:
+        if ch.signature_algorithms is None:
+            raise MissingExtension("signature_algorithms is required without a PSK")
+        if ch.supported_groups is None or ch.key_share is None:
+            raise MissingExtension("supported_groups and key_share are required without a PSK")
 
 
-def _select_suite(context: Context, ch: ClientHello) -> int:
-    """The server's most preferred suite that the client offers (RFC 9846 §4.1.1)."""
+def _select_suite(context: Context, ch: ClientHello, hash_name: str | None = None) -> int:
+    """The server's most preferred suite that the client offers (RFC 9846 §4.1.1), with
+    `hash_name` when a PSK fixes the hash (§4.2.11)."""
     for suite in context.cipher_suites:
-        if suite in ch.cipher_suites:
+        if suite in ch.cipher_suites and hash_name in (None, suite_hash_name(suite)):
             return int(suite)
     raise HandshakeFailure("no cipher suite in common")
 
@@ -176,7 +210,9 @@ def _select_key_share(context: Context, ch: ClientHello) -> KeyShareEntry | None
 
 
 def _select_retry_group(context: Context, ch: ClientHello) -> int:
-    """The group a HelloRetryRequest asks for (RFC 9846 §4.1.4)."""
+    """The group a HelloRetryRequest asks for (RFC 9846 §4.1.4); 0 for none (psk_ke)."""
+    if ch.supported_groups is None:
+        return 0
     for group in context.groups:
         if group in (ch.supported_groups or []):
             return int(group)
@@ -293,6 +329,7 @@ class Connection:
         *,
         server_name: str | None = None,
         peer_address: Address = None,
+        session: Session | None = None,
     ) -> None:
         context.check()
         self.context = context
@@ -333,6 +370,14 @@ class Connection:
         self._early_records: list[bytes] = []
         self._closing_alert_sent = False
 
+        # PSK and 0-RTT (RFC 9846 §2.2, §2.3)
+        self.session = session
+        self.resumed = False
+        self.early_data_accepted = False
+        self._psk: _Psk | None = None
+        self._early_sent: list[bytes] = []
+        self._early_received = 0
+        self._tickets_sent = 0
         # client
         self._client_hello: ClientHello | None = None
         self._key_shares: dict[int, Any] = {}
@@ -358,9 +403,12 @@ class Connection:
         self.peer_address = addr
         self.handshake_started = now
         self._client_random = secrets.token_bytes(32)
+        self._psk = self._offered_psk()
         ch = self._build_client_hello()
         self._client_hello = ch
-        self._send_flight([(0, ch)], now, needs_ack=False)
+        self._start_flight(OutgoingFlight([self._client_hello_message(ch)], needs_ack=False), now)
+        if ch.early_data:
+            self._send_early_data()
         self.state = HandshakeState.WAIT_SH
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
@@ -500,8 +548,11 @@ class Connection:
 
     # ---- flights (RFC 9147 §5.8) ----
     def _handshake_message(self, epoch: int, message: Any) -> OutgoingMessage:
-        body = encode_handshake_body(message)
-        msg_type = _message_type(message)
+        return self._raw_handshake_message(
+            epoch, _message_type(message), encode_handshake_body(message)
+        )
+
+    def _raw_handshake_message(self, epoch: int, msg_type: int, body: bytes) -> OutgoingMessage:
         if msg_type != HandshakeType.SERVER_HELLO or body[2:34] != HELLO_RETRY_REQUEST_RANDOM:
             self._transcript.add(transcript_bytes(msg_type, body))
         out = OutgoingMessage(epoch, msg_type, self._next_message_seq, body)
@@ -622,6 +673,13 @@ class Connection:
             raise UnexpectedMessage(f"unexpected record content type {content_type}")
 
     def _receive_application_data(self, record: InboundRecord) -> None:
+        if record.epoch == 1 and not self.is_client:
+            # 0-RTT (RFC 9846 §4.2.10): within the ticket's limit, before client Finished.
+            self._early_received += len(record.payload)
+            if self._early_received > self.context.max_early_data_size:
+                raise UnexpectedMessage("more early data than max_early_data_size")
+            self._events.append(DataReceived(record.payload, early=True))
+            return
         if record.epoch < 3:
             raise UnexpectedMessage("application data before the application epoch")
         if self.state is HandshakeState.CONNECTED:
@@ -781,7 +839,82 @@ class Connection:
             server_name=server_name,
             connection_id=self.local_cid,
             alpn_protocols=[p.encode() for p in ctx.alpn_protocols] or None,
+            **self._psk_extensions(),
         )
+
+    def _offered_psk(self) -> _Psk | None:
+        """The ticket to resume with, or the external PSK (RFC 9846 §4.2.11)."""
+        session = self.session
+        now = self.context.wall_clock()
+        if (
+            session is not None
+            and session.is_valid(now)
+            and session.cipher_suite in self.context.cipher_suites
+        ):
+            return _Psk(
+                session.ticket,
+                session.psk,
+                session.hash_name,
+                external=False,
+                obfuscated_age=session.obfuscated_age(now),
+                session=session,
+            )
+        psk = self.context.psk
+        if isinstance(psk, ExternalPsk):
+            return _Psk(psk.identity, psk.key, psk.hash_name, external=True)
+        return None
+
+    def _psk_extensions(self) -> dict[str, Any]:
+        psk = self._psk
+        if psk is None:
+            return {}
+        hash_len = hashlib.new(psk.hash_name).digest_size
+        session = psk.session
+        early = (
+            self.context.early_data
+            and session is not None
+            and session.max_early_data_size > 0
+            and bool(self._pending_app)
+            and not self._retried
+        )
+        return {
+            "psk_key_exchange_modes": [int(m) for m in self.context.psk_key_exchange_modes],
+            "early_data": early,
+            "pre_shared_key": OfferedPsks(
+                [PskIdentity(psk.identity, psk.obfuscated_age)], [bytes(hash_len)]
+            ),
+        }
+
+    def _client_hello_message(self, ch: ClientHello) -> OutgoingMessage:
+        """Encode a ClientHello, with its PSK binder computed over the truncated message
+        and everything before it in the transcript (RFC 9846 §4.2.11.2)."""
+        body = encode_handshake_body(ch)
+        psk = self._psk
+        if ch.pre_shared_key is not None and psk is not None:
+            digest = self._transcript.digest_with(truncated_client_hello(body), psk.hash_name)
+            binder = compute_binder(psk.hash_name, _binder_key(psk), digest)
+            body = client_hello_with_binders(body, [binder])
+        return self._raw_handshake_message(0, HandshakeType.CLIENT_HELLO, body)
+
+    def _send_early_data(self) -> None:
+        """0-RTT (RFC 9846 §2.3): queued data in epoch 1, up to the ticket's limit."""
+        psk = self._psk
+        assert psk is not None and psk.session is not None
+        session = psk.session
+        schedule = KeySchedule(session.cipher_suite)
+        schedule.early_secret(psk.key)
+        secret = schedule.client_early_traffic_secret(
+            self._transcript.digest_with(b"", psk.hash_name)
+        )
+        self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", secret)
+        self._records.install_send(1, session.cipher_suite, secret)
+        budget = session.max_early_data_size
+        while self._pending_app and len(self._pending_app[0]) <= budget:
+            data = self._pending_app.pop(0)
+            budget -= len(data)
+            record, _ = self._records.seal(1, ContentType.APPLICATION_DATA, data)
+            self._emit(record)
+            self._early_sent.append(data)
 
     def _client_server_hello(self, message: ReceivedMessage, now: float) -> None:
         sh = self._decode(message)
@@ -806,23 +939,34 @@ class Connection:
             return
         if self._hrr_suite is not None and sh.cipher_suite != self._hrr_suite:
             raise IllegalParameter("ServerHello suite differs from the HelloRetryRequest's")
-        if sh.key_share is None:
-            raise MissingExtension("ServerHello without key_share")
-        share = self._key_shares.get(sh.key_share.group)
-        if share is None:
-            raise IllegalParameter("server chose a group we sent no key share for")
+        psk = None
         if sh.pre_shared_key is not None:
-            raise IllegalParameter("server selected a PSK we did not offer")
+            psk = self._psk
+            if psk is None or sh.pre_shared_key != 0:
+                raise IllegalParameter("server selected a PSK we did not offer")
+            if hash_name != psk.hash_name:
+                raise IllegalParameter("server selected a suite whose hash is not the PSK's")
+            self.resumed = not psk.external
+        share = None
+        if sh.key_share is not None:
+            share = self._key_shares.get(sh.key_share.group)
+            if share is None:
+                raise IllegalParameter("server chose a group we sent no key share for")
+        elif psk is None or PskKeyExchangeMode.PSK_KE not in self.context.psk_key_exchange_modes:
+            raise MissingExtension("ServerHello without key_share")
         if sh.cookie is not None or sh.selected_group is not None:
             raise IllegalParameter("HelloRetryRequest extensions in a ServerHello")
         self._implicit_ack(now)
         self.cipher_suite = sh.cipher_suite
-        self.group = sh.key_share.group
         self._hash_name = hash_name
         self._transcript.set_hash(hash_name)
         self._add_to_transcript(message)
-        shared = share.agree(sh.key_share.key_exchange)
+        shared = None
+        if share is not None and sh.key_share is not None:
+            self.group = sh.key_share.group
+            shared = share.agree(sh.key_share.key_exchange)
         self._key_shares.clear()
+        self._psk = psk
         if sh.connection_id is not None:
             self._use_connection_ids(sh.connection_id)
         self._derive_handshake_secrets(shared)
@@ -854,7 +998,21 @@ class Connection:
         ch.key_share = [KeyShareEntry(g, s.public_bytes) for g, s in self._key_shares.items()]
         ch.cookie = hrr.cookie
         ch.extension_order = None
-        self._send_flight([(0, ch)], now, needs_ack=False)
+        # RFC 9846 §4.1.2: no early data after a HelloRetryRequest; the PSK stays only if
+        # its hash is the suite's.
+        if self._psk is not None and self._psk.hash_name != hash_name:
+            self._psk = None
+        ch.early_data = False
+        ch.pre_shared_key = None
+        ch.psk_key_exchange_modes = None
+        for key, value in self._psk_extensions().items():
+            setattr(ch, key, value)
+        ch.early_data = False
+        self._records.drop_send(1)
+        self._pending_app[:0] = self._early_sent
+        self._early_sent.clear()
+        flight = OutgoingFlight([self._client_hello_message(ch)], needs_ack=False)
+        self._start_flight(flight, now)
 
     def _client_encrypted_extensions(self, message: ReceivedMessage, now: float) -> None:
         ee = self._decode(message)
@@ -864,12 +1022,19 @@ class Connection:
             if protocol not in self.context.alpn_protocols:
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self.alpn_protocol = protocol
-        if ee.early_data or ee.other_extensions or ee.record_size_limit is not None:
+        sent_early = self._client_hello is not None and self._client_hello.early_data
+        if (
+            (ee.early_data and not sent_early)
+            or ee.other_extensions
+            or (ee.record_size_limit is not None)
+        ):
             raise UnsupportedExtension("EncryptedExtensions with an extension we did not offer")
+        self.early_data_accepted = ee.early_data and self._psk is not None
         if ee.server_name and self._client_hello is not None and not self._client_hello.server_name:
             raise UnsupportedExtension("server_name acknowledged but not sent")
         self._add_to_transcript(message)
-        self.state = HandshakeState.WAIT_CERT_CR
+        # RFC 9846 §2.2: a PSK handshake authenticates with the PSK, not certificates.
+        self.state = HandshakeState.WAIT_FINISHED if self._psk else HandshakeState.WAIT_CERT_CR
 
     def _client_certificate_request(self, message: ReceivedMessage, now: float) -> None:
         cr = self._decode(message)
@@ -912,13 +1077,33 @@ class Connection:
             self._transcript.digest()
         )
         self._start_flight(OutgoingFlight(out, needs_ack=True), now)
+        self._records.drop_send(1)  # RFC 9147 §5.6: early data ends with epoch 2
+        if not self.early_data_accepted:
+            # Rejected 0-RTT data is not resent silently: the application decides.
+            self._early_sent.clear()
         self._records.install_send(3, self._suite, self._secrets["client_application"])
         self._app_send_epoch = 3
         self._complete(now)
 
     def _receive_new_session_ticket(self, message: ReceivedMessage, now: float) -> None:
-        self._decode(message)  # resumption keeps tickets; acknowledged either way (§5.8.4)
-        self._ack_post_handshake(message, now)
+        ticket = self._decode(message)
+        assert isinstance(ticket, NewSessionTicket)
+        self._ack_post_handshake(message, now)  # RFC 9147 §5.8.4
+        if not ticket.ticket or ticket.lifetime == 0:
+            return
+        session = Session(
+            ticket=ticket.ticket,
+            psk=resumption_psk(self._hash_name, self._secrets["resumption"], ticket.nonce),
+            cipher_suite=self._suite,
+            age_add=ticket.age_add,
+            lifetime=min(ticket.lifetime, 604800),  # RFC 9846 §4.6.1: at most 7 days
+            received_at=self.context.wall_clock(),
+            max_early_data_size=ticket.max_early_data_size or 0,
+            server_name=self.server_name,
+            alpn_protocol=self.alpn_protocol,
+        )
+        self.session = session
+        self._events.append(SessionTicketReceived(session))
 
     # ---- server ----
     def _server_client_hello(self, message: ReceivedMessage, now: float) -> None:
@@ -944,29 +1129,44 @@ class Connection:
             hrr_body = _encode_hello_retry(ch, suite, retry_group, ch.cookie)
             self._transcript.add(transcript_bytes(HandshakeType.SERVER_HELLO, hrr_body))
             self._retried = True
-        share = _select_key_share(ctx, ch)
+        psk = self._accept_psk(ch, message.body, suite, now)
+        if psk is not None and not self._retried:
+            suite = self._psk_suite(ch, psk)
+            hash_name = suite_hash_name(suite)
+        dhe = psk is None or PskKeyExchangeMode.PSK_DHE_KE in (ch.psk_key_exchange_modes or [])
+        share = _select_key_share(ctx, ch) if dhe else None
         if retry_group and (share is None or share.group != retry_group):
             raise IllegalParameter("second ClientHello lacks the requested key share")
-        if not self._retried and (share is None or ctx.cookie_mode == CookieMode.ALWAYS):
-            group = 0 if share is not None else _select_retry_group(ctx, ch)
+        if not self._retried and ((dhe and share is None) or ctx.cookie_mode == CookieMode.ALWAYS):
+            group = 0 if share is not None or not dhe else _select_retry_group(ctx, ch)
             self._send_hello_retry(ch, message, suite, group, now)
             return
-        if share is None:
-            raise HandshakeFailure("no acceptable key share after HelloRetryRequest")
-        scheme = crypto.choose_signature_scheme(
-            ctx.private_key, ch.signature_algorithms or [], certificate=ctx.certificate_chain[0]
-        )
-        self._signature_scheme = scheme
+        if dhe and share is None:
+            raise HandshakeFailure("no acceptable key share")
+        if psk is None:
+            if ctx.private_key is None:
+                raise HandshakeFailure("no certificate, and no PSK the client offered")
+            if ch.signature_algorithms is None:
+                raise MissingExtension("signature_algorithms is required without a PSK")
+            self._signature_scheme = crypto.choose_signature_scheme(
+                ctx.private_key, ch.signature_algorithms, certificate=ctx.certificate_chain[0]
+            )
         alpn = self._select_alpn(ch)
-        server_share, shared = crypto.server_key_share(share.group, share.key_exchange)
+        shared = None
+        server_share = b""
+        if share is not None:
+            server_share, shared = crypto.server_key_share(share.group, share.key_exchange)
+            self.group = share.group
         self._version_known = True
         self.cipher_suite = suite
-        self.group = share.group
         self.server_name = ch.server_name
         self._client_random = ch.random
         self._hash_name = hash_name
+        self._psk = psk
+        self.resumed = psk is not None and not psk.external
         self._transcript.set_hash(hash_name)
         self._add_to_transcript(message)
+        early = self._accept_early_data(ch, psk, suite, alpn, now)
         # Mirror the ClientHello's numbering, as a stateless server must (RFC 9147 §5.1).
         self._next_message_seq = message.message_seq
         self._records.send_epochs[0].next_seq = self._client_hello_record_seq
@@ -981,23 +1181,29 @@ class Connection:
             cipher_suite=suite,
             legacy_session_id_echo=ch.legacy_session_id,
             supported_versions=DTLS13_VERSION,
-            key_share=KeyShareEntry(share.group, server_share),
+            key_share=KeyShareEntry(share.group, server_share) if share is not None else None,
+            pre_shared_key=0 if psk is not None else None,
             connection_id=local_cid,
         )
         sh_message = self._handshake_message(0, sh)
         self._derive_handshake_secrets(shared)
+        if early:
+            self._records.install_receive(1, suite, early)
         ee = EncryptedExtensions(
             server_name=ch.server_name is not None,
             alpn_protocol=alpn.encode() if alpn else None,
+            early_data=bool(early),
         )
         messages = [sh_message, self._handshake_message(2, ee)]
-        if ctx.request_client_certificate:
+        certificate_auth = psk is None  # RFC 9846 §4.3.2: no certificates with a PSK
+        if ctx.request_client_certificate and certificate_auth:
             cr = CertificateRequest(
                 context=b"", signature_algorithms=[int(s) for s in ctx.signature_algorithms]
             )
             messages.append(self._handshake_message(2, cr))
-        messages.append(self._handshake_message(2, self._own_certificate(b"")))
-        messages.append(self._handshake_message(2, self._own_certificate_verify()))
+        if certificate_auth:
+            messages.append(self._handshake_message(2, self._own_certificate(b"")))
+            messages.append(self._handshake_message(2, self._own_certificate_verify()))
         finished = Finished(
             finished_verify_data(
                 hash_name, self._secrets["server_handshake"], self._transcript.digest()
@@ -1011,9 +1217,97 @@ class Connection:
         self._start_flight(OutgoingFlight(messages, needs_ack=False), now)
         self.state = (
             HandshakeState.WAIT_CERT
-            if ctx.request_client_certificate
+            if ctx.request_client_certificate and certificate_auth
             else HandshakeState.WAIT_FINISHED
         )
+
+    def _accept_psk(self, ch: ClientHello, body: bytes, suite: int, now: float) -> _Psk | None:
+        """The first offered PSK we know, usable with a suite we share, whose binder
+        verifies (RFC 9846 §4.2.11); a wrong binder is fatal (decrypt_error)."""
+        offered = ch.pre_shared_key
+        if offered is None:
+            return None
+        ctx = self.context
+        modes = set(ch.psk_key_exchange_modes or []) & set(ctx.psk_key_exchange_modes)
+        if not modes:
+            return None
+        for index, identity in enumerate(offered.identities):
+            psk = self._lookup_psk(identity, now)
+            if psk is None:
+                continue
+            if self._retried and suite_hash_name(suite) != psk.hash_name:
+                continue
+            if not any(suite_hash_name(s) == psk.hash_name for s in ch.cipher_suites):
+                continue
+            if index != 0:
+                return None  # keep to the first identity: its binder is what we check
+            digest = self._transcript.digest_with(truncated_client_hello(body), psk.hash_name)
+            expected = compute_binder(psk.hash_name, _binder_key(psk), digest)
+            if not hmac.compare_digest(expected, offered.binders[index]):
+                raise DecryptError("PSK binder does not verify")
+            return psk
+        return None
+
+    def _lookup_psk(self, identity: PskIdentity, now: float) -> _Psk | None:
+        ctx = self.context
+        ticket = ctx.ticket_keys().open(identity.identity) if ctx.session_tickets else None
+        if ticket is not None:
+            wall = ctx.wall_clock()
+            if not 0 <= wall - ticket.issued <= ticket.lifetime:
+                return None  # expired: full handshake (RFC 9846 §4.6.1)
+            return _Psk(
+                identity.identity,
+                ticket.psk,
+                suite_hash_name(ticket.cipher_suite),
+                external=False,
+                obfuscated_age=identity.obfuscated_ticket_age,
+                ticket=ticket,
+            )
+        if ctx.psk_lookup is not None:
+            found = ctx.psk_lookup(identity.identity)
+            if isinstance(found, ExternalPsk):
+                return _Psk(found.identity, found.key, found.hash_name, external=True)
+            if isinstance(found, bytes):
+                return _Psk(identity.identity, found, "sha256", external=True)
+        return None
+
+    def _psk_suite(self, ch: ClientHello, psk: _Psk) -> int:
+        """A resumed ticket keeps its suite when offered, so 0-RTT can be accepted."""
+        ticket = psk.ticket
+        if (
+            ticket is not None
+            and ticket.cipher_suite in ch.cipher_suites
+            and ticket.cipher_suite in self.context.cipher_suites
+        ):
+            return ticket.cipher_suite
+        return _select_suite(self.context, ch, psk.hash_name)
+
+    def _accept_early_data(
+        self, ch: ClientHello, psk: _Psk | None, suite: int, alpn: str | None, now: float
+    ) -> bytes | None:
+        """The client early traffic secret when 0-RTT is accepted (RFC 9846 §4.2.10)."""
+        ctx = self.context
+        ticket = psk.ticket if psk is not None else None
+        if not ch.early_data or ticket is None or psk is None or self._retried:
+            return None
+        if ctx.max_early_data_size <= 0 or ticket.max_early_data_size <= 0:
+            return None
+        if ticket.cipher_suite != suite or ticket.alpn_protocol != alpn:
+            return None
+        # RFC 9846 §8.3: the ticket age the client reports must match ours closely.
+        age = ((psk.obfuscated_age - ticket.age_add) & 0xFFFFFFFF) / 1000
+        window = ctx.replay_filter().window
+        if abs((ctx.wall_clock() - ticket.issued) - age) > window:
+            return None
+        assert ch.pre_shared_key is not None
+        if not ctx.replay_filter().accept(ch.pre_shared_key.binders[0], ctx.wall_clock()):
+            return None  # RFC 9846 §8.2: each ClientHello's 0-RTT at most once
+        schedule = KeySchedule(suite)
+        schedule.early_secret(psk.key)
+        secret = schedule.client_early_traffic_secret(self._transcript.digest())
+        self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", secret)
+        self.early_data_accepted = True
+        return secret
 
     def _send_hello_retry(
         self, ch: ClientHello, message: ReceivedMessage, suite: int, group: int, now: float
@@ -1047,12 +1341,42 @@ class Connection:
         self._secrets["resumption"] = self._schedule_required().resumption_master_secret(
             self._transcript.digest()
         )
+        self._records.drop_receive(1)  # RFC 9147 §5.6: 0-RTT ends with epoch 2
         self._complete(now)
         # RFC 9147 §7.1: the client's final flight is acknowledged explicitly.
         self._schedule_ack(now, immediate=True)
+        if self.context.session_tickets > 0:
+            self._send_new_session_ticket()
         for payload in self._early_records:
             self._events.append(DataReceived(payload))
         self._early_records.clear()
+
+    def _send_new_session_ticket(self) -> None:
+        """A self-contained ticket (RFC 9846 §4.6.1), acknowledged like every
+        post-handshake message (RFC 9147 §5.8.4)."""
+        ctx = self.context
+        nonce = self._tickets_sent.to_bytes(8, "big")
+        self._tickets_sent += 1
+        age_add = int.from_bytes(secrets.token_bytes(4), "big")
+        max_early = ctx.max_early_data_size
+        contents = TicketContents(
+            cipher_suite=self._suite,
+            issued=ctx.wall_clock(),
+            age_add=age_add,
+            lifetime=ctx.ticket_lifetime,
+            max_early_data_size=max_early,
+            psk=resumption_psk(self._hash_name, self._secrets["resumption"], nonce),
+            alpn_protocol=self.alpn_protocol,
+            server_name=self.server_name,
+        )
+        ticket = NewSessionTicket(
+            lifetime=ctx.ticket_lifetime,
+            age_add=age_add,
+            nonce=nonce,
+            ticket=ctx.ticket_keys().seal(contents),
+            max_early_data_size=max_early or None,
+        )
+        self._send_post_handshake(_Flight.NEW_SESSION_TICKET, ticket)
 
     # ---- both sides ----
     def _use_connection_ids(self, peer_cid: bytes) -> None:
@@ -1140,9 +1464,9 @@ class Connection:
         assert self.cipher_suite is not None
         return self.cipher_suite
 
-    def _derive_handshake_secrets(self, shared_secret: bytes) -> None:
+    def _derive_handshake_secrets(self, shared_secret: bytes | None) -> None:
         schedule = KeySchedule(self._suite)
-        schedule.early_secret(None)
+        schedule.early_secret(self._psk.key if self._psk is not None else None)
         schedule.handshake_secret(shared_secret)
         self._schedule = schedule
         digest = self._transcript.digest()
@@ -1186,6 +1510,8 @@ class Connection:
                 group=_group_name(self.group),
                 alpn_protocol=self.alpn_protocol,
                 peer_certificates=self.peer_certificates,
+                resumed=self.resumed,
+                early_data_accepted=self.early_data_accepted,
             )
         )
         pending, self._pending_app = self._pending_app, []
@@ -1256,6 +1582,12 @@ class Connection:
         self._flights.clear()
         self._ack_deadline = None
         self._events.append(ConnectionClosed(reason, alert, by_peer, error))
+
+
+def _binder_key(psk: _Psk) -> bytes:
+    schedule = KeySchedule(_SUITE_FOR_HASH[psk.hash_name])
+    schedule.early_secret(psk.key)
+    return schedule.binder_key(psk.external)
 
 
 def _acked_any(flight: OutgoingFlight) -> bool:

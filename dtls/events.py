@@ -26,9 +26,18 @@ class HandshakeCompleted(Event):
 
 @dataclass(frozen=True)
 class DataReceived(Event):
-    """One application-data record's content (RFC 9147 §6)."""
+    """One application-data record's content (RFC 9147 §6); `early` for 0-RTT data
+    (RFC 9846 §2.3), which an attacker may have replayed."""
 
     data: bytes
+    early: bool = False
+
+
+@dataclass(frozen=True)
+class SessionTicketReceived(Event):
+    """The server sent a NewSessionTicket (RFC 9846 §4.6.1): `session` resumes later."""
+
+    session: Any = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,19 @@ class Transcript:
             raise ValueError("the transcript hash is not known yet (call set_hash)")
         return self._hash.copy().digest()
 
+    def digest_with(self, data: bytes, hash_name: str | None = None) -> bytes:
+        """Transcript-Hash of everything so far followed by `data`, without adding it
+        (a PSK binder's truncated ClientHello, RFC 9846 §4.2.11.2). Before set_hash(),
+        `hash_name` says which hash to use."""
+        if self._hash is not None:
+            h = self._hash.copy()
+        else:
+            h = hashlib.new(hash_name or "sha256")
+            for chunk in self._buffer:
+                h.update(chunk)
+        h.update(data)
+        return h.digest()
+
     def copy(self) -> Transcript:
         """An independent copy, e.g. for post-handshake authentication (RFC 9846 §4.6.2)."""
         other = Transcript()

@@ -1,0 +1,263 @@
+"""External PSKs, session tickets, resumption and 0-RTT (RFC 9846 §2.2, §2.3, §4.6.1, §8)
+between two engines in memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from loopback import Loopback
+from test_connection import exchange, handshake, make_pair
+
+from dtls.config import Context, CookieMode
+from dtls.connection import Connection
+from dtls.events import (
+    ConnectionClosed,
+    DataReceived,
+    HandshakeCompleted,
+    SessionTicketReceived,
+)
+from dtls.iana import AlertDescription, PskKeyExchangeMode
+from dtls.session import ExternalPsk, Session, TicketKeys
+
+PSK = ExternalPsk(b"Client_identity", bytes.fromhex("0123456789abcdef" * 4))
+
+
+class Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def psk_pair(modes: tuple[int, ...] = (1,), lookup: Any = None) -> Loopback:
+    client = Context.client(verify=False, psk=PSK, psk_key_exchange_modes=modes)
+    server = Context.server(
+        psk_lookup=lookup or {PSK.identity: PSK}.get,
+        psk_key_exchange_modes=modes,
+        cookie_mode=CookieMode.NEVER,
+    )
+    return Loopback(Connection(client), Connection(server))
+
+
+@pytest.mark.parametrize(
+    "modes", [(PskKeyExchangeMode.PSK_DHE_KE,), (PskKeyExchangeMode.PSK_KE,)], ids=str
+)
+def test_external_psk(modes: tuple[int, ...]) -> None:
+    link = psk_pair(modes)
+    c, s = handshake(link)
+    assert c.peer_certificates == () and not c.resumed and not s.resumed
+    assert (c.group is None) == (modes == (PskKeyExchangeMode.PSK_KE,))
+    exchange(link, [b"psk protected"])
+
+
+def test_external_psk_wrong_key_fails_binder() -> None:
+    wrong = ExternalPsk(PSK.identity, bytes(32))
+    link = psk_pair(lookup={PSK.identity: wrong}.get)
+    link.start()
+    link.run()
+    closed = link.events_of("server", ConnectionClosed)
+    assert closed and closed[0].alert == AlertDescription.DECRYPT_ERROR
+
+
+def test_unknown_psk_identity_without_certificate_fails() -> None:
+    link = psk_pair(lookup=lambda identity: None)
+    link.start()
+    link.run()
+    closed = link.events_of("server", ConnectionClosed)
+    assert closed and closed[0].alert == AlertDescription.HANDSHAKE_FAILURE
+
+
+def full_then_resume(
+    pki: Any,
+    clock: Clock,
+    *,
+    server_settings: dict[str, Any] | None = None,
+    client_settings: dict[str, Any] | None = None,
+    advance: float = 10.0,
+    early: list[bytes] | None = None,
+    mangle_ticket: Any = None,
+) -> tuple[Loopback, Loopback]:
+    server_settings = {"wall_clock": clock, **(server_settings or {})}
+    client_settings = {"wall_clock": clock, **(client_settings or {})}
+    first = make_pair(pki, server_settings=server_settings, client_settings=client_settings)
+    handshake(first)
+    tickets = first.events_of("client", SessionTicketReceived)
+    assert len(tickets) == 1
+    session: Session = tickets[0].session
+    if mangle_ticket is not None:
+        session.ticket = mangle_ticket(session.ticket)
+    clock.now += advance
+    second = Loopback(
+        Connection(first.client.context, server_name="localhost", session=session),
+        Connection(first.server.context),
+    )
+    for data in early or []:
+        second.client.send(data)
+    handshake(second)
+    return first, second
+
+
+def test_resumption_with_ticket(pki: Any) -> None:
+    clock = Clock()
+    first, second = full_then_resume(pki, clock)
+    c, s = (
+        second.events_of("client", HandshakeCompleted)[0],
+        second.events_of("server", HandshakeCompleted)[0],
+    )
+    assert c.resumed and s.resumed and c.peer_certificates == ()
+    # No Certificate on the wire: the server's flight is much smaller than the first time.
+    first_flight = sum(len(d.data) for d in first.sent[:3] if d.direction == "s2c")
+    second_flight = sum(len(d.data) for d in second.sent[:3] if d.direction == "s2c")
+    assert second_flight < first_flight / 2
+    exchange(second, [b"resumed"])
+
+
+def test_resumption_through_cookie_retry(pki: Any) -> None:
+    clock = Clock()
+    _, second = full_then_resume(pki, clock, server_settings={"cookie_mode": CookieMode.ALWAYS})
+    assert second.events_of("client", HandshakeCompleted)[0].resumed
+    assert second.sent[1].direction == "s2c" and len(second.sent[1].data) < 200  # the HRR
+
+
+def test_session_survives_serialisation(pki: Any) -> None:
+    clock = Clock()
+    first = make_pair(
+        pki, server_settings={"wall_clock": clock}, client_settings={"wall_clock": clock}
+    )
+    handshake(first)
+    session = first.events_of("client", SessionTicketReceived)[0].session
+    restored = Session.from_bytes(session.to_bytes())
+    assert restored == session
+    second = Loopback(
+        Connection(first.client.context, server_name="localhost", session=restored),
+        Connection(first.server.context),
+    )
+    assert handshake(second)[0].resumed
+
+
+def test_expired_ticket_falls_back_to_full_handshake(pki: Any) -> None:
+    clock = Clock()
+    _, second = full_then_resume(pki, clock, server_settings={"ticket_lifetime": 60}, advance=61)
+    c = second.events_of("client", HandshakeCompleted)[0]
+    assert not c.resumed and c.peer_certificates
+
+
+@pytest.mark.parametrize("where", [0, 10, -20, -1])
+def test_tampered_ticket_falls_back_to_full_handshake(pki: Any, where: int) -> None:
+    def flip(ticket: bytes) -> bytes:
+        b = bytearray(ticket)
+        b[where] ^= 0x40
+        return bytes(b)
+
+    clock = Clock()
+    _, second = full_then_resume(pki, clock, mangle_ticket=flip)
+    c = second.events_of("client", HandshakeCompleted)[0]
+    assert not c.resumed and c.peer_certificates
+
+
+def test_ticket_from_another_server_is_not_accepted(pki: Any) -> None:
+    clock = Clock()
+    first = make_pair(
+        pki, server_settings={"wall_clock": clock}, client_settings={"wall_clock": clock}
+    )
+    handshake(first)
+    session = first.events_of("client", SessionTicketReceived)[0].session
+    first.server.context._ticket_keys = TicketKeys()  # a restart with new keys
+    second = Loopback(
+        Connection(first.client.context, server_name="localhost", session=session),
+        Connection(first.server.context),
+    )
+    assert not handshake(second)[0].resumed
+
+
+def early_settings() -> tuple[dict[str, Any], dict[str, Any]]:
+    return {"max_early_data_size": 4096}, {"early_data": True}
+
+
+def test_zero_rtt_accepted(pki: Any) -> None:
+    clock = Clock()
+    server_settings, client_settings = early_settings()
+    _, second = full_then_resume(
+        pki,
+        clock,
+        server_settings=server_settings,
+        client_settings=client_settings,
+        early=[b"A drop of info", b"second early record"],
+    )
+    c = second.events_of("client", HandshakeCompleted)[0]
+    assert c.resumed and c.early_data_accepted
+    got = second.events_of("server", DataReceived)
+    assert [(e.data, e.early) for e in got] == [
+        (b"A drop of info", True),
+        (b"second early record", True),
+    ]
+    # The early data left with the ClientHello, before any answer from the server.
+    assert second.sent[0].direction == "c2s"
+    exchange(second, [b"after 0-RTT"])
+
+
+def test_zero_rtt_rejected_never_reaches_the_application(pki: Any) -> None:
+    clock = Clock()
+    server_settings, client_settings = early_settings()
+    first, second = full_then_resume(
+        pki,
+        clock,
+        server_settings=server_settings,
+        client_settings=client_settings,
+        early=[b"rejected"],
+    )
+    assert second.events_of("client", HandshakeCompleted)[0].early_data_accepted
+    # Now the server stops taking early data: the client is told, the server never sees it.
+    first.server.context.max_early_data_size = 0
+    session = second.events_of("client", SessionTicketReceived)[0].session
+    third = Loopback(
+        Connection(first.client.context, server_name="localhost", session=session),
+        Connection(first.server.context),
+    )
+    third.client.send(b"must not arrive")
+    c, _ = handshake(third)
+    assert c.resumed and not c.early_data_accepted
+    assert third.events_of("server", DataReceived) == []
+    assert third.server.record_counters.unknown_epoch >= 1
+
+
+def test_replayed_zero_rtt_client_hello_is_refused(pki: Any) -> None:
+    clock = Clock()
+    server_settings, client_settings = early_settings()
+    _, second = full_then_resume(
+        pki,
+        clock,
+        server_settings=server_settings,
+        client_settings=client_settings,
+        early=[b"pay 100"],
+    )
+    assert second.events_of("server", DataReceived)[0].data == b"pay 100"
+    # An attacker replays the client's first datagram (ClientHello + 0-RTT) to a new
+    # server connection of the same server.
+    replay = Connection(second.server.context)
+    replay.receive_datagram(second.sent[0].data, ("198.51.100.9", 4444), clock.now)
+    while (event := replay.next_event()) is not None:
+        assert not isinstance(event, DataReceived)
+    assert replay.datagrams_to_send(clock.now)  # it still answers, without 0-RTT
+    assert replay.early_data_accepted is False
+
+
+def test_no_early_data_after_hello_retry(pki: Any) -> None:
+    clock = Clock()
+    server_settings, client_settings = early_settings()
+    server_settings["cookie_mode"] = CookieMode.ALWAYS
+    _, second = full_then_resume(
+        pki,
+        clock,
+        server_settings=server_settings,
+        client_settings=client_settings,
+        early=[b"after retry, not early"],
+    )
+    c = second.events_of("client", HandshakeCompleted)[0]
+    assert c.resumed and not c.early_data_accepted
+    got = second.events_of("server", DataReceived)
+    assert [(e.data, e.early) for e in got] == [(b"after retry, not early", False)]
