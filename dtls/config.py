@@ -116,6 +116,8 @@ class Context:
     initial_retransmit_timeout: float = 1.0
     max_retransmit_timeout: float = 60.0
     max_retransmissions: int = 10
+    #: the handshake fails if not complete this many seconds after it started
+    handshake_timeout: float = 120.0
     #: replay window size in records (RFC 9147 §4.5.1)
     replay_window: int = 128
     #: how long a previous receiving epoch stays readable (RFC 9147 §4.2.1, §5.8.1: 2 x MSL)

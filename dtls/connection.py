@@ -96,7 +96,7 @@ from .messages import (
     transcript_bytes,
     truncated_client_hello,
 )
-from .record import PLAINTEXT_HEADER_LEN, RecordKind, split_datagram
+from .record import PLAINTEXT_HEADER_LEN, RecordKind, seal_plaintext, split_datagram
 from .record_layer import InboundRecord, RecordLayer
 from .reliability import (
     FragmentResult,
@@ -239,7 +239,6 @@ def _encode_hello_retry(ch: ClientHello, suite: int, group: int, cookie: bytes) 
     hrr = ServerHello(
         random=HELLO_RETRY_REQUEST_RANDOM,
         cipher_suite=suite,
-        legacy_session_id_echo=ch.legacy_session_id,
         supported_versions=DTLS13_VERSION,
         selected_group=group or None,
         cookie=cookie,
@@ -250,8 +249,6 @@ def _encode_hello_retry(ch: ClientHello, suite: int, group: int, cookie: bytes) 
 def _plaintext_handshake_record(
     msg_type: int, message_seq: int, body: bytes, record_seq: int
 ) -> bytes:
-    from .record import seal_plaintext
-
     fragment = encode_handshake_fragment(msg_type, len(body), message_seq, 0, body)
     return seal_plaintext(ContentType.HANDSHAKE, record_seq, fragment)
 
@@ -260,7 +257,9 @@ def _plaintext_handshake_record(
 class StatelessResponse:
     """What a server does with a datagram from an address it keeps no state for."""
 
-    action: str  # "accept": make a connection; "retry": send `datagram`; "drop"
+    # "accept": make a connection; "retry": send `datagram` (the HRR); "reject": send
+    # `datagram` (an illegal_parameter alert for a bad cookie); "drop"
+    action: str
     datagram: bytes | None = None
 
 
@@ -299,7 +298,12 @@ def respond_statelessly(
             contents = open_cookie(
                 context.cookie_secrets(), ch.cookie, addr, now, context.cookie_lifetime
             )
-            return StatelessResponse("accept" if contents is not None else "drop")
+            if contents is not None:
+                return StatelessResponse("accept")
+            # RFC 9147 §5.1: an invalid cookie is answered with illegal_parameter, so the
+            # client can start again without one.
+            alert = encode_alert(AlertLevel.FATAL, AlertDescription.ILLEGAL_PARAMETER)
+            return StatelessResponse("reject", seal_plaintext(ContentType.ALERT, span.seq, alert))
         share = _select_key_share(context, ch)
         if share is not None and not require_cookie:
             return StatelessResponse("accept")
@@ -453,13 +457,25 @@ class Connection:
         expiry = self._records.next_expiry()
         if expiry is not None:
             times.append(expiry)
+        deadline = self._handshake_deadline()
+        if deadline is not None:
+            times.append(deadline)
         return min(times) if times else None
+
+    def _handshake_deadline(self) -> float | None:
+        if self.state is HandshakeState.CONNECTED or self.handshake_started is None:
+            return None
+        return self.handshake_started + self.context.handshake_timeout
 
     def handle_timer(self, now: float) -> None:
         """Retransmit flights whose timer expired (RFC 9147 §5.8), send delayed ACKs."""
         if self.state is HandshakeState.CLOSED:
             return
         self._records.expire(now)
+        deadline = self._handshake_deadline()
+        if deadline is not None and now >= deadline:
+            self._close("handshake timed out", error=True)
+            return
         if self._ack_deadline is not None and now >= self._ack_deadline:
             self._send_ack()
         for kind, flight in list(self._flights.items()):
@@ -713,6 +729,16 @@ class Connection:
         fragments = decode_handshake_fragments(record.payload)
         accepted = old = False
         reassembler = self._reassembler
+        if record.epoch == 0 and self.state is not (
+            HandshakeState.WAIT_SH if self.is_client else HandshakeState.START
+        ):
+            # Plaintext handshake data after the hellos is unauthenticated: it may only
+            # show that the peer retransmits; it never changes our state (RFC 9147 §6).
+            if self.state is not HandshakeState.CONNECTED and any(
+                f.message_seq < reassembler.next_receive_seq for f in fragments
+            ):
+                self._on_retransmission_received(record, now)
+            return
         for fragment in fragments:
             if (
                 not self.is_client
@@ -741,8 +767,8 @@ class Connection:
         if old:
             self._on_retransmission_received(record, now)
         elif accepted:
-            gap = reassembler.has_future() or reassembler.has_partial()
-            self._schedule_ack(now, immediate=gap and reassembler.has_future())
+            # RFC 9147 §7.1: ACK a gap at once, a partial flight after a short delay.
+            self._schedule_ack(now, immediate=reassembler.has_future())
 
     def _on_retransmission_received(self, record: InboundRecord, now: float) -> None:
         """The peer resent messages we already processed (RFC 9147 §5.8.1): resend our
@@ -920,16 +946,19 @@ class Connection:
         sh = self._decode(message)
         assert isinstance(sh, ServerHello)
         assert self._client_hello is not None
-        if sh.supported_versions != DTLS13_VERSION or sh.legacy_version != DTLS12_LEGACY_VERSION:
+        # RFC 9846 §4.2.1: supported_versions decides; legacy_version is then ignored.
+        if sh.supported_versions is None:
             raise ProtocolVersionError("server did not select DTLS 1.3")
+        if sh.supported_versions != DTLS13_VERSION:
+            raise IllegalParameter("server selected a version we did not offer")
         offered_cid = self._client_hello.connection_id is not None
         if sh.other_extensions or (sh.connection_id is not None and not offered_cid):
             # RFC 9846 §4.2: only extensions we offered may come back.
             raise UnsupportedExtension("ServerHello with an extension we did not offer")
         if sh.cipher_suite not in self._client_hello.cipher_suites:
             raise IllegalParameter("server selected a cipher suite we did not offer")
-        if sh.legacy_session_id_echo != self._client_hello.legacy_session_id:
-            raise IllegalParameter("legacy_session_id_echo does not match")
+        if sh.legacy_session_id_echo:
+            raise IllegalParameter("legacy_session_id_echo must be empty (RFC 9147 §5)")
         if sh.legacy_compression_method != 0:
             raise IllegalParameter("compression method must be null")
         self._version_known = True
@@ -1018,6 +1047,8 @@ class Connection:
         ee = self._decode(message)
         assert isinstance(ee, EncryptedExtensions)
         if ee.alpn_protocol is not None:
+            if not self.context.alpn_protocols:
+                raise UnsupportedExtension("ALPN selected but not offered")
             protocol = ee.alpn_protocol.decode("ascii", "replace")
             if protocol not in self.context.alpn_protocols:
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
@@ -1179,8 +1210,7 @@ class Connection:
         sh = ServerHello(
             random=secrets.token_bytes(32),
             cipher_suite=suite,
-            legacy_session_id_echo=ch.legacy_session_id,
-            supported_versions=DTLS13_VERSION,
+            supported_versions=DTLS13_VERSION,  # RFC 9147 §5: legacy_session_id_echo empty
             key_share=KeyShareEntry(share.group, server_share) if share is not None else None,
             pre_shared_key=0 if psk is not None else None,
             connection_id=local_cid,
@@ -1406,6 +1436,9 @@ class Connection:
             self._add_to_transcript(message)
             self.state = HandshakeState.WAIT_FINISHED
             return
+        if any(entry.extensions for entry in certificate.entries):
+            # RFC 9846 §4.4.2: only extensions we asked for; we ask for none.
+            raise UnsupportedExtension("certificate entry extension we did not request")
         chain = [entry.data for entry in certificate.entries]
         if ctx.verify_mode != ssl.CERT_NONE:
             name = self.server_name if (self.is_client and ctx.check_hostname) else None
