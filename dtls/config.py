@@ -25,10 +25,14 @@ DEFAULT_CIPHER_SUITES: tuple[CipherSuite, ...] = (
     CipherSuite.TLS_AES_256_GCM_SHA384,
     CipherSuite.TLS_CHACHA20_POLY1305_SHA256,
 )
+# The client's key share goes to the first group; the hybrid post-quantum group is
+# accepted and offered, but its 1.2 KB share is sent only when asked for by name or by a
+# HelloRetryRequest.
 DEFAULT_GROUPS: tuple[NamedGroup, ...] = (
     NamedGroup.X25519,
     NamedGroup.SECP256R1,
     NamedGroup.SECP384R1,
+    NamedGroup.X25519MLKEM768,
 )
 DEFAULT_SIGNATURE_ALGORITHMS: tuple[SignatureScheme, ...] = (
     SignatureScheme.ECDSA_SECP256R1_SHA256,

@@ -93,6 +93,7 @@ from .messages import (
     encode_alert,
     encode_handshake_body,
     encode_handshake_fragment,
+    peek_client_hello_cookie,
     transcript_bytes,
     truncated_client_hello,
 )
@@ -253,6 +254,25 @@ def _plaintext_handshake_record(
     return seal_plaintext(ContentType.HANDSHAKE, record_seq, fragment)
 
 
+def _screen_fragmented_client_hello(
+    context: Context, frag: Any, addr: Address, now: float, require_cookie: bool
+) -> StatelessResponse:
+    """A ClientHello too large for one datagram (a post-quantum key share). Without its
+    whole body there is no hash for a cookie, so our clients send a first ClientHello that
+    fits (an empty key_share) and only the second, with the cookie, is fragmented: its
+    first fragment carries the cookie, which proves the address before we keep state."""
+    if not require_cookie:
+        return StatelessResponse("accept")
+    if frag.fragment_offset != 0:
+        return StatelessResponse("drop")  # the first fragment, with the cookie, comes first
+    cookie = peek_client_hello_cookie(frag.fragment)
+    if cookie is not None and open_cookie(
+        context.cookie_secrets(), cookie, addr, now, context.cookie_lifetime
+    ):
+        return StatelessResponse("accept")
+    return StatelessResponse("drop")
+
+
 @dataclass(frozen=True)
 class StatelessResponse:
     """What a server does with a datagram from an address it keeps no state for."""
@@ -288,8 +308,7 @@ def respond_statelessly(
         if frag.msg_type != HandshakeType.CLIENT_HELLO:
             return StatelessResponse("drop")
         if frag.fragment_offset != 0 or frag.fragment_length != frag.length:
-            # A fragmented ClientHello: the connection reassembles it (RFC 9147 §5.5).
-            return StatelessResponse("accept")
+            return _screen_fragmented_client_hello(context, frag, addr, now, require_cookie)
         ch = decode_handshake_body(HandshakeType.CLIENT_HELLO, frag.fragment)
         assert isinstance(ch, ClientHello)
         _check_client_hello(ch)
@@ -409,6 +428,7 @@ class Connection:
         self._client_random = secrets.token_bytes(32)
         self._psk = self._offered_psk()
         ch = self._build_client_hello()
+        self._fit_first_client_hello(ch)
         self._client_hello = ch
         self._start_flight(OutgoingFlight([self._client_hello_message(ch)], needs_ack=False), now)
         if ch.early_data:
@@ -867,6 +887,15 @@ class Connection:
             alpn_protocols=[p.encode() for p in ctx.alpn_protocols] or None,
             **self._psk_extensions(),
         )
+
+    def _fit_first_client_hello(self, ch: ClientHello) -> None:
+        """A first ClientHello that would not fit in one datagram (e.g. an ML-KEM key
+        share) goes with an empty key_share instead: the server's HelloRetryRequest picks
+        the group, and a stateless server can still check its cookie (RFC 9147 §5.1)."""
+        size = len(encode_handshake_body(ch)) + DTLS_HANDSHAKE_HEADER_LEN + PLAINTEXT_HEADER_LEN
+        if size > self.context.max_datagram_size and ch.key_share:
+            ch.key_share = []
+            self._key_shares.clear()
 
     def _offered_psk(self) -> _Psk | None:
         """The ticket to resume with, or the external PSK (RFC 9846 §4.2.11)."""

@@ -678,3 +678,28 @@ def decode_alert(data: bytes) -> tuple[int, int]:
     if len(data) != 2:
         raise DecodeError("an alert is exactly two bytes")
     return data[0], data[1]
+
+
+def peek_client_hello_cookie(partial_body: bytes) -> bytes | None:
+    """The cookie of a ClientHello from the first fragment of its body alone, or None.
+
+    A stateless server checks the cookie of a fragmented second ClientHello before it
+    keeps any state for the rest (RFC 9147 §5.1); extensions that end past the fragment
+    are not read. Raises DecodeError on malformed input.
+    """
+    r = Reader(partial_body)
+    r.pull_bytes(2 + 32)  # legacy_version, random
+    r.pull_vector(1, 0, 32)  # legacy_session_id
+    r.pull_vector(1)  # legacy_cookie
+    r.pull_vector(2, 2)  # cipher_suites
+    r.pull_vector(1, 1)  # legacy_compression_methods
+    r.pull_uint16()  # extensions length: the rest may lie in later fragments
+    while r.pos + 4 <= r.end:
+        ext_type = r.pull_uint16()
+        length = r.pull_uint16()
+        if r.pos + length > r.end:
+            return None
+        data = r.pull_bytes(length)
+        if ext_type == ExtensionType.COOKIE:
+            return Reader(data).pull_vector(2, 1)
+    return None

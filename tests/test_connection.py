@@ -284,3 +284,39 @@ def test_connection_id_offered_to_server_without_one(pki: Any) -> None:
     handshake(link)
     assert link.server.local_cid == b"" and link.client.peer_cid == b""
     exchange(link, [b"server sends with our CID"])
+
+
+@pytest.mark.parametrize("cookie", [CookieMode.ALWAYS, CookieMode.NEVER])
+def test_post_quantum_hybrid_group(pki: Any, cookie: str) -> None:
+    # X25519MLKEM768's 1216-byte share does not fit a 1200-byte datagram with the rest of
+    # the ClientHello: the first ClientHello carries no share, the HRR picks the group and
+    # the second ClientHello is fragmented (draft-ietf-tls-ecdhe-mlkem, RFC 9147 §5.5).
+    link = make_pair(
+        pki,
+        client_settings={"groups": (NamedGroup.X25519MLKEM768,)},
+        server_settings={"cookie_mode": cookie},
+    )
+    c, s = handshake(link)
+    assert c.group == s.group == "x25519mlkem768"
+    assert all(len(d.data) <= 1200 for d in link.sent)
+    hellos = [d for d in link.sent[:4] if d.direction == "c2s"]
+    assert len(hellos[0].data) < 400 and len(hellos) >= 3  # small CH1; CH2 in two datagrams
+    exchange(link, [b"quantum-safe"])
+
+
+def test_stateless_server_checks_cookie_of_fragmented_client_hello(pki: Any) -> None:
+    from dtls.connection import respond_statelessly
+
+    link = make_pair(
+        pki,
+        client_settings={"groups": (NamedGroup.X25519MLKEM768,)},
+        server_settings={"cookie_mode": CookieMode.ALWAYS},
+    )
+    ctx = link.server.context
+    handshake(link)
+    first, _hrr, part1, part2 = (d.data for d in link.sent[:4])
+    assert respond_statelessly(ctx, first, ("192.0.2.1", 5000), 0.0).action == "retry"
+    assert respond_statelessly(ctx, part1, ("192.0.2.1", 5000), 0.02).action == "accept"
+    # The same fragment from another address, or the second fragment alone: no state.
+    assert respond_statelessly(ctx, part1, ("203.0.113.5", 5000), 0.02).action == "drop"
+    assert respond_statelessly(ctx, part2, ("192.0.2.1", 5000), 0.02).action == "drop"
