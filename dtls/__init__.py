@@ -7,6 +7,7 @@ front-ends for asyncio (`dtls.aio`), blocking sockets (`dtls.sync`) and a virtua
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -15,11 +16,27 @@ __all__ = [
     "Connection",
     "Context",
     "CookieMode",
+    "ExternalPsk",
     "HandshakeState",
+    "ServerEndpoint",
+    "Session",
     "__version__",
+    "aio",
     "openssl_version",
     "respond_statelessly",
+    "sync",
 ]
+
+_LAZY = {
+    "Connection": "connection",
+    "HandshakeState": "connection",
+    "respond_statelessly": "connection",
+    "Context": "config",
+    "CookieMode": "config",
+    "ServerEndpoint": "server",
+    "Session": "session",
+    "ExternalPsk": "session",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -30,12 +47,8 @@ def __getattr__(name: str) -> Any:
         value = ffi.string(lib.dtls_openssl_version()).decode()
         globals()[name] = value
         return value
-    if name in ("Connection", "HandshakeState", "respond_statelessly"):
-        from . import connection
-
-        return getattr(connection, name)
-    if name in ("Context", "CookieMode"):
-        from . import config
-
-        return getattr(config, name)
+    if name in ("aio", "sync", "sim", "errors", "events"):
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'dtls' has no attribute {name!r}")

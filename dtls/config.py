@@ -56,6 +56,17 @@ class CookieMode:
     AUTO = "auto"  # only while the endpoint is under load
 
 
+class KeyLogFile:
+    """Appends NSS key log lines (for Wireshark) to a file, flushed line by line."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+
+    def __call__(self, line: str) -> None:
+        with open(self.filename, "a", encoding="ascii") as f:
+            f.write(line + "\n")
+
+
 def parse_cipher_suites(names: str | Sequence[str | int]) -> tuple[CipherSuite, ...]:
     """IANA names (comma or colon separated) or code points, in preference order."""
     items = names.replace(":", ",").split(",") if isinstance(names, str) else list(names)
@@ -151,7 +162,14 @@ class Context:
     early_data: bool = False
     #: wall-clock seconds, for ticket lifetimes and ages
     wall_clock: Callable[[], float] = field(default=time.time, repr=False)
-    #: NSS key log lines (SSLKEYLOGFILE format) are passed here when set
+    #: RFC 8449: the largest record plaintext we accept (64..16384; None: not sent)
+    record_size_limit: int | None = None
+    #: AEAD limits (RFC 9147 §4.5.3): records sealed per key before a KeyUpdate, and
+    #: records failing authentication per key before closing. None: the suite's limit.
+    confidentiality_limit: int | None = None
+    integrity_limit: int | None = None
+    #: NSS key log lines (SSLKEYLOGFILE format) are passed here when set; see also
+    #: `keylog_filename` and the SSLKEYLOGFILE environment variable
     keylog: Callable[[str], None] | None = None
     #: wall-clock time for certificate validity; the engine never reads a clock itself
     certificate_time: Callable[[], datetime] = field(
@@ -165,6 +183,13 @@ class Context:
     _cookie_secrets: list[bytes] = field(default_factory=list, repr=False)
     _ticket_keys: Any = field(default=None, repr=False)
     _replay_filter: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # Names or code points, as a string or a sequence (e.g. groups=("x25519",)).
+        self.cipher_suites = parse_cipher_suites(self.cipher_suites)
+        self.groups = parse_groups(self.groups)
+        if self.key_share_groups is not None:
+            self.key_share_groups = parse_groups(self.key_share_groups)
 
     # ---- factories ----
     @classmethod
@@ -180,6 +205,7 @@ class Context:
     ) -> Context:
         """A client context. Without cafile/cadata the system's trust anchors are used."""
         ctx = cls(is_client=True, **settings)
+        ctx._keylog_from_environment()
         if not verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -205,6 +231,7 @@ class Context:
         settings.setdefault("check_hostname", False)
         settings.setdefault("verify_mode", ssl.CERT_NONE)
         ctx = cls(is_client=False, **settings)
+        ctx._keylog_from_environment()
         if certfile is not None:
             ctx.load_cert_chain(certfile, keyfile)
         if cafile is not None or cadata is not None:
@@ -259,6 +286,21 @@ class Context:
     def set_alpn_protocols(self, protocols: Sequence[str]) -> None:
         self.alpn_protocols = tuple(protocols)
 
+    @property
+    def keylog_filename(self) -> str | None:
+        """A file NSS key log lines are appended to (as `ssl.SSLContext.keylog_filename`)."""
+        return getattr(self.keylog, "filename", None)
+
+    @keylog_filename.setter
+    def keylog_filename(self, path: str | None) -> None:
+        self.keylog = None if path is None else KeyLogFile(path)
+
+    def _keylog_from_environment(self) -> None:
+        # Like ssl.create_default_context(): SSLKEYLOGFILE turns key logging on.
+        path = os.environ.get("SSLKEYLOGFILE")
+        if path and self.keylog is None:
+            self.keylog_filename = path
+
     # ---- derived ----
     def trust_store(self) -> Any:
         """The trust anchors, loading the system's on first use."""
@@ -305,3 +347,5 @@ class Context:
             raise ConfigurationError("check_hostname needs verify_mode CERT_REQUIRED")
         if self.max_datagram_size < 256:
             raise ConfigurationError("max_datagram_size must be at least 256")
+        if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:
+            raise ConfigurationError("record_size_limit must be 64..16385 (RFC 8449 §4)")

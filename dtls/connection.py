@@ -22,6 +22,7 @@ from . import crypto
 from .config import Context, CookieMode
 from .cookie import make_cookie, open_cookie
 from .errors import (
+    BadRecordMac,
     CertificateRequired,
     ConnectionStateError,
     DecodeError,
@@ -34,6 +35,7 @@ from .errors import (
     NoApplicationProtocol,
     ProtocolError,
     ProtocolVersionError,
+    RecordOverflow,
     UnexpectedMessage,
     UnsupportedExtension,
 )
@@ -111,6 +113,16 @@ from .reliability import (
 from .session import ExternalPsk, Session, TicketContents
 
 MAX_PLAINTEXT = 1 << 14  # RFC 9846 §5.1
+
+# AEAD limits per key (RFC 9147 §4.5.3, RFC 9846 §5.5): records protected, and records
+# failing authentication. CCM_8's 2^7 forgery bound is why it is off by default.
+_AEAD_LIMITS = {
+    CipherSuite.TLS_AES_128_GCM_SHA256: (23_726_566, 1 << 36),
+    CipherSuite.TLS_AES_256_GCM_SHA384: (23_726_566, 1 << 36),
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256: ((1 << 48) - 1, 1 << 36),
+    CipherSuite.TLS_AES_128_CCM_SHA256: (1 << 23, 11_863_283),
+    CipherSuite.TLS_AES_128_CCM_8_SHA256: (1 << 23, 1 << 7),
+}
 # Application data that arrives before the handshake completes is buffered up to this
 # many records (RFC 9147 §5.8.1 allows buffering or discarding).
 MAX_EARLY_RECORDS = 32
@@ -353,8 +365,14 @@ class Connection:
         server_name: str | None = None,
         peer_address: Address = None,
         session: Session | None = None,
+        require_cookie: bool | None = None,
     ) -> None:
         context.check()
+        # server: answer a ClientHello without a cookie with a cookie HRR (RFC 9147 §5.1);
+        # None follows context.cookie_mode (an endpoint decides "auto" itself)
+        self.require_cookie = (
+            context.cookie_mode == CookieMode.ALWAYS if require_cookie is None else require_cookie
+        )
         self.context = context
         self.is_client = context.is_client
         self.server_name = server_name
@@ -390,6 +408,11 @@ class Connection:
         self._secrets: dict[str, bytes] = {}
         self._app_send_epoch = 0
         self._pending_app: list[bytes] = []
+        # record sizes (RFC 8449) and AEAD limits (RFC 9147 §4.5.3), set with the suite
+        self._send_limit = MAX_PLAINTEXT
+        self._receive_limit = MAX_PLAINTEXT
+        self._confidentiality_limit = 1 << 48
+        self._integrity_limit = 1 << 36
         self._early_records: list[bytes] = []
         self._closing_alert_sent = False
 
@@ -446,15 +469,36 @@ class Connection:
             self.handshake_started = now
         try:
             for record in self._records.open(data, now):
+                if len(record.payload) > self._receive_limit:
+                    raise RecordOverflow("record larger than the limit")  # RFC 8449, 9846 §5.2
                 self._receive_record(record, now)
                 if self.state is HandshakeState.CLOSED:
                     break
+            if self._records.counters.failed_authentication:
+                self._check_integrity_limit()
         except ProtocolError as exc:
             self._fail(exc)
         except DTLSError as exc:
             self._fail(InternalError(str(exc)))
         except Exception as exc:  # a bug must not escape to the front-end either
             self._fail(InternalError(f"internal error: {type(exc).__name__}"))
+
+    def _check_integrity_limit(self) -> None:
+        """RFC 9147 §4.5.3: ask for new keys before too many forgeries were tried against
+        a key; past the limit, drop an old key or close."""
+        epochs = self._records.receive_epochs
+        limit = self._integrity_limit
+        current = max(epochs) if epochs else None
+        for epoch, state in list(epochs.items()):
+            if state.failures < limit // 2:
+                continue
+            if epoch != current:
+                if state.failures >= limit:
+                    self._records.drop_receive(epoch)
+            elif state.failures >= limit:
+                raise BadRecordMac("too many records failed authentication")
+            elif self.state is HandshakeState.CONNECTED and epoch >= 3:
+                self.update_keys(request_peer_update=True)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Datagrams ready for the network, with their destination."""
@@ -525,8 +569,15 @@ class Connection:
         if self.state is not HandshakeState.CONNECTED:
             self._pending_app.append(bytes(data))
             return
+        if len(data) > self._send_limit:
+            raise ValueError(f"the peer accepts records of at most {self._send_limit} bytes")
+        epoch = self._records.send_epochs[self._app_send_epoch]
+        if epoch.next_seq >= self._confidentiality_limit:
+            raise ConnectionStateError("AEAD limit reached: waiting for the KeyUpdate's ACK")
         record, _ = self._records.seal(self._app_send_epoch, ContentType.APPLICATION_DATA, data)
         self._emit(record)
+        if epoch.next_seq >= self._confidentiality_limit * 3 // 4:
+            self.update_keys(request_peer_update=False)  # RFC 9147 §4.5.3
 
     def update_keys(self, request_peer_update: bool = True) -> None:
         """Send a KeyUpdate (RFC 9147 §8); our sending epoch moves on once it is
@@ -626,7 +677,7 @@ class Connection:
                 if room < min(MIN_FRAGMENT, end - pos) or room <= 0:
                     self._out.append(bytearray())
                     room = self.context.max_datagram_size - overhead
-                take = min(end - pos, room)
+                take = min(end - pos, room, self._send_limit - DTLS_HANDSHAKE_HEADER_LEN)
                 fragment = encode_handshake_fragment(
                     message.msg_type,
                     len(message.body),
@@ -885,6 +936,7 @@ class Connection:
             server_name=server_name,
             connection_id=self.local_cid,
             alpn_protocols=[p.encode() for p in ctx.alpn_protocols] or None,
+            record_size_limit=ctx.record_size_limit,
             **self._psk_extensions(),
         )
 
@@ -1086,9 +1138,11 @@ class Connection:
         if (
             (ee.early_data and not sent_early)
             or ee.other_extensions
-            or (ee.record_size_limit is not None)
+            or (ee.record_size_limit is not None and self.context.record_size_limit is None)
         ):
             raise UnsupportedExtension("EncryptedExtensions with an extension we did not offer")
+        if ee.record_size_limit is not None:
+            self._apply_record_size_limits(ee.record_size_limit)
         self.early_data_accepted = ee.early_data and self._psk is not None
         if ee.server_name and self._client_hello is not None and not self._client_hello.server_name:
             raise UnsupportedExtension("server_name acknowledged but not sent")
@@ -1197,7 +1251,7 @@ class Connection:
         share = _select_key_share(ctx, ch) if dhe else None
         if retry_group and (share is None or share.group != retry_group):
             raise IllegalParameter("second ClientHello lacks the requested key share")
-        if not self._retried and ((dhe and share is None) or ctx.cookie_mode == CookieMode.ALWAYS):
+        if not self._retried and ((dhe and share is None) or self.require_cookie):
             group = 0 if share is not None or not dhe else _select_retry_group(ctx, ch)
             self._send_hello_retry(ch, message, suite, group, now)
             return
@@ -1248,10 +1302,15 @@ class Connection:
         self._derive_handshake_secrets(shared)
         if early:
             self._records.install_receive(1, suite, early)
+        own_limit = None
+        if ch.record_size_limit is not None:
+            own_limit = ctx.record_size_limit or MAX_PLAINTEXT + 1
+            self._apply_record_size_limits(ch.record_size_limit)
         ee = EncryptedExtensions(
             server_name=ch.server_name is not None,
             alpn_protocol=alpn.encode() if alpn else None,
             early_data=bool(early),
+            record_size_limit=own_limit,
         )
         messages = [sh_message, self._handshake_message(2, ee)]
         certificate_auth = psk is None  # RFC 9846 §4.3.2: no certificates with a PSK
@@ -1438,6 +1497,14 @@ class Connection:
         self._send_post_handshake(_Flight.NEW_SESSION_TICKET, ticket)
 
     # ---- both sides ----
+    def _apply_record_size_limits(self, peer_limit: int) -> None:
+        """RFC 8449 §4: the limits count the inner content type, so the content is one
+        byte less; ours applies once the peer has seen it."""
+        self._send_limit = min(MAX_PLAINTEXT, peer_limit - 1)
+        own = self.context.record_size_limit
+        if own is not None:
+            self._receive_limit = min(MAX_PLAINTEXT, own - 1)
+
     def _use_connection_ids(self, peer_cid: bytes) -> None:
         """Both offered connection_id: from epoch 2 on, records to the peer carry its CID
         and records to us carry ours; a zero-length CID is not sent (RFC 9147 §9)."""
@@ -1527,6 +1594,10 @@ class Connection:
         return self.cipher_suite
 
     def _derive_handshake_secrets(self, shared_secret: bytes | None) -> None:
+        confidentiality, integrity = _AEAD_LIMITS[CipherSuite(self._suite)]
+        ctx = self.context
+        self._confidentiality_limit = ctx.confidentiality_limit or confidentiality
+        self._integrity_limit = ctx.integrity_limit or integrity
         schedule = KeySchedule(self._suite)
         schedule.early_secret(self._psk.key if self._psk is not None else None)
         schedule.handshake_secret(shared_secret)

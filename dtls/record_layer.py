@@ -42,7 +42,7 @@ class SendEpoch:
 
 
 class ReceiveEpoch:
-    __slots__ = ("cipher", "epoch", "expires", "secret", "window")
+    __slots__ = ("cipher", "epoch", "expires", "failures", "secret", "window")
 
     def __init__(
         self, epoch: int, cipher: RecordCipher, window: ReplayWindow, secret: bytes
@@ -52,6 +52,7 @@ class ReceiveEpoch:
         self.window = window
         self.secret = secret
         self.expires: float | None = None
+        self.failures = 0  # records that failed authentication (RFC 9147 §4.5.3)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class RecordLayer:
                     counters.replayed += 1
                 elif result == OpenError.AUTH:
                     counters.failed_authentication += 1
+                    state.failures += 1
                 else:
                     counters.malformed += 1
                 continue

@@ -1,0 +1,575 @@
+"""`ServerEndpoint`: many DTLS 1.3 connections behind one UDP socket, sans-I/O.
+
+Like `Connection`, the endpoint takes datagrams and the time and gives datagrams, a timer
+and events; a front-end (`dtls.aio`, `dtls.sync`, `dtls.sim`) owns the socket and the clock.
+
+- Demultiplexing: each datagram is routed by a *route* key to its connection. The key is
+  the peer's address today; connection IDs (RFC 9147 §9) become another kind of key.
+- No state for unproven addresses: a ClientHello from an address without a connection is
+  answered by `respond_statelessly` (a cookie HelloRetryRequest, RFC 9147 §5.1) or
+  dropped; a `Connection` is made only for a ClientHello the endpoint accepts.
+- Limits: connections, handshakes in progress, new handshakes per second per host,
+  handshake and idle timeouts. Closed, failed and expired connections are forgotten.
+- Garbage is dropped and counted (RFC 9147 §4.5.2); nothing a peer sends raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Hashable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import errors
+from .config import Context, CookieMode
+from .connection import Connection, HandshakeState, respond_statelessly
+from .events import ConnectionClosed, Event, HandshakeCompleted
+
+__all__ = [
+    "ConnectionAccepted",
+    "ConnectionEvent",
+    "ConnectionRemoved",
+    "EndpointEvent",
+    "EndpointStats",
+    "ServerEndpoint",
+    "close_error",
+]
+
+Address = Any
+Route = Hashable
+
+_HANDSHAKE = 22  # ContentType.handshake, the first byte of a DTLSPlaintext record
+_CLIENT_HELLO = 1
+# DTLSPlaintext header (13) + handshake header (12) + legacy_version (2): then the random
+_RANDOM_OFFSET = 13 + 12 + 2
+# Stateless replies waiting for `datagrams_to_send`, at most (the rest are dropped).
+MAX_STATELESS_BACKLOG = 4096
+
+
+# ---- events ----
+
+
+@dataclass(frozen=True)
+class EndpointEvent:
+    """Base class of the events `ServerEndpoint.next_event()` returns."""
+
+
+@dataclass(frozen=True)
+class ConnectionAccepted(EndpointEvent):
+    """A ClientHello was accepted and a `Connection` made for it; its handshake runs."""
+
+    connection: Connection
+    address: Address
+
+
+@dataclass(frozen=True)
+class ConnectionEvent(EndpointEvent):
+    """An event of one connection (HandshakeCompleted, DataReceived, ...)."""
+
+    connection: Connection
+    event: Event
+
+
+@dataclass(frozen=True)
+class ConnectionRemoved(EndpointEvent):
+    """The endpoint forgot a connection: the last event about it."""
+
+    connection: Connection
+    reason: str  # "closed", "failed", "handshake timeout", "idle timeout", "replaced", "shutdown"
+
+
+@dataclass(frozen=True)
+class EndpointStats:
+    """Counters since the endpoint was made, and the current population."""
+
+    datagrams_received: int = 0
+    bytes_received: int = 0
+    datagrams_sent: int = 0
+    bytes_sent: int = 0
+    #: datagrams for no connection that were not an acceptable ClientHello
+    garbage_dropped: int = 0
+    #: stateless cookie HelloRetryRequests sent (RFC 9147 §5.1)
+    cookies_sent: int = 0
+    handshakes_started: int = 0
+    handshakes_completed: int = 0
+    handshakes_failed: int = 0
+    handshakes_timed_out: int = 0
+    #: established connections that ended (by either side, or an idle timeout)
+    connections_closed: int = 0
+    idle_timeouts: int = 0
+    #: associations replaced by a new handshake from the same address (RFC 9147 §6)
+    connections_replaced: int = 0
+    #: ClientHellos dropped because max_connections / max_handshakes was reached
+    refused_connection_limit: int = 0
+    refused_handshake_limit: int = 0
+    #: ClientHellos dropped by the per-host rate limit
+    rate_limited: int = 0
+    #: stateless replies dropped because `datagrams_to_send` was not called
+    backlog_dropped: int = 0
+    connections_active: int = 0
+    handshakes_active: int = 0
+
+
+_COUNTERS = tuple(
+    f.name for f in dataclasses.fields(EndpointStats)
+    if f.name not in ("connections_active", "handshakes_active")
+)
+
+
+def close_error(closed: ConnectionClosed) -> Exception:
+    """The exception a front-end raises for a connection that ended this way: a
+    `dtls.errors` exception for alerts, TimeoutError when the peer stopped answering,
+    `dtls.errors.ConnectionStateError` after an orderly close (RFC 9846 §6)."""
+    if not closed.error:
+        return errors.ConnectionStateError(f"connection closed: {closed.reason}")
+    if closed.alert is None:
+        return TimeoutError(closed.reason)
+    if closed.by_peer:
+        return errors.AlertReceived(closed.alert)
+    return errors.error_for_alert(closed.alert, closed.reason)
+
+
+# ---- helpers ----
+
+
+class _Peer:
+    """What the endpoint keeps for one connection."""
+
+    __slots__ = (
+        "client_random", "connection", "created", "established", "last_received", "pending",
+        "removal_reason", "route", "timer_id", "timer_when",
+    )
+
+    def __init__(self, connection: Connection, route: Route, now: float,
+                 client_random: bytes | None) -> None:
+        self.connection = connection
+        self.route = route
+        self.created = now
+        self.last_received = now
+        self.established = False
+        self.pending = False  # has output or events to collect
+        self.removal_reason: str | None = None
+        self.client_random = client_random
+        self.timer_id = 0  # the id of this peer's live entry in the timer heap, 0: none
+        self.timer_when = 0.0
+
+
+class _RateLimit:
+    """A token bucket per host: `rate` new handshakes per second, bursts of max(1, rate).
+
+    Only hosts that started a handshake have a bucket; full buckets carry no information
+    and are pruned, so the table stays small (and bounded by `max_hosts`)."""
+
+    def __init__(self, rate: float, max_hosts: int) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self.max_hosts = max_hosts
+        self._buckets: dict[Hashable, tuple[float, float]] = {}
+
+    def allow(self, host: Hashable, now: float) -> bool:
+        tokens, last = self._buckets.get(host, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[host] = (tokens, now)
+            return False
+        if host not in self._buckets and len(self._buckets) >= self.max_hosts:
+            self._prune(now)
+        self._buckets[host] = (tokens - 1.0, now)
+        return True
+
+    def _prune(self, now: float) -> None:
+        full = [h for h, (t, last) in self._buckets.items()
+                if t + (now - last) * self.rate >= self.burst]
+        for host in full:
+            del self._buckets[host]
+        while len(self._buckets) >= self.max_hosts:  # still full: forget the oldest
+            del self._buckets[next(iter(self._buckets))]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+class _ConnectionsView(Mapping[Route, Connection]):
+    """A read-only view of the endpoint's connections by route."""
+
+    def __init__(self, routes: dict[Route, _Peer]) -> None:
+        self._routes = routes
+
+    def __getitem__(self, route: Route) -> Connection:
+        return self._routes[route].connection
+
+    def __iter__(self) -> Iterator[Route]:
+        return iter(self._routes)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+
+def _client_hello_random(data: bytes) -> bytes | None:
+    """The random of an epoch-0 ClientHello that opens `data`, else None. Header fields
+    only (RFC 9147 §4, §5.2), no full parse: this runs on datagrams to live connections."""
+    if len(data) < _RANDOM_OFFSET + 32 or data[0] != _HANDSHAKE:
+        return None
+    if data[3:5] != b"\x00\x00" or data[13] != _CLIENT_HELLO:
+        return None
+    if data[19:22] != b"\x00\x00\x00":  # fragment_offset: the first fragment holds the random
+        return None
+    return bytes(data[_RANDOM_OFFSET : _RANDOM_OFFSET + 32])
+
+
+def _host(addr: Address) -> Hashable:
+    host: Hashable = addr[0] if isinstance(addr, tuple) and addr else addr
+    return host
+
+
+# ---- the endpoint ----
+
+
+class ServerEndpoint:
+    """Many server connections behind one socket (see the module docstring).
+
+    Feed it every datagram the socket receives with `receive_datagram`, send what
+    `datagrams_to_send` returns, call `handle_timer` at `get_timer`, and read
+    `next_event`. After calling `send`, `update_keys` or `close` on one of its
+    connections, call `mark_pending(connection)` so that the next `datagrams_to_send`
+    collects its output and `get_timer` sees its timer. Read a connection's events from
+    the endpoint, not from the connection.
+    """
+
+    def __init__(
+        self,
+        context: Context,
+        *,
+        max_connections: int = 10_000,
+        max_handshakes: int = 1_000,
+        rate_limit_per_address: float | None = None,
+        handshake_timeout: float = 30.0,
+        idle_timeout: float | None = 300.0,
+        cookie_mode: str | None = None,
+        cookie_threshold: int | None = None,
+    ) -> None:
+        if context.is_client:
+            raise ValueError("ServerEndpoint needs a server context")
+        context.check()
+        mode = cookie_mode if cookie_mode is not None else context.cookie_mode
+        if mode not in (CookieMode.ALWAYS, CookieMode.NEVER, CookieMode.AUTO):
+            raise ValueError(f"unknown cookie mode {mode!r}")
+        if max_connections < 1 or max_handshakes < 1:
+            raise ValueError("max_connections and max_handshakes must be at least 1")
+        self.context = context
+        self.max_connections = max_connections
+        self.max_handshakes = max_handshakes
+        self.handshake_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout
+        self.cookie_mode = mode
+        #: with cookie_mode "auto": cookies are required once this many handshakes run
+        self.cookie_threshold = (
+            cookie_threshold if cookie_threshold is not None else max(1, max_handshakes // 4)
+        )
+        self._rate = (
+            _RateLimit(rate_limit_per_address, max_hosts=max(1024, 2 * max_handshakes))
+            if rate_limit_per_address else None
+        )
+        self._routes: dict[Route, _Peer] = {}
+        self._peers: dict[Connection, _Peer] = {}
+        self._handshaking = 0
+        self._pending: list[_Peer] = []
+        self._outbox: list[tuple[bytes, Address]] = []
+        self._stateless_queued = 0
+        self._events: deque[EndpointEvent] = deque()
+        self._timers: list[tuple[float, int, _Peer]] = []
+        self._timer_ids = itertools.count(1)
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._closed = False
+
+    # ---- public API ----
+    @property
+    def connections(self) -> Mapping[Route, Connection]:
+        """The live connections by route (the peer's address)."""
+        return _ConnectionsView(self._routes)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def stats(self) -> EndpointStats:
+        return EndpointStats(
+            **self._counts,
+            connections_active=len(self._peers),
+            handshakes_active=self._handshaking,
+        )
+
+    def cookies_required(self) -> bool:
+        """Whether a ClientHello must carry a valid cookie now (RFC 9147 §5.1)."""
+        if self.cookie_mode == CookieMode.ALWAYS:
+            return True
+        if self.cookie_mode == CookieMode.NEVER:
+            return False
+        return self._handshaking >= self.cookie_threshold
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        """Route one datagram to its connection, or answer it statelessly. Never raises
+        for anything in `data`."""
+        counts = self._counts
+        counts["datagrams_received"] += 1
+        counts["bytes_received"] += len(data)
+        if self._closed:
+            counts["garbage_dropped"] += 1
+            return
+        route = self._route(data, addr)
+        peer = self._routes.get(route)
+        if peer is None:
+            self._receive_unrouted(data, addr, route, now)
+            return
+        random = _client_hello_random(data) if data and data[0] == _HANDSHAKE else None
+        if random is not None and random != peer.client_random:
+            if peer.client_random is not None:
+                self._receive_new_association(peer, data, addr, now)
+                return
+            peer.client_random = random  # the connection began with a later fragment
+        peer.last_received = now
+        peer.connection.receive_datagram(data, addr, now)
+        self._service(peer, now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        """Everything ready for the network: stateless replies and every connection's."""
+        out: list[tuple[bytes, Address]] = []
+        pending, self._pending = self._pending, []
+        for peer in pending:
+            peer.pending = False
+            if self._peers.get(peer.connection) is not peer:
+                continue
+            out.extend(peer.connection.datagrams_to_send(now))
+            self._service(peer, now, collected=True)
+        if self._outbox:
+            out.extend(self._outbox)
+            self._outbox = []
+            self._stateless_queued = 0
+        counts = self._counts
+        counts["datagrams_sent"] += len(out)
+        counts["bytes_sent"] += sum(len(d) for d, _ in out)
+        return out
+
+    def mark_pending(self, connection: Connection) -> None:
+        """Collect `connection`'s output, events and timer at the next `datagrams_to_send`
+        (call it after `send`, `update_keys` or `close` on one of the endpoint's connections)."""
+        peer = self._peers.get(connection)
+        if peer is not None and not peer.pending:
+            peer.pending = True
+            self._pending.append(peer)
+
+    def get_timer(self) -> float | None:
+        """When `handle_timer` should next be called, or None."""
+        timers = self._timers
+        while timers:
+            when, timer_id, peer = timers[0]
+            if peer.timer_id == timer_id and self._peers.get(peer.connection) is peer:
+                return when
+            heapq.heappop(timers)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at `now`: retransmissions, handshake and idle timeouts."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, timer_id, peer = heapq.heappop(timers)
+            if peer.timer_id != timer_id or self._peers.get(peer.connection) is not peer:
+                continue
+            peer.timer_id = 0
+            conn = peer.connection
+            timer = conn.get_timer()
+            if timer is not None and timer <= now:
+                conn.handle_timer(now)
+            if conn.state is not HandshakeState.CLOSED:
+                if not peer.established:
+                    if now >= peer.created + self.handshake_timeout:
+                        peer.removal_reason = "handshake timeout"
+                        conn.close()
+                elif self.idle_timeout is not None and (
+                    now >= peer.last_received + self.idle_timeout
+                ):
+                    peer.removal_reason = "idle timeout"
+                    conn.close()
+            self._service(peer, now)
+
+    def next_event(self) -> EndpointEvent | None:
+        """The next event, or None."""
+        return self._events.popleft() if self._events else None
+
+    def close(self, now: float) -> None:
+        """Send close_notify on every connection and forget them all; later datagrams
+        are dropped. The close_notify records come out of the next `datagrams_to_send`."""
+        self._closed = True
+        for peer in list(self._peers.values()):
+            peer.removal_reason = "shutdown"
+            peer.connection.close()
+            self._service(peer, now)
+
+    # ---- routing (RFC 9147 §9: a CID-based route slots in here) ----
+    def _route(self, data: bytes, addr: Address) -> Route:
+        route: Route = addr
+        return route
+
+    def _receive_unrouted(self, data: bytes, addr: Address, route: Route, now: float) -> None:
+        counts = self._counts
+        if not data or data[0] != _HANDSHAKE:
+            counts["garbage_dropped"] += 1  # only a ClientHello may open a connection
+            return
+        if len(self._peers) >= self.max_connections:
+            counts["refused_connection_limit"] += 1
+            return
+        if self._handshaking >= self.max_handshakes:
+            counts["refused_handshake_limit"] += 1
+            return
+        require = self.cookies_required()
+        response = respond_statelessly(self.context, data, addr, now, require_cookie=require)
+        if response.action in ("retry", "reject"):
+            self._send_stateless(response.datagram, addr)
+        elif response.action != "accept":
+            counts["garbage_dropped"] += 1
+        else:
+            self._accept(data, addr, route, now, require)
+
+    def _receive_new_association(
+        self, peer: _Peer, data: bytes, addr: Address, now: float
+    ) -> None:
+        """An epoch-0 ClientHello from the address of a live connection (RFC 9147 §6):
+        the old association goes only once the client proved it is reachable there, by
+        returning a cookie. Until then the ClientHello is answered statelessly."""
+        response = respond_statelessly(self.context, data, addr, now, require_cookie=True)
+        if response.action == "retry":
+            self._send_stateless(response.datagram, addr)
+            return
+        if response.action != "accept":
+            # Only a returned cookie proves the address: keep the old association.
+            self._counts["garbage_dropped"] += 1
+            return
+        old = peer.connection
+        peer.removal_reason = "replaced"
+        old.close()
+        old.datagrams_to_send(now)  # its close_notify is for a client that moved on
+        self._service(peer, now)
+        self._accept(data, addr, peer.route, now, require_cookie=True)
+
+    def _send_stateless(self, datagram: bytes | None, addr: Address) -> None:
+        if datagram is None:
+            return
+        if self._stateless_queued >= MAX_STATELESS_BACKLOG:
+            self._counts["backlog_dropped"] += 1
+            return
+        self._stateless_queued += 1
+        self._outbox.append((datagram, addr))
+        self._counts["cookies_sent"] += 1
+
+    def _accept(
+        self, data: bytes, addr: Address, route: Route, now: float, require_cookie: bool
+    ) -> None:
+        counts = self._counts
+        if len(self._peers) >= self.max_connections:
+            counts["refused_connection_limit"] += 1
+            return
+        if self._handshaking >= self.max_handshakes:
+            counts["refused_handshake_limit"] += 1
+            return
+        if self._rate is not None and not self._rate.allow(_host(addr), now):
+            counts["rate_limited"] += 1
+            return
+        # The endpoint has decided about cookies; the connection must not ask again.
+        conn = Connection(self.context, peer_address=addr, require_cookie=require_cookie)
+        peer = _Peer(conn, route, now, _client_hello_random(data))
+        self._routes[route] = peer
+        self._peers[conn] = peer
+        self._handshaking += 1
+        counts["handshakes_started"] += 1
+        self._events.append(ConnectionAccepted(conn, addr))
+        conn.receive_datagram(data, addr, now)
+        self._service(peer, now)
+
+    # ---- per-connection bookkeeping ----
+    def _service(self, peer: _Peer, now: float, *, collected: bool = False) -> None:
+        """After any engine call: move its events out, note progress, reschedule, and
+        forget the connection once it closed. Unless its output was just `collected`,
+        it is collected by the next `datagrams_to_send`."""
+        conn = peer.connection
+        closed: ConnectionClosed | None = None
+        events = self._events
+        while (event := conn.next_event()) is not None:
+            if isinstance(event, HandshakeCompleted) and not peer.established:
+                peer.established = True
+                self._handshaking -= 1
+                self._counts["handshakes_completed"] += 1
+            elif isinstance(event, ConnectionClosed):
+                closed = event
+            events.append(ConnectionEvent(conn, event))
+        if conn.state is HandshakeState.CLOSED:
+            self._remove(peer, closed, now)
+            return
+        if not collected and not peer.pending:
+            peer.pending = True
+            self._pending.append(peer)
+        self._schedule(peer)
+
+    def _schedule(self, peer: _Peer) -> None:
+        when = peer.connection.get_timer()
+        if not peer.established:
+            limit: float | None = peer.created + self.handshake_timeout
+        elif self.idle_timeout is not None:
+            limit = peer.last_received + self.idle_timeout
+        else:
+            limit = None
+        if limit is not None and (when is None or limit < when):
+            when = limit
+        # A live entry at or before `when` is kept: when it fires early the deadline is
+        # worked out again. So an idle timeout pushed back by traffic costs no heap
+        # entry per datagram; only an earlier deadline adds one.
+        if when is None or (peer.timer_id and peer.timer_when <= when):
+            return
+        peer.timer_id = next(self._timer_ids)
+        peer.timer_when = when
+        heapq.heappush(self._timers, (when, peer.timer_id, peer))
+        if len(self._timers) > 2 * len(self._peers) + 64:
+            self._compact_timers()
+
+    def _compact_timers(self) -> None:
+        self._timers = [
+            e for e in self._timers
+            if e[2].timer_id == e[1] and self._peers.get(e[2].connection) is e[2]
+        ]
+        heapq.heapify(self._timers)
+
+    def _remove(self, peer: _Peer, closed: ConnectionClosed | None, now: float) -> None:
+        conn = peer.connection
+        if self._peers.get(conn) is not peer:
+            return
+        reason = peer.removal_reason
+        counts = self._counts
+        if peer.established:
+            counts["connections_closed"] += 1
+            if reason == "idle timeout":
+                counts["idle_timeouts"] += 1
+        else:
+            self._handshaking -= 1
+            timed_out = reason == "handshake timeout" or (
+                closed is not None and closed.error and closed.alert is None
+            )
+            if timed_out:
+                counts["handshakes_timed_out"] += 1
+                reason = reason or "handshake timeout"
+            else:
+                counts["handshakes_failed"] += 1
+        if reason == "replaced":
+            counts["connections_replaced"] += 1
+        if reason is None:
+            reason = "failed" if closed is not None and closed.error else "closed"
+        # The last words (close_notify, a fatal alert) still go out, unless replaced.
+        final = conn.datagrams_to_send(now)
+        if reason != "replaced":
+            self._outbox.extend(final)
+        del self._peers[conn]
+        if self._routes.get(peer.route) is peer:
+            del self._routes[peer.route]
+        peer.timer_id = 0
+        self._events.append(ConnectionRemoved(conn, reason))

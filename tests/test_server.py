@@ -1,0 +1,477 @@
+"""ServerEndpoint, sans-I/O: client engines against one endpoint on a virtual clock."""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+import tracemalloc
+from typing import Any
+
+import pytest
+
+from dtls.config import Context, CookieMode
+from dtls.connection import Connection, HandshakeState
+from dtls.events import ConnectionClosed, DataReceived, HandshakeCompleted, KeyUpdated
+from dtls.server import (
+    ConnectionAccepted,
+    ConnectionEvent,
+    ConnectionRemoved,
+    EndpointEvent,
+    EndpointStats,
+    ServerEndpoint,
+)
+
+SERVER = ("192.0.2.2", 4433)
+
+
+def server_context(pki: Any, **settings: Any) -> Context:
+    ctx = Context.server(**settings)
+    ctx.load_cert_chain(certdata=pki.chain_pem, keydata=pki.key_pem)
+    return ctx
+
+
+def client_context(pki: Any, **settings: Any) -> Context:
+    return Context.client(cadata=pki.ca_pem, **settings)
+
+
+class Network:
+    """Client engines at their addresses and one endpoint, no loss, zero latency."""
+
+    def __init__(self, endpoint: ServerEndpoint) -> None:
+        self.endpoint = endpoint
+        self.now = 0.0
+        self.clients: dict[Any, Connection] = {}
+        self.client_events: dict[Any, list[Any]] = {}
+        self.events: list[EndpointEvent] = []
+        self.to_server: list[tuple[bytes, Any]] = []  # every datagram a client sent
+        self.to_clients: list[tuple[bytes, Any]] = []  # every datagram the endpoint sent
+        self.deliver_to: set[Any] | None = None  # None: every client receives
+
+    def add_client(self, addr: Any, ctx: Context, *, connect: bool = True) -> Connection:
+        conn = Connection(ctx, server_name="localhost")
+        self.clients[addr] = conn
+        self.client_events[addr] = []
+        if connect:
+            conn.connect(SERVER, self.now)
+        return conn
+
+    def pump(self) -> None:
+        for _ in range(10_000):
+            moved = False
+            for addr, conn in list(self.clients.items()):
+                for data, _ in conn.datagrams_to_send(self.now):
+                    self.to_server.append((data, addr))
+                    self.endpoint.receive_datagram(data, addr, self.now)
+                    moved = True
+                while (event := conn.next_event()) is not None:
+                    self.client_events[addr].append(event)
+            for data, addr in self.endpoint.datagrams_to_send(self.now):
+                self.to_clients.append((data, addr))
+                moved = True
+                client = self.clients.get(addr)
+                if client is not None and (self.deliver_to is None or addr in self.deliver_to):
+                    client.receive_datagram(data, SERVER, self.now)
+            while (ev := self.endpoint.next_event()) is not None:
+                self.events.append(ev)
+                moved = True
+            if not moved:
+                return
+        raise AssertionError("network did not settle")
+
+    def advance(self, seconds: float) -> None:
+        """Run timers (clients' and the endpoint's) in time order for `seconds`."""
+        until = self.now + seconds
+        self.pump()
+        for _ in range(100_000):
+            timers = [t for t in (c.get_timer() for c in self.clients.values()) if t is not None]
+            server_timer = self.endpoint.get_timer()
+            if server_timer is not None:
+                timers.append(server_timer)
+            when = min(timers, default=None)
+            if when is None or when > until:
+                self.now = until
+                return
+            self.now = max(self.now, when)
+            for conn in self.clients.values():
+                t = conn.get_timer()
+                if t is not None and t <= self.now:
+                    conn.handle_timer(self.now)
+            if server_timer is not None and server_timer <= self.now:
+                self.endpoint.handle_timer(self.now)
+            self.pump()
+        raise AssertionError("timers did not settle")
+
+    def of(self, cls: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, cls)]
+
+    def connection_events(self, cls: type) -> list[tuple[Connection, Any]]:
+        return [
+            (e.connection, e.event) for e in self.of(ConnectionEvent) if isinstance(e.event, cls)
+        ]
+
+
+def completed(net: Network, addr: Any) -> bool:
+    return any(isinstance(e, HandshakeCompleted) for e in net.client_events[addr])
+
+
+# ---- handshakes through the endpoint ----
+
+
+@pytest.mark.parametrize("mode", [CookieMode.ALWAYS, CookieMode.NEVER])
+def test_handshake_and_echo(pki: Any, mode: str) -> None:
+    endpoint = ServerEndpoint(server_context(pki), cookie_mode=mode)
+    net = Network(endpoint)
+    addr = ("198.51.100.1", 5000)
+    client = net.add_client(addr, client_context(pki))
+    net.pump()
+    assert completed(net, addr)
+    stats = endpoint.stats()
+    assert stats.cookies_sent == (1 if mode == CookieMode.ALWAYS else 0)
+    assert stats.handshakes_started == stats.handshakes_completed == 1
+    assert stats.connections_active == 1 and stats.handshakes_active == 0
+    # ClientHello, HRR, ClientHello with cookie, ... when cookies are on.
+    first_reply = net.to_clients[0][0]
+    if mode == CookieMode.ALWAYS:
+        assert len(first_reply) <= 3 * len(net.to_server[0][0])
+    accepted = net.of(ConnectionAccepted)
+    assert len(accepted) == 1 and accepted[0].address == addr
+    server_conn = endpoint.connections[addr]
+    assert accepted[0].connection is server_conn
+
+    client.send(b"ping")
+    net.pump()
+    received = net.connection_events(DataReceived)
+    assert [(c, e.data) for c, e in received] == [(server_conn, b"ping")]
+    server_conn.send(b"pong")
+    endpoint.mark_pending(server_conn)
+    net.pump()
+    assert [e.data for e in net.client_events[addr] if isinstance(e, DataReceived)] == [b"pong"]
+    assert endpoint.stats().datagrams_received == len(net.to_server)
+    assert endpoint.stats().datagrams_sent == len(net.to_clients)
+
+
+def test_client_close_removes_connection(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki))
+    net = Network(endpoint)
+    addr = ("198.51.100.1", 5000)
+    client = net.add_client(addr, client_context(pki))
+    net.pump()
+    server_conn = endpoint.connections[addr]
+    client.close()
+    net.pump()
+    removed = net.of(ConnectionRemoved)
+    assert [(r.connection, r.reason) for r in removed] == [(server_conn, "closed")]
+    assert net.events[-1] == removed[0]  # the last event about it
+    assert len(endpoint.connections) == 0
+    stats = endpoint.stats()
+    assert stats.connections_closed == 1 and stats.connections_active == 0
+    assert endpoint.get_timer() is None
+
+
+def test_key_update_through_endpoint(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki))
+    net = Network(endpoint)
+    addr = ("198.51.100.1", 5000)
+    client = net.add_client(addr, client_context(pki))
+    net.pump()
+    server_conn = endpoint.connections[addr]
+    server_conn.update_keys()
+    endpoint.mark_pending(server_conn)
+    net.advance(5)
+    assert server_conn.send_epoch == 4 and client.send_epoch == 4
+    assert (server_conn, KeyUpdated("send", 4)) in net.connection_events(KeyUpdated)
+    client.send(b"after")
+    net.pump()
+    assert [e.data for _, e in net.connection_events(DataReceived)] == [b"after"]
+
+
+def test_auto_cookie_mode_under_load(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki), cookie_mode=CookieMode.AUTO, cookie_threshold=1)
+    net = Network(endpoint)
+    ctx = client_context(pki)
+    net.deliver_to = set()  # hold the server's replies: the first handshake stays open
+    first = ("198.51.100.1", 5000)
+    net.add_client(first, ctx)
+    net.pump()
+    assert endpoint.stats().cookies_sent == 0 and endpoint.stats().handshakes_active == 1
+    assert endpoint.cookies_required()
+    second = ("198.51.100.2", 5000)
+    net.add_client(second, ctx)
+    net.deliver_to = None
+    net.pump()
+    assert endpoint.stats().cookies_sent == 1  # only the second one, under load
+    net.advance(5)  # the first client retransmits its ClientHello
+    assert completed(net, first) and completed(net, second)
+    assert not endpoint.cookies_required()
+
+
+# ---- no state for unproven addresses ----
+
+
+def _client_hello(pki: Any) -> bytes:
+    client = Connection(client_context(pki), server_name="localhost")
+    client.connect(SERVER, 0.0)
+    [(datagram, _)] = client.datagrams_to_send(0.0)
+    return datagram
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def _flood(pki: Any, count: int, *, trace: bool) -> tuple[float, int]:
+    """`count` copies of one ClientHello from random addresses: each gets exactly one
+    HelloRetryRequest, to its sender, no larger than 3x the ClientHello, and the endpoint
+    keeps nothing. Returns (seconds, bytes of memory growth from 10% to 100%), the growth
+    measured by tracemalloc when `trace`, else as resident set size."""
+    endpoint = ServerEndpoint(server_context(pki), cookie_mode=CookieMode.ALWAYS)
+    hello = _client_hello(pki)
+    rng = random.Random(1)
+    gc.collect()
+    if trace:
+        tracemalloc.start()
+    memory = tracemalloc.get_traced_memory if trace else lambda: (_rss(), 0)
+    start = time.perf_counter()
+    baseline = 0
+    for i in range(count):
+        addr = (f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}",
+                rng.randrange(1024, 65536))
+        now = 1.0 + i * 1e-4
+        endpoint.receive_datagram(hello, addr, now)
+        [(reply, to)] = endpoint.datagrams_to_send(now)
+        assert to == addr and len(reply) <= 3 * len(hello)
+        assert reply[0] == 22 and reply[13] == 2  # a plaintext ServerHello: the HRR
+        if i == count // 10:
+            baseline = memory()[0]
+    elapsed = time.perf_counter() - start
+    growth = memory()[0] - baseline
+    if trace:
+        tracemalloc.stop()
+    stats = endpoint.stats()
+    assert count == stats.cookies_sent == stats.datagrams_received == stats.datagrams_sent
+    assert len(endpoint.connections) == 0 and stats.handshakes_started == 0
+    assert not endpoint._routes and not endpoint._peers and not endpoint._timers
+    assert endpoint.get_timer() is None
+    return elapsed, growth
+
+
+def test_client_hello_flood_keeps_no_state(pki: Any) -> None:
+    _, growth = _flood(pki, 10_000, trace=True)
+    assert growth < 500_000  # bounded caches only (e.g. the address encoding cache)
+
+
+def test_client_hello_flood_100k(pki: Any) -> None:
+    elapsed, growth = _flood(pki, 100_000, trace=False)
+    print(f"100,000 ClientHellos: {elapsed:.1f} s, resident memory growth {growth} bytes")
+    assert growth < 4_000_000
+
+
+def test_garbage_from_many_sources(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki))
+    net = Network(endpoint)
+    rng = random.Random(7)
+    hello = _client_hello(pki)
+    garbage = [
+        b"", b"\x16", b"\x17\xfe\xfd", bytes(100), b"\xff" * 1500,
+        hello[:40], hello[:-1], hello[:13] + b"\x02" + hello[14:],  # truncated, ServerHello
+        b"\x2f" + rng.randbytes(60),  # a unified header with no connection behind it
+    ]
+    garbage += [rng.randbytes(rng.randrange(1, 1400)) for _ in range(300)]
+    garbage += [hello[:i] + bytes([hello[i] ^ 0x55]) + hello[i + 1:]
+                for i in range(0, len(hello), 3)]
+    for i, data in enumerate(garbage):
+        endpoint.receive_datagram(data, (f"203.0.113.{i % 250}", 1000 + i), 1.0)
+    stats = endpoint.stats()
+    assert stats.handshakes_started == 0 and len(endpoint.connections) == 0
+    assert stats.garbage_dropped + stats.cookies_sent == len(garbage)
+    assert stats.garbage_dropped >= 300
+    net.now = 1.0
+    addr = ("198.51.100.9", 4000)
+    net.add_client(addr, client_context(pki))
+    net.pump()
+    assert completed(net, addr)
+    # Garbage to a live connection is dropped by it; it keeps working.
+    for data in garbage[:50]:
+        endpoint.receive_datagram(data, addr, net.now)
+    net.clients[addr].send(b"still here")
+    net.pump()
+    assert [e.data for _, e in net.connection_events(DataReceived)] == [b"still here"]
+
+
+# ---- limits and timeouts ----
+
+
+def test_connection_limit(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki), max_connections=2)
+    net = Network(endpoint)
+    ctx = client_context(pki)
+    addrs = [("198.51.100.1", 5000 + i) for i in range(3)]
+    for addr in addrs:
+        net.add_client(addr, ctx)
+    net.pump()
+    assert [completed(net, a) for a in addrs] == [True, True, False]
+    stats = endpoint.stats()
+    assert stats.refused_connection_limit >= 1 and stats.connections_active == 2
+    net.clients[addrs[0]].close()
+    net.advance(3)  # a slot is free: the third client's retransmission gets in
+    assert completed(net, addrs[2])
+
+
+def test_handshake_limit(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki), max_handshakes=1, cookie_mode=CookieMode.NEVER)
+    net = Network(endpoint)
+    ctx = client_context(pki)
+    net.deliver_to = set()
+    net.add_client(("198.51.100.1", 1), ctx)
+    net.add_client(("198.51.100.2", 2), ctx)
+    net.pump()
+    stats = endpoint.stats()
+    assert stats.handshakes_active == 1 and stats.refused_handshake_limit == 1
+    net.deliver_to = None
+    net.advance(10)
+    assert all(completed(net, a) for a in net.clients)
+
+
+def test_handshake_timeout(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki), handshake_timeout=5.0)
+    net = Network(endpoint)
+    addr = ("198.51.100.1", 5000)
+    # The client proves its address (returns the cookie), then disappears.
+    client = Connection(client_context(pki), server_name="localhost")
+    client.connect(SERVER, 0.0)
+    [(hello, _)] = client.datagrams_to_send(0.0)
+    endpoint.receive_datagram(hello, addr, 0.0)
+    [(hrr, _)] = endpoint.datagrams_to_send(0.0)
+    client.receive_datagram(hrr, SERVER, 0.0)
+    [(hello2, _)] = client.datagrams_to_send(0.0)
+    endpoint.receive_datagram(hello2, addr, 0.0)
+    assert endpoint.stats().handshakes_active == 1
+    net.advance(4.9)  # the server retransmits its flight meanwhile
+    assert endpoint.stats().handshakes_active == 1
+    assert endpoint.connections[addr].retransmissions >= 2
+    net.advance(0.2)
+    stats = endpoint.stats()
+    assert stats.handshakes_active == 0 and stats.handshakes_timed_out == 1
+    assert [r.reason for r in net.of(ConnectionRemoved)] == ["handshake timeout"]
+    assert endpoint.get_timer() is None and not endpoint._timers
+
+
+def test_idle_timeout(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki), idle_timeout=30.0)
+    net = Network(endpoint)
+    addr = ("198.51.100.1", 5000)
+    client = net.add_client(addr, client_context(pki))
+    net.pump()
+    for _ in range(5):  # traffic keeps it alive, and adds no timer entries
+        net.advance(20)
+        client.send(b"keepalive")
+        net.pump()
+    assert len(endpoint._timers) <= 2
+    assert endpoint.stats().connections_active == 1
+    net.advance(31)
+    stats = endpoint.stats()
+    assert stats.connections_active == 0 and stats.idle_timeouts == 1
+    assert [r.reason for r in net.of(ConnectionRemoved)] == ["idle timeout"]
+    # The server said goodbye: the client saw close_notify.
+    assert any(isinstance(e, ConnectionClosed) and e.by_peer for e in net.client_events[addr])
+
+
+def test_rate_limit_per_address(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki), rate_limit_per_address=2.0)
+    net = Network(endpoint)
+    ctx = client_context(pki)
+    for port in range(4):  # one host, four ports, at the same instant
+        net.add_client(("198.51.100.7", 6000 + port), ctx)
+    net.add_client(("198.51.100.8", 6000), ctx)
+    net.pump()
+    stats = endpoint.stats()
+    assert stats.handshakes_started == 3 and stats.rate_limited == 2
+    net.advance(5)  # tokens refill; the retransmitted ClientHellos get through
+    assert all(completed(net, a) for a in net.clients)
+
+
+def test_failed_handshake_is_counted_and_removed(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki, alpn_protocols=("h3",)))
+    net = Network(endpoint)
+    addr = ("198.51.100.1", 5000)
+    net.add_client(addr, client_context(pki, alpn_protocols=("coap",)))
+    net.pump()
+    stats = endpoint.stats()
+    assert stats.handshakes_failed == 1 and stats.connections_active == 0
+    assert [r.reason for r in net.of(ConnectionRemoved)] == ["failed"]
+    assert any(isinstance(e, ConnectionClosed) for e in net.client_events[addr])
+
+
+# ---- a new association from the address of a live one (RFC 9147 §6) ----
+
+
+def test_new_association_replaces_old_after_cookie(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki), cookie_mode=CookieMode.NEVER)
+    net = Network(endpoint)
+    addr = ("198.51.100.1", 5000)
+    net.add_client(addr, client_context(pki))
+    net.pump()
+    old = endpoint.connections[addr]
+    # A forged ClientHello from that address (an off-path attacker never sees the HRR):
+    forged = _client_hello(pki)
+    endpoint.receive_datagram(forged, addr, net.now)
+    [(hrr, to)] = endpoint.datagrams_to_send(net.now)
+    assert to == addr and hrr[13] == 2 and endpoint.connections[addr] is old
+    assert old.state is HandshakeState.CONNECTED
+    # A delayed copy of the live client's own ClientHello changes nothing either.
+    endpoint.receive_datagram(net.to_server[0][0], addr, net.now)
+    endpoint.datagrams_to_send(net.now)
+    assert endpoint.connections[addr] is old and old.state is HandshakeState.CONNECTED
+    # The client restarts on the same port: cookie exchange, then the old one goes.
+    net.add_client(addr, client_context(pki))
+    net.pump()
+    new = endpoint.connections[addr]
+    assert new is not old and new.state is HandshakeState.CONNECTED
+    assert old.state is HandshakeState.CLOSED
+    assert [(r.connection, r.reason) for r in net.of(ConnectionRemoved)] == [(old, "replaced")]
+    assert endpoint.stats().connections_replaced == 1
+    net.clients[addr].send(b"new")
+    net.pump()
+    assert [(c, e.data) for c, e in net.connection_events(DataReceived)] == [(new, b"new")]
+
+
+def test_endpoint_close(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki))
+    net = Network(endpoint)
+    ctx = client_context(pki)
+    for i in range(3):
+        net.add_client(("198.51.100.1", 5000 + i), ctx)
+    net.pump()
+    endpoint.close(net.now)
+    net.pump()
+    assert len(endpoint.connections) == 0 and endpoint.closed
+    assert sorted(r.reason for r in net.of(ConnectionRemoved)) == ["shutdown"] * 3
+    for events in net.client_events.values():
+        assert any(isinstance(e, ConnectionClosed) and e.by_peer for e in events)
+
+
+def test_stats_is_frozen(pki: Any) -> None:
+    stats = ServerEndpoint(server_context(pki)).stats()
+    assert isinstance(stats, EndpointStats)
+    with pytest.raises(AttributeError):
+        stats.cookies_sent = 3  # type: ignore[misc]
+
+
+def test_client_context_refused(pki: Any) -> None:
+    with pytest.raises(ValueError):
+        ServerEndpoint(client_context(pki))
+
+
+def test_post_quantum_client_through_stateless_cookie(pki: Any) -> None:
+    # The X25519MLKEM768 ClientHello is fragmented: the endpoint keeps no state until the
+    # first fragment of the second ClientHello returns a valid cookie.
+    endpoint = ServerEndpoint(server_context(pki), cookie_mode="always")
+    net = Network(endpoint)
+    addr = ("198.51.100.20", 4000)
+    net.add_client(addr, client_context(pki, groups=("x25519mlkem768",)))
+    net.pump()
+    assert completed(net, addr)
+    stats = endpoint.stats()
+    assert stats.cookies_sent == 1 and stats.handshakes_completed == 1
