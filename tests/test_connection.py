@@ -320,3 +320,70 @@ def test_stateless_server_checks_cookie_of_fragmented_client_hello(pki: Any) -> 
     # The same fragment from another address, or the second fragment alone: no state.
     assert respond_statelessly(ctx, part1, ("203.0.113.5", 5000), 0.02).action == "drop"
     assert respond_statelessly(ctx, part2, ("192.0.2.1", 5000), 0.02).action == "drop"
+
+
+def test_record_size_limit_negotiated_and_enforced(pki: Any) -> None:
+    link = make_pair(
+        pki,
+        client_settings={"record_size_limit": 256},
+        server_settings={"record_size_limit": 512},
+    )
+    handshake(link)
+    # Each side sends at most what the other accepts (RFC 8449 §4: limit minus the type).
+    with pytest.raises(ValueError):
+        link.server.send(b"x" * 256)
+    with pytest.raises(ValueError):
+        link.client.send(b"x" * 512)
+    exchange(link, [b"y" * 255])
+    # The server's handshake flight already respected the client's limit.
+    s2c = [d for d in link.sent if d.direction == "s2c"]
+    assert len(s2c) >= 4
+
+
+def test_record_over_the_limit_is_record_overflow(pki: Any) -> None:
+    link = make_pair(pki, client_settings={"record_size_limit": 128})
+    handshake(link)
+    link.server._send_limit = 1000  # a server that ignores the client's limit
+    link.server.send(b"z" * 500)
+    link.run()
+    closed = link.events_of("client", ConnectionClosed)
+    assert closed and closed[0].alert == AlertDescription.RECORD_OVERFLOW
+
+
+def test_confidentiality_limit_triggers_key_update(pki: Any) -> None:
+    link = make_pair(pki, client_settings={"confidentiality_limit": 40})
+    handshake(link)
+    for i in range(60):
+        link.client.send(b"%d" % i)
+        if i % 10 == 9:
+            link.run(until=link.now + 5)
+    link.run(until=link.now + 5)
+    assert link.client.send_epoch >= 4  # moved on before 40 records in one key
+    got = [e.data for e in link.events_of("server", DataReceived)]
+    assert got == [b"%d" % i for i in range(60)]
+
+
+def test_integrity_limit_closes_the_connection(pki: Any) -> None:
+    link = make_pair(pki, server_settings={"integrity_limit": 8})
+    handshake(link)
+    link.client.send(b"genuine")
+    record = link.client.datagrams_to_send(link.now)[0][0]
+    forged = record[:-1] + bytes([record[-1] ^ 1])
+    for _ in range(8):
+        link.server.receive_datagram(forged, ("192.0.2.1", 5000), link.now)
+    closed = [e for e in iter(link.server.next_event, None) if isinstance(e, ConnectionClosed)]
+    assert closed and closed[0].alert == AlertDescription.BAD_RECORD_MAC
+    assert link.server.record_counters.failed_authentication == 8
+
+
+def test_keylog_file_and_environment(pki: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    path = tmp_path / "keys.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(path))
+    link = make_pair(pki)
+    assert link.client.context.keylog_filename == str(path)
+    handshake(link)
+    lines = path.read_text().splitlines()
+    # Both ends append to the same file: every secret twice, under one client random.
+    assert len(lines) == 10 and len({line.split()[1] for line in lines}) == 1
+    monkeypatch.delenv("SSLKEYLOGFILE")
+    assert make_pair(pki).client.context.keylog is None  # off unless asked for
