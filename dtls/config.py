@@ -147,6 +147,9 @@ class Context:
     #: receive none), a callable making one per connection (servers: e.g. to encode a worker
     #: id for a load balancer), or None to not negotiate CIDs
     connection_id: bytes | Callable[[], bytes] | None = None
+    #: with CIDs, move to a peer's new address only after a return routability check
+    #: (draft-ietf-tls-dtls-rrc); without it a connection stays on its address
+    return_routability_check: bool = True
     #: client: an external PSK to offer (RFC 9846 §2.2); server: look up an identity
     psk: Any = field(default=None, repr=False)
     psk_lookup: Callable[[bytes], Any] | None = field(default=None, repr=False)

@@ -36,16 +36,19 @@ from .errors import (
     ProtocolError,
     ProtocolVersionError,
     RecordOverflow,
+    TooManyCidsRequested,
     UnexpectedMessage,
     UnsupportedExtension,
 )
 from .events import (
     AlertReceived,
     ConnectionClosed,
+    ConnectionIdsIssued,
     DataReceived,
     Event,
     HandshakeCompleted,
     KeyUpdated,
+    PeerAddressChanged,
     SessionTicketReceived,
 )
 from .iana import (
@@ -82,9 +85,11 @@ from .messages import (
     Finished,
     KeyShareEntry,
     KeyUpdate,
+    NewConnectionId,
     NewSessionTicket,
     OfferedPsks,
     PskIdentity,
+    RequestConnectionId,
     ServerHello,
     client_hello_with_binders,
     decode_ack,
@@ -98,6 +103,16 @@ from .messages import (
     peek_client_hello_cookie,
     transcript_bytes,
     truncated_client_hello,
+)
+from .path import (
+    MAX_CHALLENGES,
+    RRC_CONTENT_TYPE,
+    RRC_EXTENSION,
+    ConnectionIds,
+    PathChallenge,
+    RrcMessageType,
+    decode_rrc,
+    encode_rrc,
 )
 from .record import PLAINTEXT_HEADER_LEN, RecordKind, seal_plaintext, split_datagram
 from .record_layer import InboundRecord, RecordLayer
@@ -150,6 +165,8 @@ class _Flight(Enum):
     HANDSHAKE = "handshake"
     KEY_UPDATE = "key_update"
     NEW_SESSION_TICKET = "new_session_ticket"
+    NEW_CONNECTION_ID = "new_connection_id"
+    REQUEST_CONNECTION_ID = "request_connection_id"
 
 
 @dataclass
@@ -436,8 +453,10 @@ class Connection:
         self._peer_leaf: Any = None
         # connection IDs (RFC 9147 §9): what we receive, and what the peer wants
         cid = context.connection_id
-        self.local_cid: bytes | None = cid() if callable(cid) else cid
-        self.peer_cid: bytes | None = None
+        self._cids = ConnectionIds(cid() if callable(cid) else cid, cid if callable(cid) else None)
+        self._rrc = False  # return routability check negotiated (draft-ietf-tls-dtls-rrc)
+        self._path_challenge: PathChallenge | None = None
+        self._probes: list[tuple[bytes, Address]] = []
 
     # ---- public API ----
     def connect(self, addr: Address, now: float) -> None:
@@ -468,12 +487,16 @@ class Connection:
         if self.handshake_started is None:
             self.handshake_started = now
         try:
+            authenticated = False
             for record in self._records.open(data, now):
                 if len(record.payload) > self._receive_limit:
                     raise RecordOverflow("record larger than the limit")  # RFC 8449, 9846 §5.2
-                self._receive_record(record, now)
+                authenticated = authenticated or record.epoch >= 3
+                self._receive_record(record, now, addr)
                 if self.state is HandshakeState.CLOSED:
                     break
+            if authenticated and addr != self.peer_address:
+                self._on_new_address(addr, now)
             if self._records.counters.failed_authentication:
                 self._check_integrity_limit()
         except ProtocolError as exc:
@@ -509,6 +532,9 @@ class Connection:
         self._unsent.clear()
         out = [(bytes(d), self.peer_address) for d in self._out if d]
         self._out.clear()
+        if self._probes:
+            out.extend(self._probes)
+            self._probes.clear()
         return out
 
     def get_timer(self) -> float | None:
@@ -524,6 +550,8 @@ class Connection:
         deadline = self._handshake_deadline()
         if deadline is not None:
             times.append(deadline)
+        if self._path_challenge is not None:
+            times.append(self._path_challenge.deadline)
         return min(times) if times else None
 
     def _handshake_deadline(self) -> float | None:
@@ -542,6 +570,9 @@ class Connection:
             return
         if self._ack_deadline is not None and now >= self._ack_deadline:
             self._send_ack()
+        challenge = self._path_challenge
+        if challenge is not None and now >= challenge.deadline:
+            self._send_path_challenge(challenge, now)
         for kind, flight in list(self._flights.items()):
             if flight.deadline is None or now < flight.deadline:
                 continue
@@ -592,6 +623,37 @@ class Connection:
             else KeyUpdateRequest.UPDATE_NOT_REQUESTED
         )
         self._send_post_handshake(_Flight.KEY_UPDATE, KeyUpdate(int(request)))
+
+    def issue_connection_ids(self, count: int, *, immediate: bool = False) -> list[bytes]:
+        """Give the peer `count` new CIDs to send to us with (RFC 9147 §9 NewConnectionId);
+        all our CIDs stay valid. With `immediate` the peer switches to the first."""
+        self._check_cids_negotiated()
+        if not self.local_cid:
+            raise ConnectionStateError("we receive a zero-length CID: nothing to issue")
+        if _Flight.NEW_CONNECTION_ID in self._flights:
+            raise ConnectionStateError("a NewConnectionId is still unacknowledged")
+        cids = self._cids.new_local(count)
+        usage = 0 if immediate else 1  # cid_immediate / cid_spare
+        self._send_post_handshake(_Flight.NEW_CONNECTION_ID, NewConnectionId(cids, usage))
+        self._events.append(ConnectionIdsIssued(tuple(cids)))
+        return cids
+
+    def request_connection_ids(self, count: int) -> None:
+        """Ask the peer for `count` spare CIDs (RFC 9147 §9 RequestConnectionId)."""
+        self._check_cids_negotiated()
+        if not self.peer_cid:
+            raise ConnectionStateError("the peer receives a zero-length CID")
+        if self._cids.request_outstanding:
+            raise ConnectionStateError("an earlier RequestConnectionId is unfulfilled")
+        self._cids.request_outstanding = True
+        self._send_post_handshake(_Flight.REQUEST_CONNECTION_ID, RequestConnectionId(count))
+
+    def use_next_peer_cid(self) -> bytes | None:
+        """Send with the peer's next spare CID, e.g. after our address changed (§9)."""
+        cid = self._cids.next_peer()
+        if cid is not None:
+            self._records.send_cid = cid or None
+        return cid
 
     def close(self) -> None:
         """Send close_notify and close (RFC 9846 §6.1)."""
@@ -746,7 +808,7 @@ class Connection:
                 self._retransmit(flight, now)  # RFC 9147 §7.2: resend what is missing
 
     # ---- inbound records ----
-    def _receive_record(self, record: InboundRecord, now: float) -> None:
+    def _receive_record(self, record: InboundRecord, now: float, addr: Address = None) -> None:
         content_type = record.content_type
         if content_type == ContentType.HANDSHAKE:
             self._receive_handshake(record, now)
@@ -756,6 +818,8 @@ class Connection:
             self._receive_ack(record, now)
         elif content_type == ContentType.ALERT:
             self._receive_alert(record)
+        elif content_type == RRC_CONTENT_TYPE and self._rrc and record.epoch >= 3:
+            self._receive_rrc(record, addr, now)
         else:
             raise UnexpectedMessage(f"unexpected record content type {content_type}")
 
@@ -902,6 +966,8 @@ class Connection:
     def _post_handshake_handlers(self) -> dict[int, Callable[[ReceivedMessage, float], None]]:
         handlers: dict[int, Callable[[ReceivedMessage, float], None]] = {
             HandshakeType.KEY_UPDATE: self._receive_key_update,
+            HandshakeType.NEW_CONNECTION_ID: self._receive_new_connection_id,
+            HandshakeType.REQUEST_CONNECTION_ID: self._receive_request_connection_id,
         }
         if self.is_client:
             handlers[HandshakeType.NEW_SESSION_TICKET] = self._receive_new_session_ticket
@@ -937,6 +1003,11 @@ class Connection:
             connection_id=self.local_cid,
             alpn_protocols=[p.encode() for p in ctx.alpn_protocols] or None,
             record_size_limit=ctx.record_size_limit,
+            other_extensions=(
+                [(RRC_EXTENSION, b"")]
+                if self.local_cid is not None and ctx.return_routability_check
+                else []
+            ),
             **self._psk_extensions(),
         )
 
@@ -1033,7 +1104,10 @@ class Connection:
         if sh.supported_versions != DTLS13_VERSION:
             raise IllegalParameter("server selected a version we did not offer")
         offered_cid = self._client_hello.connection_id is not None
-        if sh.other_extensions or (sh.connection_id is not None and not offered_cid):
+        offered = self._client_hello.other_extensions
+        self._rrc = (RRC_EXTENSION, b"") in sh.other_extensions and bool(offered)
+        unsolicited = [e for e in sh.other_extensions if e not in offered]
+        if unsolicited or (sh.connection_id is not None and not offered_cid):
             # RFC 9846 §4.2: only extensions we offered may come back.
             raise UnsupportedExtension("ServerHello with an extension we did not offer")
         if sh.cipher_suite not in self._client_hello.cipher_suites:
@@ -1286,9 +1360,14 @@ class Connection:
         self._records.send_epochs[0].next_seq = self._client_hello_record_seq
         # RFC 9146 §3: answer a client's connection_id with ours (possibly empty).
         local_cid = None
+        self._rrc = (
+            ch.connection_id is not None
+            and ctx.return_routability_check
+            and (RRC_EXTENSION, b"") in ch.other_extensions
+        )
         if ch.connection_id is not None:
             local_cid = self.local_cid if self.local_cid is not None else b""
-            self.local_cid = local_cid
+            self._cids.local = [local_cid]
             self._use_connection_ids(ch.connection_id)
         sh = ServerHello(
             random=secrets.token_bytes(32),
@@ -1297,6 +1376,7 @@ class Connection:
             key_share=KeyShareEntry(share.group, server_share) if share is not None else None,
             pre_shared_key=0 if psk is not None else None,
             connection_id=local_cid,
+            other_extensions=[(RRC_EXTENSION, b"")] if self._rrc else [],
         )
         sh_message = self._handshake_message(0, sh)
         self._derive_handshake_secrets(shared)
@@ -1505,10 +1585,25 @@ class Connection:
         if own is not None:
             self._receive_limit = min(MAX_PLAINTEXT, own - 1)
 
+    @property
+    def local_cid(self) -> bytes | None:
+        """The connection ID we receive with (RFC 9147 §9), None if not negotiated."""
+        return self._cids.local[0] if self._cids.local else None
+
+    @property
+    def local_cids(self) -> tuple[bytes, ...]:
+        """Every CID we gave the peer; records may carry any of them."""
+        return tuple(self._cids.local)
+
+    @property
+    def peer_cid(self) -> bytes | None:
+        """The connection ID our records to the peer carry."""
+        return self._cids.peer
+
     def _use_connection_ids(self, peer_cid: bytes) -> None:
         """Both offered connection_id: from epoch 2 on, records to the peer carry its CID
         and records to us carry ours; a zero-length CID is not sent (RFC 9147 §9)."""
-        self.peer_cid = peer_cid
+        self._cids.peer = peer_cid
         self._records.send_cid = peer_cid or None
         self._records.receive_cid_len = len(self.local_cid or b"")
 
@@ -1684,6 +1779,78 @@ class Connection:
         label = "CLIENT" if self.is_client else "SERVER"
         self._log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
         self._events.append(KeyUpdated("send", epoch + 1))
+
+    # ---- connection IDs and paths (RFC 9147 §9, draft-ietf-tls-dtls-rrc) ----
+    def _check_cids_negotiated(self) -> None:
+        if self.state is not HandshakeState.CONNECTED:
+            raise ConnectionStateError("connection IDs change only after the handshake")
+        if self.peer_cid is None:
+            raise ConnectionStateError("connection IDs were not negotiated")
+
+    def _receive_new_connection_id(self, message: ReceivedMessage, now: float) -> None:
+        update = self._decode(message)
+        assert isinstance(update, NewConnectionId)
+        if self.peer_cid is None or not self.peer_cid:
+            raise UnexpectedMessage("NewConnectionId without a CID to replace")  # §9
+        self._cids.add_peer(update.cids, immediate=update.usage == 0)
+        self._records.send_cid = self._cids.peer or None
+        self._cids.request_outstanding = False
+        self._ack_post_handshake(message, now)
+
+    def _receive_request_connection_id(self, message: ReceivedMessage, now: float) -> None:
+        request = self._decode(message)
+        assert isinstance(request, RequestConnectionId)
+        if not self.local_cid:
+            raise UnexpectedMessage("RequestConnectionId while we receive no CID")  # §9
+        self._cids.requests_received += 1
+        if self._cids.requests_received > 16:
+            raise TooManyCidsRequested("too many RequestConnectionId messages")
+        self._ack_post_handshake(message, now)
+        if _Flight.NEW_CONNECTION_ID not in self._flights:
+            self.issue_connection_ids(min(request.num_cids, 4))
+
+    def _on_new_address(self, addr: Address, now: float) -> None:
+        """Authentic records from another address: the connection moves there only after
+        a return routability check answers from it (draft-ietf-tls-dtls-rrc §5.1)."""
+        if not self._rrc or self.state is not HandshakeState.CONNECTED:
+            return
+        challenge = self._path_challenge
+        if challenge is None or challenge.address != addr:
+            challenge = self._path_challenge = PathChallenge(addr)
+            self._send_path_challenge(challenge, now)
+
+    def _send_path_challenge(self, challenge: PathChallenge, now: float) -> None:
+        if challenge.sent >= MAX_CHALLENGES:
+            self._path_challenge = None  # the new address never answered: stay
+            return
+        challenge.sent += 1
+        challenge.deadline = now + max(self._rto.value, 1.0)  # the draft's T
+        message = encode_rrc(RrcMessageType.PATH_CHALLENGE, challenge.cookie)
+        record, _ = self._records.seal(self._app_send_epoch, RRC_CONTENT_TYPE, message)
+        self._probes.append((record, challenge.address))
+
+    def _receive_rrc(self, record: InboundRecord, addr: Address, now: float) -> None:
+        try:
+            msg_type, cookie = decode_rrc(record.payload)
+        except DecodeError:
+            return
+        if msg_type == RrcMessageType.PATH_CHALLENGE:
+            # Answer at once, to the address the challenge came from (§5.4).
+            answer = encode_rrc(RrcMessageType.PATH_RESPONSE, cookie)
+            sealed, _ = self._records.seal(self._app_send_epoch, RRC_CONTENT_TYPE, answer)
+            self._probes.append((sealed, addr))
+            return
+        challenge = self._path_challenge
+        if (
+            msg_type == RrcMessageType.PATH_RESPONSE
+            and challenge is not None
+            and addr == challenge.address
+            and hmac.compare_digest(cookie, challenge.cookie)
+        ):
+            old, self.peer_address = self.peer_address, addr
+            self._path_challenge = None
+            self._events.append(PeerAddressChanged(old, addr))
+        # Anything else, path_drop included (we run the basic check), is ignored (§5.4).
 
     # ---- alerts and closing ----
     def _send_alert(self, description: int) -> None:

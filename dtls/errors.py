@@ -99,6 +99,12 @@ class NoApplicationProtocol(ProtocolError):
     alert = AlertDescription.NO_APPLICATION_PROTOCOL
 
 
+class TooManyCidsRequested(ProtocolError):
+    """The peer asked for connection IDs too often (too_many_cids_requested)."""
+
+    alert = AlertDescription.TOO_MANY_CIDS_REQUESTED
+
+
 class InternalError(ProtocolError):
     """A local failure that ended the connection (internal_error)."""
 

@@ -41,6 +41,22 @@ class SessionTicketReceived(Event):
 
 
 @dataclass(frozen=True)
+class ConnectionIdsIssued(Event):
+    """We gave the peer new CIDs (RFC 9147 §9): records carrying them are ours (a server
+    endpoint routes them here)."""
+
+    cids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class PeerAddressChanged(Event):
+    """The peer moved: its new address answered a return routability check."""
+
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
 class KeyUpdated(Event):
     """Traffic keys moved to a new epoch (RFC 9147 §8): direction is "send" or "receive"."""
 

@@ -29,7 +29,8 @@ class Sent:
     direction: str  # "c2s" or "s2c"
     time: float
     data: bytes
-    fate: str = "delivered"  # or "dropped", "duplicated"
+    fate: str = "delivered"  # or "dropped", "duplicated", "misrouted"
+    destination: Any = None
 
 
 # A filter sees each datagram and returns the payloads to deliver (none: dropped; two:
@@ -42,6 +43,7 @@ class Loopback:
     client: Connection
     server: Connection
     latency: float = 0.01  # one way
+    client_addr: Any = CLIENT_ADDR  # where the client is now (tests may move it)
     jitter: float = 0.0  # extra random delay per datagram: reorders them
     seed: int = 0
     now: float = 0.0
@@ -61,9 +63,12 @@ class Loopback:
 
     def _collect(self) -> None:
         for name, conn in (("c2s", self.client), ("s2c", self.server)):
-            for data, _addr in conn.datagrams_to_send(self.now):
-                sent = Sent(len(self.sent), name, self.now, data)
+            for data, addr in conn.datagrams_to_send(self.now):
+                sent = Sent(len(self.sent), name, self.now, data, destination=addr)
                 self.sent.append(sent)
+                if name == "s2c" and addr != self.client_addr:
+                    sent.fate = "misrouted"  # the client is not there (any more)
+                    continue
                 payloads = self.filter(sent) if self.filter else [data]
                 if not payloads:
                     sent.fate = "dropped"
@@ -98,7 +103,7 @@ class Loopback:
             if kind == 0:
                 _, _, direction, payload = heapq.heappop(self._queue)
                 if direction == "c2s":
-                    self.server.receive_datagram(payload, CLIENT_ADDR, self.now)
+                    self.server.receive_datagram(payload, self.client_addr, self.now)
                 else:
                     self.client.receive_datagram(payload, SERVER_ADDR, self.now)
             else:
