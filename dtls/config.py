@@ -133,6 +133,10 @@ class Context:
     max_retransmissions: int = 10
     #: the handshake fails if not complete this many seconds after it started
     handshake_timeout: float = 120.0
+    #: after this many idle seconds send the smallest record (keeps NAT bindings open)
+    keepalive_interval: float | None = None
+    #: close a connection that received nothing authentic for this many seconds
+    idle_timeout: float | None = None
     #: replay window size in records (RFC 9147 §4.5.1)
     replay_window: int = 128
     #: how long a previous receiving epoch stays readable (RFC 9147 §4.2.1, §5.8.1: 2 x MSL)

@@ -126,6 +126,7 @@ from .reliability import (
     RetransmitTimer,
 )
 from .session import ExternalPsk, Session, TicketContents
+from .stats import ConnectionStats
 
 MAX_PLAINTEXT = 1 << 14  # RFC 9846 §5.1
 
@@ -400,6 +401,9 @@ class Connection:
         self.alpn_protocol: str | None = None
         self.peer_certificates: tuple[Any, ...] = ()
         self.retransmissions = 0
+        self.keepalives_sent = 0
+        self.last_sent = 0.0  # when a datagram last left, and an authentic record arrived
+        self.last_received = 0.0
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
 
@@ -495,6 +499,8 @@ class Connection:
                 self._receive_record(record, now, addr)
                 if self.state is HandshakeState.CLOSED:
                     break
+            if authenticated:
+                self.last_received = now
             if authenticated and addr != self.peer_address:
                 self._on_new_address(addr, now)
             if self._records.counters.failed_authentication:
@@ -532,6 +538,8 @@ class Connection:
         self._unsent.clear()
         out = [(bytes(d), self.peer_address) for d in self._out if d]
         self._out.clear()
+        if out:
+            self.last_sent = now
         if self._probes:
             out.extend(self._probes)
             self._probes.clear()
@@ -552,7 +560,17 @@ class Connection:
             times.append(deadline)
         if self._path_challenge is not None:
             times.append(self._path_challenge.deadline)
+        times.extend(t for t in self._liveness_deadlines() if t is not None)
         return min(times) if times else None
+
+    def _liveness_deadlines(self) -> tuple[float | None, float | None]:
+        """When to send a keep-alive, and when to give up on a silent peer."""
+        if self.state is not HandshakeState.CONNECTED:
+            return None, None
+        ctx = self.context
+        keepalive = self.last_sent + ctx.keepalive_interval if ctx.keepalive_interval else None
+        idle = self.last_received + ctx.idle_timeout if ctx.idle_timeout else None
+        return keepalive, idle
 
     def _handshake_deadline(self) -> float | None:
         if self.state is HandshakeState.CONNECTED or self.handshake_started is None:
@@ -570,19 +588,31 @@ class Connection:
             return
         if self._ack_deadline is not None and now >= self._ack_deadline:
             self._send_ack()
+        keepalive, idle = self._liveness_deadlines()
+        if idle is not None and now >= idle:
+            self._close("idle timeout: nothing received", error=True)
+            return
+        if keepalive is not None and now >= keepalive:
+            # The smallest valid record: an empty ACK (RFC 9147 §7), which keeps NAT
+            # bindings open; RFC 6520 heartbeats have no DTLS 1.3 form.
+            record, _ = self._records.seal(self._app_send_epoch, ContentType.ACK, encode_ack([]))
+            self._emit(record)
+            self.keepalives_sent += 1
         challenge = self._path_challenge
         if challenge is not None and now >= challenge.deadline:
             self._send_path_challenge(challenge, now)
         for kind, flight in list(self._flights.items()):
             if flight.deadline is None or now < flight.deadline:
                 continue
-            if flight.transmissions > self.context.max_retransmissions:
+            if flight.timeouts >= self.context.max_retransmissions:
                 del self._flights[kind]
                 what = "handshake" if kind is _Flight.HANDSHAKE else kind.value
                 self._close(
-                    f"{what} timed out: no answer after {flight.transmissions} sends", error=True
+                    f"{what} timed out: no answer after {flight.timeouts} retransmissions",
+                    error=True,
                 )
                 return
+            flight.timeouts += 1
             self._rto.back_off()
             self._retransmit(flight, now)
 
@@ -671,6 +701,31 @@ class Connection:
             label = label.encode()
         return export_keying_material(self._hash_name, secret, label, context, length)
 
+    def stats(self) -> ConnectionStats:
+        """A snapshot of this connection's counters."""
+        c = self._records.counters
+        epochs = self._records.receive_epochs
+        newest = epochs[max(epochs)] if epochs else None
+        started, done = self.handshake_started, self.handshake_completed_at
+        return ConnectionStats(
+            state=self.state.value,
+            records_sealed=c.records_sealed,
+            bytes_sealed=c.bytes_sealed,
+            records_opened=c.records_opened,
+            bytes_opened=c.bytes_opened,
+            dropped_malformed=c.malformed,
+            dropped_replayed=c.replayed,
+            dropped_failed_authentication=c.failed_authentication,
+            dropped_unknown_epoch=c.unknown_epoch,
+            retransmissions=self.retransmissions,
+            keepalives_sent=self.keepalives_sent,
+            handshake_seconds=done - started if done is not None and started is not None else None,
+            send_epoch=self._app_send_epoch,
+            receive_epochs=tuple(sorted(epochs)),
+            replay_window_size=self.context.replay_window,
+            replay_window_next=newest.window.next_seq if newest is not None else 0,
+        )
+
     @property
     def handshake_complete(self) -> bool:
         return self.state is HandshakeState.CONNECTED
@@ -754,6 +809,7 @@ class Connection:
                 if pos >= end:
                     break
         flight.transmissions += 1
+        flight.last_sent = now
         if flight.first_sent is None:
             flight.first_sent = now
         flight.deadline = now + self._rto.value
@@ -910,7 +966,9 @@ class Connection:
         answering flight if it is unacknowledged, else acknowledge again."""
         flight = self._flights.get(_Flight.HANDSHAKE)
         if flight is not None and record.epoch < 3 and not _acked_any(flight):
-            self._retransmit(flight, now)
+            # Once per retransmitted flight, not once per record of it.
+            if flight.last_sent is None or now - flight.last_sent >= self._rto.value / 2:
+                self._retransmit(flight, now)
             return
         if self._version_known:
             self._ack_pending.append((record.epoch, record.seq))
@@ -1729,6 +1787,7 @@ class Connection:
 
     def _complete(self, now: float) -> None:
         self.state = HandshakeState.CONNECTED
+        self.last_received = self.last_sent = now
         self.handshake_completed_at = now
         assert self.cipher_suite is not None
         self._events.append(
@@ -1774,8 +1833,13 @@ class Connection:
             self._hash_name, self._records.send_epochs[epoch].secret
         )
         self._records.install_send(epoch + 1, self._suite, secret)
-        self._records.drop_send(epoch)
         self._app_send_epoch = epoch + 1
+        # Old keys go once no unacknowledged message needs them for a retransmission
+        # (RFC 9147 §4.2.1: retransmissions use the original epoch).
+        in_use = {m.epoch for f in self._flights.values() for m in f.messages}
+        for old in [e for e in self._records.send_epochs if 3 <= e <= epoch]:
+            if old not in in_use:
+                self._records.drop_send(old)
         label = "CLIENT" if self.is_client else "SERVER"
         self._log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
         self._events.append(KeyUpdated("send", epoch + 1))

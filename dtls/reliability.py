@@ -68,7 +68,9 @@ class OutgoingFlight:
         self.needs_ack = needs_ack
         self.records: dict[RecordNumber, list[tuple[int, int, int]]] = {}
         self.transmissions = 0  # 1 after the first sending, +1 per retransmission
+        self.timeouts = 0  # retransmissions because the timer expired
         self.first_sent: float | None = None
+        self.last_sent: float | None = None
         self.deadline: float | None = None
 
     @property

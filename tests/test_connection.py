@@ -19,6 +19,7 @@ from dtls.events import (
     KeyUpdated,
 )
 from dtls.iana import AlertDescription, CipherSuite, NamedGroup
+from dtls.record import split_datagram
 
 ALL_SUITES = list(CipherSuite)
 GROUPS = [NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1]
@@ -387,3 +388,40 @@ def test_keylog_file_and_environment(pki: Any, tmp_path: Any, monkeypatch: Any) 
     assert len(lines) == 10 and len({line.split()[1] for line in lines}) == 1
     monkeypatch.delenv("SSLKEYLOGFILE")
     assert make_pair(pki).client.context.keylog is None  # off unless asked for
+
+
+def test_keepalive_and_idle_timeout(pki: Any) -> None:
+    link = make_pair(
+        pki,
+        client_settings={"keepalive_interval": 15.0},
+        server_settings={"idle_timeout": 40.0},
+    )
+    handshake(link)
+    start = link.now
+    link.run(until=start + 100)
+    # The client kept the server from timing out by sending every 15 s of silence.
+    assert link.client.keepalives_sent >= 6
+    assert link.server.state is HandshakeState.CONNECTED
+    # Once the client stops, the server gives up after 40 s of silence.
+    link.client.context.keepalive_interval = None
+    link.run(until=start + 200)
+    closed = link.events_of("server", ConnectionClosed)
+    assert closed and closed[0].reason.startswith("idle timeout")
+    last_heard = max(d.time for d in link.sent if d.direction == "c2s") + link.latency
+    assert link.now == pytest.approx(last_heard + 40.0)
+
+
+def test_stats(pki: Any) -> None:
+    link = make_pair(pki, latency=0.05)
+    handshake(link)
+    exchange(link, [b"a" * 100, b"b" * 200])
+    stats = link.server.stats()
+    assert stats.state == "CONNECTED" and stats.send_epoch == 3
+    assert stats.handshake_seconds == pytest.approx(0.1, abs=0.011)  # 1 RTT on the server
+    assert stats.records_opened >= 3 and stats.bytes_opened > 300
+    # Two data records and the ACK of the NewSessionTicket, in epoch 3.
+    assert stats.receive_epochs[-1] == 3 and stats.replay_window_next == 3
+    replay = [d for d in link.sent if d.direction == "c2s"][-1]
+    link.server.receive_datagram(replay.data, ("192.0.2.1", 5000), link.now)
+    records_in_it = len(split_datagram(replay.data, 0)[0])
+    assert link.server.stats().dropped_replayed == records_in_it >= 1
