@@ -384,6 +384,7 @@ class Connection:
         peer_address: Address = None,
         session: Session | None = None,
         require_cookie: bool | None = None,
+        connection_id: bytes | None = None,
     ) -> None:
         context.check()
         # server: answer a ClientHello without a cookie with a cookie HRR (RFC 9147 §5.1);
@@ -456,7 +457,9 @@ class Connection:
         self._signature_scheme = 0
         self._peer_leaf: Any = None
         # connection IDs (RFC 9147 §9): what we receive, and what the peer wants
-        cid = context.connection_id
+        # the CID we receive with: this argument (a server endpoint choosing unique ones),
+        # else the context's bytes or generator (RFC 9147 §9)
+        cid = connection_id if connection_id is not None else context.connection_id
         self._cids = ConnectionIds(cid() if callable(cid) else cid, cid if callable(cid) else None)
         self._rrc = False  # return routability check negotiated (draft-ietf-tls-dtls-rrc)
         self._path_challenge: PathChallenge | None = None
