@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import secrets
 import ssl
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -409,7 +408,7 @@ class Connection:
         self.handshake_completed_at: float | None = None
 
         self._records = RecordLayer(context.replay_window, context.epoch_retention)
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []  # few at a time: a list is smaller than a deque
         self._out: list[bytearray] = []
         self._rto = RetransmitTimer(
             context.initial_retransmit_timeout, context.max_retransmit_timeout
@@ -621,7 +620,7 @@ class Connection:
 
     def next_event(self) -> Event | None:
         """The next event, or None."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def send(self, data: bytes) -> None:
         """Send one application-data record (RFC 9147 §6). Before the handshake completes
@@ -829,6 +828,11 @@ class Connection:
             self._rto.measured(now - flight.first_sent)  # RFC 9147 §5.8.2
         if kind is _Flight.KEY_UPDATE:
             self._advance_send_epoch()
+        elif kind is _Flight.HANDSHAKE and self.state is HandshakeState.CONNECTED:
+            # The server has our Finished: it will not resend its flight, and we will not
+            # resend ours; the handshake keys can go (RFC 9147 §5.8.1).
+            self._records.drop_send(2)
+            self._records.drop_receive(2)
 
     # ---- ACKs (RFC 9147 §7) ----
     def _schedule_ack(self, now: float, immediate: bool) -> None:
@@ -1601,6 +1605,9 @@ class Connection:
             self._transcript.digest()
         )
         self._records.drop_receive(1)  # RFC 9147 §5.6: 0-RTT ends with epoch 2
+        # Our flight is acknowledged by the client's; epoch 2 stays readable to ACK a
+        # resent client Finished (RFC 9147 §5.8.1), but we never send in it again.
+        self._records.drop_send(2)
         self._complete(now)
         # RFC 9147 §7.1: the client's final flight is acknowledged explicitly.
         self._schedule_ack(now, immediate=True)
@@ -1789,6 +1796,11 @@ class Connection:
             self.context.keylog(f"{label} {self._client_random.hex()} {secret.hex()}")
 
     def _complete(self, now: float) -> None:
+        # What only the handshake needed goes (a connection should be small).
+        self._transcript = Transcript()
+        self._schedule = None
+        self._secrets.pop("client_handshake", None)
+        self._secrets.pop("server_handshake", None)
         self.state = HandshakeState.CONNECTED
         self.last_received = self.last_sent = now
         self.handshake_completed_at = now
