@@ -22,10 +22,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from pki import build_pki  # noqa: E402
+from pki import build_pki
 
-from dtls.config import Context, CookieMode  # noqa: E402
-from dtls.connection import Connection  # noqa: E402
+from dtls.config import Context, CookieMode
+from dtls.connection import Connection
 
 CLIENT = ("192.0.2.1", 5000)
 SERVER = ("192.0.2.2", 4433)
