@@ -169,6 +169,8 @@ class Context:
     early_data: bool = False
     #: wall-clock seconds, for ticket lifetimes and ages
     wall_clock: Callable[[], float] = field(default=time.time, repr=False)
+    #: DTLS-SRTP protection profiles in preference order (RFC 5764; `dtls.srtp.SrtpProfile`)
+    srtp_profiles: tuple[int, ...] = ()
     #: RFC 8449: the largest record plaintext we accept (64..16384; None: not sent)
     record_size_limit: int | None = None
     #: AEAD limits (RFC 9147 §4.5.3): records sealed per key before a KeyUpdate, and

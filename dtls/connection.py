@@ -57,6 +57,7 @@ from .iana import (
     AlertLevel,
     CipherSuite,
     ContentType,
+    ExtensionType,
     HandshakeType,
     KeyUpdateRequest,
     NamedGroup,
@@ -125,6 +126,15 @@ from .reliability import (
     RetransmitTimer,
 )
 from .session import ExternalPsk, Session, TicketContents
+from .srtp import EXPORTER_LABEL as SRTP_EXPORTER_LABEL
+from .srtp import (
+    SrtpKeys,
+    check_server_choice,
+    decode_use_srtp,
+    encode_use_srtp,
+    keying_material_length,
+    select_profile,
+)
 from .stats import ConnectionStats
 
 MAX_PLAINTEXT = 1 << 14  # RFC 9846 §5.1
@@ -401,6 +411,7 @@ class Connection:
         self.alpn_protocol: str | None = None
         self.peer_certificates: tuple[Any, ...] = ()
         self.retransmissions = 0
+        self.srtp_profile: int | None = None
         self.keepalives_sent = 0
         self.last_sent = 0.0  # when a datagram last left, and an authentic record arrived
         self.last_received = 0.0
@@ -1068,13 +1079,19 @@ class Connection:
             connection_id=self.local_cid,
             alpn_protocols=[p.encode() for p in ctx.alpn_protocols] or None,
             record_size_limit=ctx.record_size_limit,
-            other_extensions=(
-                [(RRC_EXTENSION, b"")]
-                if self.local_cid is not None and ctx.return_routability_check
-                else []
-            ),
+            other_extensions=self._client_raw_extensions(),
             **self._psk_extensions(),
         )
+
+    def _client_raw_extensions(self) -> list[tuple[int, bytes]]:
+        """Extensions the codecs keep raw: rrc and use_srtp."""
+        ctx = self.context
+        raw = []
+        if self.local_cid is not None and ctx.return_routability_check:
+            raw.append((RRC_EXTENSION, b""))
+        if ctx.srtp_profiles:
+            raw.append((ExtensionType.USE_SRTP, encode_use_srtp(list(ctx.srtp_profiles))))
+        return raw
 
     def _fit_first_client_hello(self, ch: ClientHello) -> None:
         """A first ClientHello that would not fit in one datagram (e.g. an ML-KEM key
@@ -1274,9 +1291,17 @@ class Connection:
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self.alpn_protocol = protocol
         sent_early = self._client_hello is not None and self._client_hello.early_data
+        offered = dict(self._client_hello.other_extensions if self._client_hello else [])
+        srtp = [data for t, data in ee.other_extensions if t == ExtensionType.USE_SRTP]
+        others = [t for t, _ in ee.other_extensions if t != ExtensionType.USE_SRTP]
+        if srtp:
+            if ExtensionType.USE_SRTP not in offered:
+                raise UnsupportedExtension("use_srtp selected but not offered")
+            chosen, _ = decode_use_srtp(srtp[0])
+            self.srtp_profile = check_server_choice(list(self.context.srtp_profiles), chosen)
         if (
             (ee.early_data and not sent_early)
-            or ee.other_extensions
+            or others
             or (ee.record_size_limit is not None and self.context.record_size_limit is None)
         ):
             raise UnsupportedExtension("EncryptedExtensions with an extension we did not offer")
@@ -1456,6 +1481,7 @@ class Connection:
             alpn_protocol=alpn.encode() if alpn else None,
             early_data=bool(early),
             record_size_limit=own_limit,
+            other_extensions=self._server_srtp(ch),
         )
         messages = [sh_message, self._handshake_message(2, ee)]
         certificate_auth = psk is None  # RFC 9846 §4.3.2: no certificates with a PSK
@@ -1586,6 +1612,27 @@ class Connection:
             )
         )
         self._transcript = Transcript()
+
+    def _server_srtp(self, ch: ClientHello) -> list[tuple[int, bytes]]:
+        """use_srtp in EncryptedExtensions (RFC 5764 §4.1.1; DTLS 1.3 moves it to EE)."""
+        offered = [d for t, d in ch.other_extensions if t == ExtensionType.USE_SRTP]
+        if not offered or not self.context.srtp_profiles:
+            return []
+        profiles, mki = decode_use_srtp(offered[0])
+        profile = select_profile(tuple(self.context.srtp_profiles), profiles)
+        if profile is None:
+            return []  # no common profile: the handshake goes on without SRTP (§4.1.1)
+        self.srtp_profile = profile
+        return [(ExtensionType.USE_SRTP, encode_use_srtp([profile], mki))]
+
+    def srtp_keys(self) -> SrtpKeys:
+        """The SRTP master keys and salts exported from this connection (RFC 5764 §4.2)."""
+        if self.srtp_profile is None:
+            raise ConnectionStateError("no SRTP profile was negotiated")
+        material = self.export_keying_material(
+            SRTP_EXPORTER_LABEL, b"", keying_material_length(self.srtp_profile)
+        )
+        return SrtpKeys.from_keying_material(self.srtp_profile, material)
 
     def _select_alpn(self, ch: ClientHello) -> str | None:
         offered = self.context.alpn_protocols

@@ -425,3 +425,42 @@ def test_stats(pki: Any) -> None:
     link.server.receive_datagram(replay.data, ("192.0.2.1", 5000), link.now)
     records_in_it = len(split_datagram(replay.data, 0)[0])
     assert link.server.stats().dropped_replayed == records_in_it >= 1
+
+
+def test_dtls_srtp(pki: Any) -> None:
+    from dtls.srtp import SrtpProfile
+
+    link = make_pair(
+        pki,
+        client_settings={
+            "srtp_profiles": (
+                SrtpProfile.SRTP_AEAD_AES_128_GCM,
+                SrtpProfile.SRTP_AES128_CM_HMAC_SHA1_80,
+            )
+        },
+        server_settings={
+            "srtp_profiles": (
+                SrtpProfile.SRTP_AES128_CM_HMAC_SHA1_80,
+                SrtpProfile.SRTP_AEAD_AES_128_GCM,
+            )
+        },
+    )
+    handshake(link)
+    assert link.client.srtp_profile == link.server.srtp_profile == 0x0001  # server's choice
+    keys = link.client.srtp_keys()
+    assert keys == link.server.srtp_keys()
+    assert (len(keys.client_key), len(keys.client_salt)) == (16, 14)
+    material = link.client.export_keying_material(b"EXTRACTOR-dtls_srtp", b"", 60)
+    assert keys.client_key + keys.server_key + keys.client_salt + keys.server_salt == material
+
+
+def test_dtls_srtp_without_common_profile(pki: Any) -> None:
+    link = make_pair(
+        pki,
+        client_settings={"srtp_profiles": (0x0007,)},
+        server_settings={"srtp_profiles": (0x0001,)},
+    )
+    handshake(link)
+    assert link.client.srtp_profile is None and link.server.srtp_profile is None
+    with pytest.raises(ConnectionStateError):
+        link.client.srtp_keys()
