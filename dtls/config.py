@@ -169,6 +169,10 @@ class Context:
     early_data: bool = False
     #: wall-clock seconds, for ticket lifetimes and ages
     wall_clock: Callable[[], float] = field(default=time.time, repr=False)
+    #: RFC 7250: send our key as a raw public key when the peer accepts one, and the
+    #: peers' keys (SubjectPublicKeyInfo DER) we accept as raw public keys
+    raw_public_key: bool = False
+    pinned_public_keys: tuple[bytes, ...] = field(default=(), repr=False)
     #: DTLS-SRTP protection profiles in preference order (RFC 5764; `dtls.srtp.SrtpProfile`)
     srtp_profiles: tuple[int, ...] = ()
     #: RFC 8449: the largest record plaintext we accept (64..16384; None: not sent)
@@ -285,6 +289,17 @@ class Context:
         from .crypto import TrustStore
 
         self.trust = TrustStore()
+
+    def pin_public_key(self, key: bytes) -> None:
+        """Accept the peer holding this public key (PEM or DER) as a raw public key."""
+        from cryptography.hazmat.primitives import serialization
+
+        from .crypto import load_public_key
+
+        der = load_public_key(key).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.pinned_public_keys = (*self.pinned_public_keys, der)
 
     def set_ciphers(self, names: str | Sequence[str | int]) -> None:
         self.cipher_suites = parse_cipher_suites(names)

@@ -21,6 +21,7 @@ from . import crypto
 from .config import Context, CookieMode
 from .cookie import make_cookie, open_cookie
 from .errors import (
+    BadCertificate,
     BadRecordMac,
     CertificateRequired,
     ConnectionStateError,
@@ -37,6 +38,7 @@ from .errors import (
     RecordOverflow,
     TooManyCidsRequested,
     UnexpectedMessage,
+    UnsupportedCertificate,
     UnsupportedExtension,
 )
 from .events import (
@@ -138,6 +140,9 @@ from .srtp import (
 from .stats import ConnectionStats
 
 MAX_PLAINTEXT = 1 << 14  # RFC 9846 §5.1
+# Certificate types (RFC 7250 §3)
+X509 = 0
+RAW_PUBLIC_KEY = 2
 
 # AEAD limits per key (RFC 9147 §4.5.3, RFC 9846 §5.5): records protected, and records
 # failing authentication. CCM_8's 2^7 forgery bound is why it is off by default.
@@ -412,6 +417,9 @@ class Connection:
         self.peer_certificates: tuple[Any, ...] = ()
         self.retransmissions = 0
         self.srtp_profile: int | None = None
+        self.peer_public_key: bytes | None = None  # the peer's raw public key (RFC 7250)
+        self._own_certificate_type = X509
+        self._peer_certificate_type = X509
         self.keepalives_sent = 0
         self.last_sent = 0.0  # when a datagram last left, and an authentic record arrived
         self.last_received = 0.0
@@ -1091,6 +1099,11 @@ class Connection:
             raw.append((RRC_EXTENSION, b""))
         if ctx.srtp_profiles:
             raw.append((ExtensionType.USE_SRTP, encode_use_srtp(list(ctx.srtp_profiles))))
+        # RFC 7250 §4.1: the certificate types we can send, and those we accept.
+        if ctx.raw_public_key and ctx.private_key is not None:
+            raw.append((ExtensionType.CLIENT_CERTIFICATE_TYPE, bytes([2, RAW_PUBLIC_KEY, X509])))
+        if ctx.pinned_public_keys:
+            raw.append((ExtensionType.SERVER_CERTIFICATE_TYPE, bytes([2, RAW_PUBLIC_KEY, X509])))
         return raw
 
     def _fit_first_client_hello(self, ch: ClientHello) -> None:
@@ -1293,7 +1306,15 @@ class Connection:
         sent_early = self._client_hello is not None and self._client_hello.early_data
         offered = dict(self._client_hello.other_extensions if self._client_hello else [])
         srtp = [data for t, data in ee.other_extensions if t == ExtensionType.USE_SRTP]
-        others = [t for t, _ in ee.other_extensions if t != ExtensionType.USE_SRTP]
+        others = []
+        for ext_type, data in ee.other_extensions:
+            if ext_type in (
+                ExtensionType.CLIENT_CERTIFICATE_TYPE,
+                ExtensionType.SERVER_CERTIFICATE_TYPE,
+            ):
+                self._certificate_type_selected(ext_type, data, offered)
+            elif ext_type != ExtensionType.USE_SRTP:
+                others.append(ext_type)
         if srtp:
             if ExtensionType.USE_SRTP not in offered:
                 raise UnsupportedExtension("use_srtp selected but not offered")
@@ -1313,6 +1334,19 @@ class Connection:
         self._add_to_transcript(message)
         # RFC 9846 §2.2: a PSK handshake authenticates with the PSK, not certificates.
         self.state = HandshakeState.WAIT_FINISHED if self._psk else HandshakeState.WAIT_CERT_CR
+
+    def _certificate_type_selected(
+        self, ext_type: int, data: bytes, offered: dict[int, bytes]
+    ) -> None:
+        """RFC 7250 §4.2: the server picks one of the types we listed."""
+        if ext_type not in offered:
+            raise UnsupportedExtension("certificate type selected but not offered")
+        if len(data) != 1 or data[0] not in offered[ext_type][1:]:
+            raise IllegalParameter("server selected a certificate type we did not offer")
+        if ext_type == ExtensionType.SERVER_CERTIFICATE_TYPE:
+            self._peer_certificate_type = data[0]
+        else:
+            self._own_certificate_type = data[0]
 
     def _client_certificate_request(self, message: ReceivedMessage, now: float) -> None:
         cr = self._decode(message)
@@ -1335,11 +1369,13 @@ class Connection:
         request = self._certificate_request
         ctx = self.context
         if request is not None:
-            if ctx.private_key is not None and ctx.certificate_chain:
+            if ctx.private_key is not None and (
+                ctx.certificate_chain or self._own_certificate_type == RAW_PUBLIC_KEY
+            ):
                 self._signature_scheme = crypto.choose_signature_scheme(
                     ctx.private_key,
                     request.signature_algorithms or [],
-                    certificate=ctx.certificate_chain[0],
+                    certificate=ctx.certificate_chain[0] if ctx.certificate_chain else None,
                 )
                 out.append(self._handshake_message(2, self._own_certificate(request.context)))
                 out.append(self._handshake_message(2, self._own_certificate_verify()))
@@ -1427,7 +1463,9 @@ class Connection:
             if ch.signature_algorithms is None:
                 raise MissingExtension("signature_algorithms is required without a PSK")
             self._signature_scheme = crypto.choose_signature_scheme(
-                ctx.private_key, ch.signature_algorithms, certificate=ctx.certificate_chain[0]
+                ctx.private_key,
+                ch.signature_algorithms,
+                certificate=ctx.certificate_chain[0] if ctx.certificate_chain else None,
             )
         alpn = self._select_alpn(ch)
         shared = None
@@ -1481,7 +1519,7 @@ class Connection:
             alpn_protocol=alpn.encode() if alpn else None,
             early_data=bool(early),
             record_size_limit=own_limit,
-            other_extensions=self._server_srtp(ch),
+            other_extensions=self._server_srtp(ch) + self._server_certificate_types(ch),
         )
         messages = [sh_message, self._handshake_message(2, ee)]
         certificate_auth = psk is None  # RFC 9846 §4.3.2: no certificates with a PSK
@@ -1612,6 +1650,39 @@ class Connection:
             )
         )
         self._transcript = Transcript()
+
+    def _server_certificate_types(self, ch: ClientHello) -> list[tuple[int, bytes]]:
+        """RFC 7250 §4.2: our certificate type, and the client's when we ask for one."""
+        if self._psk is not None:
+            return []
+        ctx = self.context
+        offered = dict(ch.other_extensions)
+        out = []
+        server_types = offered.get(ExtensionType.SERVER_CERTIFICATE_TYPE)
+        if server_types is None and not ctx.certificate_chain:
+            raise HandshakeFailure("the client accepts only certificates, and we have none")
+        if server_types is not None:
+            types = _certificate_types(server_types)
+            if ctx.raw_public_key and RAW_PUBLIC_KEY in types:
+                self._own_certificate_type = RAW_PUBLIC_KEY
+            elif X509 in types and ctx.certificate_chain:
+                self._own_certificate_type = X509
+            else:
+                raise UnsupportedCertificate("no certificate type in common")
+            out.append((ExtensionType.SERVER_CERTIFICATE_TYPE, bytes([self._own_certificate_type])))
+        client_types = offered.get(ExtensionType.CLIENT_CERTIFICATE_TYPE)
+        if client_types is not None and ctx.request_client_certificate:
+            types = _certificate_types(client_types)
+            if ctx.pinned_public_keys and RAW_PUBLIC_KEY in types:
+                self._peer_certificate_type = RAW_PUBLIC_KEY
+            elif X509 in types:
+                self._peer_certificate_type = X509
+            else:
+                raise UnsupportedCertificate("no client certificate type in common")
+            out.append(
+                (ExtensionType.CLIENT_CERTIFICATE_TYPE, bytes([self._peer_certificate_type]))
+            )
+        return out
 
     def _server_srtp(self, ch: ClientHello) -> list[tuple[int, bytes]]:
         """use_srtp in EncryptedExtensions (RFC 5764 §4.1.1; DTLS 1.3 moves it to EE)."""
@@ -1745,6 +1816,16 @@ class Connection:
         if any(entry.extensions for entry in certificate.entries):
             # RFC 9846 §4.4.2: only extensions we asked for; we ask for none.
             raise UnsupportedExtension("certificate entry extension we did not request")
+        if self._peer_certificate_type == RAW_PUBLIC_KEY:
+            # RFC 7250 §3: one SubjectPublicKeyInfo, trusted if pinned.
+            spki = certificate.entries[0].data
+            if len(certificate.entries) != 1 or spki not in ctx.pinned_public_keys:
+                raise BadCertificate("raw public key is not one we pinned")
+            self._peer_leaf = crypto.load_public_key(spki)
+            self.peer_public_key = spki
+            self._add_to_transcript(message)
+            self.state = HandshakeState.WAIT_CV
+            return
         chain = [entry.data for entry in certificate.entries]
         if ctx.verify_mode != ssl.CERT_NONE:
             name = self.server_name if (self.is_client and ctx.check_hostname) else None
@@ -1783,6 +1864,9 @@ class Connection:
             raise DecryptError("Finished does not verify")  # RFC 9846 §4.4.4
 
     def _own_certificate(self, context: bytes) -> Certificate:
+        if self._own_certificate_type == RAW_PUBLIC_KEY:
+            spki = crypto.public_key_der(self.context.private_key)
+            return Certificate(context, [CertificateEntry(spki)])  # RFC 7250 §3
         entries = [
             CertificateEntry(crypto.certificate_der(c)) for c in self.context.certificate_chain
         ]
@@ -2008,6 +2092,13 @@ class Connection:
         self._flights.clear()
         self._ack_deadline = None
         self._events.append(ConnectionClosed(reason, alert, by_peer, error))
+
+
+def _certificate_types(data: bytes) -> list[int]:
+    """CertificateType types<1..2^8-1> of a ClientHello (RFC 7250 §4.1)."""
+    if len(data) < 2 or data[0] != len(data) - 1:
+        raise DecodeError("malformed certificate type list")
+    return list(data[1:])
 
 
 def _binder_key(psk: _Psk) -> bytes:

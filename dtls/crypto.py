@@ -581,6 +581,23 @@ def load_private_key(
     return key
 
 
+def public_key_der(key: PrivateKey) -> bytes:
+    """The SubjectPublicKeyInfo of a private key's public half: a raw public key (RFC 7250)."""
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def load_public_key(data: bytes) -> PublicKey:
+    """A public key from SubjectPublicKeyInfo DER or PEM; BadCertificate if unparseable."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return serialization.load_pem_public_key(data)  # type: ignore[return-value]
+        return serialization.load_der_public_key(data)  # type: ignore[return-value]
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise BadCertificate("not a usable public key") from exc
+
+
 def certificate_der(certificate: x509.Certificate) -> bytes:
     """The DER encoding of a certificate, as a CertificateEntry carries it."""
     return certificate.public_bytes(serialization.Encoding.DER)

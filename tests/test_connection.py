@@ -6,6 +6,7 @@ import ssl
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from loopback import Loopback
 
 from dtls.config import Context, CookieMode
@@ -464,3 +465,47 @@ def test_dtls_srtp_without_common_profile(pki: Any) -> None:
     assert link.client.srtp_profile is None and link.server.srtp_profile is None
     with pytest.raises(ConnectionStateError):
         link.client.srtp_keys()
+
+
+def rpk_contexts(pki: Any, *, mutual: bool = False) -> Loopback:
+    server = Context.server(cookie_mode=CookieMode.NEVER, raw_public_key=True)
+    server.private_key = pki.server.key  # no certificate at all: a bare key (RFC 7250)
+    client = Context.client(verify=False, raw_public_key=mutual)
+    client.pin_public_key(
+        pki.server.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    if mutual:
+        client.private_key = pki.client.key
+        server.request_client_certificate = True
+        server.verify_mode = ssl.CERT_REQUIRED
+        server.pin_public_key(
+            pki.client.key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    return Loopback(Connection(client, server_name="device-17"), Connection(server))
+
+
+@pytest.mark.parametrize("mutual", [False, True])
+def test_raw_public_keys(pki: Any, mutual: bool) -> None:
+    link = rpk_contexts(pki, mutual=mutual)
+    c, s = handshake(link)
+    assert c.peer_certificates == s.peer_certificates == ()
+    assert link.client.peer_public_key in (link.client.context.pinned_public_keys)
+    if mutual:
+        assert link.server.peer_public_key == link.server.context.pinned_public_keys[0]
+    exchange(link, [b"authenticated by pinned keys"])
+
+
+def test_raw_public_key_not_pinned_is_rejected(pki: Any) -> None:
+    link = rpk_contexts(pki)
+    other = pki.client.key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    link.client.context.pinned_public_keys = (other,)
+    link.start()
+    link.run()
+    closed = link.events_of("client", ConnectionClosed)
+    assert closed and closed[0].alert == AlertDescription.BAD_CERTIFICATE
