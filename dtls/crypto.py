@@ -581,6 +581,38 @@ def load_private_key(
     return key
 
 
+def self_signed_certificate(
+    names: Sequence[str] = ("localhost", "127.0.0.1", "::1"), days: int = 7
+) -> tuple[bytes, bytes]:
+    """A self-signed ECDSA P-256 certificate for `names` and its key (PEM), made in memory:
+    for examples, tests and a server started without credentials."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    alt_names: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt_names.append(x509.DNSName(name))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
 def public_key_der(key: PrivateKey) -> bytes:
     """The SubjectPublicKeyInfo of a private key's public half: a raw public key (RFC 7250)."""
     return key.public_key().public_bytes(
