@@ -398,7 +398,7 @@ class Connection:
         peer_address: Address = None,
         session: Session | None = None,
         require_cookie: bool | None = None,
-        connection_id: bytes | None = None,
+        connection_id: bytes | Callable[[], bytes] | None = None,
     ) -> None:
         context.check()
         # server: answer a ClientHello without a cookie with a cookie HRR (RFC 9147 §5.1);
@@ -475,8 +475,9 @@ class Connection:
         self._signature_scheme = 0
         self._peer_leaf: Any = None
         # connection IDs (RFC 9147 §9): what we receive, and what the peer wants
-        # the CID we receive with: this argument (a server endpoint choosing unique ones),
-        # else the context's bytes or generator (RFC 9147 §9)
+        # the CID we receive with, bytes or a generator (also used for CIDs issued later):
+        # this argument (a server endpoint choosing unique ones), else the context's
+        # (RFC 9147 §9)
         cid = connection_id if connection_id is not None else context.connection_id
         self._cids = ConnectionIds(cid() if callable(cid) else cid, cid if callable(cid) else None)
         self._rrc = False  # return routability check negotiated (draft-ietf-tls-dtls-rrc)
@@ -522,8 +523,11 @@ class Connection:
                     break
             if authenticated:
                 self.last_received = now
+                challenge = self._path_challenge
+                if challenge is not None and addr == challenge.address:
+                    challenge.received += len(data)
             if authenticated and addr != self.peer_address:
-                self._on_new_address(addr, now)
+                self._on_new_address(addr, data, now)
             if self._records.counters.failed_authentication:
                 self._check_integrity_limit()
         except ProtocolError as exc:
@@ -1248,6 +1252,8 @@ class Connection:
         self._psk = psk
         if sh.connection_id is not None:
             self._use_connection_ids(sh.connection_id)
+        else:
+            self._cids.local = []  # the server did not take up CIDs
         self._derive_handshake_secrets(shared)
         self.state = HandshakeState.WAIT_EE
 
@@ -1493,7 +1499,9 @@ class Connection:
             and ctx.return_routability_check
             and (RRC_EXTENSION, b"") in ch.other_extensions
         )
-        if ch.connection_id is not None:
+        if ch.connection_id is None:
+            self._cids.local = []  # not negotiated: records carry no CID (RFC 9146 §3)
+        else:
             local_cid = self.local_cid if self.local_cid is not None else b""
             self._cids.local = [local_cid]
             self._use_connection_ids(ch.connection_id)
@@ -2019,7 +2027,7 @@ class Connection:
         if _Flight.NEW_CONNECTION_ID not in self._flights:
             self.issue_connection_ids(min(request.num_cids, 4))
 
-    def _on_new_address(self, addr: Address, now: float) -> None:
+    def _on_new_address(self, addr: Address, data: bytes, now: float) -> None:
         """Authentic records from another address: the connection moves there only after
         a return routability check answers from it (draft-ietf-tls-dtls-rrc §5.1)."""
         if not self._rrc or self.state is not HandshakeState.CONNECTED:
@@ -2027,6 +2035,7 @@ class Connection:
         challenge = self._path_challenge
         if challenge is None or challenge.address != addr:
             challenge = self._path_challenge = PathChallenge(addr)
+            challenge.received = len(data)
             self._send_path_challenge(challenge, now)
 
     def _send_path_challenge(self, challenge: PathChallenge, now: float) -> None:
@@ -2036,7 +2045,11 @@ class Connection:
         challenge.sent += 1
         challenge.deadline = now + max(self._rto.value, 1.0)  # the draft's T
         message = encode_rrc(RrcMessageType.PATH_CHALLENGE, challenge.cookie)
+        size = self._records.overhead(self._app_send_epoch) + len(message)
+        if challenge.bytes_sent + size > 3 * challenge.received:
+            return  # never more than 3x what the address sent us (the RRC draft §6)
         record, _ = self._records.seal(self._app_send_epoch, RRC_CONTENT_TYPE, message)
+        challenge.bytes_sent += len(record)
         self._probes.append((record, challenge.address))
 
     def _receive_rrc(self, record: InboundRecord, addr: Address, now: float) -> None:

@@ -53,6 +53,8 @@ class PathChallenge:
     cookie: bytes = field(default_factory=lambda: os.urandom(8))
     deadline: float = 0.0
     sent: int = 0
+    received: int = 0  # bytes of authentic datagrams from `address`
+    bytes_sent: int = 0  # never more than 3x `received` (the RRC draft's anti-amplification)
 
 
 class ConnectionIds:

@@ -3,8 +3,12 @@
 Like `Connection`, the endpoint takes datagrams and the time and gives datagrams, a timer
 and events; a front-end (`dtls.aio`, `dtls.sync`, `dtls.sim`) owns the socket and the clock.
 
-- Demultiplexing: each datagram is routed by a *route* key to its connection. The key is
-  the peer's address today; connection IDs (RFC 9147 §9) become another kind of key.
+- Demultiplexing: a datagram whose first record carries a connection ID (RFC 9147 §9) is
+  routed by it (the endpoint gives every connection its own CIDs, of one fixed length);
+  any other datagram by the peer's address. A known CID from a new address reaches its
+  connection, which moves there only after a return routability check
+  (draft-ietf-tls-dtls-rrc); meanwhile the endpoint sends an unverified address at most
+  three times what it received from it.
 - No state for unproven addresses: a ClientHello from an address without a connection is
   answered by `respond_statelessly` (a cookie HelloRetryRequest, RFC 9147 §5.1) or
   dropped; a `Connection` is made only for a ClientHello the endpoint accepts.
@@ -18,15 +22,22 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import os
 from collections import deque
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import errors
 from .config import Context, CookieMode
 from .connection import Connection, HandshakeState, respond_statelessly
-from .events import ConnectionClosed, Event, HandshakeCompleted
+from .events import (
+    ConnectionClosed,
+    ConnectionIdsIssued,
+    Event,
+    HandshakeCompleted,
+    PeerAddressChanged,
+)
 
 __all__ = [
     "ConnectionAccepted",
@@ -47,6 +58,15 @@ _CLIENT_HELLO = 1
 _RANDOM_OFFSET = 13 + 12 + 2
 # Stateless replies waiting for `datagrams_to_send`, at most (the rest are dropped).
 MAX_STATELESS_BACKLOG = 4096
+# RFC 9147 §4: a unified header (001xxxxx) with the C bit (0x10): a CID follows the first byte
+_CID_HEADER_MASK = 0xF0
+_CID_HEADER = 0x30
+# draft-ietf-tls-dtls-rrc §2: the anti-amplification limit, x bytes received
+AMPLIFICATION_FACTOR = 3
+# Unverified addresses tracked per connection (the oldest is forgotten: sends there stop).
+MAX_UNVERIFIED_ADDRESSES = 4
+# Tries of the CID generator for a CID no live connection uses.
+_CID_ATTEMPTS = 64
 
 
 # ---- events ----
@@ -109,6 +129,14 @@ class EndpointStats:
     rate_limited: int = 0
     #: stateless replies dropped because `datagrams_to_send` was not called
     backlog_dropped: int = 0
+    #: datagrams routed by their connection ID (RFC 9147 §9)
+    datagrams_routed_by_cid: int = 0
+    #: datagrams with a CID no live connection has (no state is made for them)
+    unknown_cid_dropped: int = 0
+    #: connections that moved to a new peer address after a return routability check
+    address_changes: int = 0
+    #: datagrams to an unverified address dropped by the anti-amplification limit
+    amplification_dropped: int = 0
     connections_active: int = 0
     handshakes_active: int = 0
 
@@ -139,8 +167,9 @@ class _Peer:
     """What the endpoint keeps for one connection."""
 
     __slots__ = (
-        "client_random", "connection", "created", "established", "last_received", "pending",
-        "removal_reason", "route", "timer_id", "timer_when",
+        "cid_source", "cids", "client_random", "connection", "created", "established",
+        "last_received", "pending", "removal_reason", "route", "timer_id", "timer_when",
+        "unverified",
     )
 
     def __init__(self, connection: Connection, route: Route, now: float,
@@ -155,6 +184,31 @@ class _Peer:
         self.client_random = client_random
         self.timer_id = 0  # the id of this peer's live entry in the timer heap, 0: none
         self.timer_when = 0.0
+        self.cids: list[bytes] = []  # the CIDs routed to this connection
+        self.cid_source: _CidSource | None = None
+        # bytes [received, sent] per address other than the connection's peer_address
+        self.unverified: dict[Address, list[int]] = {}
+
+
+class _CidSource:
+    """One connection's CID generator (RFC 9147 §9): its first CID, then fresh ones from
+    the endpoint (for NewConnectionId), each routed to the connection as it is made."""
+
+    __slots__ = ("endpoint", "first", "peer")
+
+    def __init__(self, endpoint: ServerEndpoint, first: bytes) -> None:
+        self.endpoint = endpoint
+        self.first: bytes | None = first
+        self.peer: _Peer | None = None  # None once the connection is gone
+
+    def __call__(self) -> bytes:
+        if self.first is not None:
+            cid, self.first = self.first, None
+            return cid
+        cid = self.endpoint._new_cid()
+        if self.peer is not None:
+            self.endpoint._add_cids(self.peer, (cid,))
+        return cid
 
 
 class _RateLimit:
@@ -237,6 +291,13 @@ class ServerEndpoint:
     connections, call `mark_pending(connection)` so that the next `datagrams_to_send`
     collects its output and `get_timer` sees its timer. Read a connection's events from
     the endpoint, not from the connection.
+
+    With `cid_length` > 0 (or a `cid_generator`), every connection receives with its own
+    connection IDs of that length (RFC 9147 §9), unique among the live connections:
+    random bytes, or what `cid_generator` returns (say, a worker or host id in the first
+    byte, so that a load balancer or processes sharing a port can route by CID). Without
+    `cid_generator`, a callable `context.connection_id` is used as one. Without a
+    length, the generator's output sets it.
     """
 
     def __init__(
@@ -250,6 +311,8 @@ class ServerEndpoint:
         idle_timeout: float | None = 300.0,
         cookie_mode: str | None = None,
         cookie_threshold: int | None = None,
+        cid_length: int = 0,
+        cid_generator: Callable[[], bytes] | None = None,
     ) -> None:
         if context.is_client:
             raise ValueError("ServerEndpoint needs a server context")
@@ -259,6 +322,18 @@ class ServerEndpoint:
             raise ValueError(f"unknown cookie mode {mode!r}")
         if max_connections < 1 or max_handshakes < 1:
             raise ValueError("max_connections and max_handshakes must be at least 1")
+        if cid_generator is None and callable(context.connection_id):
+            cid_generator = context.connection_id
+        if cid_generator is not None:  # one sample: its length, checked here not later
+            sample = len(cid_generator())
+            if sample == 0 or cid_length not in (0, sample):
+                raise ValueError(f"the CID generator made {sample} bytes (cid_length {cid_length})")
+            cid_length = sample
+        if not 0 <= cid_length <= 255:  # RFC 9146 §3: opaque cid<0..2^8-1>
+            raise ValueError("cid_length must be 0 to 255")
+        #: the length of every CID the endpoint gives out (0: route by address only)
+        self.cid_length = cid_length
+        self._cid_generator = cid_generator
         self.context = context
         self.max_connections = max_connections
         self.max_handshakes = max_handshakes
@@ -273,7 +348,8 @@ class ServerEndpoint:
             _RateLimit(rate_limit_per_address, max_hosts=max(1024, 2 * max_handshakes))
             if rate_limit_per_address else None
         )
-        self._routes: dict[Route, _Peer] = {}
+        self._routes: dict[Route, _Peer] = {}  # by the peer's address
+        self._by_cid: dict[bytes, _Peer] = {}  # by each CID a connection gave its peer
         self._peers: dict[Connection, _Peer] = {}
         self._handshaking = 0
         self._pending: list[_Peer] = []
@@ -319,10 +395,21 @@ class ServerEndpoint:
         if self._closed:
             counts["garbage_dropped"] += 1
             return
-        route = self._route(data, addr)
-        peer = self._routes.get(route)
+        cid_length = self.cid_length
+        if cid_length and len(data) > cid_length and (
+            data[0] & _CID_HEADER_MASK == _CID_HEADER
+        ):
+            # RFC 9147 §9: the CID, not the address, names the connection.
+            peer = self._by_cid.get(bytes(data[1 : 1 + cid_length]))
+            if peer is None:
+                counts["unknown_cid_dropped"] += 1
+                return
+            counts["datagrams_routed_by_cid"] += 1
+            self._deliver(peer, data, addr, now)
+            return
+        peer = self._routes.get(addr)
         if peer is None:
-            self._receive_unrouted(data, addr, route, now)
+            self._receive_unrouted(data, addr, now)
             return
         random = _client_hello_random(data) if data and data[0] == _HANDSHAKE else None
         if random is not None and random != peer.client_random:
@@ -330,9 +417,7 @@ class ServerEndpoint:
                 self._receive_new_association(peer, data, addr, now)
                 return
             peer.client_random = random  # the connection began with a later fragment
-        peer.last_received = now
-        peer.connection.receive_datagram(data, addr, now)
-        self._service(peer, now)
+        self._deliver(peer, data, addr, now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Everything ready for the network: stateless replies and every connection's."""
@@ -342,7 +427,7 @@ class ServerEndpoint:
             peer.pending = False
             if self._peers.get(peer.connection) is not peer:
                 continue
-            out.extend(peer.connection.datagrams_to_send(now))
+            out.extend(self._limit_amplification(peer, peer.connection.datagrams_to_send(now)))
             self._service(peer, now, collected=True)
         if self._outbox:
             out.extend(self._outbox)
@@ -408,12 +493,81 @@ class ServerEndpoint:
             peer.connection.close()
             self._service(peer, now)
 
-    # ---- routing (RFC 9147 §9: a CID-based route slots in here) ----
-    def _route(self, data: bytes, addr: Address) -> Route:
-        route: Route = addr
-        return route
+    # ---- routing ----
+    def _deliver(self, peer: _Peer, data: bytes, addr: Address, now: float) -> None:
+        conn = peer.connection
+        peer.last_received = now
+        if addr == conn.peer_address:
+            conn.receive_datagram(data, addr, now)
+        else:
+            # draft-ietf-tls-dtls-rrc §2: what an unverified address sent counts towards
+            # the anti-amplification limit, except records that were discarded.
+            opened = conn.record_counters.records_opened
+            conn.receive_datagram(data, addr, now)
+            if conn.record_counters.records_opened > opened:
+                self._credit(peer, addr, len(data))
+        self._service(peer, now)
 
-    def _receive_unrouted(self, data: bytes, addr: Address, route: Route, now: float) -> None:
+    def _credit(self, peer: _Peer, addr: Address, size: int) -> None:
+        budget = peer.unverified.get(addr)
+        if budget is None:
+            if len(peer.unverified) >= MAX_UNVERIFIED_ADDRESSES:
+                del peer.unverified[next(iter(peer.unverified))]
+            budget = peer.unverified[addr] = [0, 0]
+        budget[0] += size
+
+    def _limit_amplification(
+        self, peer: _Peer, out: list[tuple[bytes, Address]]
+    ) -> list[tuple[bytes, Address]]:
+        """Drop what would exceed the anti-amplification limit towards an address that
+        is not the connection's verified peer address (draft-ietf-tls-dtls-rrc §2, §5)."""
+        current = peer.connection.peer_address
+        if all(to == current for _, to in out):
+            return out
+        kept = []
+        for data, to in out:
+            if to != current:
+                budget = peer.unverified.get(to)
+                if budget is None or budget[1] + len(data) > AMPLIFICATION_FACTOR * budget[0]:
+                    self._counts["amplification_dropped"] += 1
+                    continue
+                budget[1] += len(data)
+            kept.append((data, to))
+        return kept
+
+    def _new_cid(self) -> bytes:
+        """A CID no live connection has, of the endpoint's length (RFC 9147 §9)."""
+        generator = self._cid_generator
+        for _ in range(_CID_ATTEMPTS):
+            cid = generator() if generator is not None else os.urandom(self.cid_length)
+            if len(cid) != self.cid_length:
+                raise ValueError(f"the CID generator made {len(cid)} bytes, not {self.cid_length}")
+            if cid not in self._by_cid:
+                return cid
+        raise RuntimeError("the CID generator made no unused CID")
+
+    def _add_cids(self, peer: _Peer, cids: Iterable[bytes]) -> None:
+        for cid in cids:
+            if cid and self._by_cid.setdefault(cid, peer) is peer and cid not in peer.cids:
+                peer.cids.append(cid)
+
+    def _drop_cids(self, peer: _Peer) -> None:
+        for cid in peer.cids:
+            if self._by_cid.get(cid) is peer:
+                del self._by_cid[cid]
+        peer.cids.clear()
+
+    def _moved(self, peer: _Peer, new: Address) -> None:
+        """The peer answered a return routability check from `new` (draft-ietf-tls-dtls-rrc
+        §5.1): datagrams without a CID from there are its now."""
+        self._counts["address_changes"] += 1
+        if self._routes.get(peer.route) is peer:
+            del self._routes[peer.route]
+        peer.route = new
+        self._routes[new] = peer
+        peer.unverified.pop(new, None)
+
+    def _receive_unrouted(self, data: bytes, addr: Address, now: float) -> None:
         counts = self._counts
         if not data or data[0] != _HANDSHAKE:
             counts["garbage_dropped"] += 1  # only a ClientHello may open a connection
@@ -431,7 +585,7 @@ class ServerEndpoint:
         elif response.action != "accept":
             counts["garbage_dropped"] += 1
         else:
-            self._accept(data, addr, route, now, require)
+            self._accept(data, addr, addr, now, require)
 
     def _receive_new_association(
         self, peer: _Peer, data: bytes, addr: Address, now: float
@@ -477,9 +631,23 @@ class ServerEndpoint:
         if self._rate is not None and not self._rate.allow(_host(addr), now):
             counts["rate_limited"] += 1
             return
+        source = None
+        if self.cid_length:
+            try:
+                source = _CidSource(self, self._new_cid())
+            except RuntimeError:
+                counts["refused_connection_limit"] += 1  # the generator's CIDs are all in use
+                return
         # The endpoint has decided about cookies; the connection must not ask again.
-        conn = Connection(self.context, peer_address=addr, require_cookie=require_cookie)
+        conn = Connection(
+            self.context, peer_address=addr, require_cookie=require_cookie,
+            connection_id=source,  # a generator, see _CidSource
+        )
         peer = _Peer(conn, route, now, _client_hello_random(data))
+        if source is not None:
+            source.peer = peer
+            peer.cid_source = source
+            self._add_cids(peer, conn.local_cids)
         self._routes[route] = peer
         self._peers[conn] = peer
         self._handshaking += 1
@@ -501,6 +669,12 @@ class ServerEndpoint:
                 peer.established = True
                 self._handshaking -= 1
                 self._counts["handshakes_completed"] += 1
+                if conn.peer_cid is None:
+                    self._drop_cids(peer)  # the client did not negotiate CIDs (RFC 9146 §3)
+            elif isinstance(event, ConnectionIdsIssued):
+                self._add_cids(peer, event.cids)
+            elif isinstance(event, PeerAddressChanged):
+                self._moved(peer, event.new)
             elif isinstance(event, ConnectionClosed):
                 closed = event
             events.append(ConnectionEvent(conn, event))
@@ -565,11 +739,14 @@ class ServerEndpoint:
         if reason is None:
             reason = "failed" if closed is not None and closed.error else "closed"
         # The last words (close_notify, a fatal alert) still go out, unless replaced.
-        final = conn.datagrams_to_send(now)
+        final = self._limit_amplification(peer, conn.datagrams_to_send(now))
         if reason != "replaced":
             self._outbox.extend(final)
         del self._peers[conn]
         if self._routes.get(peer.route) is peer:
             del self._routes[peer.route]
+        self._drop_cids(peer)
+        if peer.cid_source is not None:
+            peer.cid_source.peer = None  # later CIDs route nowhere; no reference cycle
         peer.timer_id = 0
         self._events.append(ConnectionRemoved(conn, reason))

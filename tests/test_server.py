@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import itertools
 import random
 import time
 import tracemalloc
@@ -10,9 +12,19 @@ from typing import Any
 
 import pytest
 
+from dtls import aio
+from dtls import connection as connection_module
 from dtls.config import Context, CookieMode
 from dtls.connection import Connection, HandshakeState
-from dtls.events import ConnectionClosed, DataReceived, HandshakeCompleted, KeyUpdated
+from dtls.events import (
+    ConnectionClosed,
+    ConnectionIdsIssued,
+    DataReceived,
+    HandshakeCompleted,
+    KeyUpdated,
+    PeerAddressChanged,
+)
+from dtls.path import PathChallenge
 from dtls.server import (
     ConnectionAccepted,
     ConnectionEvent,
@@ -55,6 +67,11 @@ class Network:
         if connect:
             conn.connect(SERVER, self.now)
         return conn
+
+    def move(self, old: Any, new: Any) -> None:
+        """The client at `old` now sends from, and receives at, `new` (a NAT rebinding)."""
+        self.clients[new] = self.clients.pop(old)
+        self.client_events[new] = self.client_events[old]
 
     def pump(self) -> None:
         for _ in range(10_000):
@@ -475,3 +492,341 @@ def test_post_quantum_client_through_stateless_cookie(pki: Any) -> None:
     assert completed(net, addr)
     stats = endpoint.stats()
     assert stats.cookies_sent == 1 and stats.handshakes_completed == 1
+
+
+# ---- connection IDs (RFC 9147 §9) and address changes (draft-ietf-tls-dtls-rrc) ----
+
+ATTACKER = ("203.0.113.66", 4444)
+
+
+def _has_cid(data: bytes) -> bool:
+    return data[0] & 0xF0 == 0x30  # a unified header with the C bit
+
+
+def _data(net: Network, conn: Connection) -> list[bytes]:
+    return [e.data for c, e in net.connection_events(DataReceived) if c is conn]
+
+
+def _client_data(net: Network, addr: Any) -> list[bytes]:
+    return [e.data for e in net.client_events[addr] if isinstance(e, DataReceived)]
+
+
+def _cid_client(net: Network, pki: Any, addr: Any, cid: bytes | None = b"") -> Connection:
+    """A client that offers connection_id (b"": it receives none) and completes."""
+    client = net.add_client(addr, client_context(pki, connection_id=cid))
+    net.pump()
+    assert completed(net, addr)
+    return client
+
+
+def test_many_clients_routed_by_cid(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki), cid_length=6)
+    net = Network(endpoint)
+    with_cid = [("198.51.100.1", 5000 + i) for i in range(12)]
+    without = [("198.51.100.2", 5000 + i) for i in range(3)]
+    for i, addr in enumerate(with_cid):
+        net.add_client(addr, client_context(pki, connection_id=b"" if i % 2 else b"c%d" % i))
+    for addr in without:
+        net.add_client(addr, client_context(pki))
+    net.pump()
+    assert all(completed(net, a) for a in net.clients)
+    server = {a: endpoint.connections[a] for a in net.clients}
+    cids = [server[a].local_cid for a in with_cid]
+    assert all(c is not None and len(c) == 6 for c in cids) and len(set(cids)) == len(cids)
+    assert [net.clients[a].peer_cid for a in with_cid] == cids
+    assert all(net.clients[a].peer_cid is None for a in without)
+    # Only CIDs in use are routes: one per CID client (RFC 9146 §3).
+    assert set(endpoint._by_cid) == set(cids)
+    sent_before = len(net.to_server)
+    for addr in net.clients:
+        net.clients[addr].send(f"from {addr}".encode())
+    net.pump()
+    for addr in net.clients:
+        assert _data(net, server[addr]) == [f"from {addr}".encode()]
+    # Every datagram of a CID client carries its own server connection's CID ...
+    tagged = 0
+    for data, addr in net.to_server:
+        if _has_cid(data):
+            assert addr in with_cid and data[1:7] == server[addr].local_cid
+            tagged += 1
+        elif data[0] & 0xE0 == 0x20:  # encrypted without a CID: only from the others
+            assert addr in without
+    assert tagged > len(with_cid) and len(net.to_server) > sent_before
+    # ... and was routed by it.
+    stats = endpoint.stats()
+    assert stats.datagrams_routed_by_cid == tagged and stats.unknown_cid_dropped == 0
+    for addr in with_cid[:3]:
+        net.clients[addr].close()
+    net.pump()
+    assert set(endpoint._by_cid) == set(cids[3:])
+    endpoint.close(net.now)
+    net.pump()
+    assert not endpoint._by_cid and not endpoint._routes
+
+
+def test_address_change_keeps_connection_after_return_routability_check(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki), cid_length=4)
+    net = Network(endpoint)
+    old, new = ("198.51.100.1", 5000), ("198.51.100.99", 40000)
+    client = _cid_client(net, pki, old)
+    server_conn = endpoint.connections[old]
+    client.send(b"before")
+    net.pump()
+    net.move(old, new)  # a NAT rebinding: the client now sends from `new`
+    net.deliver_to = set()  # and the server's challenge is delayed
+    client.send(b"moved")
+    net.pump()
+    # The record is authentic: processed at once (draft-ietf-tls-dtls-rrc §5) ...
+    assert _data(net, server_conn) == [b"before", b"moved"]
+    # ... but nothing moves before the new address answers the challenge.
+    assert server_conn.peer_address == old and endpoint.connections[old] is server_conn
+    assert new not in endpoint.connections and not net.connection_events(PeerAddressChanged)
+    challenges = [d for d, to in net.to_clients if to == new]
+    assert challenges and endpoint.stats().address_changes == 0
+    net.deliver_to = None
+    net.advance(3)  # the challenge is sent again; the client answers from `new`
+    assert net.connection_events(PeerAddressChanged) == [
+        (server_conn, PeerAddressChanged(old, new))
+    ]
+    assert server_conn.peer_address == new and endpoint.connections[new] is server_conn
+    assert old not in endpoint.connections and len(endpoint.connections) == 1
+    # The same connection, both ways, on the new path.
+    server_conn.send(b"to the new address")
+    endpoint.mark_pending(server_conn)
+    client.send(b"still me")
+    net.pump()
+    assert _client_data(net, new) == [b"to the new address"]
+    assert _data(net, server_conn) == [b"before", b"moved", b"still me"]
+    assert net.to_clients[-1][1] == new
+    stats = endpoint.stats()
+    assert stats.address_changes == 1 and stats.amplification_dropped == 0
+    assert stats.connections_active == 1 and stats.handshakes_started == 1
+
+
+class _UnboundedChallenge(PathChallenge):
+    """A path challenge that ignores the engine's own 3x budget, so that the endpoint's
+    limit is what is tested."""
+
+    @property  # type: ignore[override]
+    def received(self) -> int:
+        return 1 << 30
+
+    @received.setter
+    def received(self, value: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize("engine_budget", [True, False])
+def test_spoofed_cid_from_attacker_moves_nothing_and_is_not_amplified(
+    pki: Any, engine_budget: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not engine_budget:
+        monkeypatch.setattr(connection_module, "PathChallenge", _UnboundedChallenge)
+    endpoint = ServerEndpoint(server_context(pki), cid_length=8)
+    net = Network(endpoint)
+    addr = ("198.51.100.1", 5000)
+    client = _cid_client(net, pki, addr)
+    server_conn = endpoint.connections[addr]
+    client.send(b"")  # the smallest authentic record: three challenges would exceed 3x it
+    [(genuine, _)] = client.datagrams_to_send(net.now)
+    # An on-path attacker races a copy from its own address, then replays it many times.
+    for _ in range(20):
+        endpoint.receive_datagram(genuine, ATTACKER, net.now)
+    endpoint.receive_datagram(genuine, addr, net.now)  # the original: a duplicate now
+    net.pump()
+    assert _data(net, server_conn) == [b""]
+    net.advance(30)  # the engine challenges the attacker's address, again and again
+    assert server_conn.peer_address == addr and endpoint.connections[addr] is server_conn
+    assert not net.connection_events(PeerAddressChanged) and ATTACKER not in endpoint.connections
+    # Replays were discarded by the connection: only the first copy earned any budget,
+    # and the endpoint kept to three times that (draft-ietf-tls-dtls-rrc §2).
+    to_attacker = [d for d, to in net.to_clients if to == ATTACKER]
+    assert to_attacker and sum(map(len, to_attacker)) <= 3 * len(genuine)
+    stats = endpoint.stats()
+    assert stats.address_changes == 0
+    # Either the engine keeps within 3x itself, or the endpoint drops what exceeds it.
+    assert (stats.amplification_dropped >= 1) == (not engine_budget)
+    client.send(b"unharmed")
+    net.pump()
+    assert _data(net, server_conn) == [b"", b"unharmed"]
+
+
+def test_unknown_cids_dropped_without_state(pki: Any) -> None:
+    endpoint = ServerEndpoint(server_context(pki), cid_length=4)
+    net = Network(endpoint)
+    addr = ("198.51.100.1", 5000)
+    client = _cid_client(net, pki, addr)
+    server_conn = endpoint.connections[addr]
+    rng = random.Random(3)
+    known = server_conn.local_cid
+    forged = []
+    while len(forged) < 500:
+        cid = rng.randbytes(4)
+        if cid != known:
+            forged.append(bytes([0x30 | rng.randrange(16)]) + cid + rng.randbytes(40))
+    sent = len(net.to_clients)
+    for i, data in enumerate(forged):  # from strangers, and from the client's own address
+        endpoint.receive_datagram(data, addr if i % 5 == 0 else (f"10.0.{i % 256}.1", i), 1.0)
+    assert endpoint.datagrams_to_send(1.0) == [] and len(net.to_clients) == sent
+    stats = endpoint.stats()
+    assert stats.unknown_cid_dropped == len(forged) and stats.garbage_dropped == 0
+    assert stats.connections_active == 1 and stats.handshakes_started == 1
+    assert list(endpoint._routes) == [addr] and list(endpoint._by_cid) == [known]
+    assert server_conn.stats().dropped_failed_authentication == 0  # never reached it
+    client.send(b"fine")
+    net.pump()
+    assert _data(net, server_conn) == [b"fine"]
+
+
+def test_cid_generator_encodes_worker_id(pki: Any) -> None:
+    worker = 7
+    counter = itertools.count(1)
+    made: list[bytes] = []
+
+    def generator() -> bytes:
+        cid = bytes([worker]) + next(counter).to_bytes(3, "big")
+        made.append(cid)
+        return cid
+
+    endpoint = ServerEndpoint(server_context(pki), cid_generator=generator)
+    assert endpoint.cid_length == 4  # from the generator's output
+    net = Network(endpoint)
+    addrs = [("198.51.100.1", 5000 + i) for i in range(3)]
+    for addr in addrs:
+        _cid_client(net, pki, addr)
+    conn = endpoint.connections[addrs[0]]
+    client = net.clients[addrs[0]]
+    # Spares, issued later (RFC 9147 §9 NewConnectionId), and asked for by the client.
+    spare = conn.issue_connection_ids(2)
+    endpoint.mark_pending(conn)
+    net.advance(2)
+    client.request_connection_ids(2)
+    net.advance(2)
+    issued = [cid for c, e in net.connection_events(ConnectionIdsIssued) if c is conn
+              for cid in e.cids]
+    assert issued[:2] == spare and len(issued) == 4
+    every = [cid for a in addrs for cid in endpoint.connections[a].local_cids]
+    assert len(every) == 7 and len(set(every)) == 7
+    assert all(cid[0] == worker for cid in every) and set(every) <= set(made)
+    assert all(endpoint._by_cid[cid].connection is conn for cid in conn.local_cids)
+    # The client switches to a spare: its records are routed by the new CID.
+    for cid in issued:
+        assert client.use_next_peer_cid() == cid
+        client.send(b"with " + cid)
+        net.pump()
+        assert net.to_server[-1][0][1:5] == cid
+    assert _data(net, conn) == [b"with " + cid for cid in issued]
+    client.close()
+    net.pump()
+    assert not set(conn.local_cids) & set(endpoint._by_cid) and len(endpoint._by_cid) == 2
+
+
+def test_cids_unique_among_live_connections(pki: Any) -> None:
+    # A generator with two values: the endpoint skips the one in use, and refuses a
+    # third connection rather than share a CID.
+    values = itertools.cycle([b"w1", b"w1", b"w2"])
+    endpoint = ServerEndpoint(
+        server_context(pki), cid_generator=lambda: next(values), cookie_mode=CookieMode.NEVER
+    )
+    net = Network(endpoint)
+    addrs = [("198.51.100.1", 5000 + i) for i in range(3)]
+    for addr in addrs[:2]:
+        _cid_client(net, pki, addr)
+    assert {endpoint.connections[a].local_cid for a in addrs[:2]} == {b"w1", b"w2"}
+    net.add_client(addrs[2], client_context(pki, connection_id=b""))
+    net.pump()
+    assert not completed(net, addrs[2]) and endpoint.stats().refused_connection_limit >= 1
+    with pytest.raises(ValueError):
+        ServerEndpoint(server_context(pki), cid_length=4, cid_generator=lambda: b"abc")
+    with pytest.raises(ValueError):
+        ServerEndpoint(server_context(pki), cid_length=256)
+
+
+# ---- through real sockets ----
+
+
+class _Relay:
+    """A NAT on loopback: forwards a client's datagrams to `server` from its current
+    outside socket, which `rebind` replaces, and replies from any of them back."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.client: Any = None
+        self.inside: asyncio.DatagramTransport | None = None
+        self.outside: list[asyncio.DatagramTransport] = []
+        self.replies: list[int] = []  # datagrams back through each outside socket
+
+    async def _socket(self, receive: Any) -> asyncio.DatagramTransport:
+        class Protocol(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                receive(data, addr)
+
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(Protocol, local_addr=("127.0.0.1", 0))
+        return transport
+
+    async def start(self) -> int:
+        self.inside = await self._socket(self._from_client)
+        await self.rebind()
+        return int(self.inside.get_extra_info("sockname")[1])
+
+    async def rebind(self) -> Any:
+        index = len(self.outside)
+        self.replies.append(0)
+
+        def back(data: bytes, _: Any) -> None:
+            self.replies[index] += 1
+            assert self.inside is not None
+            self.inside.sendto(data, self.client)
+
+        self.outside.append(await self._socket(back))
+        return self.outside[-1].get_extra_info("sockname")
+
+    def _from_client(self, data: bytes, addr: Any) -> None:
+        self.client = addr
+        self.outside[-1].sendto(data, self.server)
+
+    def close(self) -> None:
+        for transport in [self.inside, *self.outside]:
+            if transport is not None:
+                transport.close()
+
+
+def test_address_change_through_real_sockets(pki: Any) -> None:
+    async def main() -> None:
+        seen: list[aio.AsyncConnection] = []
+
+        async def echo(conn: aio.AsyncConnection) -> None:
+            seen.append(conn)
+            async for message in conn:
+                await conn.send(message)
+
+        ctx = server_context(pki)
+        async with await aio.serve(echo, "127.0.0.1", 0, ctx, cid_length=5) as server:
+            relay = _Relay(("127.0.0.1", server.port))
+            try:
+                port = await relay.start()
+                async with await aio.connect(
+                    "127.0.0.1", port, client_context(pki, connection_id=b""),
+                    server_name="localhost", timeout=10,
+                ) as conn:
+                    await conn.send(b"one")
+                    assert await conn.recv() == b"one"
+                    [server_conn] = seen
+                    assert len(conn.connection.peer_cid or b"") == 5
+                    new = await relay.rebind()
+                    assert server_conn.peer_address != new
+                    await conn.send(b"two")  # from the new address: challenged there
+                    assert await conn.recv() == b"two"
+                    while server_conn.peer_address != new:
+                        await asyncio.sleep(0.005)
+                    await conn.send(b"three")
+                    assert await conn.recv() == b"three"
+                    assert relay.replies[1] >= 2  # the challenge and the echo, at least
+                    stats = server.stats()
+                    assert stats.address_changes == 1 and stats.datagrams_routed_by_cid >= 3
+                    assert stats.amplification_dropped == 0 and len(seen) == 1
+            finally:
+                relay.close()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
