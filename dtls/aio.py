@@ -461,11 +461,15 @@ async def connect(
     local_addr: tuple[str, int] | None = None,
     timeout: float | None = 30.0,
     session: Session | None = None,
+    early_data: Sequence[bytes] = (),
 ) -> AsyncConnection:
     """Connect and complete the handshake. `server_name` (default: `host`) is sent as
     SNI and checked against the certificate; `session` (a previous connection's
-    `.session`) asks for resumption. Raises a `dtls.errors` exception when the
-    handshake fails and TimeoutError when it does not finish within `timeout` seconds."""
+    `.session`) asks for resumption. `early_data` messages go before the handshake
+    completes: as 0-RTT when the context allows it (`early_data=True`) and the session
+    admits it (check `conn.handshake.early_data_accepted`), else right after it. Raises
+    a `dtls.errors` exception when the handshake fails and TimeoutError when it does not
+    finish within `timeout` seconds."""
     if not context.is_client:
         raise ValueError("connect() needs a client context")
     loop = asyncio.get_running_loop()
@@ -483,6 +487,8 @@ async def connect(
         sock.close()
         raise
     try:
+        for message in early_data:
+            engine.send(message)  # queued: 0-RTT or sent on completion (RFC 9846 §2.3)
         engine.connect(addr, loop.time())
         link.flush()
         await asyncio.wait_for(asyncio.shield(link.handshake_done), timeout)
@@ -506,6 +512,8 @@ class _Listener(_Link):
         self.socket = _DatagramSocket(self.loop, sock, self._received)
         self.timer = _Timer(self.loop, self._timer)
         self.conns: dict[Connection, AsyncConnection] = {}
+        # events (0-RTT data) of connections whose handshake has not completed yet
+        self._early: dict[Connection, list[Event]] = {}
         self._flush_scheduled = False
         self._changes = 0
 
@@ -542,10 +550,15 @@ class _Listener(_Link):
                 if conn is None and isinstance(event.event, HandshakeCompleted):
                     conn = self.conns[event.connection] = AsyncConnection(event.connection, self)
                     conn._event(event.event)
+                    for early in self._early.pop(event.connection, ()):
+                        conn._event(early)
                     self.server._start_handler(conn)
                 elif conn is not None:
                     conn._event(event.event)
+                elif isinstance(event.event, DataReceived):
+                    self._early.setdefault(event.connection, []).append(event.event)
             elif isinstance(event, ConnectionRemoved):
+                self._early.pop(event.connection, None)
                 conn = self.conns.pop(event.connection, None)
                 if conn is not None:
                     conn._set_closed(ConnectionClosed(event.reason))

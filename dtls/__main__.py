@@ -1,0 +1,5 @@
+"""`python -m dtls`: see `dtls.cli`."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,417 @@
+"""The command line (`python -m dtls`), end to end over loopback.
+
+Servers run as real processes (`python -m dtls server --port 0 ...`); most clients run in
+this process through `dtls.cli.main(argv)`, and one runs as a process too. Every exchange
+goes over real UDP sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dtls import cli
+
+PYTHON = [sys.executable, "-m", "dtls"]
+PSK_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+# ---- helpers ----
+
+
+@dataclass
+class ServerProcess:
+    """A `python -m dtls server` process and what it printed."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    lines: list[str] = field(default_factory=list)
+    stderr: str = ""
+
+    def reports(self) -> list[dict[str, Any]]:
+        """The --json lines (one per connection that ended)."""
+        return [json.loads(line) for line in self.lines if line.startswith("{")]
+
+    def wait(self, timeout: float = 10.0) -> int:
+        """Wait for the server to exit by itself (--once) and collect its output."""
+        out, err = self.proc.communicate(timeout=timeout)
+        self.lines += out.splitlines()
+        self.stderr += err
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        """SIGTERM (a clean shutdown), then collect the output."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def dtls_server(*args: str | Path) -> Iterator[ServerProcess]:
+    """Start `python -m dtls server --port 0 ARGS` and wait for its `listening on` line."""
+    proc = subprocess.Popen(
+        [*PYTHON, "server", "--port", "0", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # blocks until the server printed it (or died)
+        match = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", first)
+        if match is None:
+            proc.kill()
+            _, err = proc.communicate(timeout=5)
+            pytest.fail(f"server did not start: {first!r} {err}")
+        server = ServerProcess(proc, int(match.group(1)))
+        yield server
+    finally:
+        if proc.poll() is None:
+            server.stop()
+
+
+@dataclass
+class Result:
+    status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.stdout.strip().splitlines()[-1])
+
+
+def run_main(*args: str | Path) -> Result:
+    """`dtls.cli.main(args)` in this process, with its output captured."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = cli.main([str(a) for a in args])
+        except SystemExit as exc:  # argparse
+            status = int(exc.code or 0)
+    return Result(status, out.getvalue(), err.getvalue())
+
+
+def client(port: int, *args: str | Path) -> Result:
+    """An in-process `client 127.0.0.1 PORT ARGS --json`."""
+    return run_main("client", "127.0.0.1", port, "--json", "--timeout", "5", *args)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# A server shared by the tests that need no special server options.
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    keylog = tmp_path_factory.mktemp("keylog") / "server.log"
+    with dtls_server(
+        "--echo", "--json", "--early-data", "--alpn", "dtls-test,other", "--cid", "aabbcc",
+        "--keylogfile", keylog,
+    ) as server:
+        server.keylog = keylog  # type: ignore[attr-defined]
+        yield server
+
+
+# ---- handshake and echo ----
+
+
+def test_echo_between_processes() -> None:
+    with dtls_server("--once", "--echo", "--json") as server:
+        done = subprocess.run(
+            [*PYTHON, "client", "127.0.0.1", str(server.port), "--no-verify", "--json",
+             "--message", "hello", "--message", "second message"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["error"] is None
+        assert report["version"] == "DTLSv1.3"
+        assert report["cipher"] == "TLS_AES_128_GCM_SHA256"
+        assert report["group"] == "x25519"
+        assert report["peer_subject"] == "CN=localhost"  # the ephemeral certificate
+        assert report["replies"] == ["hello", "second message"]
+        assert report["messages_sent"] == report["messages_received"] == 2
+        assert report["resumed"] is False and report["early_data_accepted"] is False
+        assert report["local_cid"] is None and report["peer_cid"] is None
+        assert report["retransmissions"] == 0
+        assert 0 < report["handshake_ms"] < 5000
+        # --once: the server ends by itself when the client has closed
+        assert server.wait() == 0
+    assert "ephemeral self-signed ECDSA P-256" in server.stderr
+    (line,) = server.reports()
+    assert line["messages_received"] == line["messages_sent"] == 2
+    assert line["cipher"] == "TLS_AES_128_GCM_SHA256" and line["error"] is None
+
+
+def test_without_json_prints_replies_and_status(echo_server: ServerProcess) -> None:
+    done = subprocess.run(
+        [*PYTHON, "client", "127.0.0.1", str(echo_server.port), "--no-verify"],
+        input="one\ntwo\n", capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["one", "two"]  # stdin lines, echoed
+    assert re.search(r"connected to 127\.0\.0\.1:\d+: DTLSv1\.3, TLS_AES_128_GCM_SHA256",
+                     done.stderr)
+
+
+def test_negotiation_options(echo_server: ServerProcess) -> None:
+    result = client(
+        echo_server.port, "--no-verify", "--ciphers", "TLS_CHACHA20_POLY1305_SHA256",
+        "--groups", "secp256r1", "--alpn", "nope,dtls-test", "--message", "x",
+    )
+    assert result.status == 0, result.stderr
+    report = result.json
+    assert report["cipher"] == "TLS_CHACHA20_POLY1305_SHA256"
+    assert report["group"] == "secp256r1"
+    assert report["alpn"] == "dtls-test"
+    assert report["replies"] == ["x"]
+
+
+def test_key_update(echo_server: ServerProcess) -> None:
+    result = client(echo_server.port, "--no-verify", "--key-update",
+                    "--message", "after the update", "--message", "and again")
+    assert result.status == 0, result.stderr
+    report = result.json
+    assert report["key_update"] is True
+    assert report["replies"] == ["after the update", "and again"]
+
+
+def test_small_mtu_fragments_the_handshake(pki_paths: Any) -> None:
+    # The server's chain (leaf + intermediate) cannot fit one 300-byte datagram: the
+    # handshake only completes if its messages are fragmented and reassembled.
+    assert pki_paths.certfile.stat().st_size > 600
+    with dtls_server("--cert", pki_paths.certfile, "--key", pki_paths.keyfile,
+                     "--mtu", "300", "--echo", "--json", "--once") as server:
+        result = client(server.port, "--cafile", pki_paths.cafile, "--servername", "localhost",
+                        "--mtu", "300", "--message", "y" * 250)
+        assert result.status == 0, result.stderr
+        assert result.json["replies"] == ["y" * 250]
+        assert result.json["peer_subject"] is not None
+        assert server.wait() == 0
+
+
+# ---- authentication ----
+
+
+def test_mutual_authentication(pki_paths: Any) -> None:
+    client_cred = pki_paths["client"]
+    with dtls_server("--cert", pki_paths.certfile, "--key", pki_paths.keyfile,
+                     "--cafile", pki_paths.cafile, "--require-client-cert",
+                     "--echo", "--json") as server:
+        result = client(server.port, "--cafile", pki_paths.cafile, "--servername", "localhost",
+                        "--cert", client_cred.certfile, "--key", client_cred.keyfile,
+                        "--message", "mutual")
+        assert result.status == 0, result.stderr
+        assert "localhost" in result.json["peer_subject"]
+        assert result.json["replies"] == ["mutual"]
+
+        refused = client(server.port, "--cafile", pki_paths.cafile, "--servername", "localhost",
+                         "--message", "no certificate", "--timeout", "3")
+        assert refused.status == 1
+        assert refused.json["error"]
+        assert len(refused.stderr.strip().splitlines()) == 1
+        server.stop()
+    reports = server.reports()
+    assert any(r.get("peer_subject") and "client.example" in r["peer_subject"] for r in reports)
+    assert any(r.get("error") for r in reports)  # the refused client's handshake
+
+
+def test_verification_failure(echo_server: ServerProcess, pki_paths: Any) -> None:
+    # The server's certificate is self-signed; the test CA did not issue it.
+    started = time.monotonic()
+    result = client(echo_server.port, "--cafile", pki_paths.cafile, "--message", "never")
+    assert result.status == 1
+    assert time.monotonic() - started < 5
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("dtls: certificate verification failed")
+    assert result.json["error"] == line.removeprefix("dtls: ")
+    assert result.json["version"] is None
+
+
+def test_default_verification_uses_the_system_store(echo_server: ServerProcess) -> None:
+    result = client(echo_server.port, "--servername", "localhost", "--no-stdin")
+    assert result.status == 1
+    assert "certificate verification failed" in result.stderr
+    assert "--cafile, or --no-verify" in result.stderr  # the hint
+
+
+def test_timeout_without_server() -> None:
+    port = free_udp_port()
+    started = time.monotonic()
+    result = client(port, "--no-verify", "--timeout", "1", "--message", "anyone?")
+    elapsed = time.monotonic() - started
+    assert result.status == 1
+    assert elapsed < 4
+    assert result.stderr.strip() == f"dtls: no handshake with 127.0.0.1:{port} within 1 s"
+    assert result.json["error"].startswith("no handshake")
+
+
+# ---- key log ----
+
+
+def _keylog(path: Path) -> dict[tuple[str, str], str]:
+    entries = {}
+    for line in path.read_text().splitlines():
+        label, client_random, secret = line.split()
+        assert re.fullmatch(r"[0-9a-f]{64}", client_random)
+        entries[(label, client_random)] = secret
+    return entries
+
+
+def test_keylog_files_agree(
+    echo_server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client honours SSLKEYLOGFILE; the server was given --keylogfile.
+    client_log = tmp_path / "client.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(client_log))
+    result = client(echo_server.port, "--no-verify", "--message", "logged")
+    assert result.status == 0, result.stderr
+    ours = _keylog(client_log)
+    labels = {label for label, _ in ours}
+    assert {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+            "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"} <= labels
+    assert len({random for _, random in ours}) == 1  # one connection
+    theirs = _keylog(echo_server.keylog)  # type: ignore[attr-defined]
+    for key, secret in ours.items():
+        assert theirs.get(key) == secret, key
+
+    # Without the flag or the variable nothing is written anywhere.
+    monkeypatch.delenv("SSLKEYLOGFILE")
+    before = client_log.read_text()
+    assert client(echo_server.port, "--no-verify", "--no-stdin").status == 0
+    assert client_log.read_text() == before
+
+
+# ---- PSK, resumption, 0-RTT, connection IDs ----
+
+
+def test_external_psk() -> None:
+    with dtls_server("--psk-identity", "device-7", "--psk", PSK_HEX,
+                     "--echo", "--json") as server:
+        result = client(server.port, "--psk-identity", "device-7", "--psk", PSK_HEX,
+                        "--message", "psk")
+        assert result.status == 0, result.stderr
+        assert result.json["replies"] == ["psk"]
+        assert result.json["peer_subject"] is None  # no certificate in a PSK handshake
+
+        wrong = client(server.port, "--psk-identity", "device-7", "--psk", "ff" * 32,
+                       "--no-stdin", "--timeout", "3")
+        assert wrong.status == 1
+        assert wrong.json["error"]
+
+
+@pytest.fixture(scope="module")
+def session_file(echo_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("session") / "session.json"
+    result = client(echo_server.port, "--no-verify", "--message", "first", "--sess-out", path)
+    assert result.status == 0, result.stderr
+    assert result.json["session_saved"] is True and result.json["resumed"] is False
+    return path
+
+
+def test_resumption(echo_server: ServerProcess, session_file: Path) -> None:
+    result = client(echo_server.port, "--no-verify", "--sess-in", session_file,
+                    "--message", "resumed")
+    assert result.status == 0, result.stderr
+    assert result.json["resumed"] is True
+    assert result.json["peer_subject"] is None  # no Certificate when resuming
+    assert result.json["replies"] == ["resumed"]
+
+
+def test_early_data(echo_server: ServerProcess, session_file: Path) -> None:
+    result = client(echo_server.port, "--no-verify", "--sess-in", session_file,
+                    "--early-data", "zero round trips", "--message", "then one")
+    assert result.json["resumed"] is True
+    assert result.json["early_data_accepted"] is True
+    assert result.status == 0, result.stderr
+    assert result.json["replies"] == ["zero round trips", "then one"]
+
+
+def test_connection_ids(echo_server: ServerProcess) -> None:
+    result = client(echo_server.port, "--no-verify", "--cid", "0102", "--message", "cid")
+    assert result.status == 0, result.stderr
+    assert result.json["local_cid"] == "0102"
+    assert result.json["peer_cid"] == "aabbcc"
+    assert result.json["replies"] == ["cid"]
+
+    zero = client(echo_server.port, "--no-verify", "--cid", "--message", "zero-length")
+    assert zero.status == 0, zero.stderr
+    assert zero.json["local_cid"] == "" and zero.json["peer_cid"] == "aabbcc"
+
+    plain = client(echo_server.port, "--no-verify", "--no-stdin")
+    assert plain.json["local_cid"] is None and plain.json["peer_cid"] is None
+
+
+# ---- demo, usage, delegation ----
+
+
+def test_demo_json() -> None:
+    result = run_main("demo", "--messages", "50", "--json")
+    assert result.status == 0, result.stderr
+    report = result.json
+    assert report["ok"] is True and report["error"] is None
+    assert report["version"] == "DTLSv1.3"
+    assert report["messages_checked"] == 50
+    assert report["messages_after_key_update"] == 10
+    assert report["epoch_after_key_update"] == 4
+    assert report["resumed"] is True
+    assert report["messages_per_second"] > 0 and report["megabytes_per_second"] > 0
+
+
+def test_demo_report_is_readable() -> None:
+    result = run_main("demo", "--messages", "20", "--size", "100")
+    assert result.status == 0, result.stderr
+    assert "handshake    DTLSv1.3, TLS_AES_128_GCM_SHA256" in result.stdout
+    assert "20 messages of 100 bytes" in result.stdout
+    assert result.stdout.rstrip().endswith("result       OK")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["client", "127.0.0.1", "1", "--early-data", "x"], "--early-data needs --sess-in"),
+        (["client", "127.0.0.1", "1", "--ciphers", "TLS_NULL"], "unknown DTLS 1.3 cipher"),
+        (["client", "127.0.0.1", "1", "--psk", "00"], "--psk and --psk-identity"),
+        (["server", "--require-client-cert"], "--require-client-cert needs --cafile"),
+        (["client", "127.0.0.1", "1", "--cid", "xyz"], "not a hex string"),
+    ],
+)
+def test_usage_errors(args: list[str], message: str) -> None:
+    result = run_main(*args)
+    assert result.status == 2
+    assert message in result.stderr
+
+
+def test_sim_is_delegated() -> None:
+    result = run_main("sim", "--help")
+    assert result.status == 0
+    assert "python -m dtls sim" in result.stdout
+
+
+def test_console_entry_point_help() -> None:
+    done = subprocess.run([*PYTHON, "--help"], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "COLUMNS": "100"})
+    assert done.returncode == 0
+    for command in ("client", "server", "demo", "bench", "sim"):
+        assert command in done.stdout
