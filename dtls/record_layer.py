@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from .iana import ContentType
 from .record import (
@@ -55,8 +56,7 @@ class ReceiveEpoch:
         self.failures = 0  # records that failed authentication (RFC 9147 §4.5.3)
 
 
-@dataclass(frozen=True)
-class InboundRecord:
+class InboundRecord(NamedTuple):
     epoch: int
     seq: int
     content_type: int
@@ -88,6 +88,20 @@ class RecordLayer:
         self.send_cid: bytes | None = None  # the CID the peer wants to receive (RFC 9147 §9)
         self.receive_cid_len = 0
         self.counters = RecordCounters()
+        # the newest receiving epoch per low-two-bit value (RFC 9147 §4.2.2), and whether
+        # an older epoch still waits for its retention clock (both kept up to date here)
+        self._by_bits: dict[int, ReceiveEpoch] = {}
+        self._unretired = False
+
+    def _receive_epochs_changed(self) -> None:
+        by_bits: dict[int, ReceiveEpoch] = {}
+        for epoch in sorted(self.receive_epochs):
+            by_bits[epoch & 3] = self.receive_epochs[epoch]
+        self._by_bits = by_bits
+        newest = max(self.receive_epochs, default=0)
+        self._unretired = any(
+            e < newest and s.expires is None for e, s in self.receive_epochs.items()
+        )
 
     # ---- keys ----
     def install_send(self, epoch: int, suite: int, secret: bytes) -> None:
@@ -99,16 +113,18 @@ class RecordLayer:
         self.receive_epochs[epoch] = ReceiveEpoch(epoch, cipher, window, secret)
         while len(self.receive_epochs) > MAX_RECEIVE_EPOCHS:
             del self.receive_epochs[min(self.receive_epochs)]
+        self._receive_epochs_changed()
 
     def drop_send(self, epoch: int) -> None:
         self.send_epochs.pop(epoch, None)
 
     def drop_receive(self, epoch: int) -> None:
-        self.receive_epochs.pop(epoch, None)
+        if self.receive_epochs.pop(epoch, None) is not None:
+            self._receive_epochs_changed()
 
     def expire(self, now: float) -> None:
         for epoch in [e for e, s in self.receive_epochs.items() if s.expires and s.expires <= now]:
-            del self.receive_epochs[epoch]
+            self.drop_receive(epoch)
 
     def next_expiry(self) -> float | None:
         times = [s.expires for s in self.receive_epochs.values() if s.expires is not None]
@@ -146,53 +162,54 @@ class RecordLayer:
 
         A generator: each record is opened after the previous one was handled, since that
         may have installed the keys it needs (a ServerHello before EncryptedExtensions)."""
+        if _single_ciphertext_record(data, self.receive_cid_len):
+            # The common case after the handshake: one record fills the datagram.
+            record = self._open_ciphertext(data, data[0] & 3, len(data), now)
+            if record is not None:
+                yield record
+            return
         counters = self.counters
         spans, dropped = split_datagram(data, self.receive_cid_len)
         if dropped:
             counters.malformed += 1
         view = memoryview(data)
         for span in spans:
+            start, end = span.offset, span.offset + span.length
             if span.kind == RecordKind.PLAINTEXT:
                 if span.epoch != 0 or span.first_byte not in _PLAINTEXT_TYPES:
                     counters.unknown_epoch += 1
                     continue
-                payload = bytes(
-                    view[span.offset + PLAINTEXT_HEADER_LEN : span.offset + span.length]
-                )
+                payload = bytes(view[start + PLAINTEXT_HEADER_LEN : end])
                 yield InboundRecord(0, span.seq, span.first_byte, payload)
                 continue
-            state = self._receive_epoch_for(span.epoch)
-            if state is None:
-                counters.unknown_epoch += 1
-                continue
-            result = state.cipher.open(
-                view[span.offset : span.offset + span.length],
-                state.window,
-                cid_len=self.receive_cid_len,
-            )
-            if not isinstance(result, OpenedRecord):
-                if result == OpenError.REPLAYED:
-                    counters.replayed += 1
-                elif result == OpenError.AUTH:
-                    counters.failed_authentication += 1
-                    state.failures += 1
-                else:
-                    counters.malformed += 1
-                continue
-            counters.records_opened += 1
-            counters.bytes_opened += span.length
-            self._retire_older(state.epoch, now)
-            yield InboundRecord(
-                state.epoch, result.seq, result.content_type, bytes(result.plaintext)
-            )
+            record = self._open_ciphertext(view[start:end], span.epoch, span.length, now)
+            if record is not None:
+                yield record
 
-    def _receive_epoch_for(self, bits: int) -> ReceiveEpoch | None:
-        # RFC 9147 §4.2.2: the most recent epoch whose low two bits match.
-        best = None
-        for epoch, state in self.receive_epochs.items():
-            if epoch & 3 == bits and (best is None or epoch > best.epoch):
-                best = state
-        return best
+    def _open_ciphertext(
+        self, record: Any, bits: int, length: int, now: float
+    ) -> InboundRecord | None:
+        counters = self.counters
+        state = self._by_bits.get(bits)
+        if state is None:
+            counters.unknown_epoch += 1
+            return None
+        result = state.cipher.open(record, state.window, cid_len=self.receive_cid_len)
+        if result.__class__ is not OpenedRecord:
+            if result == OpenError.REPLAYED:
+                counters.replayed += 1
+            elif result == OpenError.AUTH:
+                counters.failed_authentication += 1
+                state.failures += 1
+            else:
+                counters.malformed += 1
+            return None
+        counters.records_opened += 1
+        counters.bytes_opened += length
+        if self._unretired:
+            self._retire_older(state.epoch, now)
+        content_type, seq, plaintext = result  # type: ignore[misc]
+        return InboundRecord(state.epoch, seq, content_type, bytes(plaintext))
 
     def _retire_older(self, epoch: int, now: float) -> None:
         # RFC 9147 §8: keep the previous keys until the new ones have opened a record,
@@ -200,3 +217,21 @@ class RecordLayer:
         for state in self.receive_epochs.values():
             if state.epoch < epoch and state.expires is None:
                 state.expires = now + self.retention
+        self._unretired = any(
+            e < max(self.receive_epochs) and s.expires is None
+            for e, s in self.receive_epochs.items()
+        )
+
+
+def _single_ciphertext_record(data: bytes, cid_len: int) -> bool:
+    """True if `data` is exactly one DTLSCiphertext record (RFC 9147 §4: the unified
+    header's first byte 001CSLEE; with L, its length must fill the datagram)."""
+    if len(data) < 2:
+        return False
+    first = data[0]
+    if first & 0xE0 != 0x20:
+        return False
+    if not first & 0x04:
+        return True  # no length field: the record takes the rest of the datagram
+    at = 1 + (cid_len if first & 0x10 else 0) + (2 if first & 0x08 else 1)
+    return at + 2 <= len(data) and at + 2 + (data[at] << 8 | data[at + 1]) == len(data)
