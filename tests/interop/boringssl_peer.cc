@@ -1,9 +1,11 @@
 // boringssl_peer: a small DTLS 1.3 client/server built on BoringSSL's public
 // API, used as a live interop peer for the dtls13 test suite.
 //
-// It is not part of the library and is never built by it. The tests find a
-// binary built from this file (against a BoringSSL build that lives outside
-// the repository) through an environment variable and skip when it is unset.
+// It is not part of the library and nothing in the project builds it. Build
+// it out of tree against a BoringSSL build, e.g.
+//   g++ -std=c++17 -O2 -I$BORINGSSL/include -o boringssl_peer
+//       boringssl_peer.cc $BUILD/libssl.a $BUILD/libcrypto.a -lpthread
+// and point the interop tests at the binary through an environment variable.
 //
 //   boringssl_peer server --port N --cert F --key F [--require-client-cert
 //       --cafile F] [--groups G] [--ciphers C] [--mtu N] [--keylog F]
@@ -21,8 +23,11 @@
 //           per record received. Non-printable bytes are written as \xNN.
 // Errors go to stderr and give exit status 1.
 //
-// Only DTLS 1.3 is enabled. The transport is a real, connected UDP socket;
-// retransmissions are driven with DTLSv1_get_timeout/DTLSv1_handle_timeout.
+// Only DTLS 1.3 is enabled. The transport is real, non-blocking UDP on
+// 127.0.0.1; retransmissions are driven by DTLSv1_get_timeout and
+// DTLSv1_handle_timeout in a poll loop. The server reads each new ClientHello
+// on an unconnected listening socket, then serves that client (one at a time)
+// on its own socket bound to the same port and connected to the client.
 //
 // --ciphers takes TLS 1.3 suite names separated by ':'. BoringSSL always
 // offers and accepts its three TLS 1.3 suites (AES-128-GCM, AES-256-GCM,
@@ -36,6 +41,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -70,7 +76,16 @@ struct Options {
 
 Options g_opts;
 FILE *g_keylog = nullptr;
+// ICMP "port unreachable" for an earlier datagram shows up as ECONNREFUSED on
+// the next send/recv, even with the peer's datagrams still queued (e.g. its
+// close_notify). Once a peer exists such errors are soft: keep going. A
+// client still fails fast if nobody answers its ClientHello.
+bool g_soft_icmp = false;
 SSL_SESSION *g_session = nullptr;  // newest ticket seen by the client
+
+bool SoftIcmp(int ssl_err) {
+  return g_soft_icmp && ssl_err == SSL_ERROR_SYSCALL && errno == ECONNREFUSED;
+}
 
 const char *const kSuites[] = {"TLS_AES_128_GCM_SHA256",
                                "TLS_AES_256_GCM_SHA384",
@@ -168,10 +183,12 @@ int Drive(SSL *ssl, int fd, const char *what, Op op) {
     if (ret > 0) return ret;
     int err = SSL_get_error(ssl, ret);
     if (err == SSL_ERROR_ZERO_RETURN) return 0;
-    if (err != SSL_ERROR_WANT_READ) {
+    if (err != SSL_ERROR_WANT_READ && !SoftIcmp(err)) {
       std::string msg = std::string(what) + " failed: " +
                         SSL_error_description(err);
-      if (err == SSL_ERROR_SYSCALL) msg += std::string(" (") + strerror(errno) + ")";
+      if (err == SSL_ERROR_SYSCALL) {
+        msg += std::string(" (") + strerror(errno) + ")";
+      }
       Fail(msg.c_str());
       return -1;
     }
@@ -201,9 +218,11 @@ bool PumpUntil(SSL *ssl, int fd, const char *what, Pred done) {
       Say("REPLY " + Escape(buf, ret));
       continue;
     }
-    if (SSL_get_error(ssl, ret) != SSL_ERROR_WANT_READ) {
+    int err = SSL_get_error(ssl, ret);
+    if (err != SSL_ERROR_WANT_READ && !SoftIcmp(err)) {
       return Fail((std::string(what) + ": connection ended").c_str());
     }
+    if (done()) break;  // that read may have been the awaited ACK
     Wait w = WaitOnce(ssl, fd, deadline);
     if (w == Wait::kDeadline || w == Wait::kError) {
       return Fail((std::string(what) + ": timed out").c_str());
@@ -221,7 +240,9 @@ bool NoTimerPending(SSL *ssl) {
 bool FlushWrites(SSL *ssl) {
   ERR_clear_error();
   int ret = SSL_write(ssl, "", 0);
-  if (ret < 0 || ERR_peek_error() != 0) return Fail("flushing KeyUpdate failed");
+  if (ret < 0 || ERR_peek_error() != 0) {
+    return Fail("flushing KeyUpdate failed");
+  }
   return true;
 }
 
@@ -337,6 +358,9 @@ SSL_CTX *MakeContext(bool server) {
 }
 
 SSL *MakeConnection(SSL_CTX *ctx, int fd) {
+  // Non-blocking, so that BoringSSL reports SSL_ERROR_WANT_READ and the
+  // event loop (not a blocking recv) does the waiting.
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   SSL *ssl = SSL_new(ctx);
   if (ssl == nullptr || !SSL_set_fd(ssl, fd)) Die("SSL_new failed");
   if (g_opts.mtu != 0) {
@@ -363,40 +387,78 @@ bool ReportHandshake(SSL *ssl) {
 // ---------------------------------------------------------------------------
 // Server
 
-// Waits (without a deadline) for a datagram that looks like a DTLSPlaintext
-// ClientHello, connects |fd| to its sender and leaves it queued for BoringSSL.
-// Anything else is read and dropped (e.g. stray retransmissions).
-void AcceptPeer(int fd) {
+// Binds a UDP socket to 127.0.0.1:|port| (0 picks one, written back). With
+// SO_REUSEADDR the listening socket and the per-client sockets share the port;
+// the kernel hands a datagram to the socket connected to its sender, if any.
+int BindUdp(uint16_t *port) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  int one = 1;
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(*port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      bind(fd, reinterpret_cast<sockaddr *>(&addr), len) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) != 0) {
+    Die(std::string("cannot bind 127.0.0.1: ") + strerror(errno));
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+// Waits (without a deadline) on the listening socket for a datagram that
+// looks like a DTLSPlaintext ClientHello and stores it in |hello|. Returns a
+// new socket on the same port, connected to the sender. Other datagrams
+// (e.g. late retransmissions from a finished client) are dropped.
+int AcceptPeer(int listen_fd, uint16_t port, std::vector<uint8_t> *hello) {
   for (;;) {
-    uint8_t buf[64];
+    hello->resize(65536);
     sockaddr_storage peer;
     socklen_t peer_len = sizeof(peer);
-    ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_PEEK,
+    ssize_t n = recvfrom(listen_fd, hello->data(), hello->size(), 0,
                          reinterpret_cast<sockaddr *>(&peer), &peer_len);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR || errno == ECONNREFUSED) continue;
       Die(std::string("recvfrom: ") + strerror(errno));
     }
     // content_type handshake(22), 13-byte record header, msg_type 1.
-    if (n >= 14 && buf[0] == 22 && buf[13] == 1) {
-      if (connect(fd, reinterpret_cast<sockaddr *>(&peer), peer_len) != 0) {
-        Die(std::string("connect: ") + strerror(errno));
-      }
-      return;
+    const uint8_t *p = hello->data();
+    if (n < 14 || p[0] != 22 || p[13] != 1) continue;
+    hello->resize(n);
+    uint16_t same_port = port;
+    int fd = BindUdp(&same_port);
+    if (connect(fd, reinterpret_cast<sockaddr *>(&peer), peer_len) != 0) {
+      Die(std::string("connect: ") + strerror(errno));
     }
-    recv(fd, buf, sizeof(buf), 0);
+    return fd;
   }
 }
 
 // Serves one client: handshake, echo every record, answer close_notify.
-bool ServeOne(SSL_CTX *ctx, int fd) {
+bool ServeOne(SSL_CTX *ctx, int fd, const std::vector<uint8_t> &hello) {
   SSL *ssl = MakeConnection(ctx, fd);
   SSL_set_accept_state(ssl);
-  bool ok = Drive(ssl, fd, "handshake", [&] { return SSL_do_handshake(ssl); }) > 0 &&
-            ReportHandshake(ssl);
+  // The ClientHello was already read from the listening socket: BoringSSL
+  // reads it from a one-shot memory BIO, then reads from the client's socket.
+  BIO *first = BIO_new_mem_buf(hello.data(), hello.size());
+  BIO_set_mem_eof_return(first, -1);  // "no data yet" rather than EOF
+  BIO *sock = SSL_get_rbio(ssl);
+  BIO_up_ref(sock);
+  SSL_set0_rbio(ssl, first);
+  int ret = SSL_do_handshake(ssl);
+  int err = SSL_get_error(ssl, ret);  // looks at the current rbio: ask first
+  SSL_set0_rbio(ssl, sock);
+  bool ok = err == SSL_ERROR_WANT_READ
+                ? Drive(ssl, fd, "handshake",
+                        [&] { return SSL_do_handshake(ssl); }) > 0
+                : Fail("handshake failed on the ClientHello");
+  ok = ok && ReportHandshake(ssl);
   uint8_t buf[16384];
   while (ok) {
-    int n = Drive(ssl, fd, "read", [&] { return SSL_read(ssl, buf, sizeof(buf)); });
+    int n = Drive(ssl, fd, "read",
+                  [&] { return SSL_read(ssl, buf, sizeof(buf)); });
     if (n < 0) {
       ok = false;
     } else if (n == 0) {
@@ -415,25 +477,17 @@ bool ServeOne(SSL_CTX *ctx, int fd) {
 
 int RunServer() {
   if (g_opts.port < 0) Die("server needs --port (0 picks a free one)");
+  g_soft_icmp = true;
   SSL_CTX *ctx = MakeContext(true);
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(g_opts.port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&addr), len) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) != 0) {
-    Die(std::string("cannot bind 127.0.0.1: ") + strerror(errno));
-  }
-  Say("PORT " + std::to_string(ntohs(addr.sin_port)));
+  uint16_t port = static_cast<uint16_t>(g_opts.port);
+  int listen_fd = BindUdp(&port);
+  Say("PORT " + std::to_string(port));
+  std::vector<uint8_t> hello;
   for (;;) {
-    AcceptPeer(fd);
-    bool ok = ServeOne(ctx, fd);
+    int fd = AcceptPeer(listen_fd, port, &hello);
+    bool ok = ServeOne(ctx, fd, hello);
+    close(fd);
     if (g_opts.once) return ok ? 0 : 1;
-    sockaddr unspec = {};
-    unspec.sa_family = AF_UNSPEC;
-    connect(fd, &unspec, sizeof(unspec));  // back to accepting anyone
   }
 }
 
@@ -491,6 +545,7 @@ bool RunClientConnection(SSL_CTX *ctx, SSL *ssl, int fd) {
       !ReportHandshake(ssl)) {
     return false;
   }
+  g_soft_icmp = true;
 
   // A KeyUpdate (update_requested) goes before each message; BoringSSL sends
   // it with the next write, or once the peer has ACKed our last flight.
@@ -502,7 +557,8 @@ bool RunClientConnection(SSL_CTX *ctx, SSL *ssl, int fd) {
       return false;
     }
     uint8_t buf[16384];
-    int n = Drive(ssl, fd, "read", [&] { return SSL_read(ssl, buf, sizeof(buf)); });
+    int n = Drive(ssl, fd, "read",
+                  [&] { return SSL_read(ssl, buf, sizeof(buf)); });
     if (n <= 0) return n == 0 ? Fail("peer closed before replying") : false;
     Say("REPLY " + Escape(buf, n));
   }
@@ -512,12 +568,14 @@ bool RunClientConnection(SSL_CTX *ctx, SSL *ssl, int fd) {
       return false;
     }
     // Wait until nothing is left unacknowledged (our KeyUpdate included).
-    if (!PumpUntil(ssl, fd, "waiting for ACKs", [&] { return NoTimerPending(ssl); })) {
+    if (!PumpUntil(ssl, fd, "waiting for ACKs",
+                   [&] { return NoTimerPending(ssl); })) {
       return false;
     }
   }
   if (!g_opts.sess_out.empty()) {
-    if (!PumpUntil(ssl, fd, "waiting for a ticket", [] { return g_session != nullptr; }) ||
+    if (!PumpUntil(ssl, fd, "waiting for a ticket",
+                   [] { return g_session != nullptr; }) ||
         !SaveSession()) {
       return false;
     }
@@ -545,9 +603,10 @@ void Usage() {
       "         [--require-client-cert --cafile F] [--groups G] [--ciphers C]\n"
       "         [--mtu N] [--keylog F] [--key-update] [--timeout S] [--once]\n"
       "       boringssl_peer client --host H --port N --cafile F\n"
-      "         [--servername S] [--cert F --key F] [--groups G] [--ciphers C]\n"
-      "         [--mtu N] [--keylog F] [--key-update] [--message TEXT ...]\n"
-      "         [--sess-out F] [--sess-in F] [--timeout S]\n",
+      "         [--servername S] [--cert F --key F] [--groups G]\n"
+      "         [--ciphers C] [--mtu N] [--keylog F] [--key-update]\n"
+      "         [--message TEXT ...]"
+      " [--sess-out F] [--sess-in F] [--timeout S]\n",
       stderr);
   exit(2);
 }
@@ -574,7 +633,7 @@ void ParseArgs(int argc, char **argv) {
     else if (flag == "--sess-in") g_opts.sess_in = value();
     else if (flag == "--sess-out") g_opts.sess_out = value();
     else if (flag == "--message") g_opts.messages.push_back(value());
-    else if (flag == "--mtu") g_opts.mtu = static_cast<unsigned>(atoi(value().c_str()));
+    else if (flag == "--mtu") g_opts.mtu = atoi(value().c_str());
     else if (flag == "--timeout") g_opts.timeout = atof(value().c_str());
     else if (flag == "--require-client-cert") g_opts.require_client_cert = true;
     else if (flag == "--once") g_opts.once = true;
