@@ -10,7 +10,8 @@ int dtls_bench_raw_aead_seal(dtls_cipher *c, const uint8_t *aad, size_t aad_len,
                              size_t out_cap, uint64_t n)
 {
     if (c == NULL || aad == NULL || payload == NULL || out == NULL ||
-        payload_len > DTLS_MAX_INNER || out_cap < payload_len + c->tag_len)
+        aad_len > DTLS_MAX_UNIFIED_HDR || payload_len > DTLS_MAX_INNER ||
+        out_cap < payload_len + c->tag_len)
         return DTLS_ERR_ARGUMENT;
     uint8_t nonce[DTLS_NONCE_LEN];
     for (uint64_t i = 0; i < n; i++) {

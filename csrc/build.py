@@ -62,12 +62,21 @@ def _openssl_prefix() -> tuple[list[str], list[str], list[str]]:
     return [str(base / "include")], libdirs, [f"-Wl,-rpath,{d}" for d in libdirs]
 
 
+_MISSING_HEADERS = (
+    "dtls13: the OpenSSL headers (openssl/evp.h) were not found{where}; install libssl-dev "
+    "(Debian/Ubuntu) or openssl-devel (Fedora), or set DTLS_OPENSSL_PREFIX to an OpenSSL "
+    "installation."
+)
+
+
 def _check_openssl_headers(include_dirs: list[str]) -> None:
     """Stop with one sentence if openssl/evp.h cannot be found."""
     for d in include_dirs:
         if (Path(d) / "openssl" / "evp.h").is_file():
             return
-    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    if include_dirs:  # DTLS_OPENSSL_PREFIX names an installation without headers
+        sys.exit(_MISSING_HEADERS.format(where=f" under {Path(include_dirs[0]).parent}"))
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
     if not cc or shutil.which(cc[0]) is None:
         return  # no compiler to ask: let the build report what it finds
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,11 +85,7 @@ def _check_openssl_headers(include_dirs: list[str]) -> None:
         cmd = [*cc, "-E", *(f"-I{d}" for d in include_dirs), str(probe), "-o", os.devnull]
         if subprocess.run(cmd, capture_output=True).returncode == 0:
             return
-    sys.exit(
-        "dtls13: the OpenSSL headers (openssl/evp.h) were not found; install libssl-dev "
-        "(Debian/Ubuntu) or openssl-devel (Fedora), or set DTLS_OPENSSL_PREFIX to an "
-        "OpenSSL installation."
-    )
+    sys.exit(_MISSING_HEADERS.format(where=""))
 
 
 def _make_builder() -> FFI:

@@ -70,12 +70,15 @@ uint64_t dtls_replay_next(const dtls_replay *w);
  * with additional data = the header with the unmasked sequence number and
  * nonce = iv XOR seq, then the sequence number masked with the first 16 ciphertext bytes.
  * Padding is raised as needed so that the ciphertext is at least 16 bytes.
- * seq must be < 2^48. payload may not overlap out. Returns the record length. */
+ * seq must be < 2^48, cid_len <= 255 (and > 0 exactly with DTLS_HDR_CID), content_type
+ * != 0, payload_len <= 2^14 and payload + type + padding <= 2^14 + 1 (else ARGUMENT).
+ * payload may sit exactly where the ciphertext goes (out + header length: sealing in
+ * place) but may not otherwise overlap out. Returns the record length. */
 int dtls_seal(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags, const uint8_t *cid,
               size_t cid_len, uint8_t content_type, const uint8_t *payload, size_t payload_len,
               size_t padding, uint8_t *out, size_t out_cap);
 
-/* The length dtls_seal would produce. */
+/* The length dtls_seal would produce (0 for arguments dtls_seal refuses). */
 size_t dtls_sealed_len(const dtls_cipher *c, unsigned flags, size_t cid_len, size_t payload_len,
                        size_t padding);
 
@@ -147,9 +150,10 @@ typedef struct {
 int dtls_seal_batch(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint8_t *cid,
                     size_t cid_len, size_t padding, dtls_seal_item *items, size_t n);
 
-/* The same over flat arrays (cheap to fill from Python): payload i is payload_lens[i] bytes,
- * the payloads lie back to back in payloads (payloads_len bytes in all); record i is written to out right after record
- * i-1, and record_lens[i] receives its length. Stops at the first failure.
+/* The same over flat arrays (cheap to fill from Python): payload i is payload_lens[i]
+ * bytes, the payloads lie back to back in payloads (payloads_len bytes in all); record i is
+ * written to out right after record i-1, and record_lens[i] receives its length. Stops at
+ * the first failure.
  * Returns the number of records sealed, or DTLS_ERR_* when the first one failed. */
 int dtls_seal_records(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint8_t *cid,
                       size_t cid_len, size_t padding, const uint64_t *seqs,
@@ -173,13 +177,13 @@ int dtls_open_batch(dtls_cipher *c, dtls_replay *window, size_t cid_len, dtls_op
                     size_t n);
 
 /* The same over flat arrays, in place: record i is record_lens[i] bytes and follows record
- * i-1 in data (data_len bytes in all). Per record: seqs[i], content_types[i],
- * plaintext_offsets[i] (from the start of data), plaintext_lens[i] and status[i] (0 or
- * DTLS_ERR_*); a failed record gets 0, 0, its own offset, 0. Returns the number opened,
- * or DTLS_ERR_ARGUMENT. */
-int dtls_open_records(dtls_cipher *c, dtls_replay *window, size_t cid_len, uint8_t *data,
-                      size_t data_len, const uint32_t *record_lens, size_t n, uint64_t *seqs,
-                      uint8_t *content_types, uint32_t *plaintext_offsets,
+ * i-1 in data (data_len bytes in all); without a window, reconstruction starts from
+ * next_seq. Per record: seqs[i], content_types[i], plaintext_offsets[i] (from the start of
+ * data), plaintext_lens[i] and status[i] (0 or DTLS_ERR_*); a failed record gets 0, 0, its
+ * own offset, 0. Returns the number opened, or DTLS_ERR_ARGUMENT. */
+int dtls_open_records(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, size_t cid_len,
+                      uint8_t *data, size_t data_len, const uint32_t *record_lens, size_t n,
+                      uint64_t *seqs, uint8_t *content_types, uint32_t *plaintext_offsets,
                       uint32_t *plaintext_lens, int8_t *status);
 
 /* ---- buffer pool of datagram-sized slabs ---- */
@@ -231,7 +235,7 @@ int dtls_bench_raw_aead_seal(dtls_cipher *c, const uint8_t *aad, size_t aad_len,
 /* n dtls_seal calls (sequence numbers 0 .. n-1). Returns 0 or DTLS_ERR_*. */
 int dtls_bench_seal(dtls_cipher *c, unsigned flags, const uint8_t *payload, size_t payload_len,
                     uint8_t *out, size_t out_cap, uint64_t n);
-/* n dtls_open calls of one record (no window, so it is not a replay). Returns 0 or DTLS_ERR_*. */
+/* n dtls_open calls of one record (no window: never a replay). Returns 0 or DTLS_ERR_*. */
 int dtls_bench_open(dtls_cipher *c, const uint8_t *rec, size_t rec_len, uint8_t *out,
                     size_t out_cap, uint64_t n);
 /* What dtls_seal adds to the AEAD, n times: write the unified header, compute the mask from

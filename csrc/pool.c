@@ -28,7 +28,10 @@ static void pool_lock(dtls_pool *p)
         ;
 }
 
-static void pool_unlock(dtls_pool *p) { atomic_flag_clear_explicit(&p->lock, memory_order_release); }
+static void pool_unlock(dtls_pool *p)
+{
+    atomic_flag_clear_explicit(&p->lock, memory_order_release);
+}
 
 dtls_pool *dtls_pool_new(size_t slab_size, size_t count)
 {

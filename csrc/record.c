@@ -303,16 +303,28 @@ static size_t unified_header_len(unsigned flags, size_t cid_len)
            ((flags & DTLS_HDR_LENGTH) ? 2 : 0);
 }
 
+/* The DTLSInnerPlaintext length for a payload and requested padding: padding is raised
+ * so that the ciphertext holds a 16-byte sample (§4.2.3). 0 when over the RFC 9846 §5.4
+ * limit of 2^14 + 1. */
+static size_t inner_len(const dtls_cipher *c, size_t payload_len, size_t padding)
+{
+    if (payload_len > DTLS_MAX_PLAINTEXT || padding > DTLS_MAX_INNER)
+        return 0;
+    size_t inner = payload_len + 1 + padding;
+    if (inner + c->tag_len < 16)
+        inner = 16 - (size_t)c->tag_len;
+    return inner <= DTLS_MAX_INNER ? inner : 0;
+}
+
 size_t dtls_sealed_len(const dtls_cipher *c, unsigned flags, size_t cid_len, size_t payload_len,
                        size_t padding)
 {
-    if (c == NULL || payload_len > DTLS_MAX_PLAINTEXT || padding > DTLS_MAX_INNER)
+    if (c == NULL || cid_len > DTLS_MAX_CID)
         return 0;
-    size_t tag = c->tag_len;
-    /* §4.2.3: pad so that the ciphertext holds a 16-byte sample */
-    if (payload_len + 1 + padding + tag < 16)
-        padding = 16 - tag - 1 - payload_len;
-    return unified_header_len(flags, cid_len) + payload_len + 1 + padding + tag;
+    size_t inner = inner_len(c, payload_len, padding);
+    if (inner == 0)
+        return 0;
+    return unified_header_len(flags, (flags & DTLS_HDR_CID) ? cid_len : 0) + inner + c->tag_len;
 }
 
 static int ranges_overlap(const void *a, size_t alen, const void *b, size_t blen)
@@ -337,22 +349,19 @@ int dtls_seal(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags, cons
     } else if (cid_len != 0) {
         return DTLS_ERR_ARGUMENT;
     }
-    if (payload_len > DTLS_MAX_PLAINTEXT)
+    size_t inner = inner_len(c, payload_len, padding); /* RFC 9846 §5.1, §5.4; §4.2.3 */
+    if (inner == 0)
         return DTLS_ERR_ARGUMENT;
-    size_t tag = c->tag_len;
-    if (payload_len + 1 + padding + tag < 16) /* §4.2.3: >= 16 bytes of ciphertext */
-        padding = 16 - tag - 1 - payload_len;
-    if (padding > DTLS_MAX_INNER - 1 - payload_len) /* RFC 9846 §5.4 */
-        return DTLS_ERR_ARGUMENT;
-    size_t inner = payload_len + 1 + padding;
-    size_t ct_len = inner + tag;
+    padding = inner - 1 - payload_len;
+    size_t ct_len = inner + c->tag_len;
     size_t hdr_len = unified_header_len(flags, cid_len);
     if (out_cap < hdr_len + ct_len)
         return DTLS_ERR_BUFFER;
     uint8_t *ct = out + hdr_len;
     /* The payload may already sit at the ciphertext position (seal in place), or
      * anywhere outside the record. */
-    if (payload_len > 0 && payload != ct && ranges_overlap(payload, payload_len, out, hdr_len + ct_len))
+    if (payload_len > 0 && payload != ct &&
+        ranges_overlap(payload, payload_len, out, hdr_len + ct_len))
         return DTLS_ERR_ARGUMENT;
 
     uint8_t *p = out;
@@ -429,7 +438,7 @@ typedef struct {
  * record takes the rest. Returns 0 or DTLS_ERR_MALFORMED. */
 static int parse_unified(const uint8_t *rec, size_t avail, size_t cid_len, unified_hdr *h)
 {
-    if (avail < 1 || (rec[0] & 0xE0u) != 0x20u)
+    if (cid_len > DTLS_MAX_CID || avail < 1 || (rec[0] & 0xE0u) != 0x20u)
         return DTLS_ERR_MALFORMED;
     uint8_t b = rec[0];
     int has_cid = (b & DTLS_HDR_CID) != 0;
@@ -458,9 +467,8 @@ int dtls_split_datagram(const uint8_t *data, size_t len, size_t cid_len, dtls_re
     size_t pos = 0, n = 0;
     if (dropped != NULL)
         *dropped = 0;
-    if (data == NULL || (spans == NULL && max_spans > 0))
-        return DTLS_ERR_ARGUMENT;
-    if (len > UINT32_MAX)
+    if (data == NULL || (spans == NULL && max_spans > 0) || len > UINT32_MAX ||
+        cid_len > DTLS_MAX_CID)
         return DTLS_ERR_ARGUMENT;
     while (pos < len && n < max_spans) {
         const uint8_t *r = data + pos;
@@ -525,12 +533,12 @@ static int open_record(dtls_cipher *c, dtls_replay *window, uint64_t next_seq,
                        size_t out_cap, int in_place, dtls_open_result *result)
 {
     unified_hdr h;
-    if (c == NULL || result == NULL || (rec == NULL && rec_len > 0))
+    if (c == NULL || result == NULL || (rec == NULL && rec_len > 0) || cid_len > DTLS_MAX_CID)
         return DTLS_ERR_ARGUMENT;
     if (rec == NULL || parse_unified(rec, rec_len, cid_len, &h) != 0)
         return DTLS_ERR_MALFORMED;
     /* §4.2.3: at least 16 bytes for the sample; RFC 9846 §5.2: at most 2^14 + 256 */
-    if (h.ct_len < 16 || h.ct_len > DTLS_MAX_CIPHERTEXT || h.ct_len < (size_t)c->tag_len + 1)
+    if (h.ct_len < 16 || h.ct_len > DTLS_MAX_CIPHERTEXT)
         return DTLS_ERR_MALFORMED;
     const uint8_t *ct = rec + h.hdr_len;
     size_t pt_len = h.ct_len - c->tag_len;
@@ -674,9 +682,9 @@ int dtls_open_batch(dtls_cipher *c, dtls_replay *window, size_t cid_len, dtls_op
     return ok;
 }
 
-int dtls_open_records(dtls_cipher *c, dtls_replay *window, size_t cid_len, uint8_t *data,
-                      size_t data_len, const uint32_t *record_lens, size_t n, uint64_t *seqs,
-                      uint8_t *content_types, uint32_t *plaintext_offsets,
+int dtls_open_records(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, size_t cid_len,
+                      uint8_t *data, size_t data_len, const uint32_t *record_lens, size_t n,
+                      uint64_t *seqs, uint8_t *content_types, uint32_t *plaintext_offsets,
                       uint32_t *plaintext_lens, int8_t *status)
 {
     if (n == 0)
@@ -687,7 +695,7 @@ int dtls_open_records(dtls_cipher *c, dtls_replay *window, size_t cid_len, uint8
         return DTLS_ERR_ARGUMENT;
     size_t pos = 0;
     int ok = 0;
-    uint64_t next = 0;
+    uint64_t next = next_seq;
     for (size_t i = 0; i < n; i++) {
         size_t len = record_lens[i];
         if (len > data_len - pos)

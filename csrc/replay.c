@@ -47,9 +47,9 @@ void dtls_replay_reset(dtls_replay *w)
     memset(w->bits, 0, (size_t)w->blocks * sizeof(uint64_t));
 }
 
-static inline uint64_t *block_of(const dtls_replay *w, uint64_t seq)
+static inline size_t block_index(const dtls_replay *w, uint64_t seq)
 {
-    return (uint64_t *)&w->bits[(seq >> 6) & (uint64_t)(w->blocks - 1u)];
+    return (size_t)((seq >> 6) & (uint64_t)(w->blocks - 1u));
 }
 
 int dtls_replay_check(const dtls_replay *w, uint64_t seq)
@@ -60,7 +60,7 @@ int dtls_replay_check(const dtls_replay *w, uint64_t seq)
         return 0; /* right of the window: new */
     if (w->top - seq >= w->size)
         return DTLS_ERR_REPLAYED; /* left of the window: too old */
-    return (*block_of(w, seq) >> (seq & 63u)) & 1u ? DTLS_ERR_REPLAYED : 0;
+    return (w->bits[block_index(w, seq)] >> (seq & 63u)) & 1u ? DTLS_ERR_REPLAYED : 0;
 }
 
 void dtls_replay_mark(dtls_replay *w, uint64_t seq)
@@ -76,13 +76,13 @@ void dtls_replay_mark(dtls_replay *w, uint64_t seq)
             memset(w->bits, 0, (size_t)w->blocks * sizeof(uint64_t));
         } else {
             for (uint64_t b = old_block + 1; b <= new_block; b++)
-                w->bits[b & (uint64_t)(w->blocks - 1u)] = 0;
+                w->bits[block_index(w, b << 6)] = 0;
         }
         w->top = seq;
     } else if (w->top - seq >= w->size) {
         return; /* behind the window: nothing to remember */
     }
-    *block_of(w, seq) |= UINT64_C(1) << (seq & 63u);
+    w->bits[block_index(w, seq)] |= UINT64_C(1) << (seq & 63u);
 }
 
 uint64_t dtls_replay_next(const dtls_replay *w)

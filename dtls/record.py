@@ -18,7 +18,8 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache, partial
@@ -73,7 +74,7 @@ KEY_LENGTHS = {  # RFC 9846 Appendix B.4
 # cffi lookups hoisted out of the per-record paths
 _NULL = ffi.NULL
 _from_buffer = ffi.from_buffer
-_unpack = ffi.unpack
+_unpack: Callable[..., bytes] = ffi.unpack
 _buffer = ffi.buffer
 _new = ffi.new
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
@@ -129,6 +130,9 @@ class RecordSpan(NamedTuple):
 
 
 class OpenedRecord(NamedTuple):
+    """A deprotected record: its inner content type (RFC 9147 §4), full sequence number,
+    and the content without the type and padding."""
+
     content_type: int
     seq: int  # the full, reconstructed sequence number (RFC 9147 §4.2.2)
     plaintext: memoryview
@@ -149,6 +153,15 @@ def _check(rc: int, what: str) -> int:
     raise ValueError(f"{what}: invalid argument (error {rc})")
 
 
+def _open_error(rc: int) -> OpenError:
+    """The OpenError for a dtls_open result; bad arguments and libcrypto failures raise."""
+    error = _ERRORS.get(rc)
+    if error is None:
+        _check(rc, "open")
+        raise AssertionError(rc)  # pragma: no cover - _check raised
+    return error
+
+
 def _pointer(data: Buffer) -> Any:
     # bytes pass to `const uint8_t *` as they are; other buffers through from_buffer
     return data if type(data) is bytes else _from_buffer(data)
@@ -157,7 +170,8 @@ def _pointer(data: Buffer) -> Any:
 # ---- splitting datagrams (RFC 9147 §4.1, §4.2) ----
 
 _SPAN_CAPACITY = 32
-_COPY_ONCE_LIMIT = 1 << 16
+_CHUNK_BYTES = 1 << 16  # batch work per C call
+_LARGE_RECORD = 4096  # from this average size on, batches go record by record
 _SCRATCH_KEEP = 1 << 21  # per-thread scratch kept between calls, at most
 _local = threading.local()
 
@@ -416,7 +430,7 @@ class RecordCipher:
 
     def seal_into(
         self,
-        out: Buffer,
+        out: bytearray | memoryview,
         offset: int,
         epoch: int,
         seq: int,
@@ -466,39 +480,31 @@ class RecordCipher:
         without a window); the window is checked and marked only once the record
         deprotected. Returns the record, or why it was dropped.
 
-        The plaintext: a writable `record` (bytearray, writable memoryview) is opened in
-        place and the plaintext is a view into it (its ciphertext is overwritten, also
-        when opening fails); a read-only `record` is opened into a new buffer that
-        belongs to the returned view alone. Either way the view stays valid as long as
+        The plaintext: a bytearray or writable memoryview `record` is opened in place
+        and the plaintext is a view into it (its ciphertext is overwritten, also when
+        opening fails); any other `record` (bytes, ...) is opened into a new bytearray
+        that belongs to the returned view alone. Either way the view stays valid as long as
         it is referenced, and later calls do not change it.
         """
         res = self._result
         w = _NULL if window is None else window._w
-        kind = type(record)
-        if kind is bytes or (kind is memoryview and record.readonly):
-            n = len(record)
-            out = bytearray(n)
-            rc = _open(
-                self._ctx,
-                w,
-                next_seq,
-                record if kind is bytes else _from_buffer(record),
-                n,
-                cid_len,
-                _from_buffer(out),
-                n,
-                res,
-            )
+        if type(record) is bytearray or (
+            type(record) is memoryview and not record.readonly and record.itemsize == 1
+        ):
+            buf = _from_buffer(record)
+            rc = _open_in_place(self._ctx, w, next_seq, buf, len(buf), cid_len, res)
             if rc:
-                return _ERRORS[rc] if rc in _ERRORS else _check(rc, "open")  # type: ignore
-            return _new_opened((res.content_type, res.seq, memoryview(out)[: res.plaintext_len]))
-        buf = _from_buffer(record, require_writable=True)
-        rc = _open_in_place(self._ctx, w, next_seq, buf, len(buf), cid_len, res)
+                return _open_error(rc)
+            start = res.header_len
+            view = memoryview(record) if type(record) is bytearray else record
+            return _new_opened((res.content_type, res.seq, view[start : start + res.plaintext_len]))
+        src = record if type(record) is bytes else _from_buffer(record)
+        n = len(src)
+        out = bytearray(n)
+        rc = _open(self._ctx, w, next_seq, src, n, cid_len, _from_buffer(out), n, res)
         if rc:
-            return _ERRORS[rc] if rc in _ERRORS else _check(rc, "open")  # type: ignore
-        start = res.header_len
-        view = record if kind is memoryview else memoryview(record)
-        return _new_opened((res.content_type, res.seq, view[start : start + res.plaintext_len]))
+            return _open_error(rc)
+        return _new_opened((res.content_type, res.seq, memoryview(out)[: res.plaintext_len]))
 
     def seal_batch(
         self,
@@ -510,47 +516,51 @@ class RecordCipher:
         with_length: bool = True,
         padding: int = 0,
     ) -> list[bytes]:
-        """`seal` for many (seq, content_type, payload) items of one epoch, in one C call."""
-        n = len(items)
-        if n == 0:
+        """`seal` for many (seq, content_type, payload) items of one epoch: one C call per
+        ~64 KB of payload (a chunk that stays in the CPU cache), or per record when the
+        records are large."""
+        if not items:
             return []
         seqs, types, payloads = zip(*items, strict=True)
-        joined = b"".join(payloads)
+        lens = list(map(len, payloads))
         cid_len = len(cid) if cid else 0
         flags = _flags(cid_len, seq16, with_length)
         overhead = _sealed_len(self._ctx, flags, cid_len, 0, padding)
         if overhead == 0:
             raise ValueError("padding too long for one record")
-        cap = len(joined) + n * overhead
-        out = _scratch(cap)
-        lens = _new("uint32_t[]", n)
-        got = _seal_records(
-            self._ctx,
-            epoch,
-            flags,
-            cid if cid_len else _NULL,
-            cid_len,
-            padding,
-            _new("uint64_t[]", seqs),
-            bytes(types),
-            joined,
-            len(joined),
-            _new("uint32_t[]", list(map(len, payloads))),
-            n,
-            out,
-            cap,
-            lens,
-        )
-        _check(got, "seal_batch")
-        if got != n:
-            raise ValueError(f"seal_batch: item {got} could not be sealed")
-        sizes = _unpack(lens, n)
-        ends = list(accumulate(sizes))
-        starts = [0, *ends[:-1]]
-        if ends[-1] <= _COPY_ONCE_LIMIT:  # small: one copy out, then slices
-            data = _unpack(out, ends[-1])
-            return list(map(data.__getitem__, map(slice, starts, ends)))
-        return list(map(_unpack, map(out.__add__, starts), sizes))
+        if sum(lens) >= _LARGE_RECORD * len(lens):
+            # large records: a copy into one buffer costs more than a call per record
+            seal = self.seal
+            return [
+                seal(epoch, seq, ct, p, cid=cid, seq16=seq16, with_length=with_length,
+                     padding=padding)
+                for seq, ct, p in zip(seqs, types, payloads, strict=True)
+            ]  # fmt: skip
+        cid_ptr = cid if cid_len else _NULL
+        sealed: list[bytes] = []
+        for a, b in _chunks(lens, _CHUNK_BYTES):
+            n = b - a
+            joined = b"".join(payloads[a:b])
+            cap = len(joined) + n * overhead
+            out = _scratch(cap)
+            sizes_c = _new("uint32_t[]", n)
+            got = _seal_records(
+                self._ctx, epoch, flags, cid_ptr, cid_len, padding,
+                _new("uint64_t[]", seqs[a:b]), bytes(types[a:b]), joined, len(joined),
+                _new("uint32_t[]", lens[a:b]), n, out, cap, sizes_c,
+            )  # fmt: skip
+            _check(got, "seal_batch")
+            if got != n:
+                raise ValueError(f"seal_batch: item {a + got} could not be sealed")
+            sizes = _unpack(sizes_c, n)
+            ends = list(accumulate(sizes))
+            starts = [0, *ends[:-1]]
+            if ends[-1] <= 512 * n:  # small records: one copy out, then slices
+                data = _unpack(out, ends[-1])
+                sealed += map(data.__getitem__, map(slice, starts, ends))
+            else:
+                sealed += map(_unpack, map(out.__add__, starts), sizes)
+        return sealed
 
     def open_batch(
         self,
@@ -559,49 +569,70 @@ class RecordCipher:
         *,
         cid_len: int = 0,
     ) -> list[OpenedRecord | OpenError]:
-        """`open` for many records of this epoch, in order, in one C call. Without a
-        window each sequence number is reconstructed against the records before it.
-        The records are copied into one new buffer and opened there, in place: the
-        plaintext views share that buffer and the inputs are left as they were."""
-        n = len(records)
-        if n == 0:
+        """`open` for many records of this epoch, in order: one C call per ~64 KB (or per
+        record when they are large). Without a window each sequence number is
+        reconstructed against the records before it.
+        The records are copied into new buffers and opened there, in place: the plaintext
+        views share those buffers and the inputs are left as they were."""
+        if not records:
             return []
-        data = bytearray().join(records)
-        buf = _from_buffer(data)
+        w = window._w if window is not None else _NULL
         lens = list(map(len, records))
-        seqs = _new("uint64_t[]", n)
-        types = _new("uint8_t[]", n)
-        starts = _new("uint32_t[]", n)
-        sizes = _new("uint32_t[]", n)
-        status = _new("int8_t[]", n)
-        opened = _open_records(
-            self._ctx,
-            window._w if window is not None else _NULL,
-            cid_len,
-            buf,
-            len(data),
-            _new("uint32_t[]", lens),
-            n,
-            seqs,
-            types,
-            starts,
-            sizes,
-            status,
-        )
-        _check(opened, "open_batch")
-        view = memoryview(data)
-        starts_l = _unpack(starts, n)
-        plaintexts = map(
-            view.__getitem__, map(slice, starts_l, map(int.__add__, starts_l, _unpack(sizes, n)))
-        )
-        out: list[OpenedRecord | OpenError] = list(
-            map(_new_opened, zip(_unpack(types, n), _unpack(seqs, n), plaintexts, strict=True))
-        )
-        if opened != n:
-            for i, rc in enumerate(_unpack(status, n)):
-                if rc:
-                    out[i] = _ERRORS[rc] if rc in _ERRORS else _check(rc, "open_batch")
-        return out
+        result: list[OpenedRecord | OpenError] = []
+        next_seq = 0
+        if sum(lens) >= _LARGE_RECORD * len(lens):
+            # large records: one call each, each into a new buffer (read-only views)
+            open_ = self.open
+            for record in records:
+                one = open_(memoryview(record).toreadonly(), window, cid_len=cid_len,
+                            next_seq=next_seq)  # fmt: skip
+                if type(one) is OpenedRecord:
+                    next_seq = max(next_seq, one.seq + 1)
+                result.append(one)
+            return result
+        for a, b in _chunks(lens, _CHUNK_BYTES):
+            n = b - a
+            data = bytearray().join(records[a:b])
+            seqs_c = _new("uint64_t[]", n)
+            types_c = _new("uint8_t[]", n)
+            starts_c = _new("uint32_t[]", n)
+            sizes_c = _new("uint32_t[]", n)
+            status_c = _new("int8_t[]", n)
+            opened = _open_records(
+                self._ctx, w, next_seq, cid_len, _from_buffer(data), len(data),
+                _new("uint32_t[]", lens[a:b]), n, seqs_c, types_c, starts_c, sizes_c, status_c,
+            )  # fmt: skip
+            _check(opened, "open_batch")
+            view = memoryview(data)
+            starts = _unpack(starts_c, n)
+            seqs = _unpack(seqs_c, n)
+            ends = map(int.__add__, starts, _unpack(sizes_c, n))
+            plaintexts = map(view.__getitem__, map(slice, starts, ends))
+            chunk: list[OpenedRecord | OpenError] = list(
+                map(_new_opened, zip(_unpack(types_c, n), seqs, plaintexts, strict=True))
+            )
+            if opened != n:
+                for i, rc in enumerate(_unpack(status_c, n)):
+                    if rc:
+                        chunk[i] = _open_error(rc)
+            if opened:
+                next_seq = max(next_seq, max(seqs) + 1)
+            result += chunk
+        return result
+
+
+def _chunks(sizes: list[int], limit: int) -> Iterator[tuple[int, int]]:
+    """[start, end) runs of consecutive items of about `limit` bytes (at least one item)."""
+    n = len(sizes)
+    ends = list(accumulate(sizes))
+    if ends[-1] <= limit:
+        yield 0, n
+        return
+    start, base = 0, 0
+    while start < n:
+        end = max(bisect_right(ends, base + limit, lo=start), start + 1)
+        yield start, end
+        base, start = ends[end - 1], end
 
 
 # ---- buffer pool ----
@@ -689,14 +720,14 @@ def _family_bytes(family: int, length: int) -> bytes:
 @lru_cache(maxsize=4096)
 def _encode_address(address: Address) -> bytes:
     """struct sockaddr_in / sockaddr_in6 for a socket-module address tuple."""
-    host, port = address[0], address[1]
-    host = host.decode() if isinstance(host, bytes) else host
+    host: str = address[0].decode() if isinstance(address[0], bytes) else address[0]
+    port: int = address[1]
     if ":" in host:
-        scope = address[3] if len(address) > 3 else 0
+        scope: int = address[3] if len(address) > 3 else 0
         if "%" in host:
             host, name = host.split("%", 1)
             scope = int(name) if name.isdigit() else socket.if_nametoindex(name)
-        flowinfo = address[2] if len(address) > 2 else 0
+        flowinfo: int = address[2] if len(address) > 2 else 0
         return (
             _family_bytes(socket.AF_INET6, 28)
             + port.to_bytes(2, "big")
@@ -789,7 +820,8 @@ def receive_datagrams(
             return []
     else:
         count = max_count
-        base = ffi.cast("uint8_t *", _scratch(max_count * buffer_size))
+        scratch = _scratch(max_count * buffer_size)  # referenced until the copies are made
+        base = ffi.cast("uint8_t *", scratch)
         for i, d in enumerate(arr):
             d.buf = base + i * buffer_size
             d.len = buffer_size

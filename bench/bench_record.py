@@ -1,0 +1,188 @@
+"""Record-layer benchmarks (pytest-benchmark): seal and open per record, beside the floor.
+
+The floor is a plain AEAD seal of the same bytes through the same libcrypto calls
+(`dtls_bench_raw_aead_seal`, a loop inside C). Beside it: dtls_seal/dtls_open in a C loop,
+the framing + record-number mask alone in C, and the Python API one record per call and
+in batches of 64. Run (see bench/README.md):
+
+    python -m pytest bench/bench_record.py --benchmark-only --benchmark-json=out.json
+    python bench/bench_record.py out.json        # the per-record table, in Markdown
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from dtls._native import ffi, lib
+
+from dtls.iana import CipherSuite
+from dtls.record import RecordCipher
+
+SUITES = list(CipherSuite)
+SIZES = [64, 1200, 16384]
+BATCH = 64
+FLAGS = lib.DTLS_HDR_SEQ16 | lib.DTLS_HDR_LENGTH  # what wolfSSL sends: S=1, L=1, no CID
+AAD = bytes([0x2F | FLAGS, 0, 0, 0, 0])  # the 5-byte unified header, as dtls_seal uses
+
+
+def loop_count(size: int) -> int:
+    """Records per C-loop call: about a millisecond of work."""
+    return max(20, 200_000 // (size + 200))
+
+
+def ids(suite: int) -> str:
+    return CipherSuite(suite).name.removeprefix("TLS_")
+
+
+@pytest.fixture(scope="module", params=SUITES, ids=ids)
+def cipher(request: pytest.FixtureRequest) -> RecordCipher:
+    return RecordCipher.from_secret(request.param, os.urandom(48))
+
+
+def run(
+    benchmark: Any,
+    cipher: RecordCipher,
+    kind: str,
+    size: int,
+    records: int,
+    fn: Callable[[], object],
+) -> None:
+    benchmark.group = f"{kind} {size}"
+    benchmark.extra_info.update(suite=ids(cipher.suite), kind=kind, size=size, records=records)
+    benchmark(fn)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_floor_raw_aead_seal(benchmark: Any, cipher: RecordCipher, size: int) -> None:
+    n = loop_count(size)
+    payload = os.urandom(size + 1)  # the same DTLSInnerPlaintext bytes dtls_seal encrypts
+    out = ffi.new("uint8_t[]", size + 64)
+    ctx = cipher._ctx
+
+    def fn() -> None:
+        assert lib.dtls_bench_raw_aead_seal(ctx, AAD, 5, payload, size + 1, out, size + 64, n) == 0
+
+    run(benchmark, cipher, "floor", size, n, fn)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_c_seal(benchmark: Any, cipher: RecordCipher, size: int) -> None:
+    n = loop_count(size)
+    payload = os.urandom(size)
+    out = ffi.new("uint8_t[]", size + 64)
+    ctx = cipher._ctx
+
+    def fn() -> None:
+        assert lib.dtls_bench_seal(ctx, FLAGS, payload, size, out, size + 64, n) == 0
+
+    run(benchmark, cipher, "c_seal", size, n, fn)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_c_open(benchmark: Any, cipher: RecordCipher, size: int) -> None:
+    n = loop_count(size)
+    record = cipher.seal(3, 1, 23, os.urandom(size))
+    out = ffi.new("uint8_t[]", size + 64)
+    ctx = cipher._ctx
+
+    def fn() -> None:
+        assert lib.dtls_bench_open(ctx, record, len(record), out, size + 64, n) == 0
+
+    run(benchmark, cipher, "c_open", size, n, fn)
+
+
+def test_c_frame_mask(benchmark: Any, cipher: RecordCipher) -> None:
+    n = 20_000
+    out = ffi.new("uint8_t[]", 64)
+    ctx = cipher._ctx
+
+    def fn() -> None:
+        assert lib.dtls_bench_frame_mask(ctx, FLAGS, out, 64, n) == 0
+
+    run(benchmark, cipher, "frame_mask", 0, n, fn)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_py_seal(benchmark: Any, cipher: RecordCipher, size: int) -> None:
+    payload = os.urandom(size)
+    seal = cipher.seal
+    run(benchmark, cipher, "py_seal", size, 1, lambda: seal(3, 12345, 23, payload))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_py_seal_batch(benchmark: Any, cipher: RecordCipher, size: int) -> None:
+    items = [(i, 23, os.urandom(size)) for i in range(BATCH)]
+    seal_batch = cipher.seal_batch
+    run(benchmark, cipher, "py_seal_batch", size, BATCH, lambda: seal_batch(3, items))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_py_open(benchmark: Any, cipher: RecordCipher, size: int) -> None:
+    record = cipher.seal(3, 1, 23, os.urandom(size))
+    open_ = cipher.open
+    run(benchmark, cipher, "py_open", size, 1, lambda: open_(record))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_py_open_batch(benchmark: Any, cipher: RecordCipher, size: int) -> None:
+    records = cipher.seal_batch(3, [(i, 23, os.urandom(size)) for i in range(BATCH)])
+    open_batch = cipher.open_batch
+    run(benchmark, cipher, "py_open_batch", size, BATCH, lambda: open_batch(records))
+
+
+# ---- the table ----
+
+COLUMNS = [
+    ("floor", "floor (C AEAD)"),
+    ("c_seal", "C seal"),
+    ("py_seal", "py seal 1/call"),
+    ("py_seal_batch", "py seal batch"),
+    ("c_open", "C open"),
+    ("py_open", "py open 1/call"),
+    ("py_open_batch", "py open batch"),
+]
+
+
+def table(path: str) -> str:
+    """Per-record nanoseconds (the fastest round of each benchmark, divided by the records
+    it handled) and the ratio to the floor."""
+    with open(path) as f:
+        data = json.load(f)
+    cells: dict[tuple[str, str, int], float] = {}
+    for b in data["benchmarks"]:
+        info = b["extra_info"]
+        per_record = b["stats"]["min"] * 1e9 / info["records"]
+        cells[(info["suite"], info["kind"], info["size"])] = per_record
+    suites = sorted({s for s, _, _ in cells}, key=lambda s: [ids(x) for x in SUITES].index(s))
+    lines = [
+        "| suite | size | " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|---|---:|" + "---:|" * len(COLUMNS),
+    ]
+    for suite in suites:
+        for size in SIZES:
+            floor = cells.get((suite, "floor", size))
+            row = [suite, str(size)]
+            for kind, _ in COLUMNS:
+                v = cells.get((suite, kind, size))
+                if v is None:
+                    row.append("")
+                elif kind == "floor" or not floor:
+                    row.append(f"{v:,.0f}")
+                else:
+                    row.append(f"{v:,.0f} ({v / floor:.2f}x)")
+            lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "| suite | framing + mask in C (ns/record) |", "|---|---:|"]
+    for suite in suites:
+        v = cells.get((suite, "frame_mask", 0))
+        if v is not None:
+            lines.append(f"| {suite} | {v:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(sys.argv[1]))
