@@ -29,8 +29,8 @@ __all__ = [
 
 _LAZY = {
     "Connection": "connection",
-    "HandshakeState": "connection",
-    "respond_statelessly": "connection",
+    "HandshakeState": "handshake",
+    "respond_statelessly": "handshake_server",
     "Context": "config",
     "CookieMode": "config",
     "ServerEndpoint": "server",

@@ -8,18 +8,14 @@ Appendix A; flights, fragments, ACKs and retransmission follow RFC 9147 §5 and 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from . import crypto
 from .config import Context, CookieMode
-from .cookie import make_cookie, open_cookie
 from .errors import (
     BadCertificate,
     BadRecordMac,
@@ -28,52 +24,47 @@ from .errors import (
     DecodeError,
     DecryptError,
     DTLSError,
-    HandshakeFailure,
     IllegalParameter,
     InternalError,
-    MissingExtension,
-    NoApplicationProtocol,
     ProtocolError,
-    ProtocolVersionError,
     RecordOverflow,
-    TooManyCidsRequested,
     UnexpectedMessage,
-    UnsupportedCertificate,
     UnsupportedExtension,
 )
 from .events import (
     AlertReceived,
     ConnectionClosed,
-    ConnectionIdsIssued,
     DataReceived,
     Event,
     HandshakeCompleted,
     KeyUpdated,
-    PeerAddressChanged,
-    SessionTicketReceived,
 )
+from .handshake import (
+    MAX_PLAINTEXT,
+    RAW_PUBLIC_KEY,
+    X509,
+    Address,
+    FlightKind,
+    HandshakeState,
+    PskCandidate,
+)
+from .handshake_client import ClientHandshake
+from .handshake_server import ServerHandshake
 from .iana import (
-    DTLS12_LEGACY_VERSION,
-    DTLS13_VERSION,
     AlertDescription,
     AlertLevel,
     CipherSuite,
     ContentType,
-    ExtensionType,
     HandshakeType,
     KeyUpdateRequest,
     NamedGroup,
-    PskKeyExchangeMode,
 )
 from .keyschedule import (
     KeySchedule,
     Transcript,
-    compute_binder,
     export_keying_material,
     finished_verify_data,
     next_application_traffic_secret,
-    resumption_psk,
-    suite_hash_name,
 )
 from .messages import (
     DTLS_HANDSHAKE_HEADER_LEN,
@@ -83,17 +74,8 @@ from .messages import (
     CertificateRequest,
     CertificateVerify,
     ClientHello,
-    EncryptedExtensions,
     Finished,
-    KeyShareEntry,
     KeyUpdate,
-    NewConnectionId,
-    NewSessionTicket,
-    OfferedPsks,
-    PskIdentity,
-    RequestConnectionId,
-    ServerHello,
-    client_hello_with_binders,
     decode_ack,
     decode_alert,
     decode_handshake_body,
@@ -102,21 +84,14 @@ from .messages import (
     encode_alert,
     encode_handshake_body,
     encode_handshake_fragment,
-    peek_client_hello_cookie,
     transcript_bytes,
-    truncated_client_hello,
 )
 from .path import (
-    MAX_CHALLENGES,
     RRC_CONTENT_TYPE,
-    RRC_EXTENSION,
     ConnectionIds,
+    ConnectionIdUpdates,
     PathChallenge,
-    RrcMessageType,
-    decode_rrc,
-    encode_rrc,
 )
-from .record import PLAINTEXT_HEADER_LEN, RecordKind, seal_plaintext, split_datagram
 from .record_layer import InboundRecord, RecordLayer
 from .reliability import (
     FragmentResult,
@@ -127,22 +102,8 @@ from .reliability import (
     RecordNumber,
     RetransmitTimer,
 )
-from .session import ExternalPsk, Session, TicketContents
-from .srtp import EXPORTER_LABEL as SRTP_EXPORTER_LABEL
-from .srtp import (
-    SrtpKeys,
-    check_server_choice,
-    decode_use_srtp,
-    encode_use_srtp,
-    keying_material_length,
-    select_profile,
-)
+from .session import Session
 from .stats import ConnectionStats
-
-MAX_PLAINTEXT = 1 << 14  # RFC 9846 §5.1
-# Certificate types (RFC 7250 §3)
-X509 = 0
-RAW_PUBLIC_KEY = 2
 
 # AEAD limits per key (RFC 9147 §4.5.3, RFC 9846 §5.5): records protected, and records
 # failing authentication. CCM_8's 2^7 forgery bound is why it is off by default.
@@ -159,49 +120,6 @@ MAX_EARLY_RECORDS = 32
 # A fragment smaller than this is not worth starting in the rest of a datagram.
 MIN_FRAGMENT = 64
 
-Address = Any
-
-
-class HandshakeState(Enum):
-    """RFC 9846 Appendix A, client and server."""
-
-    START = "START"
-    WAIT_SH = "WAIT_SH"
-    WAIT_EE = "WAIT_EE"
-    WAIT_CERT_CR = "WAIT_CERT_CR"
-    WAIT_CERT = "WAIT_CERT"
-    WAIT_CV = "WAIT_CV"
-    WAIT_FINISHED = "WAIT_FINISHED"
-    CONNECTED = "CONNECTED"
-    CLOSED = "CLOSED"
-
-
-class _Flight(Enum):
-    HANDSHAKE = "handshake"
-    KEY_UPDATE = "key_update"
-    NEW_SESSION_TICKET = "new_session_ticket"
-    NEW_CONNECTION_ID = "new_connection_id"
-    REQUEST_CONNECTION_ID = "request_connection_id"
-
-
-@dataclass
-class _Psk:
-    """A PSK offered (client) or accepted (server), RFC 9846 §4.2.11."""
-
-    identity: bytes
-    key: bytes
-    hash_name: str
-    external: bool
-    obfuscated_age: int = 0
-    session: Session | None = None
-    ticket: TicketContents | None = None
-
-
-_SUITE_FOR_HASH = {
-    "sha256": CipherSuite.TLS_AES_128_GCM_SHA256,
-    "sha384": CipherSuite.TLS_AES_256_GCM_SHA384,
-}
-
 
 def _group_name(group: int | None) -> str | None:
     if group is None:
@@ -217,177 +135,15 @@ def _group_name(group: int | None) -> str | None:
 # ---------------------------------------------------------------------------------------
 
 
-def _check_client_hello(ch: ClientHello) -> None:
-    """Checks every server makes before anything else (RFC 9147 §5.3, RFC 9846 §4.1.2)."""
-    if not ch.supported_versions or DTLS13_VERSION not in ch.supported_versions:
-        raise ProtocolVersionError("client does not offer DTLS 1.3")
-    if ch.legacy_version != DTLS12_LEGACY_VERSION:
-        raise ProtocolVersionError("legacy_version must be DTLS 1.2 (RFC 9147 §5.3)")
-    if ch.legacy_cookie:
-        raise IllegalParameter("legacy_cookie must be empty in DTLS 1.3")
-    if ch.legacy_compression_methods != b"\x00":
-        raise IllegalParameter("legacy_compression_methods must be null only")
-    if ch.pre_shared_key is not None and ch.psk_key_exchange_modes is None:
-        raise MissingExtension("pre_shared_key without psk_key_exchange_modes")  # §4.2.9
-    if ch.pre_shared_key is None:
-        if ch.signature_algorithms is None:
-            raise MissingExtension("signature_algorithms is required without a PSK")
-        if ch.supported_groups is None or ch.key_share is None:
-            raise MissingExtension("supported_groups and key_share are required without a PSK")
-
-
-def _select_suite(context: Context, ch: ClientHello, hash_name: str | None = None) -> int:
-    """The server's most preferred suite that the client offers (RFC 9846 §4.1.1), with
-    `hash_name` when a PSK fixes the hash (§4.2.11)."""
-    for suite in context.cipher_suites:
-        if suite in ch.cipher_suites and hash_name in (None, suite_hash_name(suite)):
-            return int(suite)
-    raise HandshakeFailure("no cipher suite in common")
-
-
-def _select_key_share(context: Context, ch: ClientHello) -> KeyShareEntry | None:
-    """The first of the client's shares for a group we accept (RFC 9846 §4.2.8)."""
-    offered = ch.supported_groups or []
-    for entry in ch.key_share or []:
-        if entry.group in context.groups and entry.group in offered:
-            return entry
-    return None
-
-
-def _select_retry_group(context: Context, ch: ClientHello) -> int:
-    """The group a HelloRetryRequest asks for (RFC 9846 §4.1.4); 0 for none (psk_ke)."""
-    if ch.supported_groups is None:
-        return 0
-    for group in context.groups:
-        if group in (ch.supported_groups or []):
-            return int(group)
-    raise HandshakeFailure("no group in common")
-
-
-def _hello_retry_request(
-    context: Context,
-    ch: ClientHello,
-    ch_body: bytes,
-    addr: Address,
-    now: float,
-    suite: int,
-    group: int,
-) -> bytes:
-    """A HelloRetryRequest body carrying a stateless cookie (RFC 9147 §5.1)."""
-    hash_name = suite_hash_name(suite)
-    ch_hash = hashlib.new(hash_name, transcript_bytes(HandshakeType.CLIENT_HELLO, ch_body)).digest()
-    cookie = make_cookie(context.cookie_secrets()[0], addr, now, suite, group, ch_hash)
-    return _encode_hello_retry(ch, suite, group, cookie)
-
-
-def _encode_hello_retry(ch: ClientHello, suite: int, group: int, cookie: bytes) -> bytes:
-    hrr = ServerHello(
-        random=HELLO_RETRY_REQUEST_RANDOM,
-        cipher_suite=suite,
-        supported_versions=DTLS13_VERSION,
-        selected_group=group or None,
-        cookie=cookie,
-    )
-    return encode_handshake_body(hrr)
-
-
-def _plaintext_handshake_record(
-    msg_type: int, message_seq: int, body: bytes, record_seq: int
-) -> bytes:
-    fragment = encode_handshake_fragment(msg_type, len(body), message_seq, 0, body)
-    return seal_plaintext(ContentType.HANDSHAKE, record_seq, fragment)
-
-
-def _screen_fragmented_client_hello(
-    context: Context, frag: Any, addr: Address, now: float, require_cookie: bool
-) -> StatelessResponse:
-    """A ClientHello too large for one datagram (a post-quantum key share). Without its
-    whole body there is no hash for a cookie, so our clients send a first ClientHello that
-    fits (an empty key_share) and only the second, with the cookie, is fragmented: its
-    first fragment carries the cookie, which proves the address before we keep state."""
-    if not require_cookie:
-        return StatelessResponse("accept")
-    if frag.fragment_offset != 0:
-        return StatelessResponse("drop")  # the first fragment, with the cookie, comes first
-    cookie = peek_client_hello_cookie(frag.fragment)
-    if cookie is not None and open_cookie(
-        context.cookie_secrets(), cookie, addr, now, context.cookie_lifetime
-    ):
-        return StatelessResponse("accept")
-    return StatelessResponse("drop")
-
-
-@dataclass(frozen=True)
-class StatelessResponse:
-    """What a server does with a datagram from an address it keeps no state for."""
-
-    # "accept": make a connection; "retry": send `datagram` (the HRR); "reject": send
-    # `datagram` (an illegal_parameter alert for a bad cookie); "drop"
-    action: str
-    datagram: bytes | None = None
-
-
-def respond_statelessly(
-    context: Context, data: bytes, addr: Address, now: float, *, require_cookie: bool = True
-) -> StatelessResponse:
-    """Answer a first ClientHello with a cookie HelloRetryRequest, keeping no state
-    (RFC 9147 §5.1). A ClientHello with a valid cookie (or, with require_cookie False, one
-    that needs no retry) is accepted: the caller makes a `Connection` and feeds it `data`.
-    """
-    try:
-        spans, _ = split_datagram(data, 0)
-    except Exception:  # pragma: no cover - split never raises on bytes
-        return StatelessResponse("drop")
-    if not spans:
-        return StatelessResponse("drop")
-    span = spans[0]
-    if span.kind != RecordKind.PLAINTEXT or span.first_byte != ContentType.HANDSHAKE or span.epoch:
-        return StatelessResponse("drop")
-    payload = bytes(data[span.offset + PLAINTEXT_HEADER_LEN : span.offset + span.length])
-    try:
-        fragments = decode_handshake_fragments(payload)
-        if not fragments:
-            return StatelessResponse("drop")
-        frag = fragments[0]
-        if frag.msg_type != HandshakeType.CLIENT_HELLO:
-            return StatelessResponse("drop")
-        if frag.fragment_offset != 0 or frag.fragment_length != frag.length:
-            return _screen_fragmented_client_hello(context, frag, addr, now, require_cookie)
-        ch = decode_handshake_body(HandshakeType.CLIENT_HELLO, frag.fragment)
-        assert isinstance(ch, ClientHello)
-        _check_client_hello(ch)
-        suite = _select_suite(context, ch)
-        if ch.cookie is not None:
-            contents = open_cookie(
-                context.cookie_secrets(), ch.cookie, addr, now, context.cookie_lifetime
-            )
-            if contents is not None:
-                return StatelessResponse("accept")
-            # RFC 9147 §5.1: an invalid cookie is answered with illegal_parameter, so the
-            # client can start again without one.
-            alert = encode_alert(AlertLevel.FATAL, AlertDescription.ILLEGAL_PARAMETER)
-            return StatelessResponse("reject", seal_plaintext(ContentType.ALERT, span.seq, alert))
-        share = _select_key_share(context, ch)
-        if share is not None and not require_cookie:
-            return StatelessResponse("accept")
-        group = 0 if share is not None else _select_retry_group(context, ch)
-        body = _hello_retry_request(context, ch, frag.fragment, addr, now, suite, group)
-    except DTLSError:
-        # Let a connection answer with the proper alert once the address is proven;
-        # until then, stay silent (RFC 9147 §5.1: no state, no amplification).
-        return StatelessResponse("drop")
-    record = _plaintext_handshake_record(
-        HandshakeType.SERVER_HELLO, frag.message_seq, body, span.seq
-    )
-    return StatelessResponse("retry", record)
-
-
 # ---------------------------------------------------------------------------------------
 # The connection
 # ---------------------------------------------------------------------------------------
 
 
-class Connection:
+__all__ = ["Connection", "HandshakeState"]
+
+
+class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
     """One DTLS 1.3 association, client or server, as the context says."""
 
     def __init__(
@@ -435,7 +191,7 @@ class Connection:
         self._reassembler = HandshakeReassembler(
             context.max_handshake_message_size, context.max_handshake_buffer
         )
-        self._flights: dict[_Flight, OutgoingFlight] = {}
+        self._flights: dict[FlightKind, OutgoingFlight] = {}
         self._unsent: list[OutgoingFlight] = []
         self._ack_pending: list[RecordNumber] = []
         self._ack_deadline: float | None = None
@@ -460,7 +216,7 @@ class Connection:
         self.session = session
         self.resumed = False
         self.early_data_accepted = False
-        self._psk: _Psk | None = None
+        self._psk: PskCandidate | None = None
         self._early_sent: list[bytes] = []
         self._early_received = 0
         self._tickets_sent = 0
@@ -631,7 +387,7 @@ class Connection:
                 continue
             if flight.timeouts >= self.context.max_retransmissions:
                 del self._flights[kind]
-                what = "handshake" if kind is _Flight.HANDSHAKE else kind.value
+                what = "handshake" if kind is FlightKind.HANDSHAKE else kind.value
                 self._close(
                     f"{what} timed out: no answer after {flight.timeouts} retransmissions",
                     error=True,
@@ -670,45 +426,14 @@ class Connection:
         acknowledged. A second call while one is outstanding is merged with it."""
         if self.state is not HandshakeState.CONNECTED:
             raise ConnectionStateError("keys can be updated only on an established connection")
-        if _Flight.KEY_UPDATE in self._flights:
+        if FlightKind.KEY_UPDATE in self._flights:
             return
         request = (
             KeyUpdateRequest.UPDATE_REQUESTED
             if request_peer_update
             else KeyUpdateRequest.UPDATE_NOT_REQUESTED
         )
-        self._send_post_handshake(_Flight.KEY_UPDATE, KeyUpdate(int(request)))
-
-    def issue_connection_ids(self, count: int, *, immediate: bool = False) -> list[bytes]:
-        """Give the peer `count` new CIDs to send to us with (RFC 9147 §9 NewConnectionId);
-        all our CIDs stay valid. With `immediate` the peer switches to the first."""
-        self._check_cids_negotiated()
-        if not self.local_cid:
-            raise ConnectionStateError("we receive a zero-length CID: nothing to issue")
-        if _Flight.NEW_CONNECTION_ID in self._flights:
-            raise ConnectionStateError("a NewConnectionId is still unacknowledged")
-        cids = self._cids.new_local(count)
-        usage = 0 if immediate else 1  # cid_immediate / cid_spare
-        self._send_post_handshake(_Flight.NEW_CONNECTION_ID, NewConnectionId(cids, usage))
-        self._events.append(ConnectionIdsIssued(tuple(cids)))
-        return cids
-
-    def request_connection_ids(self, count: int) -> None:
-        """Ask the peer for `count` spare CIDs (RFC 9147 §9 RequestConnectionId)."""
-        self._check_cids_negotiated()
-        if not self.peer_cid:
-            raise ConnectionStateError("the peer receives a zero-length CID")
-        if self._cids.request_outstanding:
-            raise ConnectionStateError("an earlier RequestConnectionId is unfulfilled")
-        self._cids.request_outstanding = True
-        self._send_post_handshake(_Flight.REQUEST_CONNECTION_ID, RequestConnectionId(count))
-
-    def use_next_peer_cid(self) -> bytes | None:
-        """Send with the peer's next spare CID, e.g. after our address changed (§9)."""
-        cid = self._cids.next_peer()
-        if cid is not None:
-            self._records.send_cid = cid or None
-        return cid
+        self._send_post_handshake(FlightKind.KEY_UPDATE, KeyUpdate(int(request)))
 
     def close(self) -> None:
         """Send close_notify and close (RFC 9846 §6.1)."""
@@ -797,12 +522,12 @@ class Connection:
         self._start_flight(flight, now)
 
     def _start_flight(self, flight: OutgoingFlight, now: float) -> None:
-        self._flights[_Flight.HANDSHAKE] = flight
+        self._flights[FlightKind.HANDSHAKE] = flight
         self._ack_pending.clear()
         self._ack_deadline = None
         self._transmit(flight, now)
 
-    def _send_post_handshake(self, kind: _Flight, message: Any) -> None:
+    def _send_post_handshake(self, kind: FlightKind, message: Any) -> None:
         flight = OutgoingFlight(
             [self._handshake_message(self._app_send_epoch, message)], needs_ack=True
         )
@@ -843,15 +568,15 @@ class Connection:
         self.retransmissions += 1
         self._transmit(flight, now)
 
-    def _flight_acknowledged(self, kind: _Flight, now: float) -> None:
+    def _flight_acknowledged(self, kind: FlightKind, now: float) -> None:
         flight = self._flights.pop(kind, None)
         if flight is None:
             return
         if flight.transmissions == 1 and flight.first_sent is not None:
             self._rto.measured(now - flight.first_sent)  # RFC 9147 §5.8.2
-        if kind is _Flight.KEY_UPDATE:
+        if kind is FlightKind.KEY_UPDATE:
             self._advance_send_epoch()
-        elif kind is _Flight.HANDSHAKE and self.state is HandshakeState.CONNECTED:
+        elif kind is FlightKind.HANDSHAKE and self.state is HandshakeState.CONNECTED:
             # The server has our Finished: it will not resend its flight, and we will not
             # resend ours; the handshake keys can go (RFC 9147 §5.8.1).
             self._records.drop_send(2)
@@ -994,7 +719,7 @@ class Connection:
     def _on_retransmission_received(self, record: InboundRecord, now: float) -> None:
         """The peer resent messages we already processed (RFC 9147 §5.8.1): resend our
         answering flight if it is unacknowledged, else acknowledge again."""
-        flight = self._flights.get(_Flight.HANDSHAKE)
+        flight = self._flights.get(FlightKind.HANDSHAKE)
         if flight is not None and record.epoch < 3 and not _acked_any(flight):
             # Once per retransmitted flight, not once per record of it.
             if flight.last_sent is None or now - flight.last_sent >= self._rto.value / 2:
@@ -1068,707 +793,8 @@ class Connection:
         self._transcript.add(transcript_bytes(message.msg_type, message.body))
 
     # ---- client ----
-    def _build_client_hello(self) -> ClientHello:
-        ctx = self.context
-        share_groups = ctx.key_share_groups or ctx.groups[:1]
-        for group in share_groups:
-            if group not in self._key_shares:
-                self._key_shares[int(group)] = crypto.generate_key_share(int(group))
-        server_name = (
-            self.server_name if self.server_name and not _is_ip(self.server_name) else None
-        )
-        return ClientHello(
-            random=self._client_random,
-            cipher_suites=[int(s) for s in ctx.cipher_suites],
-            supported_versions=[DTLS13_VERSION],
-            supported_groups=[int(g) for g in ctx.groups],
-            key_share=[
-                KeyShareEntry(group, share.public_bytes)
-                for group, share in self._key_shares.items()
-            ],
-            signature_algorithms=[int(s) for s in ctx.signature_algorithms],
-            server_name=server_name,
-            connection_id=self.local_cid,
-            alpn_protocols=[p.encode() for p in ctx.alpn_protocols] or None,
-            record_size_limit=ctx.record_size_limit,
-            other_extensions=self._client_raw_extensions(),
-            **self._psk_extensions(),
-        )
-
-    def _client_raw_extensions(self) -> list[tuple[int, bytes]]:
-        """Extensions the codecs keep raw: rrc and use_srtp."""
-        ctx = self.context
-        raw = []
-        if self.local_cid is not None and ctx.return_routability_check:
-            raw.append((RRC_EXTENSION, b""))
-        if ctx.srtp_profiles:
-            raw.append((ExtensionType.USE_SRTP, encode_use_srtp(list(ctx.srtp_profiles))))
-        # RFC 7250 §4.1: the certificate types we can send, and those we accept.
-        if ctx.raw_public_key and ctx.private_key is not None:
-            raw.append((ExtensionType.CLIENT_CERTIFICATE_TYPE, bytes([2, RAW_PUBLIC_KEY, X509])))
-        if ctx.pinned_public_keys:
-            raw.append((ExtensionType.SERVER_CERTIFICATE_TYPE, bytes([2, RAW_PUBLIC_KEY, X509])))
-        return raw
-
-    def _fit_first_client_hello(self, ch: ClientHello) -> None:
-        """A first ClientHello that would not fit in one datagram (e.g. an ML-KEM key
-        share) goes with an empty key_share instead: the server's HelloRetryRequest picks
-        the group, and a stateless server can still check its cookie (RFC 9147 §5.1)."""
-        size = len(encode_handshake_body(ch)) + DTLS_HANDSHAKE_HEADER_LEN + PLAINTEXT_HEADER_LEN
-        if size > self.context.max_datagram_size and ch.key_share:
-            ch.key_share = []
-            self._key_shares.clear()
-
-    def _offered_psk(self) -> _Psk | None:
-        """The ticket to resume with, or the external PSK (RFC 9846 §4.2.11)."""
-        session = self.session
-        now = self.context.wall_clock()
-        if (
-            session is not None
-            and session.is_valid(now)
-            and session.cipher_suite in self.context.cipher_suites
-        ):
-            return _Psk(
-                session.ticket,
-                session.psk,
-                session.hash_name,
-                external=False,
-                obfuscated_age=session.obfuscated_age(now),
-                session=session,
-            )
-        psk = self.context.psk
-        if isinstance(psk, ExternalPsk):
-            return _Psk(psk.identity, psk.key, psk.hash_name, external=True)
-        return None
-
-    def _psk_extensions(self) -> dict[str, Any]:
-        psk = self._psk
-        if psk is None:
-            return {}
-        hash_len = hashlib.new(psk.hash_name).digest_size
-        session = psk.session
-        early = (
-            self.context.early_data
-            and session is not None
-            and session.max_early_data_size > 0
-            and bool(self._pending_app)
-            and not self._retried
-        )
-        return {
-            "psk_key_exchange_modes": [int(m) for m in self.context.psk_key_exchange_modes],
-            "early_data": early,
-            "pre_shared_key": OfferedPsks(
-                [PskIdentity(psk.identity, psk.obfuscated_age)], [bytes(hash_len)]
-            ),
-        }
-
-    def _client_hello_message(self, ch: ClientHello) -> OutgoingMessage:
-        """Encode a ClientHello, with its PSK binder computed over the truncated message
-        and everything before it in the transcript (RFC 9846 §4.2.11.2)."""
-        body = encode_handshake_body(ch)
-        psk = self._psk
-        if ch.pre_shared_key is not None and psk is not None:
-            digest = self._transcript.digest_with(truncated_client_hello(body), psk.hash_name)
-            binder = compute_binder(psk.hash_name, _binder_key(psk), digest)
-            body = client_hello_with_binders(body, [binder])
-        return self._raw_handshake_message(0, HandshakeType.CLIENT_HELLO, body)
-
-    def _send_early_data(self) -> None:
-        """0-RTT (RFC 9846 §2.3): queued data in epoch 1, up to the ticket's limit."""
-        psk = self._psk
-        assert psk is not None and psk.session is not None
-        session = psk.session
-        schedule = KeySchedule(session.cipher_suite)
-        schedule.early_secret(psk.key)
-        secret = schedule.client_early_traffic_secret(
-            self._transcript.digest_with(b"", psk.hash_name)
-        )
-        self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", secret)
-        self._records.install_send(1, session.cipher_suite, secret)
-        budget = session.max_early_data_size
-        while self._pending_app and len(self._pending_app[0]) <= budget:
-            data = self._pending_app.pop(0)
-            budget -= len(data)
-            record, _ = self._records.seal(1, ContentType.APPLICATION_DATA, data)
-            self._emit(record)
-            self._early_sent.append(data)
-
-    def _client_server_hello(self, message: ReceivedMessage, now: float) -> None:
-        sh = self._decode(message)
-        assert isinstance(sh, ServerHello)
-        assert self._client_hello is not None
-        # RFC 9846 §4.2.1: supported_versions decides; legacy_version is then ignored.
-        if sh.supported_versions is None:
-            raise ProtocolVersionError("server did not select DTLS 1.3")
-        if sh.supported_versions != DTLS13_VERSION:
-            raise IllegalParameter("server selected a version we did not offer")
-        offered_cid = self._client_hello.connection_id is not None
-        offered = self._client_hello.other_extensions
-        self._rrc = (RRC_EXTENSION, b"") in sh.other_extensions and bool(offered)
-        unsolicited = [e for e in sh.other_extensions if e not in offered]
-        if unsolicited or (sh.connection_id is not None and not offered_cid):
-            # RFC 9846 §4.2: only extensions we offered may come back.
-            raise UnsupportedExtension("ServerHello with an extension we did not offer")
-        if sh.cipher_suite not in self._client_hello.cipher_suites:
-            raise IllegalParameter("server selected a cipher suite we did not offer")
-        if sh.legacy_session_id_echo:
-            raise IllegalParameter("legacy_session_id_echo must be empty (RFC 9147 §5)")
-        if sh.legacy_compression_method != 0:
-            raise IllegalParameter("compression method must be null")
-        self._version_known = True
-        hash_name = suite_hash_name(sh.cipher_suite)
-        if sh.is_hello_retry_request:
-            self._client_hello_retry(sh, message, hash_name, now)
-            return
-        if self._hrr_suite is not None and sh.cipher_suite != self._hrr_suite:
-            raise IllegalParameter("ServerHello suite differs from the HelloRetryRequest's")
-        psk = None
-        if sh.pre_shared_key is not None:
-            psk = self._psk
-            if psk is None or sh.pre_shared_key != 0:
-                raise IllegalParameter("server selected a PSK we did not offer")
-            if hash_name != psk.hash_name:
-                raise IllegalParameter("server selected a suite whose hash is not the PSK's")
-            self.resumed = not psk.external
-        share = None
-        if sh.key_share is not None:
-            share = self._key_shares.get(sh.key_share.group)
-            if share is None:
-                raise IllegalParameter("server chose a group we sent no key share for")
-        elif psk is None or PskKeyExchangeMode.PSK_KE not in self.context.psk_key_exchange_modes:
-            raise MissingExtension("ServerHello without key_share")
-        if sh.cookie is not None or sh.selected_group is not None:
-            raise IllegalParameter("HelloRetryRequest extensions in a ServerHello")
-        self._implicit_ack(now)
-        self.cipher_suite = sh.cipher_suite
-        self._hash_name = hash_name
-        self._transcript.set_hash(hash_name)
-        self._add_to_transcript(message)
-        shared = None
-        if share is not None and sh.key_share is not None:
-            self.group = sh.key_share.group
-            shared = share.agree(sh.key_share.key_exchange)
-        self._key_shares.clear()
-        self._psk = psk
-        if sh.connection_id is not None:
-            self._use_connection_ids(sh.connection_id)
-        else:
-            self._cids.local = []  # the server did not take up CIDs
-        self._derive_handshake_secrets(shared)
-        self.state = HandshakeState.WAIT_EE
-
-    def _client_hello_retry(
-        self, hrr: ServerHello, message: ReceivedMessage, hash_name: str, now: float
-    ) -> None:
-        """RFC 9846 §4.1.4: answer a HelloRetryRequest with a second ClientHello."""
-        assert self._client_hello is not None
-        if self._retried:
-            raise UnexpectedMessage("a second HelloRetryRequest")
-        self._retried = True
-        group = hrr.selected_group
-        if group is not None and (group not in self.context.groups or group in self._key_shares):
-            raise IllegalParameter("HelloRetryRequest selected an unacceptable group")
-        if group is None and hrr.cookie is None:
-            raise IllegalParameter("HelloRetryRequest that would not change the ClientHello")
-        if hrr.key_share is not None or hrr.pre_shared_key is not None:
-            raise IllegalParameter("ServerHello extensions in a HelloRetryRequest")
-        self._implicit_ack(now)
-        self._hrr_suite = hrr.cipher_suite
-        self._transcript.set_hash(hash_name)
-        self._transcript.restart_after_hello_retry()
-        self._add_to_transcript(message)
-        if group is not None:
-            self._key_shares = {group: crypto.generate_key_share(group)}
-        ch = self._client_hello
-        ch.key_share = [KeyShareEntry(g, s.public_bytes) for g, s in self._key_shares.items()]
-        ch.cookie = hrr.cookie
-        ch.extension_order = None
-        # RFC 9846 §4.1.2: no early data after a HelloRetryRequest; the PSK stays only if
-        # its hash is the suite's.
-        if self._psk is not None and self._psk.hash_name != hash_name:
-            self._psk = None
-        ch.early_data = False
-        ch.pre_shared_key = None
-        ch.psk_key_exchange_modes = None
-        for key, value in self._psk_extensions().items():
-            setattr(ch, key, value)
-        ch.early_data = False
-        self._records.drop_send(1)
-        self._pending_app[:0] = self._early_sent
-        self._early_sent.clear()
-        flight = OutgoingFlight([self._client_hello_message(ch)], needs_ack=False)
-        self._start_flight(flight, now)
-
-    def _client_encrypted_extensions(self, message: ReceivedMessage, now: float) -> None:
-        ee = self._decode(message)
-        assert isinstance(ee, EncryptedExtensions)
-        if ee.alpn_protocol is not None:
-            if not self.context.alpn_protocols:
-                raise UnsupportedExtension("ALPN selected but not offered")
-            protocol = ee.alpn_protocol.decode("ascii", "replace")
-            if protocol not in self.context.alpn_protocols:
-                raise IllegalParameter("server selected an ALPN protocol we did not offer")
-            self.alpn_protocol = protocol
-        sent_early = self._client_hello is not None and self._client_hello.early_data
-        offered = dict(self._client_hello.other_extensions if self._client_hello else [])
-        srtp = [data for t, data in ee.other_extensions if t == ExtensionType.USE_SRTP]
-        others = []
-        for ext_type, data in ee.other_extensions:
-            if ext_type in (
-                ExtensionType.CLIENT_CERTIFICATE_TYPE,
-                ExtensionType.SERVER_CERTIFICATE_TYPE,
-            ):
-                self._certificate_type_selected(ext_type, data, offered)
-            elif ext_type != ExtensionType.USE_SRTP:
-                others.append(ext_type)
-        if srtp:
-            if ExtensionType.USE_SRTP not in offered:
-                raise UnsupportedExtension("use_srtp selected but not offered")
-            chosen, _ = decode_use_srtp(srtp[0])
-            self.srtp_profile = check_server_choice(list(self.context.srtp_profiles), chosen)
-        if (
-            (ee.early_data and not sent_early)
-            or others
-            or (ee.record_size_limit is not None and self.context.record_size_limit is None)
-        ):
-            raise UnsupportedExtension("EncryptedExtensions with an extension we did not offer")
-        if ee.record_size_limit is not None:
-            self._apply_record_size_limits(ee.record_size_limit)
-        self.early_data_accepted = ee.early_data and self._psk is not None
-        if ee.server_name and self._client_hello is not None and not self._client_hello.server_name:
-            raise UnsupportedExtension("server_name acknowledged but not sent")
-        self._add_to_transcript(message)
-        # RFC 9846 §2.2: a PSK handshake authenticates with the PSK, not certificates.
-        self.state = HandshakeState.WAIT_FINISHED if self._psk else HandshakeState.WAIT_CERT_CR
-
-    def _certificate_type_selected(
-        self, ext_type: int, data: bytes, offered: dict[int, bytes]
-    ) -> None:
-        """RFC 7250 §4.2: the server picks one of the types we listed."""
-        if ext_type not in offered:
-            raise UnsupportedExtension("certificate type selected but not offered")
-        if len(data) != 1 or data[0] not in offered[ext_type][1:]:
-            raise IllegalParameter("server selected a certificate type we did not offer")
-        if ext_type == ExtensionType.SERVER_CERTIFICATE_TYPE:
-            self._peer_certificate_type = data[0]
-        else:
-            self._own_certificate_type = data[0]
-
-    def _client_certificate_request(self, message: ReceivedMessage, now: float) -> None:
-        cr = self._decode(message)
-        assert isinstance(cr, CertificateRequest)
-        if cr.context:
-            raise IllegalParameter("certificate_request_context must be empty in the handshake")
-        if not cr.signature_algorithms:
-            raise MissingExtension("CertificateRequest without signature_algorithms")
-        self._certificate_request = cr
-        self._add_to_transcript(message)
-        self.state = HandshakeState.WAIT_CERT
-
-    def _client_finished(self, message: ReceivedMessage, now: float) -> None:
-        self._check_finished(message, self._secrets["server_handshake"], now)
-        self._add_to_transcript(message)
-        self._derive_application_secrets()
-        self._records.install_receive(3, self._suite, self._secrets["server_application"])
-        # RFC 9846 §4.4: [Certificate, CertificateVerify] when asked, then Finished.
-        out: list[OutgoingMessage] = []
-        request = self._certificate_request
-        ctx = self.context
-        if request is not None:
-            if ctx.private_key is not None and (
-                ctx.certificate_chain or self._own_certificate_type == RAW_PUBLIC_KEY
-            ):
-                self._signature_scheme = crypto.choose_signature_scheme(
-                    ctx.private_key,
-                    request.signature_algorithms or [],
-                    certificate=ctx.certificate_chain[0] if ctx.certificate_chain else None,
-                )
-                out.append(self._handshake_message(2, self._own_certificate(request.context)))
-                out.append(self._handshake_message(2, self._own_certificate_verify()))
-            else:
-                out.append(self._handshake_message(2, Certificate(request.context, [])))
-        finished = Finished(
-            finished_verify_data(
-                self._hash_name, self._secrets["client_handshake"], self._transcript.digest()
-            )
-        )
-        out.append(self._handshake_message(2, finished))
-        self._secrets["resumption"] = self._schedule_required().resumption_master_secret(
-            self._transcript.digest()
-        )
-        self._start_flight(OutgoingFlight(out, needs_ack=True), now)
-        self._records.drop_send(1)  # RFC 9147 §5.6: early data ends with epoch 2
-        if not self.early_data_accepted:
-            # Rejected 0-RTT data is not resent silently: the application decides.
-            self._early_sent.clear()
-        self._records.install_send(3, self._suite, self._secrets["client_application"])
-        self._app_send_epoch = 3
-        self._complete(now)
-
-    def _receive_new_session_ticket(self, message: ReceivedMessage, now: float) -> None:
-        ticket = self._decode(message)
-        assert isinstance(ticket, NewSessionTicket)
-        self._ack_post_handshake(message, now)  # RFC 9147 §5.8.4
-        if not ticket.ticket or ticket.lifetime == 0:
-            return
-        session = Session(
-            ticket=ticket.ticket,
-            psk=resumption_psk(self._hash_name, self._secrets["resumption"], ticket.nonce),
-            cipher_suite=self._suite,
-            age_add=ticket.age_add,
-            lifetime=min(ticket.lifetime, 604800),  # RFC 9846 §4.6.1: at most 7 days
-            received_at=self.context.wall_clock(),
-            max_early_data_size=ticket.max_early_data_size or 0,
-            server_name=self.server_name,
-            alpn_protocol=self.alpn_protocol,
-        )
-        self.session = session
-        self._events.append(SessionTicketReceived(session))
 
     # ---- server ----
-    def _server_client_hello(self, message: ReceivedMessage, now: float) -> None:
-        ctx = self.context
-        ch = self._decode(message)
-        assert isinstance(ch, ClientHello)
-        _check_client_hello(ch)
-        suite = _select_suite(ctx, ch)
-        hash_name = suite_hash_name(suite)
-        retry_group = 0
-        if ch.cookie is not None:
-            contents = open_cookie(
-                ctx.cookie_secrets(), ch.cookie, self.peer_address, now, ctx.cookie_lifetime
-            )
-            if contents is None:
-                raise IllegalParameter("invalid cookie")  # RFC 9147 §5.1
-            if contents.suite != suite:
-                raise IllegalParameter("ClientHello suites changed after HelloRetryRequest")
-            retry_group = contents.group
-            # RFC 9846 §4.4.1: message_hash(ClientHello1) || HelloRetryRequest.
-            self._transcript = Transcript(hash_name)
-            self._transcript.restart_after_hello_retry(contents.client_hello_hash)
-            hrr_body = _encode_hello_retry(ch, suite, retry_group, ch.cookie)
-            self._transcript.add(transcript_bytes(HandshakeType.SERVER_HELLO, hrr_body))
-            self._retried = True
-        psk = self._accept_psk(ch, message.body, suite, now)
-        if psk is not None and not self._retried:
-            suite = self._psk_suite(ch, psk)
-            hash_name = suite_hash_name(suite)
-        dhe = psk is None or PskKeyExchangeMode.PSK_DHE_KE in (ch.psk_key_exchange_modes or [])
-        share = _select_key_share(ctx, ch) if dhe else None
-        if retry_group and (share is None or share.group != retry_group):
-            raise IllegalParameter("second ClientHello lacks the requested key share")
-        if not self._retried and ((dhe and share is None) or self.require_cookie):
-            group = 0 if share is not None or not dhe else _select_retry_group(ctx, ch)
-            self._send_hello_retry(ch, message, suite, group, now)
-            return
-        if dhe and share is None:
-            raise HandshakeFailure("no acceptable key share")
-        if psk is None:
-            if ctx.private_key is None:
-                raise HandshakeFailure("no certificate, and no PSK the client offered")
-            if ch.signature_algorithms is None:
-                raise MissingExtension("signature_algorithms is required without a PSK")
-            self._signature_scheme = crypto.choose_signature_scheme(
-                ctx.private_key,
-                ch.signature_algorithms,
-                certificate=ctx.certificate_chain[0] if ctx.certificate_chain else None,
-            )
-        alpn = self._select_alpn(ch)
-        shared = None
-        server_share = b""
-        if share is not None:
-            server_share, shared = crypto.server_key_share(share.group, share.key_exchange)
-            self.group = share.group
-        self._version_known = True
-        self.cipher_suite = suite
-        self.server_name = ch.server_name
-        self._client_random = ch.random
-        self._hash_name = hash_name
-        self._psk = psk
-        self.resumed = psk is not None and not psk.external
-        self._transcript.set_hash(hash_name)
-        self._add_to_transcript(message)
-        early = self._accept_early_data(ch, psk, suite, alpn, now)
-        # Mirror the ClientHello's numbering, as a stateless server must (RFC 9147 §5.1).
-        self._next_message_seq = message.message_seq
-        self._records.send_epochs[0].next_seq = self._client_hello_record_seq
-        # RFC 9146 §3: answer a client's connection_id with ours (possibly empty).
-        local_cid = None
-        self._rrc = (
-            ch.connection_id is not None
-            and ctx.return_routability_check
-            and (RRC_EXTENSION, b"") in ch.other_extensions
-        )
-        if ch.connection_id is None:
-            self._cids.local = []  # not negotiated: records carry no CID (RFC 9146 §3)
-        else:
-            local_cid = self.local_cid if self.local_cid is not None else b""
-            self._cids.local = [local_cid]
-            self._use_connection_ids(ch.connection_id)
-        sh = ServerHello(
-            random=secrets.token_bytes(32),
-            cipher_suite=suite,
-            supported_versions=DTLS13_VERSION,  # RFC 9147 §5: legacy_session_id_echo empty
-            key_share=KeyShareEntry(share.group, server_share) if share is not None else None,
-            pre_shared_key=0 if psk is not None else None,
-            connection_id=local_cid,
-            other_extensions=[(RRC_EXTENSION, b"")] if self._rrc else [],
-        )
-        sh_message = self._handshake_message(0, sh)
-        self._derive_handshake_secrets(shared)
-        if early:
-            self._records.install_receive(1, suite, early)
-        own_limit = None
-        if ch.record_size_limit is not None:
-            own_limit = ctx.record_size_limit or MAX_PLAINTEXT + 1
-            self._apply_record_size_limits(ch.record_size_limit)
-        ee = EncryptedExtensions(
-            server_name=ch.server_name is not None,
-            alpn_protocol=alpn.encode() if alpn else None,
-            early_data=bool(early),
-            record_size_limit=own_limit,
-            other_extensions=self._server_srtp(ch) + self._server_certificate_types(ch),
-        )
-        messages = [sh_message, self._handshake_message(2, ee)]
-        certificate_auth = psk is None  # RFC 9846 §4.3.2: no certificates with a PSK
-        if ctx.request_client_certificate and certificate_auth:
-            cr = CertificateRequest(
-                context=b"", signature_algorithms=[int(s) for s in ctx.signature_algorithms]
-            )
-            messages.append(self._handshake_message(2, cr))
-        if certificate_auth:
-            messages.append(self._handshake_message(2, self._own_certificate(b"")))
-            messages.append(self._handshake_message(2, self._own_certificate_verify()))
-        finished = Finished(
-            finished_verify_data(
-                hash_name, self._secrets["server_handshake"], self._transcript.digest()
-            )
-        )
-        messages.append(self._handshake_message(2, finished))
-        self._derive_application_secrets()
-        self._records.install_send(3, suite, self._secrets["server_application"])
-        self._records.install_receive(3, suite, self._secrets["client_application"])
-        self._app_send_epoch = 3
-        self._start_flight(OutgoingFlight(messages, needs_ack=False), now)
-        self.state = (
-            HandshakeState.WAIT_CERT
-            if ctx.request_client_certificate and certificate_auth
-            else HandshakeState.WAIT_FINISHED
-        )
-
-    def _accept_psk(self, ch: ClientHello, body: bytes, suite: int, now: float) -> _Psk | None:
-        """The first offered PSK we know, usable with a suite we share, whose binder
-        verifies (RFC 9846 §4.2.11); a wrong binder is fatal (decrypt_error)."""
-        offered = ch.pre_shared_key
-        if offered is None:
-            return None
-        ctx = self.context
-        modes = set(ch.psk_key_exchange_modes or []) & set(ctx.psk_key_exchange_modes)
-        if not modes:
-            return None
-        for index, identity in enumerate(offered.identities):
-            psk = self._lookup_psk(identity, now)
-            if psk is None:
-                continue
-            if self._retried and suite_hash_name(suite) != psk.hash_name:
-                continue
-            if not any(suite_hash_name(s) == psk.hash_name for s in ch.cipher_suites):
-                continue
-            if index != 0:
-                return None  # keep to the first identity: its binder is what we check
-            digest = self._transcript.digest_with(truncated_client_hello(body), psk.hash_name)
-            expected = compute_binder(psk.hash_name, _binder_key(psk), digest)
-            if not hmac.compare_digest(expected, offered.binders[index]):
-                raise DecryptError("PSK binder does not verify")
-            return psk
-        return None
-
-    def _lookup_psk(self, identity: PskIdentity, now: float) -> _Psk | None:
-        ctx = self.context
-        ticket = ctx.ticket_keys().open(identity.identity) if ctx.session_tickets else None
-        if ticket is not None:
-            wall = ctx.wall_clock()
-            if not 0 <= wall - ticket.issued <= ticket.lifetime:
-                return None  # expired: full handshake (RFC 9846 §4.6.1)
-            return _Psk(
-                identity.identity,
-                ticket.psk,
-                suite_hash_name(ticket.cipher_suite),
-                external=False,
-                obfuscated_age=identity.obfuscated_ticket_age,
-                ticket=ticket,
-            )
-        if ctx.psk_lookup is not None:
-            found = ctx.psk_lookup(identity.identity)
-            if isinstance(found, ExternalPsk):
-                return _Psk(found.identity, found.key, found.hash_name, external=True)
-            if isinstance(found, bytes):
-                return _Psk(identity.identity, found, "sha256", external=True)
-        return None
-
-    def _psk_suite(self, ch: ClientHello, psk: _Psk) -> int:
-        """A resumed ticket keeps its suite when offered, so 0-RTT can be accepted."""
-        ticket = psk.ticket
-        if (
-            ticket is not None
-            and ticket.cipher_suite in ch.cipher_suites
-            and ticket.cipher_suite in self.context.cipher_suites
-        ):
-            return ticket.cipher_suite
-        return _select_suite(self.context, ch, psk.hash_name)
-
-    def _accept_early_data(
-        self, ch: ClientHello, psk: _Psk | None, suite: int, alpn: str | None, now: float
-    ) -> bytes | None:
-        """The client early traffic secret when 0-RTT is accepted (RFC 9846 §4.2.10)."""
-        ctx = self.context
-        ticket = psk.ticket if psk is not None else None
-        if not ch.early_data or ticket is None or psk is None or self._retried:
-            return None
-        if ctx.max_early_data_size <= 0 or ticket.max_early_data_size <= 0:
-            return None
-        if ticket.cipher_suite != suite or ticket.alpn_protocol != alpn:
-            return None
-        # RFC 9846 §8.3: the ticket age the client reports must match ours closely.
-        age = ((psk.obfuscated_age - ticket.age_add) & 0xFFFFFFFF) / 1000
-        window = ctx.replay_filter().window
-        if abs((ctx.wall_clock() - ticket.issued) - age) > window:
-            return None
-        assert ch.pre_shared_key is not None
-        if not ctx.replay_filter().accept(ch.pre_shared_key.binders[0], ctx.wall_clock()):
-            return None  # RFC 9846 §8.2: each ClientHello's 0-RTT at most once
-        schedule = KeySchedule(suite)
-        schedule.early_secret(psk.key)
-        secret = schedule.client_early_traffic_secret(self._transcript.digest())
-        self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", secret)
-        self.early_data_accepted = True
-        return secret
-
-    def _send_hello_retry(
-        self, ch: ClientHello, message: ReceivedMessage, suite: int, group: int, now: float
-    ) -> None:
-        """A cookie HelloRetryRequest, keeping no state (RFC 9147 §5.1): the second
-        ClientHello is handled as if this connection had just been made for it."""
-        body = _hello_retry_request(
-            self.context, ch, message.body, self.peer_address, now, suite, group
-        )
-        self._emit(
-            _plaintext_handshake_record(
-                HandshakeType.SERVER_HELLO, message.message_seq, body, self._client_hello_record_seq
-            )
-        )
-        self._transcript = Transcript()
-
-    def _server_certificate_types(self, ch: ClientHello) -> list[tuple[int, bytes]]:
-        """RFC 7250 §4.2: our certificate type, and the client's when we ask for one."""
-        if self._psk is not None:
-            return []
-        ctx = self.context
-        offered = dict(ch.other_extensions)
-        out = []
-        server_types = offered.get(ExtensionType.SERVER_CERTIFICATE_TYPE)
-        if server_types is None and not ctx.certificate_chain:
-            raise HandshakeFailure("the client accepts only certificates, and we have none")
-        if server_types is not None:
-            types = _certificate_types(server_types)
-            if ctx.raw_public_key and RAW_PUBLIC_KEY in types:
-                self._own_certificate_type = RAW_PUBLIC_KEY
-            elif X509 in types and ctx.certificate_chain:
-                self._own_certificate_type = X509
-            else:
-                raise UnsupportedCertificate("no certificate type in common")
-            out.append((ExtensionType.SERVER_CERTIFICATE_TYPE, bytes([self._own_certificate_type])))
-        client_types = offered.get(ExtensionType.CLIENT_CERTIFICATE_TYPE)
-        if client_types is not None and ctx.request_client_certificate:
-            types = _certificate_types(client_types)
-            if ctx.pinned_public_keys and RAW_PUBLIC_KEY in types:
-                self._peer_certificate_type = RAW_PUBLIC_KEY
-            elif X509 in types:
-                self._peer_certificate_type = X509
-            else:
-                raise UnsupportedCertificate("no client certificate type in common")
-            out.append(
-                (ExtensionType.CLIENT_CERTIFICATE_TYPE, bytes([self._peer_certificate_type]))
-            )
-        return out
-
-    def _server_srtp(self, ch: ClientHello) -> list[tuple[int, bytes]]:
-        """use_srtp in EncryptedExtensions (RFC 5764 §4.1.1; DTLS 1.3 moves it to EE)."""
-        offered = [d for t, d in ch.other_extensions if t == ExtensionType.USE_SRTP]
-        if not offered or not self.context.srtp_profiles:
-            return []
-        profiles, mki = decode_use_srtp(offered[0])
-        profile = select_profile(tuple(self.context.srtp_profiles), profiles)
-        if profile is None:
-            return []  # no common profile: the handshake goes on without SRTP (§4.1.1)
-        self.srtp_profile = profile
-        return [(ExtensionType.USE_SRTP, encode_use_srtp([profile], mki))]
-
-    def srtp_keys(self) -> SrtpKeys:
-        """The SRTP master keys and salts exported from this connection (RFC 5764 §4.2)."""
-        if self.srtp_profile is None:
-            raise ConnectionStateError("no SRTP profile was negotiated")
-        material = self.export_keying_material(
-            SRTP_EXPORTER_LABEL, b"", keying_material_length(self.srtp_profile)
-        )
-        return SrtpKeys.from_keying_material(self.srtp_profile, material)
-
-    def _select_alpn(self, ch: ClientHello) -> str | None:
-        offered = self.context.alpn_protocols
-        if not offered or not ch.alpn_protocols:
-            return None
-        client = [p.decode("ascii", "replace") for p in ch.alpn_protocols]
-        for protocol in offered:
-            if protocol in client:
-                self.alpn_protocol = protocol
-                return protocol
-        raise NoApplicationProtocol("no ALPN protocol in common")  # RFC 7301 §3.2
-
-    def _server_finished(self, message: ReceivedMessage, now: float) -> None:
-        self._check_finished(message, self._secrets["client_handshake"], now)
-        self._add_to_transcript(message)
-        self._secrets["resumption"] = self._schedule_required().resumption_master_secret(
-            self._transcript.digest()
-        )
-        self._records.drop_receive(1)  # RFC 9147 §5.6: 0-RTT ends with epoch 2
-        # Our flight is acknowledged by the client's; epoch 2 stays readable to ACK a
-        # resent client Finished (RFC 9147 §5.8.1), but we never send in it again.
-        self._records.drop_send(2)
-        self._complete(now)
-        # RFC 9147 §7.1: the client's final flight is acknowledged explicitly.
-        self._schedule_ack(now, immediate=True)
-        if self.context.session_tickets > 0:
-            self._send_new_session_ticket()
-        for payload in self._early_records:
-            self._events.append(DataReceived(payload))
-        self._early_records.clear()
-
-    def _send_new_session_ticket(self) -> None:
-        """A self-contained ticket (RFC 9846 §4.6.1), acknowledged like every
-        post-handshake message (RFC 9147 §5.8.4)."""
-        ctx = self.context
-        nonce = self._tickets_sent.to_bytes(8, "big")
-        self._tickets_sent += 1
-        age_add = int.from_bytes(secrets.token_bytes(4), "big")
-        max_early = ctx.max_early_data_size
-        contents = TicketContents(
-            cipher_suite=self._suite,
-            issued=ctx.wall_clock(),
-            age_add=age_add,
-            lifetime=ctx.ticket_lifetime,
-            max_early_data_size=max_early,
-            psk=resumption_psk(self._hash_name, self._secrets["resumption"], nonce),
-            alpn_protocol=self.alpn_protocol,
-            server_name=self.server_name,
-        )
-        ticket = NewSessionTicket(
-            lifetime=ctx.ticket_lifetime,
-            age_add=age_add,
-            nonce=nonce,
-            ticket=ctx.ticket_keys().seal(contents),
-            max_early_data_size=max_early or None,
-        )
-        self._send_post_handshake(_Flight.NEW_SESSION_TICKET, ticket)
 
     # ---- both sides ----
     def _apply_record_size_limits(self, peer_limit: int) -> None:
@@ -1779,32 +805,10 @@ class Connection:
         if own is not None:
             self._receive_limit = min(MAX_PLAINTEXT, own - 1)
 
-    @property
-    def local_cid(self) -> bytes | None:
-        """The connection ID we receive with (RFC 9147 §9), None if not negotiated."""
-        return self._cids.local[0] if self._cids.local else None
-
-    @property
-    def local_cids(self) -> tuple[bytes, ...]:
-        """Every CID we gave the peer; records may carry any of them."""
-        return tuple(self._cids.local)
-
-    @property
-    def peer_cid(self) -> bytes | None:
-        """The connection ID our records to the peer carry."""
-        return self._cids.peer
-
-    def _use_connection_ids(self, peer_cid: bytes) -> None:
-        """Both offered connection_id: from epoch 2 on, records to the peer carry its CID
-        and records to us carry ours; a zero-length CID is not sent (RFC 9147 §9)."""
-        self._cids.peer = peer_cid
-        self._records.send_cid = peer_cid or None
-        self._records.receive_cid_len = len(self.local_cid or b"")
-
     def _implicit_ack(self, now: float) -> None:
         """The peer's next flight acknowledges ours (RFC 9147 §7.2)."""
-        if _Flight.HANDSHAKE in self._flights:
-            self._flight_acknowledged(_Flight.HANDSHAKE, now)
+        if FlightKind.HANDSHAKE in self._flights:
+            self._flight_acknowledged(FlightKind.HANDSHAKE, now)
 
     def _peer_certificate(self, message: ReceivedMessage, now: float) -> None:
         certificate = self._decode(message)
@@ -1999,81 +1003,8 @@ class Connection:
         self._events.append(KeyUpdated("send", epoch + 1))
 
     # ---- connection IDs and paths (RFC 9147 §9, draft-ietf-tls-dtls-rrc) ----
-    def _check_cids_negotiated(self) -> None:
-        if self.state is not HandshakeState.CONNECTED:
-            raise ConnectionStateError("connection IDs change only after the handshake")
-        if self.peer_cid is None:
-            raise ConnectionStateError("connection IDs were not negotiated")
 
-    def _receive_new_connection_id(self, message: ReceivedMessage, now: float) -> None:
-        update = self._decode(message)
-        assert isinstance(update, NewConnectionId)
-        if self.peer_cid is None or not self.peer_cid:
-            raise UnexpectedMessage("NewConnectionId without a CID to replace")  # §9
-        self._cids.add_peer(update.cids, immediate=update.usage == 0)
-        self._records.send_cid = self._cids.peer or None
-        self._cids.request_outstanding = False
-        self._ack_post_handshake(message, now)
-
-    def _receive_request_connection_id(self, message: ReceivedMessage, now: float) -> None:
-        request = self._decode(message)
-        assert isinstance(request, RequestConnectionId)
-        if not self.local_cid:
-            raise UnexpectedMessage("RequestConnectionId while we receive no CID")  # §9
-        self._cids.requests_received += 1
-        if self._cids.requests_received > 16:
-            raise TooManyCidsRequested("too many RequestConnectionId messages")
-        self._ack_post_handshake(message, now)
-        if _Flight.NEW_CONNECTION_ID not in self._flights:
-            self.issue_connection_ids(min(request.num_cids, 4))
-
-    def _on_new_address(self, addr: Address, data: bytes, now: float) -> None:
-        """Authentic records from another address: the connection moves there only after
-        a return routability check answers from it (draft-ietf-tls-dtls-rrc §5.1)."""
-        if not self._rrc or self.state is not HandshakeState.CONNECTED:
-            return
-        challenge = self._path_challenge
-        if challenge is None or challenge.address != addr:
-            challenge = self._path_challenge = PathChallenge(addr)
-            challenge.received = len(data)
-            self._send_path_challenge(challenge, now)
-
-    def _send_path_challenge(self, challenge: PathChallenge, now: float) -> None:
-        if challenge.sent >= MAX_CHALLENGES:
-            self._path_challenge = None  # the new address never answered: stay
-            return
-        challenge.sent += 1
-        challenge.deadline = now + max(self._rto.value, 1.0)  # the draft's T
-        message = encode_rrc(RrcMessageType.PATH_CHALLENGE, challenge.cookie)
-        size = self._records.overhead(self._app_send_epoch) + len(message)
-        if challenge.bytes_sent + size > 3 * challenge.received:
-            return  # never more than 3x what the address sent us (the RRC draft §6)
-        record, _ = self._records.seal(self._app_send_epoch, RRC_CONTENT_TYPE, message)
-        challenge.bytes_sent += len(record)
-        self._probes.append((record, challenge.address))
-
-    def _receive_rrc(self, record: InboundRecord, addr: Address, now: float) -> None:
-        try:
-            msg_type, cookie = decode_rrc(record.payload)
-        except DecodeError:
-            return
-        if msg_type == RrcMessageType.PATH_CHALLENGE:
-            # Answer at once, to the address the challenge came from (§5.4).
-            answer = encode_rrc(RrcMessageType.PATH_RESPONSE, cookie)
-            sealed, _ = self._records.seal(self._app_send_epoch, RRC_CONTENT_TYPE, answer)
-            self._probes.append((sealed, addr))
-            return
-        challenge = self._path_challenge
-        if (
-            msg_type == RrcMessageType.PATH_RESPONSE
-            and challenge is not None
-            and addr == challenge.address
-            and hmac.compare_digest(cookie, challenge.cookie)
-        ):
-            old, self.peer_address = self.peer_address, addr
-            self._path_challenge = None
-            self._events.append(PeerAddressChanged(old, addr))
-        # Anything else, path_drop included (we run the basic check), is ignored (§5.4).
+    # Anything else, path_drop included (we run the basic check), is ignored (§5.4).
 
     # ---- alerts and closing ----
     def _send_alert(self, description: int) -> None:
@@ -2107,19 +1038,6 @@ class Connection:
         self._events.append(ConnectionClosed(reason, alert, by_peer, error))
 
 
-def _certificate_types(data: bytes) -> list[int]:
-    """CertificateType types<1..2^8-1> of a ClientHello (RFC 7250 §4.1)."""
-    if len(data) < 2 or data[0] != len(data) - 1:
-        raise DecodeError("malformed certificate type list")
-    return list(data[1:])
-
-
-def _binder_key(psk: _Psk) -> bytes:
-    schedule = KeySchedule(_SUITE_FOR_HASH[psk.hash_name])
-    schedule.early_secret(psk.key)
-    return schedule.binder_key(psk.external)
-
-
 def _acked_any(flight: OutgoingFlight) -> bool:
     return any(m.unacked != [(0, len(m.body))] for m in flight.messages)
 
@@ -2135,13 +1053,3 @@ def _type_name(msg_type: int) -> str:
         return HandshakeType(msg_type).name.lower()
     except ValueError:
         return f"handshake type {msg_type}"
-
-
-def _is_ip(name: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True

@@ -8,13 +8,34 @@ the connection moves there only when that address echoes an unpredictable cookie
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from .errors import DecodeError
+from .errors import (
+    ConnectionStateError,
+    DecodeError,
+    TooManyCidsRequested,
+    UnexpectedMessage,
+)
+from .events import (
+    ConnectionIdsIssued,
+    PeerAddressChanged,
+)
+from .handshake import (
+    Address,
+    FlightKind,
+    HandshakeState,
+)
+from .messages import (
+    NewConnectionId,
+    RequestConnectionId,
+)
+from .record_layer import InboundRecord
+from .reliability import ReceivedMessage
 
 # draft-ietf-tls-dtls-rrc leaves both code points to IANA (TBD1, TBD2); these are the
 # values its implementations use meanwhile.
@@ -95,3 +116,136 @@ class ConnectionIds:
             self.peer = self.spare_peer.pop(0)
             return self.peer
         return None
+
+
+class ConnectionIdUpdates:
+    """NewConnectionId, RequestConnectionId and address changes, mixed into `Connection`
+    (RFC 9147 §9, draft-ietf-tls-dtls-rrc)."""
+
+    def issue_connection_ids(self, count: int, *, immediate: bool = False) -> list[bytes]:
+        """Give the peer `count` new CIDs to send to us with (RFC 9147 §9 NewConnectionId);
+        all our CIDs stay valid. With `immediate` the peer switches to the first."""
+        self._check_cids_negotiated()
+        if not self.local_cid:
+            raise ConnectionStateError("we receive a zero-length CID: nothing to issue")
+        if FlightKind.NEW_CONNECTION_ID in self._flights:
+            raise ConnectionStateError("a NewConnectionId is still unacknowledged")
+        cids = self._cids.new_local(count)
+        usage = 0 if immediate else 1  # cid_immediate / cid_spare
+        self._send_post_handshake(FlightKind.NEW_CONNECTION_ID, NewConnectionId(cids, usage))
+        self._events.append(ConnectionIdsIssued(tuple(cids)))
+        return cids
+
+    def request_connection_ids(self, count: int) -> None:
+        """Ask the peer for `count` spare CIDs (RFC 9147 §9 RequestConnectionId)."""
+        self._check_cids_negotiated()
+        if not self.peer_cid:
+            raise ConnectionStateError("the peer receives a zero-length CID")
+        if self._cids.request_outstanding:
+            raise ConnectionStateError("an earlier RequestConnectionId is unfulfilled")
+        self._cids.request_outstanding = True
+        self._send_post_handshake(FlightKind.REQUEST_CONNECTION_ID, RequestConnectionId(count))
+
+    def use_next_peer_cid(self) -> bytes | None:
+        """Send with the peer's next spare CID, e.g. after our address changed (§9)."""
+        cid = self._cids.next_peer()
+        if cid is not None:
+            self._records.send_cid = cid or None
+        return cid
+
+    @property
+    def local_cid(self) -> bytes | None:
+        """The connection ID we receive with (RFC 9147 §9), None if not negotiated."""
+        return self._cids.local[0] if self._cids.local else None
+
+    @property
+    def local_cids(self) -> tuple[bytes, ...]:
+        """Every CID we gave the peer; records may carry any of them."""
+        return tuple(self._cids.local)
+
+    @property
+    def peer_cid(self) -> bytes | None:
+        """The connection ID our records to the peer carry."""
+        return self._cids.peer
+
+    def _use_connection_ids(self, peer_cid: bytes) -> None:
+        """Both offered connection_id: from epoch 2 on, records to the peer carry its CID
+        and records to us carry ours; a zero-length CID is not sent (RFC 9147 §9)."""
+        self._cids.peer = peer_cid
+        self._records.send_cid = peer_cid or None
+        self._records.receive_cid_len = len(self.local_cid or b"")
+
+    def _check_cids_negotiated(self) -> None:
+        if self.state is not HandshakeState.CONNECTED:
+            raise ConnectionStateError("connection IDs change only after the handshake")
+        if self.peer_cid is None:
+            raise ConnectionStateError("connection IDs were not negotiated")
+
+    def _receive_new_connection_id(self, message: ReceivedMessage, now: float) -> None:
+        update = self._decode(message)
+        assert isinstance(update, NewConnectionId)
+        if self.peer_cid is None or not self.peer_cid:
+            raise UnexpectedMessage("NewConnectionId without a CID to replace")  # §9
+        self._cids.add_peer(update.cids, immediate=update.usage == 0)
+        self._records.send_cid = self._cids.peer or None
+        self._cids.request_outstanding = False
+        self._ack_post_handshake(message, now)
+
+    def _receive_request_connection_id(self, message: ReceivedMessage, now: float) -> None:
+        request = self._decode(message)
+        assert isinstance(request, RequestConnectionId)
+        if not self.local_cid:
+            raise UnexpectedMessage("RequestConnectionId while we receive no CID")  # §9
+        self._cids.requests_received += 1
+        if self._cids.requests_received > 16:
+            raise TooManyCidsRequested("too many RequestConnectionId messages")
+        self._ack_post_handshake(message, now)
+        if FlightKind.NEW_CONNECTION_ID not in self._flights:
+            self.issue_connection_ids(min(request.num_cids, 4))
+
+    def _on_new_address(self, addr: Address, data: bytes, now: float) -> None:
+        """Authentic records from another address: the connection moves there only after
+        a return routability check answers from it (draft-ietf-tls-dtls-rrc §5.1)."""
+        if not self._rrc or self.state is not HandshakeState.CONNECTED:
+            return
+        challenge = self._path_challenge
+        if challenge is None or challenge.address != addr:
+            challenge = self._path_challenge = PathChallenge(addr)
+            challenge.received = len(data)
+            self._send_path_challenge(challenge, now)
+
+    def _send_path_challenge(self, challenge: PathChallenge, now: float) -> None:
+        if challenge.sent >= MAX_CHALLENGES:
+            self._path_challenge = None  # the new address never answered: stay
+            return
+        challenge.sent += 1
+        challenge.deadline = now + max(self._rto.value, 1.0)  # the draft's T
+        message = encode_rrc(RrcMessageType.PATH_CHALLENGE, challenge.cookie)
+        size = self._records.overhead(self._app_send_epoch) + len(message)
+        if challenge.bytes_sent + size > 3 * challenge.received:
+            return  # never more than 3x what the address sent us (the RRC draft §6)
+        record, _ = self._records.seal(self._app_send_epoch, RRC_CONTENT_TYPE, message)
+        challenge.bytes_sent += len(record)
+        self._probes.append((record, challenge.address))
+
+    def _receive_rrc(self, record: InboundRecord, addr: Address, now: float) -> None:
+        try:
+            msg_type, cookie = decode_rrc(record.payload)
+        except DecodeError:
+            return
+        if msg_type == RrcMessageType.PATH_CHALLENGE:
+            # Answer at once, to the address the challenge came from (§5.4).
+            answer = encode_rrc(RrcMessageType.PATH_RESPONSE, cookie)
+            sealed, _ = self._records.seal(self._app_send_epoch, RRC_CONTENT_TYPE, answer)
+            self._probes.append((sealed, addr))
+            return
+        challenge = self._path_challenge
+        if (
+            msg_type == RrcMessageType.PATH_RESPONSE
+            and challenge is not None
+            and addr == challenge.address
+            and hmac.compare_digest(cookie, challenge.cookie)
+        ):
+            old, self.peer_address = self.peer_address, addr
+            self._path_challenge = None
+            self._events.append(PeerAddressChanged(old, addr))

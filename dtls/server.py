@@ -30,7 +30,7 @@ from typing import Any
 
 from . import errors
 from .config import Context, CookieMode
-from .connection import Connection, HandshakeState, respond_statelessly
+from .connection import Connection
 from .events import (
     ConnectionClosed,
     ConnectionIdsIssued,
@@ -38,6 +38,8 @@ from .events import (
     HandshakeCompleted,
     PeerAddressChanged,
 )
+from .handshake import HandshakeState
+from .handshake_server import respond_statelessly
 
 __all__ = [
     "ConnectionAccepted",

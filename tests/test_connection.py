@@ -307,7 +307,7 @@ def test_post_quantum_hybrid_group(pki: Any, cookie: str) -> None:
 
 
 def test_stateless_server_checks_cookie_of_fragmented_client_hello(pki: Any) -> None:
-    from dtls.connection import respond_statelessly
+    from dtls.handshake_server import respond_statelessly
 
     link = make_pair(
         pki,

@@ -1112,7 +1112,7 @@ def test_cookie_not_valid_here_or_now(pki: Any, addr: Any, now: float) -> None:
 
 
 def test_stateless_server_answers_invalid_cookie_with_alert(pki: Any) -> None:
-    from dtls.connection import respond_statelessly
+    from dtls.handshake_server import respond_statelessly
 
     ctx, _, second = _cookie_exchange(pki)
     [(seq, hello)] = plaintext_messages([second])
@@ -1130,7 +1130,7 @@ def test_stateless_server_answers_invalid_cookie_with_alert(pki: Any) -> None:
 
 
 def test_stateless_server_accepts_valid_cookie(pki: Any) -> None:
-    from dtls.connection import respond_statelessly
+    from dtls.handshake_server import respond_statelessly
 
     ctx, _, second = _cookie_exchange(pki)
     assert respond_statelessly(ctx, second, CLIENT_ADDR, 1.0).action == "accept"

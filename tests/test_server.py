@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from dtls import aio
-from dtls import connection as connection_module
+from dtls import path as path_module
 from dtls.config import Context, CookieMode
 from dtls.connection import Connection, HandshakeState
 from dtls.events import (
@@ -621,7 +621,7 @@ def test_spoofed_cid_from_attacker_moves_nothing_and_is_not_amplified(
     pki: Any, engine_budget: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not engine_budget:
-        monkeypatch.setattr(connection_module, "PathChallenge", _UnboundedChallenge)
+        monkeypatch.setattr(path_module, "PathChallenge", _UnboundedChallenge)
     endpoint = ServerEndpoint(server_context(pki), cid_length=8)
     net = Network(endpoint)
     addr = ("198.51.100.1", 5000)

@@ -1,0 +1,604 @@
+"""The server's handshake (RFC 9846 Appendix A.2): ClientHello negotiation, the
+stateless cookie exchange (RFC 9147 §5.1), PSKs and tickets, 0-RTT, and the server flight."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from . import crypto
+from .config import Context
+from .cookie import make_cookie, open_cookie
+from .errors import (
+    ConnectionStateError,
+    DecryptError,
+    DTLSError,
+    HandshakeFailure,
+    IllegalParameter,
+    MissingExtension,
+    NoApplicationProtocol,
+    ProtocolVersionError,
+    UnsupportedCertificate,
+)
+from .events import DataReceived
+from .handshake import (
+    MAX_PLAINTEXT,
+    RAW_PUBLIC_KEY,
+    X509,
+    Address,
+    FlightKind,
+    HandshakeState,
+    PskCandidate,
+    binder_key,
+    certificate_types,
+)
+from .iana import (
+    DTLS12_LEGACY_VERSION,
+    DTLS13_VERSION,
+    AlertDescription,
+    AlertLevel,
+    ContentType,
+    ExtensionType,
+    HandshakeType,
+    PskKeyExchangeMode,
+)
+from .keyschedule import (
+    KeySchedule,
+    Transcript,
+    compute_binder,
+    finished_verify_data,
+    resumption_psk,
+    suite_hash_name,
+)
+from .messages import (
+    HELLO_RETRY_REQUEST_RANDOM,
+    CertificateRequest,
+    ClientHello,
+    EncryptedExtensions,
+    Finished,
+    KeyShareEntry,
+    NewSessionTicket,
+    PskIdentity,
+    ServerHello,
+    decode_handshake_body,
+    decode_handshake_fragments,
+    encode_alert,
+    encode_handshake_body,
+    encode_handshake_fragment,
+    peek_client_hello_cookie,
+    transcript_bytes,
+    truncated_client_hello,
+)
+from .path import RRC_EXTENSION
+from .record import PLAINTEXT_HEADER_LEN, RecordKind, seal_plaintext, split_datagram
+from .reliability import (
+    OutgoingFlight,
+    ReceivedMessage,
+)
+from .session import ExternalPsk, TicketContents
+from .srtp import EXPORTER_LABEL as SRTP_EXPORTER_LABEL
+from .srtp import (
+    SrtpKeys,
+    decode_use_srtp,
+    encode_use_srtp,
+    keying_material_length,
+    select_profile,
+)
+
+
+def _check_client_hello(ch: ClientHello) -> None:
+    """Checks every server makes before anything else (RFC 9147 §5.3, RFC 9846 §4.1.2)."""
+    if not ch.supported_versions or DTLS13_VERSION not in ch.supported_versions:
+        raise ProtocolVersionError("client does not offer DTLS 1.3")
+    if ch.legacy_version != DTLS12_LEGACY_VERSION:
+        raise ProtocolVersionError("legacy_version must be DTLS 1.2 (RFC 9147 §5.3)")
+    if ch.legacy_cookie:
+        raise IllegalParameter("legacy_cookie must be empty in DTLS 1.3")
+    if ch.legacy_compression_methods != b"\x00":
+        raise IllegalParameter("legacy_compression_methods must be null only")
+    if ch.pre_shared_key is not None and ch.psk_key_exchange_modes is None:
+        raise MissingExtension("pre_shared_key without psk_key_exchange_modes")  # §4.2.9
+    if ch.pre_shared_key is None:
+        if ch.signature_algorithms is None:
+            raise MissingExtension("signature_algorithms is required without a PSK")
+        if ch.supported_groups is None or ch.key_share is None:
+            raise MissingExtension("supported_groups and key_share are required without a PSK")
+
+
+def _select_suite(context: Context, ch: ClientHello, hash_name: str | None = None) -> int:
+    """The server's most preferred suite that the client offers (RFC 9846 §4.1.1), with
+    `hash_name` when a PSK fixes the hash (§4.2.11)."""
+    for suite in context.cipher_suites:
+        if suite in ch.cipher_suites and hash_name in (None, suite_hash_name(suite)):
+            return int(suite)
+    raise HandshakeFailure("no cipher suite in common")
+
+
+def _select_key_share(context: Context, ch: ClientHello) -> KeyShareEntry | None:
+    """The first of the client's shares for a group we accept (RFC 9846 §4.2.8)."""
+    offered = ch.supported_groups or []
+    for entry in ch.key_share or []:
+        if entry.group in context.groups and entry.group in offered:
+            return entry
+    return None
+
+
+def _select_retry_group(context: Context, ch: ClientHello) -> int:
+    """The group a HelloRetryRequest asks for (RFC 9846 §4.1.4); 0 for none (psk_ke)."""
+    if ch.supported_groups is None:
+        return 0
+    for group in context.groups:
+        if group in (ch.supported_groups or []):
+            return int(group)
+    raise HandshakeFailure("no group in common")
+
+
+def _hello_retry_request(
+    context: Context,
+    ch: ClientHello,
+    ch_body: bytes,
+    addr: Address,
+    now: float,
+    suite: int,
+    group: int,
+) -> bytes:
+    """A HelloRetryRequest body carrying a stateless cookie (RFC 9147 §5.1)."""
+    hash_name = suite_hash_name(suite)
+    ch_hash = hashlib.new(hash_name, transcript_bytes(HandshakeType.CLIENT_HELLO, ch_body)).digest()
+    cookie = make_cookie(context.cookie_secrets()[0], addr, now, suite, group, ch_hash)
+    return _encode_hello_retry(ch, suite, group, cookie)
+
+
+def _encode_hello_retry(ch: ClientHello, suite: int, group: int, cookie: bytes) -> bytes:
+    hrr = ServerHello(
+        random=HELLO_RETRY_REQUEST_RANDOM,
+        cipher_suite=suite,
+        supported_versions=DTLS13_VERSION,
+        selected_group=group or None,
+        cookie=cookie,
+    )
+    return encode_handshake_body(hrr)
+
+
+def _plaintext_handshake_record(
+    msg_type: int, message_seq: int, body: bytes, record_seq: int
+) -> bytes:
+    fragment = encode_handshake_fragment(msg_type, len(body), message_seq, 0, body)
+    return seal_plaintext(ContentType.HANDSHAKE, record_seq, fragment)
+
+
+def _screen_fragmented_client_hello(
+    context: Context, frag: Any, addr: Address, now: float, require_cookie: bool
+) -> StatelessResponse:
+    """A ClientHello too large for one datagram (a post-quantum key share). Without its
+    whole body there is no hash for a cookie, so our clients send a first ClientHello that
+    fits (an empty key_share) and only the second, with the cookie, is fragmented: its
+    first fragment carries the cookie, which proves the address before we keep state."""
+    if not require_cookie:
+        return StatelessResponse("accept")
+    if frag.fragment_offset != 0:
+        return StatelessResponse("drop")  # the first fragment, with the cookie, comes first
+    cookie = peek_client_hello_cookie(frag.fragment)
+    if cookie is not None and open_cookie(
+        context.cookie_secrets(), cookie, addr, now, context.cookie_lifetime
+    ):
+        return StatelessResponse("accept")
+    return StatelessResponse("drop")
+
+
+@dataclass(frozen=True)
+class StatelessResponse:
+    """What a server does with a datagram from an address it keeps no state for."""
+
+    # "accept": make a connection; "retry": send `datagram` (the HRR); "reject": send
+    # `datagram` (an illegal_parameter alert for a bad cookie); "drop"
+    action: str
+    datagram: bytes | None = None
+
+
+def respond_statelessly(
+    context: Context, data: bytes, addr: Address, now: float, *, require_cookie: bool = True
+) -> StatelessResponse:
+    """Answer a first ClientHello with a cookie HelloRetryRequest, keeping no state
+    (RFC 9147 §5.1). A ClientHello with a valid cookie (or, with require_cookie False, one
+    that needs no retry) is accepted: the caller makes a `Connection` and feeds it `data`.
+    """
+    try:
+        spans, _ = split_datagram(data, 0)
+    except Exception:  # pragma: no cover - split never raises on bytes
+        return StatelessResponse("drop")
+    if not spans:
+        return StatelessResponse("drop")
+    span = spans[0]
+    if span.kind != RecordKind.PLAINTEXT or span.first_byte != ContentType.HANDSHAKE or span.epoch:
+        return StatelessResponse("drop")
+    payload = bytes(data[span.offset + PLAINTEXT_HEADER_LEN : span.offset + span.length])
+    try:
+        fragments = decode_handshake_fragments(payload)
+        if not fragments:
+            return StatelessResponse("drop")
+        frag = fragments[0]
+        if frag.msg_type != HandshakeType.CLIENT_HELLO:
+            return StatelessResponse("drop")
+        if frag.fragment_offset != 0 or frag.fragment_length != frag.length:
+            return _screen_fragmented_client_hello(context, frag, addr, now, require_cookie)
+        ch = decode_handshake_body(HandshakeType.CLIENT_HELLO, frag.fragment)
+        assert isinstance(ch, ClientHello)
+        _check_client_hello(ch)
+        suite = _select_suite(context, ch)
+        if ch.cookie is not None:
+            contents = open_cookie(
+                context.cookie_secrets(), ch.cookie, addr, now, context.cookie_lifetime
+            )
+            if contents is not None:
+                return StatelessResponse("accept")
+            # RFC 9147 §5.1: an invalid cookie is answered with illegal_parameter, so the
+            # client can start again without one.
+            alert = encode_alert(AlertLevel.FATAL, AlertDescription.ILLEGAL_PARAMETER)
+            return StatelessResponse("reject", seal_plaintext(ContentType.ALERT, span.seq, alert))
+        share = _select_key_share(context, ch)
+        if share is not None and not require_cookie:
+            return StatelessResponse("accept")
+        group = 0 if share is not None else _select_retry_group(context, ch)
+        body = _hello_retry_request(context, ch, frag.fragment, addr, now, suite, group)
+    except DTLSError:
+        # Let a connection answer with the proper alert once the address is proven;
+        # until then, stay silent (RFC 9147 §5.1: no state, no amplification).
+        return StatelessResponse("drop")
+    record = _plaintext_handshake_record(
+        HandshakeType.SERVER_HELLO, frag.message_seq, body, span.seq
+    )
+    return StatelessResponse("retry", record)
+
+
+class ServerHandshake:
+    """The server state machine's handlers, mixed into `Connection`."""
+
+    def _server_client_hello(self, message: ReceivedMessage, now: float) -> None:
+        ctx = self.context
+        ch = self._decode(message)
+        assert isinstance(ch, ClientHello)
+        _check_client_hello(ch)
+        suite = _select_suite(ctx, ch)
+        hash_name = suite_hash_name(suite)
+        retry_group = 0
+        if ch.cookie is not None:
+            contents = open_cookie(
+                ctx.cookie_secrets(), ch.cookie, self.peer_address, now, ctx.cookie_lifetime
+            )
+            if contents is None:
+                raise IllegalParameter("invalid cookie")  # RFC 9147 §5.1
+            if contents.suite != suite:
+                raise IllegalParameter("ClientHello suites changed after HelloRetryRequest")
+            retry_group = contents.group
+            # RFC 9846 §4.4.1: message_hash(ClientHello1) || HelloRetryRequest.
+            self._transcript = Transcript(hash_name)
+            self._transcript.restart_after_hello_retry(contents.client_hello_hash)
+            hrr_body = _encode_hello_retry(ch, suite, retry_group, ch.cookie)
+            self._transcript.add(transcript_bytes(HandshakeType.SERVER_HELLO, hrr_body))
+            self._retried = True
+        psk = self._accept_psk(ch, message.body, suite, now)
+        if psk is not None and not self._retried:
+            suite = self._psk_suite(ch, psk)
+            hash_name = suite_hash_name(suite)
+        dhe = psk is None or PskKeyExchangeMode.PSK_DHE_KE in (ch.psk_key_exchange_modes or [])
+        share = _select_key_share(ctx, ch) if dhe else None
+        if retry_group and (share is None or share.group != retry_group):
+            raise IllegalParameter("second ClientHello lacks the requested key share")
+        if not self._retried and ((dhe and share is None) or self.require_cookie):
+            group = 0 if share is not None or not dhe else _select_retry_group(ctx, ch)
+            self._send_hello_retry(ch, message, suite, group, now)
+            return
+        if dhe and share is None:
+            raise HandshakeFailure("no acceptable key share")
+        if psk is None:
+            if ctx.private_key is None:
+                raise HandshakeFailure("no certificate, and no PSK the client offered")
+            if ch.signature_algorithms is None:
+                raise MissingExtension("signature_algorithms is required without a PSK")
+            self._signature_scheme = crypto.choose_signature_scheme(
+                ctx.private_key,
+                ch.signature_algorithms,
+                certificate=ctx.certificate_chain[0] if ctx.certificate_chain else None,
+            )
+        alpn = self._select_alpn(ch)
+        shared = None
+        server_share = b""
+        if share is not None:
+            server_share, shared = crypto.server_key_share(share.group, share.key_exchange)
+            self.group = share.group
+        self._version_known = True
+        self.cipher_suite = suite
+        self.server_name = ch.server_name
+        self._client_random = ch.random
+        self._hash_name = hash_name
+        self._psk = psk
+        self.resumed = psk is not None and not psk.external
+        self._transcript.set_hash(hash_name)
+        self._add_to_transcript(message)
+        early = self._accept_early_data(ch, psk, suite, alpn, now)
+        # Mirror the ClientHello's numbering, as a stateless server must (RFC 9147 §5.1).
+        self._next_message_seq = message.message_seq
+        self._records.send_epochs[0].next_seq = self._client_hello_record_seq
+        # RFC 9146 §3: answer a client's connection_id with ours (possibly empty).
+        local_cid = None
+        self._rrc = (
+            ch.connection_id is not None
+            and ctx.return_routability_check
+            and (RRC_EXTENSION, b"") in ch.other_extensions
+        )
+        if ch.connection_id is None:
+            self._cids.local = []  # not negotiated: records carry no CID (RFC 9146 §3)
+        else:
+            local_cid = self.local_cid if self.local_cid is not None else b""
+            self._cids.local = [local_cid]
+            self._use_connection_ids(ch.connection_id)
+        sh = ServerHello(
+            random=secrets.token_bytes(32),
+            cipher_suite=suite,
+            supported_versions=DTLS13_VERSION,  # RFC 9147 §5: legacy_session_id_echo empty
+            key_share=KeyShareEntry(share.group, server_share) if share is not None else None,
+            pre_shared_key=0 if psk is not None else None,
+            connection_id=local_cid,
+            other_extensions=[(RRC_EXTENSION, b"")] if self._rrc else [],
+        )
+        sh_message = self._handshake_message(0, sh)
+        self._derive_handshake_secrets(shared)
+        if early:
+            self._records.install_receive(1, suite, early)
+        own_limit = None
+        if ch.record_size_limit is not None:
+            own_limit = ctx.record_size_limit or MAX_PLAINTEXT + 1
+            self._apply_record_size_limits(ch.record_size_limit)
+        ee = EncryptedExtensions(
+            server_name=ch.server_name is not None,
+            alpn_protocol=alpn.encode() if alpn else None,
+            early_data=bool(early),
+            record_size_limit=own_limit,
+            other_extensions=self._server_srtp(ch) + self._server_certificate_types(ch),
+        )
+        messages = [sh_message, self._handshake_message(2, ee)]
+        certificate_auth = psk is None  # RFC 9846 §4.3.2: no certificates with a PSK
+        if ctx.request_client_certificate and certificate_auth:
+            cr = CertificateRequest(
+                context=b"", signature_algorithms=[int(s) for s in ctx.signature_algorithms]
+            )
+            messages.append(self._handshake_message(2, cr))
+        if certificate_auth:
+            messages.append(self._handshake_message(2, self._own_certificate(b"")))
+            messages.append(self._handshake_message(2, self._own_certificate_verify()))
+        finished = Finished(
+            finished_verify_data(
+                hash_name, self._secrets["server_handshake"], self._transcript.digest()
+            )
+        )
+        messages.append(self._handshake_message(2, finished))
+        self._derive_application_secrets()
+        self._records.install_send(3, suite, self._secrets["server_application"])
+        self._records.install_receive(3, suite, self._secrets["client_application"])
+        self._app_send_epoch = 3
+        self._start_flight(OutgoingFlight(messages, needs_ack=False), now)
+        self.state = (
+            HandshakeState.WAIT_CERT
+            if ctx.request_client_certificate and certificate_auth
+            else HandshakeState.WAIT_FINISHED
+        )
+
+    def _accept_psk(
+        self, ch: ClientHello, body: bytes, suite: int, now: float
+    ) -> PskCandidate | None:
+        """The first offered PSK we know, usable with a suite we share, whose binder
+        verifies (RFC 9846 §4.2.11); a wrong binder is fatal (decrypt_error)."""
+        offered = ch.pre_shared_key
+        if offered is None:
+            return None
+        ctx = self.context
+        modes = set(ch.psk_key_exchange_modes or []) & set(ctx.psk_key_exchange_modes)
+        if not modes:
+            return None
+        for index, identity in enumerate(offered.identities):
+            psk = self._lookup_psk(identity, now)
+            if psk is None:
+                continue
+            if self._retried and suite_hash_name(suite) != psk.hash_name:
+                continue
+            if not any(suite_hash_name(s) == psk.hash_name for s in ch.cipher_suites):
+                continue
+            if index != 0:
+                return None  # keep to the first identity: its binder is what we check
+            digest = self._transcript.digest_with(truncated_client_hello(body), psk.hash_name)
+            expected = compute_binder(psk.hash_name, binder_key(psk), digest)
+            if not hmac.compare_digest(expected, offered.binders[index]):
+                raise DecryptError("PSK binder does not verify")
+            return psk
+        return None
+
+    def _lookup_psk(self, identity: PskIdentity, now: float) -> PskCandidate | None:
+        ctx = self.context
+        ticket = ctx.ticket_keys().open(identity.identity) if ctx.session_tickets else None
+        if ticket is not None:
+            wall = ctx.wall_clock()
+            if not 0 <= wall - ticket.issued <= ticket.lifetime:
+                return None  # expired: full handshake (RFC 9846 §4.6.1)
+            return PskCandidate(
+                identity.identity,
+                ticket.psk,
+                suite_hash_name(ticket.cipher_suite),
+                external=False,
+                obfuscated_age=identity.obfuscated_ticket_age,
+                ticket=ticket,
+            )
+        if ctx.psk_lookup is not None:
+            found = ctx.psk_lookup(identity.identity)
+            if isinstance(found, ExternalPsk):
+                return PskCandidate(found.identity, found.key, found.hash_name, external=True)
+            if isinstance(found, bytes):
+                return PskCandidate(identity.identity, found, "sha256", external=True)
+        return None
+
+    def _psk_suite(self, ch: ClientHello, psk: PskCandidate) -> int:
+        """A resumed ticket keeps its suite when offered, so 0-RTT can be accepted."""
+        ticket = psk.ticket
+        if (
+            ticket is not None
+            and ticket.cipher_suite in ch.cipher_suites
+            and ticket.cipher_suite in self.context.cipher_suites
+        ):
+            return ticket.cipher_suite
+        return _select_suite(self.context, ch, psk.hash_name)
+
+    def _accept_early_data(
+        self, ch: ClientHello, psk: PskCandidate | None, suite: int, alpn: str | None, now: float
+    ) -> bytes | None:
+        """The client early traffic secret when 0-RTT is accepted (RFC 9846 §4.2.10)."""
+        ctx = self.context
+        ticket = psk.ticket if psk is not None else None
+        if not ch.early_data or ticket is None or psk is None or self._retried:
+            return None
+        if ctx.max_early_data_size <= 0 or ticket.max_early_data_size <= 0:
+            return None
+        if ticket.cipher_suite != suite or ticket.alpn_protocol != alpn:
+            return None
+        # RFC 9846 §8.3: the ticket age the client reports must match ours closely.
+        age = ((psk.obfuscated_age - ticket.age_add) & 0xFFFFFFFF) / 1000
+        window = ctx.replay_filter().window
+        if abs((ctx.wall_clock() - ticket.issued) - age) > window:
+            return None
+        assert ch.pre_shared_key is not None
+        if not ctx.replay_filter().accept(ch.pre_shared_key.binders[0], ctx.wall_clock()):
+            return None  # RFC 9846 §8.2: each ClientHello's 0-RTT at most once
+        schedule = KeySchedule(suite)
+        schedule.early_secret(psk.key)
+        secret = schedule.client_early_traffic_secret(self._transcript.digest())
+        self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", secret)
+        self.early_data_accepted = True
+        return secret
+
+    def _send_hello_retry(
+        self, ch: ClientHello, message: ReceivedMessage, suite: int, group: int, now: float
+    ) -> None:
+        """A cookie HelloRetryRequest, keeping no state (RFC 9147 §5.1): the second
+        ClientHello is handled as if this connection had just been made for it."""
+        body = _hello_retry_request(
+            self.context, ch, message.body, self.peer_address, now, suite, group
+        )
+        self._emit(
+            _plaintext_handshake_record(
+                HandshakeType.SERVER_HELLO, message.message_seq, body, self._client_hello_record_seq
+            )
+        )
+        self._transcript = Transcript()
+
+    def _server_certificate_types(self, ch: ClientHello) -> list[tuple[int, bytes]]:
+        """RFC 7250 §4.2: our certificate type, and the client's when we ask for one."""
+        if self._psk is not None:
+            return []
+        ctx = self.context
+        offered = dict(ch.other_extensions)
+        out = []
+        server_types = offered.get(ExtensionType.SERVER_CERTIFICATE_TYPE)
+        if server_types is None and not ctx.certificate_chain:
+            raise HandshakeFailure("the client accepts only certificates, and we have none")
+        if server_types is not None:
+            types = certificate_types(server_types)
+            if ctx.raw_public_key and RAW_PUBLIC_KEY in types:
+                self._own_certificate_type = RAW_PUBLIC_KEY
+            elif X509 in types and ctx.certificate_chain:
+                self._own_certificate_type = X509
+            else:
+                raise UnsupportedCertificate("no certificate type in common")
+            out.append((ExtensionType.SERVER_CERTIFICATE_TYPE, bytes([self._own_certificate_type])))
+        client_types = offered.get(ExtensionType.CLIENT_CERTIFICATE_TYPE)
+        if client_types is not None and ctx.request_client_certificate:
+            types = certificate_types(client_types)
+            if ctx.pinned_public_keys and RAW_PUBLIC_KEY in types:
+                self._peer_certificate_type = RAW_PUBLIC_KEY
+            elif X509 in types:
+                self._peer_certificate_type = X509
+            else:
+                raise UnsupportedCertificate("no client certificate type in common")
+            out.append(
+                (ExtensionType.CLIENT_CERTIFICATE_TYPE, bytes([self._peer_certificate_type]))
+            )
+        return out
+
+    def _server_srtp(self, ch: ClientHello) -> list[tuple[int, bytes]]:
+        """use_srtp in EncryptedExtensions (RFC 5764 §4.1.1; DTLS 1.3 moves it to EE)."""
+        offered = [d for t, d in ch.other_extensions if t == ExtensionType.USE_SRTP]
+        if not offered or not self.context.srtp_profiles:
+            return []
+        profiles, mki = decode_use_srtp(offered[0])
+        profile = select_profile(tuple(self.context.srtp_profiles), profiles)
+        if profile is None:
+            return []  # no common profile: the handshake goes on without SRTP (§4.1.1)
+        self.srtp_profile = profile
+        return [(ExtensionType.USE_SRTP, encode_use_srtp([profile], mki))]
+
+    def srtp_keys(self) -> SrtpKeys:
+        """The SRTP master keys and salts exported from this connection (RFC 5764 §4.2)."""
+        if self.srtp_profile is None:
+            raise ConnectionStateError("no SRTP profile was negotiated")
+        material = self.export_keying_material(
+            SRTP_EXPORTER_LABEL, b"", keying_material_length(self.srtp_profile)
+        )
+        return SrtpKeys.from_keying_material(self.srtp_profile, material)
+
+    def _select_alpn(self, ch: ClientHello) -> str | None:
+        offered = self.context.alpn_protocols
+        if not offered or not ch.alpn_protocols:
+            return None
+        client = [p.decode("ascii", "replace") for p in ch.alpn_protocols]
+        for protocol in offered:
+            if protocol in client:
+                self.alpn_protocol = protocol
+                return protocol
+        raise NoApplicationProtocol("no ALPN protocol in common")  # RFC 7301 §3.2
+
+    def _server_finished(self, message: ReceivedMessage, now: float) -> None:
+        self._check_finished(message, self._secrets["client_handshake"], now)
+        self._add_to_transcript(message)
+        self._secrets["resumption"] = self._schedule_required().resumption_master_secret(
+            self._transcript.digest()
+        )
+        self._records.drop_receive(1)  # RFC 9147 §5.6: 0-RTT ends with epoch 2
+        # Our flight is acknowledged by the client's; epoch 2 stays readable to ACK a
+        # resent client Finished (RFC 9147 §5.8.1), but we never send in it again.
+        self._records.drop_send(2)
+        self._complete(now)
+        # RFC 9147 §7.1: the client's final flight is acknowledged explicitly.
+        self._schedule_ack(now, immediate=True)
+        if self.context.session_tickets > 0:
+            self._send_new_session_ticket()
+        for payload in self._early_records:
+            self._events.append(DataReceived(payload))
+        self._early_records.clear()
+
+    def _send_new_session_ticket(self) -> None:
+        """A self-contained ticket (RFC 9846 §4.6.1), acknowledged like every
+        post-handshake message (RFC 9147 §5.8.4)."""
+        ctx = self.context
+        nonce = self._tickets_sent.to_bytes(8, "big")
+        self._tickets_sent += 1
+        age_add = int.from_bytes(secrets.token_bytes(4), "big")
+        max_early = ctx.max_early_data_size
+        contents = TicketContents(
+            cipher_suite=self._suite,
+            issued=ctx.wall_clock(),
+            age_add=age_add,
+            lifetime=ctx.ticket_lifetime,
+            max_early_data_size=max_early,
+            psk=resumption_psk(self._hash_name, self._secrets["resumption"], nonce),
+            alpn_protocol=self.alpn_protocol,
+            server_name=self.server_name,
+        )
+        ticket = NewSessionTicket(
+            lifetime=ctx.ticket_lifetime,
+            age_add=age_add,
+            nonce=nonce,
+            ticket=ctx.ticket_keys().seal(contents),
+            max_early_data_size=max_early or None,
+        )
+        self._send_post_handshake(FlightKind.NEW_SESSION_TICKET, ticket)
