@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dtls._native import ffi, lib
 
+from dtls._native import ffi, lib
 from dtls.iana import CipherSuite
 from dtls.record import RecordCipher
 

@@ -6,8 +6,8 @@ import gc
 import threading
 
 import pytest
-from dtls._native import ffi, lib
 
+from dtls._native import ffi, lib
 from dtls.record import BufferPool, PoolStats
 
 
