@@ -220,6 +220,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self._early_sent: list[bytes] = []
         self._early_received = 0
         self._tickets_sent = 0
+        self._client_psk_modes: set[int] = set()  # server: what the client can resume with
         # client
         self._client_hello: ClientHello | None = None
         self._key_shares: dict[int, Any] = {}
@@ -576,6 +577,8 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             self._rto.measured(now - flight.first_sent)  # RFC 9147 §5.8.2
         if kind is FlightKind.KEY_UPDATE:
             self._advance_send_epoch()
+            if self._ack_pending:
+                self._schedule_ack(now, immediate=True)  # what waited for this epoch
         elif kind is FlightKind.HANDSHAKE and self.state is HandshakeState.CONNECTED:
             # The server has our Finished: it will not resend its flight, and we will not
             # resend ours; the handshake keys can go (RFC 9147 §5.8.1).
@@ -597,12 +600,15 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             return
         numbers = sorted(set(self._ack_pending))
         epoch = max(e for e in self._records.send_epochs if e != 1)
-        # Acknowledge only records of epochs we may send in (RFC 9147 §7).
-        numbers = [n for n in numbers if n[0] <= epoch]
-        record, _ = self._records.seal(epoch, ContentType.ACK, encode_ack(numbers))
-        self._emit(record)
+        # An ACK names no record of an epoch above its own (RFC 9147 §7.2): a peer's
+        # KeyUpdate that overtook ours waits until our own KeyUpdate is acknowledged.
+        ready = [n for n in numbers if n[0] <= epoch]
+        waiting = [n for n in numbers if n[0] > epoch]
+        if ready or not waiting:
+            record, _ = self._records.seal(epoch, ContentType.ACK, encode_ack(ready))
+            self._emit(record)
         if self.state is HandshakeState.CONNECTED:
-            self._ack_pending.clear()
+            self._ack_pending = waiting
 
     def _receive_ack(self, record: InboundRecord, now: float) -> None:
         if record.epoch == 0 and not self._version_known:
@@ -1001,10 +1007,6 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         label = "CLIENT" if self.is_client else "SERVER"
         self._log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
         self._events.append(KeyUpdated("send", epoch + 1))
-
-    # ---- connection IDs and paths (RFC 9147 §9, draft-ietf-tls-dtls-rrc) ----
-
-    # Anything else, path_drop included (we run the basic check), is ignored (§5.4).
 
     # ---- alerts and closing ----
     def _send_alert(self, description: int) -> None:

@@ -144,9 +144,12 @@ class ClientHandshake:
         return None
 
     def _psk_extensions(self) -> dict[str, Any]:
+        modes = [int(m) for m in self.context.psk_key_exchange_modes]
         psk = self._psk
         if psk is None:
-            return {}
+            # Always listed: servers issue tickets only for modes we can use (RFC 9846
+            # §4.2.9), so without it no later resumption is possible.
+            return {"psk_key_exchange_modes": modes}
         hash_len = hashlib.new(psk.hash_name).digest_size
         session = psk.session
         early = (
@@ -157,7 +160,7 @@ class ClientHandshake:
             and not self._retried
         )
         return {
-            "psk_key_exchange_modes": [int(m) for m in self.context.psk_key_exchange_modes],
+            "psk_key_exchange_modes": modes,
             "early_data": early,
             "pre_shared_key": OfferedPsks(
                 [PskIdentity(psk.identity, psk.obfuscated_age)], [bytes(hash_len)]

@@ -311,6 +311,7 @@ class ServerHandshake:
             server_share, shared = crypto.server_key_share(share.group, share.key_exchange)
             self.group = share.group
         self._version_known = True
+        self._client_psk_modes = set(ch.psk_key_exchange_modes or [])
         self.cipher_suite = suite
         self.server_name = ch.server_name
         self._client_random = ch.random
@@ -570,7 +571,10 @@ class ServerHandshake:
         self._complete(now)
         # RFC 9147 §7.1: the client's final flight is acknowledged explicitly.
         self._schedule_ack(now, immediate=True)
-        if self.context.session_tickets > 0:
+        # RFC 9846 §4.2.9: tickets only for a client that can use them.
+        if self.context.session_tickets > 0 and self._client_psk_modes & set(
+            self.context.psk_key_exchange_modes
+        ):
             self._send_new_session_ticket()
         for payload in self._early_records:
             self._events.append(DataReceived(payload))
