@@ -273,6 +273,8 @@ class ClientReport:
     session_saved: bool = False
     replies: list[str] = field(default_factory=list)
     error: str | None = None
+    #: `Connection.stats()` (dtls.stats.ConnectionStats) as a dict
+    stats: dict[str, Any] | None = None
 
     def fill(self, conn: AsyncConnection) -> None:
         hs = conn.handshake
@@ -288,6 +290,7 @@ class ClientReport:
         self.peer_subject = _peer_subject(conn)
         self.retransmissions = conn.connection.retransmissions
         self.handshake_ms = _handshake_ms(conn)
+        self.stats = asdict(conn.connection.stats())
 
 
 async def _client_exchange(
@@ -490,6 +493,7 @@ def _connection_report(
         "handshake_ms": _handshake_ms(conn),
         "duration_ms": round((time.monotonic() - started) * 1000, 3),
         "error": error,
+        "stats": asdict(conn.connection.stats()),
     }
 
 
@@ -507,7 +511,10 @@ async def _run_server(args: argparse.Namespace, ctx: Context) -> int:
             async for message in conn:
                 received += 1
                 if args.echo:
-                    await conn.send(message)
+                    try:
+                        await conn.send(message)
+                    except errors.ConnectionStateError:
+                        break  # the peer's close_notify came with its last message: done
                     sent += 1
                 elif not args.json:
                     _write_data(message)

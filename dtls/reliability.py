@@ -26,7 +26,7 @@ class RetransmitTimer:
     each retransmission up to `maximum`, and becomes 1.5 x the measured round trip once a
     flight is acknowledged without retransmission."""
 
-    MIN_VALUE = 0.05
+    MIN_VALUE = 0.2  # above common delayed-ACK times (BoringSSL: 100 ms)
 
     def __init__(self, initial: float, maximum: float) -> None:
         self.initial = initial

@@ -141,6 +141,91 @@ sys.exit(asyncio.run(main()))
 """
 
 
+#: `python -c SCRIPTED_CLIENT PORT KEYLOG CAFILE SERVER_NAME LINGER RETRY MESSAGE...`: our
+#: dtls.aio client for what the command line cannot pace. For each MESSAGE it sends it
+#: and waits for one reply; with RETRY > 0 it resends the message when no reply came
+#: within RETRY seconds (datagram semantics: DTLS does not retransmit application data).
+#: After the last reply it keeps the connection open LINGER seconds (pending ACKs and
+#: retransmissions play out), then closes. Prints one JSON line.
+SCRIPTED_CLIENT = """
+import asyncio, json, sys
+from dtls import aio
+from dtls.config import Context
+
+port, keylog, cafile, server_name, linger, retry = sys.argv[1:7]
+messages = sys.argv[7:]
+log = open(keylog, "a", buffering=1)
+ctx = Context.client(cafile=cafile, keylog=lambda line: log.write(line + "\\n"))
+
+async def main() -> int:
+    result = {"replies": [], "sends": 0, "send_epoch": None, "retransmissions": None,
+              "error": None}
+    try:
+        conn = await aio.connect("127.0.0.1", int(port), ctx, server_name=server_name,
+                                 timeout=6)
+        for message in messages:
+            for attempt in range(4):
+                await conn.send(message.encode())
+                result["sends"] += 1
+                wait = float(retry) if float(retry) > 0 else 6.0
+                try:
+                    reply = await asyncio.wait_for(conn.recv(), wait)
+                except TimeoutError:
+                    if float(retry) > 0 and attempt < 3:
+                        continue
+                    raise
+                result["replies"].append(reply.decode(errors="replace"))
+                break
+        await asyncio.sleep(float(linger))
+        result["send_epoch"] = conn.connection.send_epoch
+        result["retransmissions"] = conn.connection.retransmissions
+        await conn.close()
+    except Exception as exc:
+        result["error"] = repr(exc)
+    print(json.dumps(result), flush=True)
+    return 0 if result["error"] is None else 1
+
+sys.exit(asyncio.run(main()))
+"""
+
+
+#: `python -c EARLY_DATA_CLIENT PORT SESSION KEYLOG EARLY MESSAGE`: resumes the session in
+#: file SESSION (from `client --sess-out`) with EARLY as 0-RTT data, then sends MESSAGE and
+#: waits for one reply (the command line's --early-data waits for a reply to the early
+#: data itself, which wolfSSL's example server never sends). Prints one JSON line.
+EARLY_DATA_CLIENT = """
+import asyncio, json, sys
+from pathlib import Path
+from dtls import aio
+from dtls.config import Context
+from dtls.session import Session
+
+port, session_file, keylog, early, message = sys.argv[1:6]
+log = open(keylog, "a", buffering=1)
+ctx = Context.client(cafile=sys.argv[6], early_data=True,
+                     keylog=lambda line: log.write(line + "\\n"))
+session = Session.from_bytes(Path(session_file).read_bytes())
+
+async def main() -> int:
+    result = {"resumed": None, "early_data_accepted": None, "replies": [], "error": None}
+    try:
+        conn = await aio.connect("127.0.0.1", int(port), ctx, server_name=sys.argv[7],
+                                 timeout=6, session=session, early_data=[early.encode()])
+        hs = conn.handshake
+        result["resumed"], result["early_data_accepted"] = hs.resumed, hs.early_data_accepted
+        await conn.send(message.encode())
+        reply = await asyncio.wait_for(conn.recv(), 6)
+        result["replies"].append(reply.decode(errors="replace"))
+        await conn.close()
+    except Exception as exc:
+        result["error"] = repr(exc)
+    print(json.dumps(result), flush=True)
+    return 0 if result["error"] is None else 1
+
+sys.exit(asyncio.run(main()))
+"""
+
+
 # ---------------------------------------------------------------------------------------
 # processes
 # ---------------------------------------------------------------------------------------
@@ -379,6 +464,27 @@ class Live:
         return self.our_python_server(UPDATING_SERVER, str(SERVER_CERT), str(SERVER_KEY),
                                       str(keylog), name="our-updating-server")
 
+    def our_scripted_client(self, port: int, keylog: Path, *messages: str,
+                            linger: float = 0.0, retry: float = 0.0) -> ClientResult:
+        """`SCRIPTED_CLIENT`: the messages one by one (optionally resent after `retry`
+        seconds without a reply), then `linger` seconds before close_notify."""
+        proc, rc = self.run("our-scripted-client", [
+            sys.executable, "-c", SCRIPTED_CLIENT, str(port), str(keylog), str(CA_CERT),
+            SERVER_NAME, f"{linger:g}", f"{retry:g}", *messages])
+        reports = proc.json_lines()
+        assert reports, f"no JSON report\n{proc.describe()}"
+        return ClientResult(proc, rc, reports[-1])
+
+    def our_early_data_client(self, port: int, session: Path, keylog: Path, early: str,
+                              message: str) -> ClientResult:
+        """`EARLY_DATA_CLIENT`: resume `session` with 0-RTT `early`, then send `message`."""
+        proc, rc = self.run("our-early-data-client", [
+            sys.executable, "-c", EARLY_DATA_CLIENT, str(port), str(session), str(keylog),
+            early, message, str(CA_CERT), SERVER_NAME])
+        reports = proc.json_lines()
+        assert reports, f"no JSON report\n{proc.describe()}"
+        return ClientResult(proc, rc, reports[-1])
+
     # ---- network ----
 
     def relay(self, target_port: int, drop: Sequence[str] = (), cid_len: int = 0) -> UdpRelay:
@@ -387,6 +493,12 @@ class Live:
         self.relays.append(relay)
         relay.start()
         return relay
+
+    @staticmethod
+    def assert_keylogs_agree(ours: Path, theirs: Path, *, connections: int = 1,
+                             early: bool = False) -> None:
+        """See the module-level `assert_keylogs_agree`."""
+        assert_keylogs_agree(ours, theirs, connections=connections, early=early)
 
     # ---- end of test ----
 
@@ -399,8 +511,9 @@ class Live:
     def sections(self) -> Iterator[tuple[str, str]]:
         for proc in self.procs:
             yield f"process {proc.name}", proc.describe()
+        keylogs = sorted(self.tmp.rglob("*.keys")) + sorted(self.tmp.rglob("sslkeylog.log"))
         for relay in self.relays:
-            yield f"relay to port {relay.target_port}", relay.log_text()
+            yield f"relay to port {relay.target_port}", relay.log_text(keylogs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -409,7 +522,7 @@ class Live:
 
 
 def read_keylog(path: Path) -> dict[tuple[str, str], str]:
-    """NSS key-log lines as {(label, client_random hex): secret hex}."""
+    """NSS key-log lines as {(label, client_random hex): secret hex}, in file order."""
     entries: dict[tuple[str, str], str] = {}
     if not path.exists():
         return entries
@@ -426,19 +539,21 @@ def read_keylog(path: Path) -> dict[tuple[str, str], str]:
 def assert_keylogs_agree(ours: Path, theirs: Path, *, connections: int = 1,
                          early: bool = False) -> None:
     """Both key logs have the same traffic secrets for the same connections (keyed by the
-    ClientHello random): the two ends derived the same key schedule. Lines only one side
-    writes (EXPORTER_SECRET, post-KeyUpdate secrets) are compared where both have them."""
+    ClientHello random): the two ends derived the same key schedule. With `early`, the
+    last connection also has the same CLIENT_EARLY_TRAFFIC_SECRET (0-RTT). Lines only one
+    side writes (EXPORTER_SECRET, post-KeyUpdate secrets) are compared where both have
+    them."""
     a, b = read_keylog(ours), read_keylog(theirs)
-    randoms = sorted({r for (label, r) in a if label == "CLIENT_TRAFFIC_SECRET_0"})
+    randoms = [r for (label, r) in a if label == "CLIENT_TRAFFIC_SECRET_0"]  # file order
     assert len(randoms) == connections, f"{ours}: {len(randoms)} connections logged: {a}"
-    their_randoms = sorted({r for (label, r) in b if label == "CLIENT_TRAFFIC_SECRET_0"})
-    assert their_randoms == randoms, f"different connections in {ours} and {theirs}"
-    labels = (*TRAFFIC_LABELS, EARLY_LABEL) if early else TRAFFIC_LABELS
-    for random in randoms:
-        for label in labels:
-            key = (label, random)
-            assert key in a, f"{ours}: no {label} for {random}"
-            assert key in b, f"{theirs}: no {label} for {random}"
+    their_randoms = sorted(r for (label, r) in b if label == "CLIENT_TRAFFIC_SECRET_0")
+    assert their_randoms == sorted(randoms), f"different connections in {ours} and {theirs}"
+    required = [(label, random) for random in randoms for label in TRAFFIC_LABELS]
+    if early:
+        required.append((EARLY_LABEL, randoms[-1]))
+    for key in required:
+        assert key in a, f"{ours}: no {key[0]} for {key[1]}"
+        assert key in b, f"{theirs}: no {key[0]} for {key[1]}"
     for key in a.keys() & b.keys():
         assert a[key] == b[key], f"{key[0]} differs for client random {key[1]}"
 
@@ -463,6 +578,8 @@ class RecordHeader:
     has_cid: bool
     length: int
     handshake_type: int | None = None
+    offset: int = 0  # where the record starts in the datagram
+    size: int = 0  # header and body
 
 
 def parse_records(data: bytes, cid_len: int = 0) -> list[RecordHeader]:
@@ -482,7 +599,8 @@ def parse_records(data: bytes, cid_len: int = 0) -> list[RecordHeader]:
                 hdr += 2
             else:
                 length = len(data) - pos - hdr
-            records.append(RecordHeader(True, first & 0x03, None, has_cid, length))
+            records.append(RecordHeader(True, first & 0x03, None, has_cid, length,
+                                        offset=pos, size=hdr + length))
             pos += hdr + length
             if not with_len or (has_cid and cid_len == 0):
                 break
@@ -490,11 +608,121 @@ def parse_records(data: bytes, cid_len: int = 0) -> list[RecordHeader]:
             epoch = int.from_bytes(data[pos + 3:pos + 5], "big")
             length = int.from_bytes(data[pos + 11:pos + 13], "big")
             htype = data[pos + 13] if first == CT_HANDSHAKE and length else None
-            records.append(RecordHeader(False, epoch, first, False, length, htype))
+            records.append(RecordHeader(False, epoch, first, False, length, htype,
+                                        offset=pos, size=13 + length))
             pos += 13 + length
         else:
             break
     return records
+
+
+HANDSHAKE_NAMES = {1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket",
+                   8: "EncryptedExtensions", 11: "Certificate", 13: "CertificateRequest",
+                   15: "CertificateVerify", 20: "Finished", 24: "KeyUpdate"}
+
+
+class KeylogDecoder:
+    """Opens the encrypted records of a relay log with the secrets of NSS key logs (ours
+    and the peer's), to show what went over the wire in a failed test. It tries every
+    connection, suite and epoch (1: early, 2: handshake, 3+: application generations) whose
+    two epoch bits match; it is a diagnostic, using dtls.record's record protection."""
+
+    def __init__(self, keylogs: Sequence[Path]) -> None:
+        from dtls.iana import CipherSuite
+        from dtls.record import RecordCipher, next_traffic_secret
+
+        entries: dict[tuple[str, str], str] = {}
+        for path in keylogs:
+            with contextlib.suppress(OSError, AssertionError, UnicodeDecodeError):
+                entries.update(read_keylog(path))
+        self.ciphers: dict[str, list[tuple[int, str, Any]]] = {"c2s": [], "s2c": []}
+        suites = list(CipherSuite)
+        for (label, _random), secret_hex in entries.items():
+            side = "c2s" if label.startswith("CLIENT_") else "s2c"
+            epochs = {"CLIENT_EARLY_TRAFFIC_SECRET": 1, "CLIENT_HANDSHAKE_TRAFFIC_SECRET": 2,
+                      "SERVER_HANDSHAKE_TRAFFIC_SECRET": 2, "CLIENT_TRAFFIC_SECRET_0": 3,
+                      "SERVER_TRAFFIC_SECRET_0": 3}
+            if label not in epochs:
+                continue
+            secret = bytes.fromhex(secret_hex)
+            for suite in suites:
+                hash_len = 48 if suite == CipherSuite.TLS_AES_256_GCM_SHA384 else 32
+                if len(secret) != hash_len:
+                    continue
+                epoch, current = epochs[label], secret
+                with contextlib.suppress(Exception):
+                    for _ in range(6 if epoch == 3 else 1):  # epochs 3..8
+                        self.ciphers[side].append(
+                            (epoch, f"{suite.name[4:]}", RecordCipher.from_secret(suite, current)))
+                        current = next_traffic_secret(suite, current)
+                        epoch += 1
+
+    def open(self, direction: str, record: bytes, epoch_bits: int,
+             cid_len: int = 0) -> Opened | None:
+        """The record deprotected, or None when no known key opens it."""
+        from dtls.record import OpenError
+
+        for epoch, _suite, cipher in self.ciphers[direction]:
+            if epoch & 3 != epoch_bits:
+                continue
+            opened = cipher.open(record, cid_len=cid_len)
+            if not isinstance(opened, OpenError):
+                return Opened(direction, epoch, opened.seq, opened.content_type,
+                              bytes(opened.plaintext))
+        return None
+
+    def describe(self, direction: str, record: bytes, epoch_bits: int, cid_len: int) -> str:
+        opened = self.open(direction, record, epoch_bits, cid_len)
+        return "?" if opened is None else opened.text()
+
+
+@dataclass(frozen=True)
+class Opened:
+    """One deprotected record (`KeylogDecoder`)."""
+
+    direction: str
+    epoch: int
+    seq: int
+    content_type: int
+    body: bytes
+
+    def handshakes(self) -> list[tuple[int, int, bytes]]:
+        """(msg_type, message_seq, fragment) of each handshake fragment."""
+        from dtls.messages import decode_handshake_fragments
+
+        if self.content_type != CT_HANDSHAKE:
+            return []
+        return [(f.msg_type, f.message_seq, f.fragment)
+                for f in decode_handshake_fragments(self.body)]
+
+    def acks(self) -> list[tuple[int, int]] | None:
+        """The record numbers of an ACK (None: not an ACK)."""
+        from dtls.messages import decode_ack
+
+        return decode_ack(self.body) if self.content_type == CT_ACK else None
+
+    def text(self) -> str:
+        from dtls.messages import decode_alert, decode_handshake_fragments
+
+        what = f"e{self.epoch}/{self.seq}"
+        body = self.body
+        try:
+            if self.content_type == CT_HANDSHAKE:
+                return what + " " + ",".join(
+                    f"{HANDSHAKE_NAMES.get(f.msg_type, f.msg_type)}#{f.message_seq}"
+                    + (f"[{f.fragment_offset}+{f.fragment_length}/{f.length}]"
+                       if f.fragment_length != f.length else "")
+                    + (f"(req={f.fragment[0]})" if f.msg_type == 24 and f.fragment else "")
+                    for f in decode_handshake_fragments(body))
+            if self.content_type == CT_ACK:
+                return what + f" ACK{self.acks()}"
+            if self.content_type == CT_ALERT:
+                return what + f" alert{decode_alert(body)}"
+            if self.content_type == CT_APPLICATION_DATA:
+                return what + f" data{body[:40]!r}"
+        except Exception:  # a diagnostic only
+            pass
+        return what + f" ct{self.content_type} {len(body)}B"
 
 
 @dataclass
@@ -509,15 +737,26 @@ class Datagram:
     def records(self, cid_len: int = 0) -> list[RecordHeader]:
         return parse_records(self.data, cid_len)
 
-    def summary(self, cid_len: int = 0) -> str:
+    def summary(self, cid_len: int = 0, decoder: KeylogDecoder | None = None) -> str:
         parts = []
         for r in self.records(cid_len):
             if r.unified:
-                parts.append(f"enc(e{r.epoch}{',cid' if r.has_cid else ''},{r.length})")
+                text = f"enc(e{r.epoch}{',cid' if r.has_cid else ''},{r.length})"
+                if decoder is not None:
+                    record = self.data[r.offset:r.offset + r.size]
+                    text += "=" + decoder.describe(self.direction, record, r.epoch, cid_len)
+                parts.append(text)
             else:
                 hs = f",hs{r.handshake_type}" if r.handshake_type is not None else ""
                 parts.append(f"plain(ct{r.content_type},e{r.epoch}{hs},{r.length})")
         return " ".join(parts) or self.data[:8].hex()
+
+
+def _nth(index: int) -> Callable[[Datagram], bool]:
+    def match(d: Datagram) -> bool:
+        return d.index == index
+
+    return match
 
 
 def _epoch2(d: Datagram) -> bool:
@@ -553,8 +792,7 @@ class UdpRelay:
         for name in drop:
             if "#" in name:
                 direction, n = name.split("#")
-                index = int(n)
-                self.rules.append((name, direction, lambda d, i=index: d.index == i))
+                self.rules.append((name, direction, _nth(int(n))))
             else:
                 direction, predicate = self.RULES[name]
                 self.rules.append((name, direction, predicate))
@@ -589,12 +827,37 @@ class UdpRelay:
     def direction(self, direction: str) -> list[Datagram]:
         return [d for d in self.datagrams if d.direction == direction]
 
-    def log_text(self) -> str:
+    def decode(self, keylogs: Sequence[Path], direction: str | None = None) -> list[Opened]:
+        """Every encrypted record (of `direction`) that the key logs open, in order."""
+        decoder = KeylogDecoder(keylogs)
         with self._lock:
             grams = list(self.datagrams)
+        out = []
+        for d in grams:
+            if d.dropped or (direction is not None and d.direction != direction):
+                continue
+            for r in d.records(self.cid_len):
+                if r.unified:
+                    opened = decoder.open(d.direction, d.data[r.offset:r.offset + r.size],
+                                          r.epoch, self.cid_len)
+                    if opened is not None:
+                        out.append(opened)
+        return out
+
+    def log_text(self, keylogs: Sequence[Path] = ()) -> str:
+        """One line per datagram; with key logs the encrypted records are opened too."""
+        with self._lock:
+            grams = list(self.datagrams)
+        decoder = None
+        if keylogs:
+            try:
+                decoder = KeylogDecoder(keylogs)
+            except Exception:  # a diagnostic only
+                decoder = None
         return "\n".join(
             f"{d.time:8.3f} {d.direction} #{d.index:<3} {len(d.data):5}B "
-            f"{'DROPPED(' + str(d.rule) + ') ' if d.dropped else ''}{d.summary(self.cid_len)}"
+            f"{'DROPPED(' + str(d.rule) + ') ' if d.dropped else ''}"
+            f"{d.summary(self.cid_len, decoder)}"
             for d in grams
         )
 
