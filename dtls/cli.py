@@ -110,10 +110,42 @@ def _common_settings(args: argparse.Namespace, stack: contextlib.ExitStack) -> d
         settings["max_datagram_size"] = args.mtu
     if args.cid is not None:
         settings["connection_id"] = _hex(args.cid, "--cid")
+    if args.srtp:
+        settings["srtp_profiles"] = tuple(_srtp_profile(p) for p in _split_list(args.srtp))
+    if args.record_size_limit is not None:
+        settings["record_size_limit"] = args.record_size_limit
+    if args.raw_public_key:
+        if args.key is None:
+            raise UsageError("--raw-public-key needs --key")
+        settings["raw_public_key"] = True
     keylog = _open_keylog(args.keylogfile, stack)
     if keylog is not None:
         settings["keylog"] = keylog
     return settings
+
+
+def _srtp_profile(name: str) -> int:
+    """An SRTP profile by name (SRTP_AEAD_AES_128_GCM, ...) or number (RFC 5764 §4.1.2)."""
+    from .srtp import SrtpProfile
+
+    try:
+        return int(SrtpProfile[name.upper()])
+    except KeyError:
+        try:
+            return int(SrtpProfile(int(name, 0)))
+        except ValueError:
+            raise UsageError(f"--srtp: unknown profile {name!r}") from None
+
+
+def _own_raw_public_key(ctx: Context, args: argparse.Namespace) -> None:
+    """RFC 7250: a bare key instead of a certificate; and the peers' keys we accept."""
+    from .crypto import load_private_key
+
+    if args.raw_public_key and args.cert is None:
+        ctx.private_key = load_private_key(keyfile=args.key)
+    for path in args.pin_key or ():
+        with open(path, "rb") as f:
+            ctx.pin_public_key(f.read())
 
 
 def client_context(args: argparse.Namespace, stack: contextlib.ExitStack) -> Context:
@@ -126,15 +158,17 @@ def client_context(args: argparse.Namespace, stack: contextlib.ExitStack) -> Con
         if args.sess_in is None:
             raise UsageError("--early-data needs --sess-in (0-RTT resumes a session)")
         settings["early_data"] = True
-    if args.key is not None and args.cert is None:
-        raise UsageError("--key needs --cert")
-    return Context.client(
+    if args.key is not None and args.cert is None and not args.raw_public_key:
+        raise UsageError("--key needs --cert (or --raw-public-key)")
+    ctx = Context.client(
         cafile=args.cafile,
         verify=not args.no_verify,
         certfile=args.cert,
-        keyfile=args.key,
+        keyfile=args.key if args.cert else None,
         **settings,
     )
+    _own_raw_public_key(ctx, args)
+    return ctx
 
 
 def server_context(args: argparse.Namespace, stack: contextlib.ExitStack) -> Context:
@@ -151,16 +185,17 @@ def server_context(args: argparse.Namespace, stack: contextlib.ExitStack) -> Con
         settings["psk_lookup"] = lambda identity: psk if identity == psk.identity else None
     if args.require_client_cert and args.cafile is None:
         raise UsageError("--require-client-cert needs --cafile to verify client certificates")
-    if args.key is not None and args.cert is None:
-        raise UsageError("--key needs --cert")
+    if args.key is not None and args.cert is None and not args.raw_public_key:
+        raise UsageError("--key needs --cert (or --raw-public-key)")
     ctx = Context.server(
         certfile=args.cert,
-        keyfile=args.key,
+        keyfile=args.key if args.cert else None,
         cafile=args.cafile,
         require_client_certificate=args.require_client_cert,
         **settings,
     )
-    if args.cert is None and psk is None:
+    _own_raw_public_key(ctx, args)
+    if args.cert is None and psk is None and not args.raw_public_key:
         cert_pem, key_pem = self_signed_certificate()
         ctx.load_cert_chain(certdata=cert_pem, keydata=key_pem)
         if not args.quiet:
@@ -273,6 +308,7 @@ class ClientReport:
     session_saved: bool = False
     replies: list[str] = field(default_factory=list)
     error: str | None = None
+    srtp_profile: str | None = None
     #: `Connection.stats()` (dtls.stats.ConnectionStats) as a dict
     stats: dict[str, Any] | None = None
 
@@ -291,6 +327,11 @@ class ClientReport:
         self.retransmissions = conn.connection.retransmissions
         self.handshake_ms = _handshake_ms(conn)
         self.stats = asdict(conn.connection.stats())
+        profile = conn.connection.srtp_profile
+        if profile is not None:
+            from .srtp import SrtpProfile
+
+            self.srtp_profile = SrtpProfile(profile).name
 
 
 async def _client_exchange(
@@ -870,6 +911,15 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
                         "(no value: zero-length)")
     g.add_argument("--psk-identity", metavar="TEXT", help="external PSK identity")
     g.add_argument("--psk", metavar="HEX", help="external PSK key")
+    g.add_argument("--srtp", metavar="LIST",
+                   help="DTLS-SRTP protection profiles, comma separated (RFC 5764), e.g. "
+                        "SRTP_AEAD_AES_128_GCM,SRTP_AES128_CM_HMAC_SHA1_80")
+    g.add_argument("--record-size-limit", type=int, metavar="BYTES",
+                   help="largest record plaintext this side accepts (RFC 8449, 64..16385)")
+    g.add_argument("--raw-public-key", action="store_true",
+                   help="present --key as a raw public key (RFC 7250), no certificate")
+    g.add_argument("--pin-key", action="append", metavar="FILE",
+                   help="accept the peer's raw public key in FILE (PEM); repeatable")
     g.add_argument("--keylogfile", metavar="FILE",
                    help="append NSS key-log lines (default: $SSLKEYLOGFILE if set)")
     o = p.add_argument_group("output")

@@ -363,6 +363,44 @@ def test_connection_ids(echo_server: ServerProcess) -> None:
     assert plain.json["local_cid"] is None and plain.json["peer_cid"] is None
 
 
+def test_srtp_and_record_size_limit() -> None:
+    with dtls_server("--echo", "--json", "--srtp", "SRTP_AES128_CM_HMAC_SHA1_80",
+                     "--record-size-limit", "512") as server:
+        result = client(server.port, "--no-verify", "--srtp",
+                        "SRTP_AEAD_AES_128_GCM,SRTP_AES128_CM_HMAC_SHA1_80",
+                        "--record-size-limit", "256", "--message", "x" * 255)
+        assert result.status == 0, result.stderr
+        assert result.json["srtp_profile"] == "SRTP_AES128_CM_HMAC_SHA1_80"
+        assert result.json["replies"] == ["x" * 255]
+        # over the server's limit of 512: refused before anything is sent (RFC 8449)
+        big = client(server.port, "--no-verify", "--record-size-limit", "256",
+                     "--message", "y" * 600)
+        assert big.status == 1 and "511" in big.json["error"]
+
+
+def test_raw_public_keys(tmp_path: Path, pki: Any) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    def write(name: str, data: bytes) -> Path:
+        path = tmp_path / name
+        path.write_bytes(data)
+        return path
+
+    server_key = write("server.key", pki.server.key_pem)
+    server_pub = write("server.pub", pki.server.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    other_pub = write("other.pub", pki.client.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    with dtls_server("--echo", "--json", "--raw-public-key", "--key", server_key) as server:
+        result = client(server.port, "--servername", "localhost", "--pin-key", server_pub,
+                        "--message", "pinned")
+        assert result.status == 0, result.stderr
+        assert result.json["replies"] == ["pinned"] and result.json["peer_subject"] is None
+        wrong = client(server.port, "--servername", "localhost", "--pin-key", other_pub,
+                       "--no-stdin", "--timeout", "3")
+        assert wrong.status == 1 and "not one we pinned" in wrong.json["error"]
+
+
 # ---- demo, usage, delegation ----
 
 
