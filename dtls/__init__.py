@@ -8,7 +8,10 @@ front-ends for asyncio (`dtls.aio`), blocking sockets (`dtls.sync`) and a virtua
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .provider import ProviderInfo
 
 __version__ = "0.1.0"
 
@@ -23,6 +26,7 @@ __all__ = [
     "__version__",
     "aio",
     "openssl_version",
+    "providers",
     "respond_statelessly",
     "sync",
 ]
@@ -37,6 +41,14 @@ _LAZY = {
     "Session": "session",
     "ExternalPsk": "session",
 }
+
+
+def providers() -> list[ProviderInfo]:
+    """The crypto providers (`dtls.provider`): name, description, the cipher suites each
+    protects records with, whether it works here, and which one is the default."""
+    from .provider import providers as listing
+
+    return listing()
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,8 @@
 I/O: each socket is a non-blocking UDP socket of our own, watched with
 `loop.add_reader`. When it is readable the reader drains it with recvmmsg, feeds every
 datagram to the engine (or `ServerEndpoint`), then sends everything the engines have to
-say with one sendmmsg (`dtls.record.receive_datagrams` / `send_datagrams`). Datagrams that
+say with one sendmmsg (`dtls.record.receive_datagrams` / `send_datagrams`; without the C
+extension, `dtls.record_py`'s: one recvfrom / sendto per datagram). Datagrams that
 `send()` produces are flushed once per loop iteration (or every FLUSH_EVERY sends), so
 sends from many tasks share a system call. A full socket buffer leaves a backlog drained
 with `loop.add_writer`; `send()` waits while the backlog is long. Timers are one
@@ -35,6 +36,7 @@ from . import errors
 from .config import Context
 from .connection import Connection, HandshakeState
 from .events import (
+    AlertReceived,
     ConnectionClosed,
     DataReceived,
     Event,
@@ -42,7 +44,12 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .record import receive_datagrams, send_datagrams
+from .iana import AlertDescription, AlertLevel
+
+try:
+    from .record import receive_datagrams, send_datagrams
+except ImportError:  # no C extension: plain recvfrom / sendto
+    from .record_py import receive_datagrams, send_datagrams  # type: ignore[assignment]
 from .server import (
     ConnectionAccepted,
     ConnectionEvent,
@@ -59,6 +66,11 @@ logger = logging.getLogger("dtls.aio")
 
 Address = Any
 Handler = Callable[["AsyncConnection"], Awaitable[None] | None]
+#: on_state_change(conn, old, new): the engine's state moved (RFC 9846 Appendix A)
+StateCallback = Callable[["AsyncConnection", HandshakeState, HandshakeState], None]
+#: on_alert(conn, level, description, by_peer): an alert arrived, or we ended the
+#: connection with one (RFC 9846 §6)
+AlertCallback = Callable[["AsyncConnection", int, int, bool], None]
 
 RECEIVE_BATCH = 32  # datagrams per recvmmsg
 READS_PER_WAKEUP = 8  # recvmmsg calls per readable event, then the loop gets a turn
@@ -203,13 +215,27 @@ class AsyncConnection:
 
     Each `send` is one application-data record (one message); each `recv` returns one
     record's content. `async for message in conn` reads until the peer closes.
+
+    For callbacks rather than polling, set `on_state_change` and `on_alert` (or pass them
+    to `connect` / `serve`). They run on the event loop, between datagrams: keep them
+    short; an exception from one is logged and ignored.
     """
 
     #: messages received but not yet read, at most; more are dropped (datagram semantics)
     max_queued = 4096
 
-    def __init__(self, connection: Connection, link: _Link) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        link: _Link,
+        *,
+        on_state_change: StateCallback | None = None,
+        on_alert: AlertCallback | None = None,
+    ) -> None:
         self.connection = connection  # the sans-I/O engine
+        self.on_state_change = on_state_change
+        self.on_alert = on_alert
+        self._state = connection.state
         self._link = link
         self._loop = link.loop
         self._messages: deque[bytes] = deque()
@@ -344,13 +370,32 @@ class AsyncConnection:
             self.handshake = event
         elif isinstance(event, SessionTicketReceived):
             self.session = event.session
+        elif isinstance(event, AlertReceived):
+            self._alert(event.level, event.description, True)
         elif isinstance(event, ConnectionClosed):
+            if event.error and event.alert is not None and not event.by_peer:
+                self._alert(AlertLevel.FATAL, event.alert, False)  # the one we sent
             self._set_closed(event)
+        self._check_state()
+
+    def _check_state(self) -> None:
+        """Tell on_state_change when the engine's state moved since last looked at."""
+        new = HandshakeState.CLOSED if self._closed is not None else self.connection.state
+        old, self._state = self._state, new
+        if new is not old and self.on_state_change is not None:
+            _call(self.on_state_change, self, old, new)
+
+    def _alert(self, level: int, description: int, by_peer: bool) -> None:
+        if self.on_alert is not None:
+            with contextlib.suppress(ValueError):
+                level, description = AlertLevel(level), AlertDescription(description)
+            _call(self.on_alert, self, level, description, by_peer)
 
     def _set_closed(self, event: ConnectionClosed) -> None:
         if self._closed is not None:
             return
         self._closed = event
+        self._check_state()
         self._wake()
         for _, future in self._key_updates:
             if not future.done():
@@ -364,6 +409,13 @@ class AsyncConnection:
             if not self._readable.done():
                 self._readable.set_result(None)
             self._readable = None
+
+
+def _call(callback: Callable[..., None], *args: Any) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        logger.exception("callback %r failed", callback)
 
 
 class _Link:
@@ -390,13 +442,13 @@ class _ClientLink(_Link):
     """One client connection on its own (connected) socket."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
-                 connection: Connection) -> None:
+                 connection: Connection, **callbacks: Any) -> None:
         self.loop = loop
         self.connection = connection
         self.local_address = sock.getsockname()
         self.socket = _DatagramSocket(loop, sock, self._received)
         self.timer = _Timer(loop, self._timer)
-        self.conn = AsyncConnection(connection, self)
+        self.conn = AsyncConnection(connection, self, **callbacks)
         self.handshake_done: asyncio.Future[None] = loop.create_future()
         self._flush_scheduled = False
         self._changes = 0
@@ -432,6 +484,7 @@ class _ClientLink(_Link):
                 self.handshake_done.set_result(None)
             elif isinstance(event, ConnectionClosed) and not self.handshake_done.done():
                 self.handshake_done.set_exception(close_error(event))
+        self.conn._check_state()  # handshake states move without events
         if engine.state is HandshakeState.CLOSED:
             self.close()
         else:
@@ -462,6 +515,8 @@ async def connect(
     timeout: float | None = 30.0,
     session: Session | None = None,
     early_data: Sequence[bytes] = (),
+    on_state_change: StateCallback | None = None,
+    on_alert: AlertCallback | None = None,
 ) -> AsyncConnection:
     """Connect and complete the handshake. `server_name` (default: `host`) is sent as
     SNI and checked against the certificate; `session` (a previous connection's
@@ -469,7 +524,8 @@ async def connect(
     completes: as 0-RTT when the context allows it (`early_data=True`) and the session
     admits it (check `conn.handshake.early_data_accepted`), else right after it. Raises
     a `dtls.errors` exception when the handshake fails and TimeoutError when it does not
-    finish within `timeout` seconds."""
+    finish within `timeout` seconds. `on_state_change` and `on_alert` are set on the
+    connection before the handshake starts (see `AsyncConnection`)."""
     if not context.is_client:
         raise ValueError("connect() needs a client context")
     loop = asyncio.get_running_loop()
@@ -482,7 +538,8 @@ async def connect(
         sock.connect(addr)  # the kernel drops datagrams from anyone else
         engine = Connection(context, server_name=server_name or host, peer_address=addr,
                             session=session)
-        link = _ClientLink(loop, sock, engine)
+        link = _ClientLink(loop, sock, engine, on_state_change=on_state_change,
+                           on_alert=on_alert)
     except BaseException:
         sock.close()
         raise
@@ -548,7 +605,9 @@ class _Listener(_Link):
             if isinstance(event, ConnectionEvent):
                 conn = self.conns.get(event.connection)
                 if conn is None and isinstance(event.event, HandshakeCompleted):
-                    conn = self.conns[event.connection] = AsyncConnection(event.connection, self)
+                    conn = self.conns[event.connection] = AsyncConnection(
+                        event.connection, self, **self.server.callbacks
+                    )
                     conn._event(event.event)
                     for early in self._early.pop(event.connection, ()):
                         conn._event(early)
@@ -581,9 +640,13 @@ class Server:
     connection once its handshake completes, and the connection is closed when it
     returns. Made by `serve()`."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, handler: Handler) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, handler: Handler, **callbacks: Any
+    ) -> None:
         self.loop = loop
         self._handler = handler
+        #: on_state_change / on_alert for each connection (from its handshake's completion)
+        self.callbacks: dict[str, Any] = callbacks
         self._listeners: list[_Listener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -673,15 +736,18 @@ async def serve(
     context: Context,
     *,
     reuse_port: bool = False,
+    on_state_change: StateCallback | None = None,
+    on_alert: AlertCallback | None = None,
     **endpoint_options: Any,
 ) -> Server:
     """Serve DTLS on `host`:`port` (every address it resolves to; None: all
     interfaces; port 0: any free port). `endpoint_options` go to `ServerEndpoint`:
     max_connections, max_handshakes, rate_limit_per_address, handshake_timeout,
     idle_timeout, cookie_mode, cookie_threshold. With `reuse_port` several processes can
-    share the port (SO_REUSEPORT)."""
+    share the port (SO_REUSEPORT). `on_state_change` and `on_alert` are set on every
+    connection as it is handed to `handler` (its handshake complete)."""
     loop = asyncio.get_running_loop()
-    server = Server(loop, handler)
+    server = Server(loop, handler, on_state_change=on_state_change, on_alert=on_alert)
     addrs = await _resolve(loop, host, port, flags=socket.AI_PASSIVE)
     seen = set()
     try:

@@ -190,6 +190,9 @@ class Context:
     )
     #: extra verification after (or, with verify_mode CERT_NONE, instead of) the built-in one
     verify_callback: Callable[[Sequence[Any], str | None], None] | None = None
+    #: the crypto provider protecting records (`dtls.providers()`: "openssl", "python");
+    #: None: $DTLS13_PROVIDER, else "openssl" when its C extension loads, else "python"
+    provider: str | None = None
     certificate_chain: list[Any] = field(default_factory=list, repr=False)
     private_key: Any = field(default=None, repr=False)
     trust: Any = field(default=None, repr=False)
@@ -203,6 +206,10 @@ class Context:
         self.groups = parse_groups(self.groups)
         if self.key_share_groups is not None:
             self.key_share_groups = parse_groups(self.key_share_groups)
+        if self.provider is not None:
+            from .provider import get_provider
+
+            get_provider(self.provider)  # ConfigurationError: unknown, or cannot load here
 
     # ---- factories ----
     @classmethod

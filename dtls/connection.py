@@ -182,7 +182,9 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
 
-        self._records = RecordLayer(context.replay_window, context.epoch_retention)
+        self._records = RecordLayer(
+            context.replay_window, context.epoch_retention, context.provider
+        )
         self._events: list[Event] = []  # few at a time: a list is smaller than a deque
         self._out: list[bytearray] = []
         self._rto = RetransmitTimer(

@@ -53,7 +53,7 @@ from .messages import (
     truncated_client_hello,
 )
 from .path import RRC_EXTENSION
-from .record import PLAINTEXT_HEADER_LEN
+from .record_py import PLAINTEXT_HEADER_LEN
 from .reliability import (
     OutgoingFlight,
     OutgoingMessage,

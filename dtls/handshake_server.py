@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,8 @@ from .messages import (
     truncated_client_hello,
 )
 from .path import RRC_EXTENSION
-from .record import PLAINTEXT_HEADER_LEN, RecordKind, seal_plaintext, split_datagram
+from .provider import get_provider
+from .record_py import PLAINTEXT_HEADER_LEN, RecordKind
 from .reliability import (
     OutgoingFlight,
     ReceivedMessage,
@@ -164,7 +166,11 @@ def _encode_hello_retry(ch: ClientHello, suite: int, group: int, cookie: bytes) 
 
 
 def _plaintext_handshake_record(
-    msg_type: int, message_seq: int, body: bytes, record_seq: int
+    seal_plaintext: Callable[..., bytes],
+    msg_type: int,
+    message_seq: int,
+    body: bytes,
+    record_seq: int,
 ) -> bytes:
     fragment = encode_handshake_fragment(msg_type, len(body), message_seq, 0, body)
     return seal_plaintext(ContentType.HANDSHAKE, record_seq, fragment)
@@ -206,10 +212,8 @@ def respond_statelessly(
     (RFC 9147 §5.1). A ClientHello with a valid cookie (or, with require_cookie False, one
     that needs no retry) is accepted: the caller makes a `Connection` and feeds it `data`.
     """
-    try:
-        spans, _ = split_datagram(data, 0)
-    except Exception:  # pragma: no cover - split never raises on bytes
-        return StatelessResponse("drop")
+    provider = get_provider(context.provider)
+    spans, _ = provider.split_datagram(data, 0)
     if not spans:
         return StatelessResponse("drop")
     span = spans[0]
@@ -238,7 +242,8 @@ def respond_statelessly(
             # RFC 9147 §5.1: an invalid cookie is answered with illegal_parameter, so the
             # client can start again without one.
             alert = encode_alert(AlertLevel.FATAL, AlertDescription.ILLEGAL_PARAMETER)
-            return StatelessResponse("reject", seal_plaintext(ContentType.ALERT, span.seq, alert))
+            rejection = provider.seal_plaintext(ContentType.ALERT, span.seq, alert)
+            return StatelessResponse("reject", rejection)
         share = _select_key_share(context, ch)
         if share is not None and not require_cookie:
             return StatelessResponse("accept")
@@ -249,7 +254,7 @@ def respond_statelessly(
         # until then, stay silent (RFC 9147 §5.1: no state, no amplification).
         return StatelessResponse("drop")
     record = _plaintext_handshake_record(
-        HandshakeType.SERVER_HELLO, frag.message_seq, body, span.seq
+        provider.seal_plaintext, HandshakeType.SERVER_HELLO, frag.message_seq, body, span.seq
     )
     return StatelessResponse("retry", record)
 
@@ -488,7 +493,11 @@ class ServerHandshake:
         )
         self._emit(
             _plaintext_handshake_record(
-                HandshakeType.SERVER_HELLO, message.message_seq, body, self._client_hello_record_seq
+                self._records.provider.seal_plaintext,
+                HandshakeType.SERVER_HELLO,
+                message.message_seq,
+                body,
+                self._client_hello_record_seq,
             )
         )
         self._transcript = Transcript()

@@ -1,8 +1,9 @@
 """The record layer of one connection: epochs, their keys and counters (RFC 9147 §4).
 
 Each epoch has its own keys and sequence numbers, one state per direction. Epoch 0 is
-plaintext. Opening a datagram yields `InboundRecord`s; records that fail are dropped and
-counted by reason (RFC 9147 §4.5.2), never raised.
+plaintext. Ciphers, replay windows and framing come from a crypto provider
+(`dtls.provider`). Opening a datagram yields `InboundRecord`s; records that fail are
+dropped and counted by reason (RFC 9147 §4.5.2), never raised.
 """
 
 from __future__ import annotations
@@ -12,16 +13,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .iana import ContentType
-from .record import (
-    PLAINTEXT_HEADER_LEN,
-    OpenedRecord,
-    OpenError,
-    RecordCipher,
-    RecordKind,
-    ReplayWindow,
-    seal_plaintext,
-    split_datagram,
-)
+from .provider import RecordCipherLike, RecordProvider, ReplayWindowLike, get_provider
+from .record_py import PLAINTEXT_HEADER_LEN, OpenError, RecordKind
 
 RecordNumber = tuple[int, int]
 
@@ -35,7 +28,7 @@ MAX_SEQUENCE = (1 << 48) - 1  # RFC 9147 §4.2.1
 class SendEpoch:
     __slots__ = ("cipher", "epoch", "next_seq", "secret")
 
-    def __init__(self, epoch: int, cipher: RecordCipher | None, secret: bytes) -> None:
+    def __init__(self, epoch: int, cipher: RecordCipherLike | None, secret: bytes) -> None:
         self.epoch = epoch
         self.cipher = cipher
         self.secret = secret
@@ -46,7 +39,7 @@ class ReceiveEpoch:
     __slots__ = ("cipher", "epoch", "expires", "failures", "secret", "window")
 
     def __init__(
-        self, epoch: int, cipher: RecordCipher, window: ReplayWindow, secret: bytes
+        self, epoch: int, cipher: RecordCipherLike, window: ReplayWindowLike, secret: bytes
     ) -> None:
         self.epoch = epoch
         self.cipher = cipher
@@ -80,7 +73,13 @@ class RecordCounters:
 class RecordLayer:
     """Keys and sequence numbers per epoch, in both directions."""
 
-    def __init__(self, replay_window: int = 128, retention: float = 240.0) -> None:
+    def __init__(
+        self,
+        replay_window: int = 128,
+        retention: float = 240.0,
+        provider: RecordProvider | str | None = None,
+    ) -> None:
+        self.set_provider(provider)
         self.replay_window = replay_window
         self.retention = retention
         self.send_epochs: dict[int, SendEpoch] = {0: SendEpoch(0, None, b"")}
@@ -92,6 +91,16 @@ class RecordLayer:
         # an older epoch still waits for its retention clock (both kept up to date here)
         self._by_bits: dict[int, ReceiveEpoch] = {}
         self._unretired = False
+
+    def set_provider(self, provider: RecordProvider | str | None) -> None:
+        """Take ciphers and windows from `provider` (a name; None: `get_provider()`'s
+        default) for the keys installed from now on."""
+        if not isinstance(provider, RecordProvider):
+            provider = get_provider(provider)
+        self.provider = provider
+        self._opened_type: Any = provider.opened_type
+        self._split = provider.split_datagram
+        self._seal_plaintext = provider.seal_plaintext
 
     def _receive_epochs_changed(self) -> None:
         by_bits: dict[int, ReceiveEpoch] = {}
@@ -105,11 +114,12 @@ class RecordLayer:
 
     # ---- keys ----
     def install_send(self, epoch: int, suite: int, secret: bytes) -> None:
-        self.send_epochs[epoch] = SendEpoch(epoch, RecordCipher.from_secret(suite, secret), secret)
+        cipher = self.provider.cipher_from_secret(suite, secret)
+        self.send_epochs[epoch] = SendEpoch(epoch, cipher, secret)
 
     def install_receive(self, epoch: int, suite: int, secret: bytes) -> None:
-        window = ReplayWindow(self.replay_window)
-        cipher = RecordCipher.from_secret(suite, secret)
+        window = self.provider.replay_window(self.replay_window)
+        cipher = self.provider.cipher_from_secret(suite, secret)
         self.receive_epochs[epoch] = ReceiveEpoch(epoch, cipher, window, secret)
         while len(self.receive_epochs) > MAX_RECEIVE_EPOCHS:
             del self.receive_epochs[min(self.receive_epochs)]
@@ -148,7 +158,7 @@ class RecordLayer:
             raise OverflowError("sequence numbers of this epoch are exhausted")
         state.next_seq = seq + 1
         if state.cipher is None:
-            record = seal_plaintext(content_type, seq, payload, epoch)
+            record = self._seal_plaintext(content_type, seq, payload, epoch)
         else:
             record = state.cipher.seal(epoch, seq, content_type, payload, cid=self.send_cid or None)
         counters = self.counters
@@ -169,22 +179,33 @@ class RecordLayer:
                 yield record
             return
         counters = self.counters
-        spans, dropped = split_datagram(data, self.receive_cid_len)
+        cid_len = self.receive_cid_len
+        spans, dropped = self._split(data, cid_len)
+        view = memoryview(data)
+        base = 0
+        while spans:
+            for span in spans:
+                start, end = base + span.offset, base + span.offset + span.length
+                if span.kind == RecordKind.PLAINTEXT:
+                    if span.epoch != 0 or span.first_byte not in _PLAINTEXT_TYPES:
+                        counters.unknown_epoch += 1
+                        continue
+                    payload = bytes(view[start + PLAINTEXT_HEADER_LEN : end])
+                    yield InboundRecord(0, span.seq, span.first_byte, payload)
+                else:
+                    record = self._open_ciphertext(view[start:end], span.epoch, span.length, now)
+                    if record is not None:
+                        yield record
+                if self.receive_cid_len != cid_len:
+                    # RFC 9147 §9: the ServerHello that negotiated a CID is followed, in the
+                    # same datagram, by records carrying it: split the rest again.
+                    cid_len, base = self.receive_cid_len, end
+                    spans, dropped = self._split(view[end:], cid_len)
+                    break
+            else:
+                break
         if dropped:
             counters.malformed += 1
-        view = memoryview(data)
-        for span in spans:
-            start, end = span.offset, span.offset + span.length
-            if span.kind == RecordKind.PLAINTEXT:
-                if span.epoch != 0 or span.first_byte not in _PLAINTEXT_TYPES:
-                    counters.unknown_epoch += 1
-                    continue
-                payload = bytes(view[start + PLAINTEXT_HEADER_LEN : end])
-                yield InboundRecord(0, span.seq, span.first_byte, payload)
-                continue
-            record = self._open_ciphertext(view[start:end], span.epoch, span.length, now)
-            if record is not None:
-                yield record
 
     def _open_ciphertext(
         self, record: Any, bits: int, length: int, now: float
@@ -194,8 +215,9 @@ class RecordLayer:
         if state is None:
             counters.unknown_epoch += 1
             return None
+        # the provider's OpenedRecord (content_type, seq, plaintext), or an OpenError
         result = state.cipher.open(record, state.window, cid_len=self.receive_cid_len)
-        if result.__class__ is not OpenedRecord:
+        if result.__class__ is not self._opened_type:
             if result == OpenError.REPLAYED:
                 counters.replayed += 1
             elif result == OpenError.AUTH:
@@ -208,7 +230,7 @@ class RecordLayer:
         counters.bytes_opened += length
         if self._unretired:
             self._retire_older(state.epoch, now)
-        content_type, seq, plaintext = result  # type: ignore[misc]
+        content_type, seq, plaintext = result
         return InboundRecord(state.epoch, seq, content_type, bytes(plaintext))
 
     def _retire_older(self, epoch: int, now: float) -> None:

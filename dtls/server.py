@@ -141,12 +141,49 @@ class EndpointStats:
     amplification_dropped: int = 0
     connections_active: int = 0
     handshakes_active: int = 0
+    #: the record layers of every connection the endpoint has had, live and gone: records
+    #: and bytes, and records dropped by reason (RFC 9147 §4.5.2)
+    records_sealed: int = 0
+    bytes_sealed: int = 0
+    records_opened: int = 0
+    bytes_opened: int = 0
+    dropped_malformed: int = 0
+    dropped_replayed: int = 0
+    dropped_failed_authentication: int = 0
+    dropped_unknown_epoch: int = 0
+    #: flights retransmitted (RFC 9147 §5.8)
+    retransmissions: int = 0
+    #: summed over completed handshakes: divide by handshakes_completed for the mean
+    handshake_seconds_total: float = 0.0
 
 
+# EndpointStats fields summed from the connections (the record layer's counter names)
+_RECORD_TOTALS = {
+    "records_sealed": "records_sealed",
+    "bytes_sealed": "bytes_sealed",
+    "records_opened": "records_opened",
+    "bytes_opened": "bytes_opened",
+    "dropped_malformed": "malformed",
+    "dropped_replayed": "replayed",
+    "dropped_failed_authentication": "failed_authentication",
+    "dropped_unknown_epoch": "unknown_epoch",
+}
+_CONNECTION_TOTALS = (*_RECORD_TOTALS, "retransmissions", "handshake_seconds_total")
 _COUNTERS = tuple(
     f.name for f in dataclasses.fields(EndpointStats)
-    if f.name not in ("connections_active", "handshakes_active")
+    if f.name not in ("connections_active", "handshakes_active", *_CONNECTION_TOTALS)
 )
+
+
+def _add_connection(totals: dict[str, float], conn: Connection) -> None:
+    """Add one connection's record counters, retransmissions and handshake time."""
+    counters = conn.record_counters
+    for name, counter in _RECORD_TOTALS.items():
+        totals[name] += getattr(counters, counter)
+    totals["retransmissions"] += conn.retransmissions
+    started, done = conn.handshake_started, conn.handshake_completed_at
+    if started is not None and done is not None:
+        totals["handshake_seconds_total"] += done - started
 
 
 def close_error(closed: ConnectionClosed) -> Exception:
@@ -361,6 +398,8 @@ class ServerEndpoint:
         self._timers: list[tuple[float, int, _Peer]] = []
         self._timer_ids = itertools.count(1)
         self._counts = dict.fromkeys(_COUNTERS, 0)
+        # _CONNECTION_TOTALS of the connections already removed
+        self._removed_totals: dict[str, float] = dict.fromkeys(_CONNECTION_TOTALS, 0)
         self._closed = False
 
     # ---- public API ----
@@ -374,10 +413,16 @@ class ServerEndpoint:
         return self._closed
 
     def stats(self) -> EndpointStats:
+        """The endpoint's counters, and the record-layer totals of its connections (a
+        pass over the live ones)."""
+        totals = dict(self._removed_totals)
+        for conn in self._peers:
+            _add_connection(totals, conn)
         return EndpointStats(
             **self._counts,
             connections_active=len(self._peers),
             handshakes_active=self._handshaking,
+            **totals,  # type: ignore[arg-type]
         )
 
     def cookies_required(self) -> bool:
@@ -745,6 +790,7 @@ class ServerEndpoint:
         if reason != "replaced":
             self._outbox.extend(final)
         del self._peers[conn]
+        _add_connection(self._removed_totals, conn)
         if self._routes.get(peer.route) is peer:
             del self._routes[peer.route]
         self._drop_cids(peer)

@@ -12,12 +12,13 @@
 
 Threads: every socket has one I/O thread (a client connection's runs in the background;
 a server's is the one in `serve_forever`). It waits in select() for the socket or the
-next engine timer, reads datagrams in batches (recvmmsg), feeds the engine, fires its
-timers and sends replies. So retransmissions, ACKs and KeyUpdates are answered on time
-even when the application reads nothing. Application threads call `send`, `recv`,
-`update_keys` and `close`; one lock per socket guards the engine. `send` seals and sends
-in the calling thread; `recv` waits for the I/O thread to deliver. One reader thread and
-one writer thread may use a connection at the same time.
+next engine timer, reads datagrams in batches (recvmmsg; one recvfrom at a time without
+the C extension), feeds the engine, fires its timers and sends replies. So
+retransmissions, ACKs and KeyUpdates are answered on time even when the application reads
+nothing. Application threads call `send`, `recv`, `update_keys` and `close`; one lock per
+socket guards the engine. `send` seals and sends in the calling thread; `recv` waits for
+the I/O thread to deliver. One reader thread and one writer thread may use a connection
+at the same time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from . import errors
 from .config import Context
 from .connection import Connection, HandshakeState
 from .events import (
+    AlertReceived,
     ConnectionClosed,
     DataReceived,
     Event,
@@ -43,7 +45,12 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .record import receive_datagrams, send_datagrams
+from .iana import AlertDescription, AlertLevel
+
+try:
+    from .record import receive_datagrams, send_datagrams
+except ImportError:  # no C extension: plain recvfrom / sendto
+    from .record_py import receive_datagrams, send_datagrams  # type: ignore[assignment]
 from .server import (
     ConnectionEvent,
     ConnectionRemoved,
@@ -59,6 +66,11 @@ logger = logging.getLogger("dtls.sync")
 
 Address = Any
 Handler = Callable[["SyncConnection"], object]
+#: on_state_change(conn, old, new): the engine's state moved (RFC 9846 Appendix A)
+StateCallback = Callable[["SyncConnection", HandshakeState, HandshakeState], None]
+#: on_alert(conn, level, description, by_peer): an alert arrived, or we ended the
+#: connection with one (RFC 9846 §6)
+AlertCallback = Callable[["SyncConnection", int, int, bool], None]
 
 RECEIVE_BATCH = 32
 READS_PER_WAKEUP = 8
@@ -223,6 +235,13 @@ class _Link:
         self._wake_w.close()
 
 
+def _call(callback: Callable[..., None], *args: Any) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        logger.exception("callback %r failed", callback)
+
+
 def _wait_writable(sock: socket.socket, timeout: float) -> None:
     with selectors.DefaultSelector() as selector:
         selector.register(sock, selectors.EVENT_WRITE)
@@ -237,13 +256,28 @@ class SyncConnection:
 
     `send` sends one message (one record), `recv` returns one. Iterating yields messages
     until the peer closes. Safe for one reader and one writer thread at once.
+
+    For callbacks rather than polling, set `on_state_change` and `on_alert` (or pass them
+    to `connect` / `Server`). They run on the socket's I/O thread with the socket's lock
+    held: keep them short, and do not wait in them for this connection (`recv`,
+    `update_keys`); an exception from one is logged and ignored.
     """
 
     #: messages received but not yet read, at most; more are dropped (datagram semantics)
     max_queued = 4096
 
-    def __init__(self, connection: Connection, link: _Link) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        link: _Link,
+        *,
+        on_state_change: StateCallback | None = None,
+        on_alert: AlertCallback | None = None,
+    ) -> None:
         self.connection = connection  # the sans-I/O engine
+        self.on_state_change = on_state_change
+        self.on_alert = on_alert
+        self._state = connection.state
         self._link = link
         self._cond = threading.Condition(link.lock)
         self._messages: deque[bytes] = deque()
@@ -370,18 +404,38 @@ class SyncConnection:
             self._messages.append(event.data)
         elif isinstance(event, HandshakeCompleted):
             self.handshake = event
+            self._check_state()
         elif isinstance(event, SessionTicketReceived):
             self.session = event.session
+        elif isinstance(event, AlertReceived):
+            self._alert(event.level, event.description, True)
+            return
         elif isinstance(event, ConnectionClosed):
+            if event.error and event.alert is not None and not event.by_peer:
+                self._alert(AlertLevel.FATAL, event.alert, False)  # the one we sent
             self._set_closed(event)
             return
         elif not isinstance(event, KeyUpdated):
             return
         self._cond.notify_all()
 
+    def _check_state(self) -> None:
+        """Tell on_state_change when the engine's state moved since last looked at."""
+        new = HandshakeState.CLOSED if self._closed is not None else self.connection.state
+        old, self._state = self._state, new
+        if new is not old and self.on_state_change is not None:
+            _call(self.on_state_change, self, old, new)
+
+    def _alert(self, level: int, description: int, by_peer: bool) -> None:
+        if self.on_alert is not None:
+            with contextlib.suppress(ValueError):
+                level, description = AlertLevel(level), AlertDescription(description)
+            _call(self.on_alert, self, level, description, by_peer)
+
     def _set_closed(self, event: ConnectionClosed) -> None:
         if self._closed is None:
             self._closed = event
+            self._check_state()
         self._cond.notify_all()
 
 
@@ -389,10 +443,10 @@ class SyncConnection:
 
 
 class _ClientLink(_Link):
-    def __init__(self, sock: socket.socket, connection: Connection) -> None:
+    def __init__(self, sock: socket.socket, connection: Connection, **callbacks: Any) -> None:
         super().__init__(sock)
         self.engine = connection
-        self.conn = SyncConnection(connection, self)
+        self.conn = SyncConnection(connection, self, **callbacks)
         self._thread = threading.Thread(target=self._run, name="dtls-client-io", daemon=True)
 
     def start(self, addr: Address) -> None:
@@ -428,6 +482,7 @@ class _ClientLink(_Link):
         self.send(engine.datagrams_to_send(time.monotonic()))
         while (event := engine.next_event()) is not None:
             self.conn._event(event)
+        self.conn._check_state()  # handshake states move without events
         if engine.state is HandshakeState.CLOSED:
             self.stop_loop(wait=False)
 
@@ -450,12 +505,16 @@ def connect(
     timeout: float | None = 30.0,
     source_address: tuple[str, int] | None = None,
     session: Session | None = None,
+    on_state_change: StateCallback | None = None,
+    on_alert: AlertCallback | None = None,
 ) -> SyncConnection:
     """Connect to (host, port) and complete the handshake. `server_name` (default: the
     host) is sent as SNI and checked against the certificate. Raises a `dtls.errors`
     exception when the handshake fails, TimeoutError when it takes over `timeout` s.
     `source_address` binds the local end first, as in socket.create_connection;
-    `session` (a previous connection's `.session`) asks for resumption."""
+    `session` (a previous connection's `.session`) asks for resumption.
+    `on_state_change` and `on_alert` are set before the handshake starts (see
+    `SyncConnection`)."""
     if not context.is_client:
         raise ValueError("connect() needs a client context")
     host, port = address[0], address[1]
@@ -467,7 +526,7 @@ def connect(
         sock.connect(addr)  # the kernel drops datagrams from anyone else
         engine = Connection(context, server_name=server_name or host, peer_address=addr,
                             session=session)
-        link = _ClientLink(sock, engine)
+        link = _ClientLink(sock, engine, on_state_change=on_state_change, on_alert=on_alert)
     except BaseException:
         sock.close()
         raise
@@ -501,6 +560,8 @@ class Server(_Link):
     established connections (serving in a background thread).
     `endpoint_options` go to `ServerEndpoint`: max_connections, max_handshakes,
     rate_limit_per_address, handshake_timeout, idle_timeout, cookie_mode, cookie_threshold.
+    `on_state_change` and `on_alert` are set on every connection as its handshake
+    completes (see `SyncConnection`).
     """
 
     def __init__(
@@ -510,6 +571,8 @@ class Server(_Link):
         handler: Handler | None = None,
         *,
         reuse_port: bool = False,
+        on_state_change: StateCallback | None = None,
+        on_alert: AlertCallback | None = None,
         **endpoint_options: Any,
     ) -> None:
         endpoint = ServerEndpoint(context, **endpoint_options)
@@ -528,6 +591,8 @@ class Server(_Link):
         super().__init__(sock)
         self.endpoint = endpoint
         self.handler = handler
+        self.callbacks: dict[str, Any] = {"on_state_change": on_state_change,
+                                          "on_alert": on_alert}
         self._conns: dict[Connection, SyncConnection] = {}
         self._accepted: deque[SyncConnection] = deque()
         self._accept_cond = threading.Condition(self.lock)
@@ -626,7 +691,9 @@ class Server(_Link):
             if isinstance(event, ConnectionEvent):
                 conn = self._conns.get(event.connection)
                 if conn is None and isinstance(event.event, HandshakeCompleted):
-                    conn = self._conns[event.connection] = SyncConnection(event.connection, self)
+                    conn = self._conns[event.connection] = SyncConnection(
+                        event.connection, self, **self.callbacks
+                    )
                     conn._event(event.event)
                     self._established(conn)
                 elif conn is not None:
