@@ -154,7 +154,8 @@ class Context:
     #: with CIDs, move to a peer's new address only after a return routability check
     #: (draft-ietf-tls-dtls-rrc); without it a connection stays on its address
     return_routability_check: bool = True
-    #: client: an external PSK to offer (RFC 9846 §2.2); server: look up an identity
+    #: client: an external PSK to offer (RFC 9846 §2.2), or a callable choosing one from
+    #: the server name (None: no PSK); server: look an identity up
     psk: Any = field(default=None, repr=False)
     psk_lookup: Callable[[bytes], Any] | None = field(default=None, repr=False)
     #: psk_dhe_ke (1) keeps forward secrecy; psk_ke (0) must be allowed explicitly

@@ -139,6 +139,8 @@ class ClientHandshake:
                 session=session,
             )
         psk = self.context.psk
+        if callable(psk):
+            psk = psk(self.server_name)  # PSK selection: which key for this server
         if isinstance(psk, ExternalPsk):
             return PskCandidate(psk.identity, psk.key, psk.hash_name, external=True)
         return None

@@ -261,3 +261,24 @@ def test_no_early_data_after_hello_retry(pki: Any) -> None:
     assert c.resumed and not c.early_data_accepted
     got = second.events_of("server", DataReceived)
     assert [(e.data, e.early) for e in got] == [(b"after retry, not early", False)]
+
+
+def test_client_psk_selection_by_server_name() -> None:
+    chosen: list[str | None] = []
+
+    def select(server_name: str | None) -> ExternalPsk | None:
+        chosen.append(server_name)
+        return PSK if server_name == "sensor-9.example" else None
+
+    client = Context.client(verify=False, psk=select)
+    server = Context.server(psk_lookup={PSK.identity: PSK}.get, cookie_mode=CookieMode.NEVER)
+    link = Loopback(Connection(client, server_name="sensor-9.example"), Connection(server))
+    c, _ = handshake(link)
+    assert chosen == ["sensor-9.example"] and c.peer_certificates == ()
+    # Another name gets no PSK, and this certificate-less server cannot serve it.
+    other = Loopback(Connection(client, server_name="other.example"), Connection(server))
+    other.start()
+    other.run()
+    assert other.events_of("server", ConnectionClosed)[0].alert == (
+        AlertDescription.HANDSHAKE_FAILURE
+    )
