@@ -114,6 +114,10 @@ def _common_settings(args: argparse.Namespace, stack: contextlib.ExitStack) -> d
         settings["srtp_profiles"] = tuple(_srtp_profile(p) for p in _split_list(args.srtp))
     if args.record_size_limit is not None:
         settings["record_size_limit"] = args.record_size_limit
+    if args.confidentiality_limit is not None:
+        settings["confidentiality_limit"] = args.confidentiality_limit
+    if args.integrity_limit is not None:
+        settings["integrity_limit"] = args.integrity_limit
     if args.raw_public_key:
         if args.key is None:
             raise UsageError("--raw-public-key needs --key")
@@ -916,6 +920,12 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
                         "SRTP_AEAD_AES_128_GCM,SRTP_AES128_CM_HMAC_SHA1_80")
     g.add_argument("--record-size-limit", type=int, metavar="BYTES",
                    help="largest record plaintext this side accepts (RFC 8449, 64..16385)")
+    g.add_argument("--confidentiality-limit", type=int, metavar="RECORDS",
+                   help="records sealed per key before a KeyUpdate (RFC 9147 §4.5.3; "
+                        "default: the suite's limit)")
+    g.add_argument("--integrity-limit", type=int, metavar="RECORDS",
+                   help="records failing authentication per key before closing "
+                        "(default: the suite's limit)")
     g.add_argument("--raw-public-key", action="store_true",
                    help="present --key as a raw public key (RFC 7250), no certificate")
     g.add_argument("--pin-key", action="append", metavar="FILE",

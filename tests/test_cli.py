@@ -401,6 +401,17 @@ def test_raw_public_keys(tmp_path: Path, pki: Any) -> None:
         assert wrong.status == 1 and "not one we pinned" in wrong.json["error"]
 
 
+def test_aead_confidentiality_limit_updates_keys() -> None:
+    with dtls_server("--echo", "--json", "--once") as server:
+        messages = [f"m{i}" for i in range(12)]
+        args = [a for m in messages for a in ("--message", m)]
+        result = client(server.port, "--no-verify", "--confidentiality-limit", "8", *args)
+        assert result.status == 0, result.stderr
+        assert result.json["replies"] == messages
+        # 12 records under a limit of 8 per key: the client moved to a new epoch (§4.5.3)
+        assert result.json["stats"]["send_epoch"] >= 4
+
+
 # ---- demo, usage, delegation ----
 
 
