@@ -282,6 +282,8 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
                     break
             if authenticated:
                 self.last_received = now
+                if self._records.last_cid != self._cids.in_use:
+                    self._peer_switched_cid(self._records.last_cid)
                 challenge = self._path_challenge
                 if challenge is not None and addr == challenge.address:
                     challenge.received += len(data)

@@ -49,6 +49,14 @@ class ConnectionIdsIssued(Event):
 
 
 @dataclass(frozen=True)
+class ConnectionIdsRetired(Event):
+    """The peer moved on to a CID we issued later: these older ones no longer reach this
+    connection (a server endpoint drops their routes)."""
+
+    cids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
 class PeerAddressChanged(Event):
     """The peer moved: its new address answered a return routability check."""
 

@@ -23,6 +23,7 @@ from .errors import (
 )
 from .events import (
     ConnectionIdsIssued,
+    ConnectionIdsRetired,
     PeerAddressChanged,
 )
 from .handshake import (
@@ -88,6 +89,7 @@ class ConnectionIds:
         self.spare_peer: list[bytes] = []
         self._make = make
         self.request_outstanding = False  # our RequestConnectionId awaits its answer
+        self.in_use: bytes = local or b""  # the CID the peer's records carry now
         self.requests_received = 0
 
     def new_local(self, count: int) -> list[bytes]:
@@ -109,6 +111,16 @@ class ConnectionIds:
             self.peer = fresh.pop(0)
         self.spare_peer.extend(fresh)
         del self.spare_peer[MAX_SPARE_CIDS:]
+
+    def retire_before(self, cid: bytes) -> list[bytes]:
+        """The peer uses `cid`: CIDs issued before it are superseded (RFC 9147 §9 has the
+        peer use them in order) and retired. Returns the retired ones."""
+        self.in_use = cid
+        if cid not in self.local:
+            return []
+        index = self.local.index(cid)
+        retired, self.local = self.local[:index], self.local[index:]
+        return retired
 
     def next_peer(self) -> bytes | None:
         """Move to the peer's next spare CID (for a new path, RFC 9147 §9)."""
@@ -202,6 +214,12 @@ class ConnectionIdUpdates:
         self._ack_post_handshake(message, now)
         if FlightKind.NEW_CONNECTION_ID not in self._flights:
             self.issue_connection_ids(min(request.num_cids, 4))
+
+    def _peer_switched_cid(self, cid: bytes) -> None:
+        """The peer's records carry one of our newer CIDs: the older ones retire."""
+        retired = self._cids.retire_before(cid)
+        if retired:
+            self._events.append(ConnectionIdsRetired(tuple(retired)))
 
     def _on_new_address(self, addr: Address, data: bytes, now: float) -> None:
         """Authentic records from another address: the connection moves there only after

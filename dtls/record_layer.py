@@ -86,6 +86,7 @@ class RecordLayer:
         self.receive_epochs: dict[int, ReceiveEpoch] = {}
         self.send_cid: bytes | None = None  # the CID the peer wants to receive (RFC 9147 §9)
         self.receive_cid_len = 0
+        self.last_cid = b""  # the CID of the newest authentic record (RFC 9147 §9)
         self.counters = RecordCounters()
         # the newest receiving epoch per low-two-bit value (RFC 9147 §4.2.2), and whether
         # an older epoch still waits for its retention clock (both kept up to date here)
@@ -228,6 +229,9 @@ class RecordLayer:
             return None
         counters.records_opened += 1
         counters.bytes_opened += length
+        cid_len = self.receive_cid_len
+        if cid_len and record[0] & 0x10 and record[1 : 1 + cid_len] != self.last_cid:
+            self.last_cid = bytes(record[1 : 1 + cid_len])  # the peer moved to another CID
         if self._unretired:
             self._retire_older(state.epoch, now)
         content_type, seq, plaintext = result

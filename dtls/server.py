@@ -34,6 +34,7 @@ from .connection import Connection
 from .events import (
     ConnectionClosed,
     ConnectionIdsIssued,
+    ConnectionIdsRetired,
     Event,
     HandshakeCompleted,
     PeerAddressChanged,
@@ -598,11 +599,13 @@ class ServerEndpoint:
             if cid and self._by_cid.setdefault(cid, peer) is peer and cid not in peer.cids:
                 peer.cids.append(cid)
 
-    def _drop_cids(self, peer: _Peer) -> None:
-        for cid in peer.cids:
+    def _drop_cids(self, peer: _Peer, cids: Iterable[bytes] | None = None) -> None:
+        """Forget `cids` (default: all) of this peer's routes."""
+        for cid in list(peer.cids if cids is None else cids):
             if self._by_cid.get(cid) is peer:
                 del self._by_cid[cid]
-        peer.cids.clear()
+            if cid in peer.cids:
+                peer.cids.remove(cid)
 
     def _moved(self, peer: _Peer, new: Address) -> None:
         """The peer answered a return routability check from `new` (draft-ietf-tls-dtls-rrc
@@ -720,6 +723,8 @@ class ServerEndpoint:
                     self._drop_cids(peer)  # the client did not negotiate CIDs (RFC 9146 §3)
             elif isinstance(event, ConnectionIdsIssued):
                 self._add_cids(peer, event.cids)
+            elif isinstance(event, ConnectionIdsRetired):
+                self._drop_cids(peer, event.cids)
             elif isinstance(event, PeerAddressChanged):
                 self._moved(peer, event.new)
             elif isinstance(event, ConnectionClosed):

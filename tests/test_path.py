@@ -47,7 +47,9 @@ def test_new_connection_ids_immediate_and_spare(pki: Any) -> None:
     exchange(link, [b"with the immediate CID"])
     c2s = [d for d in link.sent if d.direction == "c2s"]
     assert c2s[-1].data[1 : 1 + len(now[0])] == now[0]
-    assert set(link.server.local_cids) == {b"srv-0001", *spare, *now}
+    # The client went through spare[0] to the immediate CID: the CIDs issued before the one
+    # in use retired (see test_old_connection_ids_retire_once_the_peer_moves_on).
+    assert link.server.local_cids == tuple(now)
 
 
 def test_request_connection_ids(pki: Any) -> None:
@@ -121,3 +123,20 @@ def test_path_challenge_answered_to_its_source(pki: Any) -> None:
     # client's own challenge of that address.
     assert (RrcMessageType.PATH_RESPONSE, b"abcdefgh") in messages
     assert [m for m, _ in messages].count(RrcMessageType.PATH_CHALLENGE) == 1
+
+
+def test_old_connection_ids_retire_once_the_peer_moves_on(pki: Any) -> None:
+    from dtls.events import ConnectionIdsRetired
+
+    link = cid_pair(pki)
+    new = link.server.issue_connection_ids(2)
+    link.run(until=link.now + 5)
+    assert link.client.use_next_peer_cid() == new[0]
+    exchange(link, [b"on the second CID"])
+    # The client sends with new[0]: the server's first CID is superseded (RFC 9147 §9).
+    assert ConnectionIdsRetired((b"srv-0001",)) in link.server_events
+    assert link.server.local_cids == tuple(new)
+    link.client.use_next_peer_cid()
+    exchange(link, [b"on the third"])
+    assert ConnectionIdsRetired((new[0],)) in link.server_events
+    assert link.server.local_cids == (new[1],)
