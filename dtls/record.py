@@ -13,7 +13,6 @@ socket helpers and `BufferPool` are safe to call from any thread.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import socket
 import sys
@@ -21,20 +20,25 @@ import threading
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from functools import lru_cache, partial
 from itertools import accumulate
-from typing import Any, NamedTuple
+from typing import Any
 
 from ._native import ffi, lib
-from .errors import ConfigurationError
-from .iana import CipherSuite
-from .keyschedule import hkdf_expand_label, suite_hash_name
-
-Buffer = bytes | bytearray | memoryview
-# A socket address as the socket module writes it: (host, port) for IPv4,
-# (host, port, flowinfo, scope_id) for IPv6.
-Address = tuple[Any, ...]
+from .record_py import (  # the definitions both record providers share
+    PLAINTEXT_HEADER_LEN,
+    Address,
+    Buffer,
+    OpenedRecord,
+    OpenError,
+    ReceivedDatagram,
+    RecordKind,
+    RecordSpan,
+    TrafficKeys,
+    _key_length,
+    derive_traffic_keys,
+    next_traffic_secret,
+)
 
 __all__ = [
     "PLAINTEXT_HEADER_LEN",
@@ -59,17 +63,7 @@ __all__ = [
     "split_datagram",
 ]
 
-PLAINTEXT_HEADER_LEN = 13  # RFC 9147 §4: type, version, epoch, sequence_number, length
-MAX_PLAINTEXT = 1 << 14  # RFC 9846 §5.1
 MAX_RECORD = 1 + 255 + 2 + 2 + (1 << 14) + 256  # largest unified header + RFC 9846 §5.2 limit
-IV_LENGTH = 12  # RFC 9846 §5.3: max(8, N_MIN) for every suite here
-KEY_LENGTHS = {  # RFC 9846 Appendix B.4
-    CipherSuite.TLS_AES_128_GCM_SHA256: 16,
-    CipherSuite.TLS_AES_256_GCM_SHA384: 32,
-    CipherSuite.TLS_CHACHA20_POLY1305_SHA256: 32,
-    CipherSuite.TLS_AES_128_CCM_SHA256: 16,
-    CipherSuite.TLS_AES_128_CCM_8_SHA256: 16,
-}
 
 # cffi lookups hoisted out of the per-record paths
 _NULL = ffi.NULL
@@ -95,47 +89,6 @@ _pool_release = lib.dtls_pool_release
 _HDR_CID = lib.DTLS_HDR_CID
 _HDR_SEQ16 = lib.DTLS_HDR_SEQ16
 _HDR_LENGTH = lib.DTLS_HDR_LENGTH
-
-
-class OpenError(IntEnum):
-    """Why a record did not open (RFC 9147 §4.5.2: each is dropped and counted)."""
-
-    MALFORMED = -1  # bad header, < 16 bytes of ciphertext, length beyond the datagram
-    REPLAYED = -2  # duplicate, or behind the replay window (§4.5.1)
-    AUTH = -3  # AEAD tag check failed, or no content type in the plaintext
-    BUFFER = -4  # output buffer too small
-
-
-class RecordKind(IntEnum):
-    """The two record formats, told apart by the first byte (RFC 9147 §4.1)."""
-
-    PLAINTEXT = 1
-    CIPHERTEXT = 2
-
-
-class RecordSpan(NamedTuple):
-    """Where one record lies in a datagram, from its header alone (RFC 9147 §4).
-
-    `first_byte` is the content type of a DTLSPlaintext record or the flags byte of a
-    unified header; `epoch` is the 16-bit epoch, or the low two epoch bits of a
-    DTLSCiphertext; `seq` is the 48-bit sequence number of a DTLSPlaintext (0 otherwise).
-    """
-
-    offset: int
-    length: int
-    kind: RecordKind
-    first_byte: int
-    epoch: int
-    seq: int
-
-
-class OpenedRecord(NamedTuple):
-    """A deprotected record: its inner content type (RFC 9147 §4), full sequence number,
-    and the content without the type and padding."""
-
-    content_type: int
-    seq: int  # the full, reconstructed sequence number (RFC 9147 §4.2.2)
-    plaintext: memoryview
 
 
 _ERRORS = {e.value: e for e in OpenError}
@@ -236,47 +189,6 @@ def seal_plaintext(content_type: int, seq: int, payload: Buffer, epoch: int = 0)
 
 
 # ---- keys (RFC 9846 §7.2, §7.3; RFC 9147 §4.2.3) ----
-
-
-@dataclass(frozen=True, repr=False)
-class TrafficKeys:
-    """The record protection keys derived from one traffic secret."""
-
-    key: bytes  # [sender]_write_key
-    iv: bytes  # [sender]_write_iv
-    sn_key: bytes  # [sender]_sn_key, for record number encryption
-
-    def __repr__(self) -> str:  # no key material in logs
-        return (
-            f"TrafficKeys(key=<{len(self.key)} bytes>, iv=<{len(self.iv)} bytes>, "
-            f"sn_key=<{len(self.sn_key)} bytes>)"
-        )
-
-
-def _key_length(suite: int) -> int:
-    try:
-        return KEY_LENGTHS[suite]  # type: ignore[index]
-    except KeyError:
-        raise ConfigurationError(f"unsupported cipher suite 0x{suite:04x}") from None
-
-
-def derive_traffic_keys(suite: int, secret: bytes) -> TrafficKeys:
-    """key and iv (RFC 9846 §7.3) and sn_key (RFC 9147 §4.2.3) from a traffic secret."""
-    key_len = _key_length(suite)
-    hash_name = suite_hash_name(suite)
-    return TrafficKeys(
-        key=hkdf_expand_label(hash_name, secret, b"key", b"", key_len),
-        iv=hkdf_expand_label(hash_name, secret, b"iv", b"", IV_LENGTH),
-        sn_key=hkdf_expand_label(hash_name, secret, b"sn", b"", key_len),
-    )
-
-
-def next_traffic_secret(suite: int, secret: bytes) -> bytes:
-    """application_traffic_secret_N+1 (RFC 9846 §7.2, "traffic upd")."""
-    _key_length(suite)
-    hash_name = suite_hash_name(suite)
-    size = hashlib.new(hash_name).digest_size
-    return hkdf_expand_label(hash_name, secret, b"traffic upd", b"", size)
 
 
 # ---- anti-replay (RFC 9147 §4.5.1) ----
@@ -699,12 +611,6 @@ class BufferPool:
 
 _BSD_SOCKADDR = sys.platform.startswith(("darwin", "freebsd", "openbsd", "netbsd"))
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
-
-
-class ReceivedDatagram(NamedTuple):
-    data: memoryview | bytes  # a view of a pool slab, or bytes without a pool
-    address: Address
-    slab: int  # the pool slab to release when done with data, or -1
 
 
 def _fileno(sock: int | socket.socket) -> int:
