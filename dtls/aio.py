@@ -44,7 +44,8 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .iana import AlertDescription, AlertLevel
+from .frontend import FrontEndConnection
+from .iana import AlertLevel
 
 try:
     from .record import receive_datagrams, send_datagrams
@@ -210,7 +211,7 @@ class _Timer:
 # ---- the connection object applications use ----
 
 
-class AsyncConnection:
+class AsyncConnection(FrontEndConnection):
     """One DTLS connection, client or server side, on asyncio.
 
     Each `send` is one application-data record (one message); each `recv` returns one
@@ -248,39 +249,6 @@ class AsyncConnection:
         self.session: Session | None = None
         #: messages dropped because `max_queued` were waiting
         self.dropped_messages = 0
-
-    # ---- negotiated parameters ----
-    @property
-    def cipher_suite(self) -> str | None:
-        return self.handshake.cipher_suite if self.handshake else None
-
-    @property
-    def group(self) -> str | None:
-        return self.handshake.group if self.handshake else None
-
-    @property
-    def alpn_protocol(self) -> str | None:
-        return self.connection.alpn_protocol
-
-    @property
-    def peer_certificates(self) -> tuple[Any, ...]:
-        return self.connection.peer_certificates
-
-    @property
-    def server_name(self) -> str | None:
-        return self.connection.server_name
-
-    @property
-    def peer_address(self) -> Address:
-        return self.connection.peer_address
-
-    @property
-    def local_address(self) -> Address:
-        return self._link.local_address
-
-    @property
-    def closed(self) -> bool:
-        return self._closed is not None
 
     def export_keying_material(self, label: bytes | str, context: bytes, length: int) -> bytes:
         """RFC 9846 §7.5 exporter (RFC 9147 §5.9)."""
@@ -378,19 +346,6 @@ class AsyncConnection:
             self._set_closed(event)
         self._check_state()
 
-    def _check_state(self) -> None:
-        """Tell on_state_change when the engine's state moved since last looked at."""
-        new = HandshakeState.CLOSED if self._closed is not None else self.connection.state
-        old, self._state = self._state, new
-        if new is not old and self.on_state_change is not None:
-            _call(self.on_state_change, self, old, new)
-
-    def _alert(self, level: int, description: int, by_peer: bool) -> None:
-        if self.on_alert is not None:
-            with contextlib.suppress(ValueError):
-                level, description = AlertLevel(level), AlertDescription(description)
-            _call(self.on_alert, self, level, description, by_peer)
-
     def _set_closed(self, event: ConnectionClosed) -> None:
         if self._closed is not None:
             return
@@ -409,13 +364,6 @@ class AsyncConnection:
             if not self._readable.done():
                 self._readable.set_result(None)
             self._readable = None
-
-
-def _call(callback: Callable[..., None], *args: Any) -> None:
-    try:
-        callback(*args)
-    except Exception:
-        logger.exception("callback %r failed", callback)
 
 
 class _Link:

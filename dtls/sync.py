@@ -45,7 +45,8 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .iana import AlertDescription, AlertLevel
+from .frontend import FrontEndConnection
+from .iana import AlertLevel
 
 try:
     from .record import receive_datagrams, send_datagrams
@@ -235,13 +236,6 @@ class _Link:
         self._wake_w.close()
 
 
-def _call(callback: Callable[..., None], *args: Any) -> None:
-    try:
-        callback(*args)
-    except Exception:
-        logger.exception("callback %r failed", callback)
-
-
 def _wait_writable(sock: socket.socket, timeout: float) -> None:
     with selectors.DefaultSelector() as selector:
         selector.register(sock, selectors.EVENT_WRITE)
@@ -251,7 +245,7 @@ def _wait_writable(sock: socket.socket, timeout: float) -> None:
 # ---- the connection object applications use ----
 
 
-class SyncConnection:
+class SyncConnection(FrontEndConnection):
     """One DTLS connection on a blocking API, client or server side.
 
     `send` sends one message (one record), `recv` returns one. Iterating yields messages
@@ -287,39 +281,6 @@ class SyncConnection:
         #: the newest session the server offered for resumption (RFC 9846 §4.6.1)
         self.session: Session | None = None
         self.dropped_messages = 0
-
-    # ---- negotiated parameters ----
-    @property
-    def cipher_suite(self) -> str | None:
-        return self.handshake.cipher_suite if self.handshake else None
-
-    @property
-    def group(self) -> str | None:
-        return self.handshake.group if self.handshake else None
-
-    @property
-    def alpn_protocol(self) -> str | None:
-        return self.connection.alpn_protocol
-
-    @property
-    def peer_certificates(self) -> tuple[Any, ...]:
-        return self.connection.peer_certificates
-
-    @property
-    def server_name(self) -> str | None:
-        return self.connection.server_name
-
-    @property
-    def peer_address(self) -> Address:
-        return self.connection.peer_address
-
-    @property
-    def local_address(self) -> Address:
-        return self._link.local_address
-
-    @property
-    def closed(self) -> bool:
-        return self._closed is not None
 
     def export_keying_material(self, label: bytes | str, context: bytes, length: int) -> bytes:
         """RFC 9846 §7.5 exporter (RFC 9147 §5.9)."""
@@ -418,19 +379,6 @@ class SyncConnection:
         elif not isinstance(event, KeyUpdated):
             return
         self._cond.notify_all()
-
-    def _check_state(self) -> None:
-        """Tell on_state_change when the engine's state moved since last looked at."""
-        new = HandshakeState.CLOSED if self._closed is not None else self.connection.state
-        old, self._state = self._state, new
-        if new is not old and self.on_state_change is not None:
-            _call(self.on_state_change, self, old, new)
-
-    def _alert(self, level: int, description: int, by_peer: bool) -> None:
-        if self.on_alert is not None:
-            with contextlib.suppress(ValueError):
-                level, description = AlertLevel(level), AlertDescription(description)
-            _call(self.on_alert, self, level, description, by_peer)
 
     def _set_closed(self, event: ConnectionClosed) -> None:
         if self._closed is None:

@@ -1,0 +1,81 @@
+"""What the connection objects of the front-ends (`dtls.aio`, `dtls.sync`) share: the
+negotiated parameters, and the state-change and alert callbacks."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .connection import Connection, HandshakeState
+from .events import ConnectionClosed, HandshakeCompleted
+from .handshake import Address
+from .iana import AlertDescription, AlertLevel
+
+logger = logging.getLogger("dtls")
+
+
+class FrontEndConnection:
+    """A front-end's view of one sans-I/O `Connection`."""
+
+    connection: Connection
+    handshake: HandshakeCompleted | None
+    on_state_change: Callable[..., None] | None
+    on_alert: Callable[..., None] | None
+    _state: HandshakeState
+    _closed: ConnectionClosed | None
+    _link: Any
+
+    # ---- negotiated parameters ----
+    @property
+    def cipher_suite(self) -> str | None:
+        return self.handshake.cipher_suite if self.handshake else None
+
+    @property
+    def group(self) -> str | None:
+        return self.handshake.group if self.handshake else None
+
+    @property
+    def alpn_protocol(self) -> str | None:
+        return self.connection.alpn_protocol
+
+    @property
+    def peer_certificates(self) -> tuple[Any, ...]:
+        return self.connection.peer_certificates
+
+    @property
+    def server_name(self) -> str | None:
+        return self.connection.server_name
+
+    @property
+    def peer_address(self) -> Address:
+        return self.connection.peer_address
+
+    @property
+    def local_address(self) -> Address:
+        return self._link.local_address
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    def _check_state(self) -> None:
+        """Tell on_state_change when the engine's state moved since last looked at."""
+        new = HandshakeState.CLOSED if self._closed is not None else self.connection.state
+        old, self._state = self._state, new
+        if new is not old and self.on_state_change is not None:
+            call_safely(self.on_state_change, self, old, new)
+
+    def _alert(self, level: int, description: int, by_peer: bool) -> None:
+        if self.on_alert is not None:
+            with contextlib.suppress(ValueError):
+                level, description = AlertLevel(level), AlertDescription(description)
+            call_safely(self.on_alert, self, level, description, by_peer)
+
+
+def call_safely(callback: Callable[..., None], *args: Any) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        logger.exception("callback %r failed", callback)
