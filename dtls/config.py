@@ -164,6 +164,9 @@ class Context:
     #: how much 0-RTT data a ticket admits (0: no early data; RFC 9846 §4.6.1)
     session_tickets: int = 1
     ticket_lifetime: int = 7200
+    #: a ticket key seals for this many seconds, then the next one does (the previous
+    #: one still opens: tickets stay valid through one rotation)
+    ticket_key_rotation: float = 3600.0
     max_early_data_size: int = 0
     #: client: send data queued before the handshake as 0-RTT when the session allows it;
     #: early data may be replayed by an attacker (RFC 9846 §8), so this is opt-in
@@ -356,7 +359,7 @@ class Context:
         if self._ticket_keys is None:
             from .session import TicketKeys
 
-            self._ticket_keys = TicketKeys()
+            self._ticket_keys = TicketKeys(self.ticket_key_rotation)
         return self._ticket_keys
 
     def replay_filter(self) -> Any:

@@ -91,17 +91,27 @@ class TicketContents:
 
 class TicketKeys:
     """Rotating keys that seal self-contained tickets (RFC 9846 §4.6.1 leaves the format
-    to the server). The newest key seals; the previous one still opens."""
+    to the server). The newest key seals; the previous one still opens. A key seals for
+    `rotation_interval` seconds (by the tickets' issue times), then the next one takes
+    over, so a key opens tickets for at most twice that long."""
 
-    def __init__(self) -> None:
+    def __init__(self, rotation_interval: float = 3600.0) -> None:
+        self.rotation_interval = rotation_interval
         self._keys: list[tuple[bytes, AESGCM]] = []
+        self._since: float | None = None
         self.rotate()
 
     def rotate(self) -> None:
         key_id = os.urandom(_KEY_ID_LEN)
         self._keys = [(key_id, AESGCM(AESGCM.generate_key(128))), *self._keys[:1]]
+        self._since = None
 
     def seal(self, contents: TicketContents) -> bytes:
+        if self._since is None:
+            self._since = contents.issued
+        elif contents.issued - self._since >= self.rotation_interval:
+            self.rotate()
+            self._since = contents.issued
         key_id, aead = self._keys[0]
         alpn = (contents.alpn_protocol or "").encode()
         name = (contents.server_name or "").encode()

@@ -188,6 +188,23 @@ def test_negotiation_options(echo_server: ServerProcess) -> None:
     assert report["replies"] == ["x"]
 
 
+@pytest.mark.parametrize(
+    ("group", "cipher"),
+    [("x25519mlkem768", "TLS_AES_256_GCM_SHA384"), ("secp384r1", "TLS_AES_128_CCM_SHA256"),
+     ("x25519", "TLS_AES_128_CCM_8_SHA256")],
+)
+def test_groups_and_suites(group: str, cipher: str) -> None:
+    # The echo server accepts every suite, CCM-8 included when asked for by name.
+    with dtls_server("--echo", "--json", "--ciphers",
+                     "TLS_AES_128_GCM_SHA256,TLS_AES_256_GCM_SHA384,TLS_AES_128_CCM_SHA256,"
+                     "TLS_AES_128_CCM_8_SHA256") as server:
+        result = client(server.port, "--no-verify", "--groups", group, "--ciphers", cipher,
+                        "--message", group)
+        assert result.status == 0, result.stderr
+        assert (result.json["group"], result.json["cipher"]) == (group, cipher)
+        assert result.json["replies"] == [group]
+
+
 def test_key_update(echo_server: ServerProcess) -> None:
     result = client(echo_server.port, "--no-verify", "--key-update",
                     "--message", "after the update", "--message", "and again")

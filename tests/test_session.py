@@ -18,7 +18,7 @@ from dtls.events import (
     SessionTicketReceived,
 )
 from dtls.iana import AlertDescription, PskKeyExchangeMode
-from dtls.session import ExternalPsk, Session, TicketKeys
+from dtls.session import ExternalPsk, Session, TicketContents, TicketKeys
 
 PSK = ExternalPsk(b"Client_identity", bytes.fromhex("0123456789abcdef" * 4))
 
@@ -282,3 +282,30 @@ def test_client_psk_selection_by_server_name() -> None:
     assert other.events_of("server", ConnectionClosed)[0].alert == (
         AlertDescription.HANDSHAKE_FAILURE
     )
+
+
+def test_ticket_keys_rotate(pki: Any) -> None:
+    clock = Clock()
+    settings = {"wall_clock": clock, "ticket_key_rotation": 100.0, "ticket_lifetime": 1000}
+    first = make_pair(pki, server_settings=settings, client_settings={"wall_clock": clock})
+    handshake(first)
+    old = first.events_of("client", SessionTicketReceived)[0].session
+
+    def resume(session: Session) -> bool:
+        link = Loopback(
+            Connection(first.client.context, server_name="localhost", session=session),
+            Connection(first.server.context),
+        )
+        return bool(handshake(link)[0].resumed)
+
+    keys = first.server.context.ticket_keys()
+    clock.now += 150  # past one rotation interval: the next ticket uses a new key
+    second = make_pair(pki, client_settings={"wall_clock": clock})
+    second.server = Connection(first.server.context)
+    handshake(second)
+    newer = second.events_of("client", SessionTicketReceived)[0].session
+    assert newer.ticket[:4] != old.ticket[:4]  # another key id
+    assert resume(old) and resume(newer)  # the previous key still opens
+    clock.now += 150
+    keys.seal(TicketContents(0x1301, clock.now, 0, 10, 0, bytes(32)))  # rotates again
+    assert not resume(old)  # two rotations later the first key is gone
