@@ -9,7 +9,6 @@ Appendix A; flights, fragments, ACKs and retransmission follow RFC 9147 §5 and 
 from __future__ import annotations
 
 import hmac
-import secrets
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -185,6 +184,8 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self._records = RecordLayer(
             context.replay_window, context.epoch_retention, context.provider
         )
+        # key exchange, signatures and randomness from the same provider (design §6)
+        self._crypto = self._records.provider.handshake
         self._events: list[Event] = []  # few at a time: a list is smaller than a deque
         self._out: list[bytearray] = []
         self._rto = RetransmitTimer(
@@ -252,7 +253,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             raise ConnectionStateError("connect() was already called")
         self.peer_address = addr
         self.handshake_started = now
-        self._client_random = secrets.token_bytes(32)
+        self._client_random = self._crypto.random(32)
         self._psk = self._offered_psk()
         ch = self._build_client_hello()
         self._fit_first_client_hello(ch)
@@ -873,7 +874,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         if cv.algorithm not in self.context.signature_algorithms:
             raise IllegalParameter("CertificateVerify with a scheme we did not offer")
         content = crypto.certificate_verify_content(self.is_client, self._transcript.digest())
-        crypto.verify_signature(self._peer_leaf, cv.algorithm, cv.signature, content)
+        self._crypto.verify_signature(self._peer_leaf, cv.algorithm, cv.signature, content)
         self._add_to_transcript(message)
         self.state = HandshakeState.WAIT_FINISHED
 
@@ -896,7 +897,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
 
     def _own_certificate_verify(self) -> CertificateVerify:
         content = crypto.certificate_verify_content(not self.is_client, self._transcript.digest())
-        signature = crypto.sign(self.context.private_key, self._signature_scheme, content)
+        signature = self._crypto.sign(self.context.private_key, self._signature_scheme, content)
         return CertificateVerify(self._signature_scheme, signature)
 
     def _schedule_required(self) -> KeySchedule:

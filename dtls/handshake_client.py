@@ -75,7 +75,7 @@ class ClientHandshake:
         share_groups = ctx.key_share_groups or ctx.groups[:1]
         for group in share_groups:
             if group not in self._key_shares:
-                self._key_shares[int(group)] = crypto.generate_key_share(int(group))
+                self._key_shares[int(group)] = self._crypto.generate_key_share(int(group))
         server_name = (
             self.server_name if self.server_name and not _is_ip(self.server_name) else None
         )
@@ -285,7 +285,7 @@ class ClientHandshake:
         self._transcript.restart_after_hello_retry()
         self._add_to_transcript(message)
         if group is not None:
-            self._key_shares = {group: crypto.generate_key_share(group)}
+            self._key_shares = {group: self._crypto.generate_key_share(group)}
         ch = self._client_hello
         ch.key_share = [KeyShareEntry(g, s.public_bytes) for g, s in self._key_shares.items()]
         ch.cookie = hrr.cookie

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -313,7 +312,7 @@ class ServerHandshake:
         shared = None
         server_share = b""
         if share is not None:
-            server_share, shared = crypto.server_key_share(share.group, share.key_exchange)
+            server_share, shared = self._crypto.server_key_share(share.group, share.key_exchange)
             self.group = share.group
         self._version_known = True
         self._client_psk_modes = set(ch.psk_key_exchange_modes or [])
@@ -343,7 +342,7 @@ class ServerHandshake:
             self._cids.local = [local_cid]
             self._use_connection_ids(ch.connection_id)
         sh = ServerHello(
-            random=secrets.token_bytes(32),
+            random=self._crypto.random(32),
             cipher_suite=suite,
             supported_versions=DTLS13_VERSION,  # RFC 9147 §5: legacy_session_id_echo empty
             key_share=KeyShareEntry(share.group, server_share) if share is not None else None,
@@ -595,7 +594,7 @@ class ServerHandshake:
         ctx = self.context
         nonce = self._tickets_sent.to_bytes(8, "big")
         self._tickets_sent += 1
-        age_add = int.from_bytes(secrets.token_bytes(4), "big")
+        age_add = int.from_bytes(self._crypto.random(4), "big")
         max_early = ctx.max_early_data_size
         contents = TicketContents(
             cipher_suite=self._suite,

@@ -18,12 +18,14 @@ environment variable DTLS13_PROVIDER does (for running a test suite under each),
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import crypto
 from .errors import ConfigurationError
 from .iana import CipherSuite
 
@@ -76,6 +78,24 @@ class RecordCipherLike(Protocol):
     def mask(self, sample: bytes) -> bytes: ...
 
 
+def _random(n: int) -> bytes:
+    return secrets.token_bytes(n)
+
+
+@dataclass(frozen=True)
+class HandshakeCrypto:
+    """The handshake's public-key operations and randomness (design §6): key exchange
+    (RFC 9846 §4.2.8), CertificateVerify signatures (§4.4.3) and random values. The
+    built-in providers use `cryptography`; a registered provider may put any of them on
+    an accelerator or a token. HKDF and the transcript hash stay on OpenSSL's hashes."""
+
+    random: Callable[[int], bytes] = _random
+    generate_key_share: Callable[[int], Any] = crypto.generate_key_share
+    server_key_share: Callable[[int, bytes], tuple[bytes, bytes]] = crypto.server_key_share
+    sign: Callable[[Any, int, bytes], bytes] = crypto.sign
+    verify_signature: Callable[[Any, int, bytes, bytes], None] = crypto.verify_signature
+
+
 @dataclass(frozen=True)
 class RecordProvider:
     """The record-layer primitives of one provider (the API of `dtls.record`)."""
@@ -93,6 +113,8 @@ class RecordProvider:
     next_traffic_secret: Callable[[int, bytes], bytes] = field(repr=False)
     #: the class of a successful `open` result (anything else is an OpenError)
     opened_type: type = field(repr=False)
+    #: the handshake's key exchange, signatures and randomness
+    handshake: HandshakeCrypto = field(default_factory=HandshakeCrypto, repr=False)
 
     def cipher_from_secret(self, suite: int, secret: bytes) -> RecordCipherLike:
         return self.cipher.from_secret(suite, secret)  # type: ignore[no-any-return]

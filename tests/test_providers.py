@@ -582,3 +582,52 @@ def test_socket_fallback_round_trip() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_handshake_crypto_comes_from_the_provider(
+    monkeypatch: pytest.MonkeyPatch, pki: Any
+) -> None:
+    """Key exchange, signatures and randomness go through the named provider (design §6):
+    a provider that wraps them (as an accelerator or a key token would) sees every call."""
+    from dataclasses import replace
+
+    from dtls import crypto, provider
+    from dtls.provider import HandshakeCrypto
+
+    monkeypatch.setattr(provider, "_registry", dict(provider._registry))
+    calls: list[str] = []
+
+    def counted(name: str, function: Any) -> Any:
+        def wrapper(*args: Any) -> Any:
+            calls.append(name)
+            return function(*args)
+
+        return wrapper
+
+    offload = HandshakeCrypto(
+        random=counted("random", lambda n: bytes(range(n))),
+        generate_key_share=counted("generate_key_share", crypto.generate_key_share),
+        server_key_share=counted("server_key_share", crypto.server_key_share),
+        sign=counted("sign", crypto.sign),
+        verify_signature=counted("verify_signature", crypto.verify_signature),
+    )
+    provider.register_provider(
+        "accelerated", "handshake on a card",
+        lambda: replace(get_provider("python"), name="accelerated", handshake=offload),
+    )
+    client = Context.client(cadata=pki.ca_pem, provider="accelerated")
+    server = Context.server(cookie_mode="never", session_tickets=0, provider="accelerated")
+    server.load_cert_chain(certdata=pki.chain_pem, keydata=pki.key_pem)
+    c = Connection(client, server_name="localhost")
+    s = Connection(server)
+    c.connect(("192.0.2.2", 4433), 0.0)
+    for _ in range(4):
+        for data, _ in c.datagrams_to_send(0.0):
+            s.receive_datagram(data, ("192.0.2.1", 5000), 0.0)
+        for data, _ in s.datagrams_to_send(0.0):
+            c.receive_datagram(data, ("192.0.2.2", 4433), 0.0)
+    assert c.handshake_complete and s.handshake_complete
+    assert sorted(set(calls)) == [
+        "generate_key_share", "random", "server_key_share", "sign", "verify_signature",
+    ]
+    assert c._client_random == bytes(range(32))  # the provider's randomness was used
