@@ -48,9 +48,11 @@ from .frontend import FrontEndConnection
 from .iana import AlertLevel
 
 try:
-    from .record import receive_datagrams, send_datagrams
-except ImportError:  # no C extension: plain recvfrom / sendto
+    from .record import BufferPool, receive_datagrams, send_datagrams
+except ImportError:  # no C extension: plain recvfrom / sendto, no buffer pool
     from .record_py import receive_datagrams, send_datagrams  # type: ignore[assignment]
+
+    BufferPool = None  # type: ignore[assignment,misc]
 from .server import (
     ConnectionAccepted,
     ConnectionEvent,
@@ -91,10 +93,14 @@ class _DatagramSocket:
         loop: asyncio.AbstractEventLoop,
         sock: socket.socket,
         on_datagrams: Callable[[list[tuple[bytes, Address]]], None],
+        pool: Any = None,
     ) -> None:
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
+        # Received datagrams land in the pool's slabs (no allocation per datagram) and
+        # are opened in place there; a slab is released once its batch was handled.
+        self.pool = pool
         self._on_datagrams = on_datagrams
         self._backlog: deque[tuple[bytes, Address]] = deque()
         self._drained: asyncio.Future[None] | None = None
@@ -110,18 +116,23 @@ class _DatagramSocket:
             ) from None
 
     def _read(self) -> None:
-        batch: list[tuple[bytes, Address]] = []
+        pool = self.pool
         for _ in range(READS_PER_WAKEUP):
             try:
-                got = receive_datagrams(self.fd, RECEIVE_BATCH)
+                got = receive_datagrams(self.fd, RECEIVE_BATCH, pool)
             except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
                 logger.debug("receive: %s", exc)
                 break
-            batch.extend((d.data, d.address) for d in got)  # type: ignore[misc]
+            if got:
+                try:
+                    self._on_datagrams([(d.data, d.address) for d in got])  # type: ignore[misc]
+                finally:
+                    if pool is not None:
+                        for d in got:
+                            if d.slab >= 0:
+                                pool.release(d.slab)
             if len(got) < RECEIVE_BATCH:
                 break
-        if batch:
-            self._on_datagrams(batch)
 
     def send(self, datagrams: Sequence[tuple[bytes, Address]]) -> None:
         if self.closed or not datagrams:
@@ -514,7 +525,8 @@ class _Listener(_Link):
         self.loop = server.loop
         self.endpoint = endpoint
         self.local_address = sock.getsockname()
-        self.socket = _DatagramSocket(self.loop, sock, self._received)
+        pool = BufferPool(65536, RECEIVE_BATCH) if BufferPool is not None else None
+        self.socket = _DatagramSocket(self.loop, sock, self._received, pool)
         self.timer = _Timer(self.loop, self._timer)
         self.conns: dict[Connection, AsyncConnection] = {}
         # events (0-RTT data) of connections whose handshake has not completed yet
@@ -623,6 +635,13 @@ class Server:
         for endpoint in self.endpoints:
             for name, value in vars(endpoint.stats()).items():
                 totals[name] = totals.get(name, 0) + value
+        for listener in self._listeners:  # the receive buffer pools
+            pool = listener.socket.pool
+            if pool is not None:
+                used = pool.stats()
+                totals["pool_in_use"] += used.in_use
+                totals["pool_peak"] += used.peak
+                totals["pool_misses"] += used.misses
         return EndpointStats(**totals)
 
     def is_serving(self) -> bool:

@@ -142,6 +142,11 @@ class EndpointStats:
     amplification_dropped: int = 0
     connections_active: int = 0
     handshakes_active: int = 0
+    #: the front-end's receive buffer pool (dtls.aio servers): slabs in use, the most at
+    #: once, and datagrams that found no free slab
+    pool_in_use: int = 0
+    pool_peak: int = 0
+    pool_misses: int = 0
     #: the record layers of every connection the endpoint has had, live and gone: records
     #: and bytes, and records dropped by reason (RFC 9147 §4.5.2)
     records_sealed: int = 0

@@ -88,6 +88,8 @@ def test_handshake_and_echo(pki: Any) -> None:
             stats = server.stats()
             assert stats.handshakes_completed == 1 and stats.connections_active == 0
             assert stats.cookies_sent == 1  # cookie_mode "always" is the default
+            # Received datagrams went through the buffer pool's slabs, all released.
+            assert stats.pool_peak >= 1 and stats.pool_in_use == 0 and stats.pool_misses == 0
 
     run(main())
 
