@@ -455,7 +455,9 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             raise ConnectionStateError("the handshake has not completed")
         if isinstance(label, str):
             label = label.encode()
-        return export_keying_material(self._hash_name, secret, label, context, length)
+        return export_keying_material(
+            self._hash_name, secret, label, context, length, expand=self._crypto.hkdf_expand
+        )
 
     def stats(self) -> ConnectionStats:
         """A snapshot of this connection's counters."""
@@ -882,7 +884,9 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         finished = self._decode(message)
         assert isinstance(finished, Finished)
         self._implicit_ack(now)
-        expected = finished_verify_data(self._hash_name, base_key, self._transcript.digest())
+        expected = finished_verify_data(
+            self._hash_name, base_key, self._transcript.digest(), expand=self._crypto.hkdf_expand
+        )
         if not hmac.compare_digest(expected, finished.verify_data):
             raise DecryptError("Finished does not verify")  # RFC 9846 §4.4.4
 
@@ -915,7 +919,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         ctx = self.context
         self._confidentiality_limit = ctx.confidentiality_limit or confidentiality
         self._integrity_limit = ctx.integrity_limit or integrity
-        schedule = KeySchedule(self._suite)
+        schedule = self._crypto.key_schedule(self._suite)
         schedule.early_secret(self._psk.key if self._psk is not None else None)
         schedule.handshake_secret(shared_secret)
         self._schedule = schedule
@@ -987,7 +991,9 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         current = self._records.receive_epochs.get(epoch)
         if current is None or epoch != max(self._records.receive_epochs):
             raise UnexpectedMessage("KeyUpdate outside the current epoch")
-        secret = next_application_traffic_secret(self._hash_name, current.secret)
+        secret = next_application_traffic_secret(
+            self._hash_name, current.secret, expand=self._crypto.hkdf_expand
+        )
         self._records.install_receive(epoch + 1, self._suite, secret)
         label = "SERVER" if self.is_client else "CLIENT"
         self._log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
@@ -999,7 +1005,9 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
     def _advance_send_epoch(self) -> None:
         epoch = self._app_send_epoch
         secret = next_application_traffic_secret(
-            self._hash_name, self._records.send_epochs[epoch].secret
+            self._hash_name,
+            self._records.send_epochs[epoch].secret,
+            expand=self._crypto.hkdf_expand,
         )
         self._records.install_send(epoch + 1, self._suite, secret)
         self._app_send_epoch = epoch + 1

@@ -9,7 +9,6 @@ from typing import Any
 
 from .errors import DecodeError
 from .iana import CipherSuite
-from .keyschedule import KeySchedule
 from .session import Session, TicketContents
 
 MAX_PLAINTEXT = 1 << 14  # RFC 9846 §5.1
@@ -61,8 +60,8 @@ SUITE_FOR_HASH = {
 }
 
 
-def binder_key(psk: PskCandidate) -> bytes:
-    schedule = KeySchedule(SUITE_FOR_HASH[psk.hash_name])
+def binder_key(psk: PskCandidate, crypto: Any) -> bytes:
+    schedule = crypto.key_schedule(SUITE_FOR_HASH[psk.hash_name])
     schedule.early_secret(psk.key)
     return schedule.binder_key(psk.external)
 

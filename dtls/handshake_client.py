@@ -30,7 +30,6 @@ from .iana import (
     PskKeyExchangeMode,
 )
 from .keyschedule import (
-    KeySchedule,
     compute_binder,
     finished_verify_data,
     resumption_psk,
@@ -176,7 +175,12 @@ class ClientHandshake:
         psk = self._psk
         if ch.pre_shared_key is not None and psk is not None:
             digest = self._transcript.digest_with(truncated_client_hello(body), psk.hash_name)
-            binder = compute_binder(psk.hash_name, binder_key(psk), digest)
+            binder = compute_binder(
+                psk.hash_name,
+                binder_key(psk, self._crypto),
+                digest,
+                expand=self._crypto.hkdf_expand,
+            )
             body = client_hello_with_binders(body, [binder])
         return self._raw_handshake_message(0, HandshakeType.CLIENT_HELLO, body)
 
@@ -185,7 +189,7 @@ class ClientHandshake:
         psk = self._psk
         assert psk is not None and psk.session is not None
         session = psk.session
-        schedule = KeySchedule(session.cipher_suite)
+        schedule = self._crypto.key_schedule(session.cipher_suite)
         schedule.early_secret(psk.key)
         secret = schedule.client_early_traffic_secret(
             self._transcript.digest_with(b"", psk.hash_name)
@@ -396,7 +400,10 @@ class ClientHandshake:
                 out.append(self._handshake_message(2, Certificate(request.context, [])))
         finished = Finished(
             finished_verify_data(
-                self._hash_name, self._secrets["client_handshake"], self._transcript.digest()
+                self._hash_name,
+                self._secrets["client_handshake"],
+                self._transcript.digest(),
+                expand=self._crypto.hkdf_expand,
             )
         )
         out.append(self._handshake_message(2, finished))
@@ -420,7 +427,12 @@ class ClientHandshake:
             return
         session = Session(
             ticket=ticket.ticket,
-            psk=resumption_psk(self._hash_name, self._secrets["resumption"], ticket.nonce),
+            psk=resumption_psk(
+                self._hash_name,
+                self._secrets["resumption"],
+                ticket.nonce,
+                expand=self._crypto.hkdf_expand,
+            ),
             cipher_suite=self._suite,
             age_add=ticket.age_add,
             lifetime=min(ticket.lifetime, 604800),  # RFC 9846 §4.6.1: at most 7 days

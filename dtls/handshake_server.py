@@ -46,7 +46,6 @@ from .iana import (
     PskKeyExchangeMode,
 )
 from .keyschedule import (
-    KeySchedule,
     Transcript,
     compute_binder,
     finished_verify_data,
@@ -377,7 +376,10 @@ class ServerHandshake:
             messages.append(self._handshake_message(2, self._own_certificate_verify()))
         finished = Finished(
             finished_verify_data(
-                hash_name, self._secrets["server_handshake"], self._transcript.digest()
+                hash_name,
+                self._secrets["server_handshake"],
+                self._transcript.digest(),
+                expand=self._crypto.hkdf_expand,
             )
         )
         messages.append(self._handshake_message(2, finished))
@@ -415,7 +417,12 @@ class ServerHandshake:
             if index != 0:
                 return None  # keep to the first identity: its binder is what we check
             digest = self._transcript.digest_with(truncated_client_hello(body), psk.hash_name)
-            expected = compute_binder(psk.hash_name, binder_key(psk), digest)
+            expected = compute_binder(
+                psk.hash_name,
+                binder_key(psk, self._crypto),
+                digest,
+                expand=self._crypto.hkdf_expand,
+            )
             if not hmac.compare_digest(expected, offered.binders[index]):
                 raise DecryptError("PSK binder does not verify")
             return psk
@@ -475,7 +482,7 @@ class ServerHandshake:
         assert ch.pre_shared_key is not None
         if not ctx.replay_filter().accept(ch.pre_shared_key.binders[0], ctx.wall_clock()):
             return None  # RFC 9846 §8.2: each ClientHello's 0-RTT at most once
-        schedule = KeySchedule(suite)
+        schedule = self._crypto.key_schedule(suite)
         schedule.early_secret(psk.key)
         secret = schedule.client_early_traffic_secret(self._transcript.digest())
         self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", secret)
@@ -602,7 +609,9 @@ class ServerHandshake:
             age_add=age_add,
             lifetime=ctx.ticket_lifetime,
             max_early_data_size=max_early,
-            psk=resumption_psk(self._hash_name, self._secrets["resumption"], nonce),
+            psk=resumption_psk(
+                self._hash_name, self._secrets["resumption"], nonce, expand=self._crypto.hkdf_expand
+            ),
             alpn_protocol=self.alpn_protocol,
             server_name=self.server_name,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 from .errors import DecryptError
 from .iana import CipherSuite, HandshakeType
@@ -47,6 +48,9 @@ def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
     return out[:length]
 
 
+Extract = Callable[[str, bytes, bytes], bytes]  # (hash name, salt, ikm) -> PRK
+Expand = Callable[[str, bytes, bytes, int], bytes]  # (hash name, PRK, info, length) -> OKM
+
 # HkdfLabel up to the context: uint16 length || opaque label<7..255>, per (length, prefix, label)
 _LABEL_HEADERS: dict[tuple[int, bytes, bytes], bytes] = {}
 
@@ -58,15 +62,19 @@ def hkdf_expand_label(
     context: bytes,
     length: int,
     prefix: bytes = LABEL_PREFIX,
+    *,
+    expand: Expand | None = None,
 ) -> bytes:
-    """HKDF-Expand-Label (RFC 9846 §7.1) with the DTLS 1.3 prefix (RFC 9147 §5.9)."""
+    """HKDF-Expand-Label (RFC 9846 §7.1) with the DTLS 1.3 prefix (RFC 9147 §5.9);
+    `expand` replaces HKDF-Expand (a provider's, design §6)."""
     header = _LABEL_HEADERS.get((length, prefix, label))
     if header is None:
         full_label = prefix + label
         header = length.to_bytes(2, "big") + bytes([len(full_label)]) + full_label
         if len(_LABEL_HEADERS) < 256:  # the labels of the protocol, not exporter labels
             _LABEL_HEADERS[(length, prefix, label)] = header
-    return hkdf_expand(hash_name, secret, header + bytes([len(context)]) + context, length)
+    info = header + bytes([len(context)]) + context
+    return (expand or hkdf_expand)(hash_name, secret, info, length)
 
 
 def empty_hash(hash_name: str) -> bytes:
@@ -171,13 +179,23 @@ class KeySchedule:
     stage secret is kept privately and never shown in a repr.
     """
 
-    __slots__ = ("_secret", "_stage", "hash_len", "hash_name", "prefix")
+    __slots__ = ("_expand", "_extract", "_secret", "_stage", "hash_len", "hash_name", "prefix")
 
     _EARLY = 1
     _HANDSHAKE = 2
     _MAIN = 3
 
-    def __init__(self, suite: CipherSuite | int, prefix: bytes = LABEL_PREFIX) -> None:
+    def __init__(
+        self,
+        suite: CipherSuite | int,
+        prefix: bytes = LABEL_PREFIX,
+        *,
+        extract: Extract | None = None,
+        expand: Expand | None = None,
+    ) -> None:
+        # HKDF-Extract and -Expand: a provider's (design §6), else hashlib's HMAC
+        self._extract = extract or hkdf_extract
+        self._expand = expand or hkdf_expand
         self.hash_name = suite_hash_name(suite)
         self.hash_len = len(empty_hash(self.hash_name))
         self.prefix = prefix
@@ -192,7 +210,13 @@ class KeySchedule:
         if self._stage != stage:
             raise ValueError("secret requested at the wrong key schedule stage")
         return hkdf_expand_label(
-            self.hash_name, self._secret, label, transcript_hash, self.hash_len, self.prefix
+            self.hash_name,
+            self._secret,
+            label,
+            transcript_hash,
+            self.hash_len,
+            self.prefix,
+            expand=self._expand,
         )
 
     def _next_salt(self) -> bytes:
@@ -203,13 +227,14 @@ class KeySchedule:
             empty_hash(self.hash_name),
             self.hash_len,
             self.prefix,
+            expand=self._expand,
         )
 
     # -- Early Secret
     def early_secret(self, psk: bytes | None = None) -> None:
         """Early Secret = HKDF-Extract(0, PSK or 0)."""
         zeros = bytes(self.hash_len)
-        self._secret = hkdf_extract(self.hash_name, zeros, psk if psk else zeros)
+        self._secret = self._extract(self.hash_name, zeros, psk if psk else zeros)
         self._stage = self._EARLY
 
     def binder_key(self, external: bool) -> bytes:
@@ -237,7 +262,7 @@ class KeySchedule:
             raise ValueError("handshake secret after the early stage")
         salt = self._next_salt()
         ikm = shared_secret if shared_secret is not None else bytes(self.hash_len)
-        self._secret = hkdf_extract(self.hash_name, salt, ikm)
+        self._secret = self._extract(self.hash_name, salt, ikm)
         self._stage = self._HANDSHAKE
 
     def client_handshake_traffic_secret(self, transcript_hash: bytes) -> bytes:
@@ -254,7 +279,7 @@ class KeySchedule:
         if self._stage != self._HANDSHAKE:
             raise ValueError("main secret before the handshake secret")
         salt = self._next_salt()
-        self._secret = hkdf_extract(self.hash_name, salt, bytes(self.hash_len))
+        self._secret = self._extract(self.hash_name, salt, bytes(self.hash_len))
         self._stage = self._MAIN
 
     def client_application_traffic_secret(self, transcript_hash: bytes) -> bytes:
@@ -279,7 +304,12 @@ def _hash_len(hash_name: str) -> int:
 
 
 def finished_verify_data(
-    hash_name: str, base_key: bytes, transcript_hash: bytes, prefix: bytes = LABEL_PREFIX
+    hash_name: str,
+    base_key: bytes,
+    transcript_hash: bytes,
+    prefix: bytes = LABEL_PREFIX,
+    *,
+    expand: Expand | None = None,
 ) -> bytes:
     """Finished.verify_data (RFC 9846 §4.4.4).
 
@@ -287,7 +317,7 @@ def finished_verify_data(
     verify_data = HMAC(finished_key, Transcript-Hash(...)).
     """
     finished_key = hkdf_expand_label(
-        hash_name, base_key, b"finished", b"", _hash_len(hash_name), prefix
+        hash_name, base_key, b"finished", b"", _hash_len(hash_name), prefix, expand=expand
     )
     return hmac.digest(finished_key, transcript_hash, hash_name)
 
@@ -313,20 +343,26 @@ def compute_binder(
     binder_key: bytes,
     truncated_transcript_hash: bytes,
     prefix: bytes = LABEL_PREFIX,
+    *,
+    expand: Expand | None = None,
 ) -> bytes:
     """A PSK binder (RFC 9846 §4.2.11.2): Finished computed with the binder_key.
 
     `truncated_transcript_hash` covers the ClientHello up to and including the
     PreSharedKeyExtension.identities field (after an HRR, preceded by the first flight).
     """
-    return finished_verify_data(hash_name, binder_key, truncated_transcript_hash, prefix)
+    return finished_verify_data(
+        hash_name, binder_key, truncated_transcript_hash, prefix, expand=expand
+    )
 
 
 def next_application_traffic_secret(
-    hash_name: str, secret: bytes, prefix: bytes = LABEL_PREFIX
+    hash_name: str, secret: bytes, prefix: bytes = LABEL_PREFIX, *, expand: Expand | None = None
 ) -> bytes:
     """application_traffic_secret_N+1 (RFC 9846 §7.2), for KeyUpdate."""
-    return hkdf_expand_label(hash_name, secret, b"traffic upd", b"", _hash_len(hash_name), prefix)
+    return hkdf_expand_label(
+        hash_name, secret, b"traffic upd", b"", _hash_len(hash_name), prefix, expand=expand
+    )
 
 
 def export_keying_material(
@@ -336,6 +372,8 @@ def export_keying_material(
     context: bytes,
     length: int,
     prefix: bytes = LABEL_PREFIX,
+    *,
+    expand: Expand | None = None,
 ) -> bytes:
     """TLS-Exporter(label, context_value, key_length) (RFC 9846 §7.5).
 
@@ -348,10 +386,18 @@ def export_keying_material(
     if len(prefix) + len(label) > 255:
         raise ValueError("exporter label is too long")
     derived = hkdf_expand_label(
-        hash_name, exporter_master_secret, label, empty_hash(hash_name), hash_len, prefix
+        hash_name,
+        exporter_master_secret,
+        label,
+        empty_hash(hash_name),
+        hash_len,
+        prefix,
+        expand=expand,
     )
     context_hash = hashlib.new(hash_name, context).digest()
-    return hkdf_expand_label(hash_name, derived, b"exporter", context_hash, length, prefix)
+    return hkdf_expand_label(
+        hash_name, derived, b"exporter", context_hash, length, prefix, expand=expand
+    )
 
 
 def resumption_psk(
@@ -359,6 +405,8 @@ def resumption_psk(
     resumption_master_secret: bytes,
     ticket_nonce: bytes,
     prefix: bytes = LABEL_PREFIX,
+    *,
+    expand: Expand | None = None,
 ) -> bytes:
     """The PSK of a ticket (RFC 9846 §4.6.1):
     HKDF-Expand-Label(resumption_secret, "resumption", ticket_nonce, Hash.length)."""
@@ -369,4 +417,5 @@ def resumption_psk(
         ticket_nonce,
         _hash_len(hash_name),
         prefix,
+        expand=expand,
     )

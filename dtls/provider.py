@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import crypto
+from . import crypto, keyschedule
 from .errors import ConfigurationError
 from .iana import CipherSuite
 
@@ -85,15 +85,23 @@ def _random(n: int) -> bytes:
 @dataclass(frozen=True)
 class HandshakeCrypto:
     """The handshake's public-key operations and randomness (design §6): key exchange
-    (RFC 9846 §4.2.8), CertificateVerify signatures (§4.4.3) and random values. The
-    built-in providers use `cryptography`; a registered provider may put any of them on
-    an accelerator or a token. HKDF and the transcript hash stay on OpenSSL's hashes."""
+    (RFC 9846 §4.2.8), CertificateVerify signatures (§4.4.3), random values, and the
+    HKDF of the key schedule (§7.1). The built-in providers use `cryptography` and
+    hashlib; a registered provider may put any of them on an accelerator or a token. The
+    transcript hash stays on hashlib."""
 
     random: Callable[[int], bytes] = _random
     generate_key_share: Callable[[int], Any] = crypto.generate_key_share
     server_key_share: Callable[[int, bytes], tuple[bytes, bytes]] = crypto.server_key_share
     sign: Callable[[Any, int, bytes], bytes] = crypto.sign
     verify_signature: Callable[[Any, int, bytes, bytes], None] = crypto.verify_signature
+    #: HKDF-Extract and HKDF-Expand (RFC 5869) under the key schedule (RFC 9846 §7.1)
+    hkdf_extract: keyschedule.Extract = keyschedule.hkdf_extract
+    hkdf_expand: keyschedule.Expand = keyschedule.hkdf_expand
+
+    def key_schedule(self, suite: int) -> keyschedule.KeySchedule:
+        """A key schedule for `suite` on this provider's HKDF."""
+        return keyschedule.KeySchedule(suite, extract=self.hkdf_extract, expand=self.hkdf_expand)
 
 
 @dataclass(frozen=True)
@@ -197,7 +205,7 @@ class _Entry:
     error: str = ""
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # a loader may load another provider
 _registry: dict[str, _Entry] = {
     "openssl": _Entry("C record layer over OpenSSL libcrypto (dtls._native)", _load_openssl),
     "python": _Entry("pure-Python record layer over cryptography", _load_python),

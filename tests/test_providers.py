@@ -591,7 +591,7 @@ def test_handshake_crypto_comes_from_the_provider(
     a provider that wraps them (as an accelerator or a key token would) sees every call."""
     from dataclasses import replace
 
-    from dtls import crypto, provider
+    from dtls import crypto, keyschedule, provider
     from dtls.provider import HandshakeCrypto
 
     monkeypatch.setattr(provider, "_registry", dict(provider._registry))
@@ -610,6 +610,8 @@ def test_handshake_crypto_comes_from_the_provider(
         server_key_share=counted("server_key_share", crypto.server_key_share),
         sign=counted("sign", crypto.sign),
         verify_signature=counted("verify_signature", crypto.verify_signature),
+        hkdf_extract=counted("hkdf_extract", keyschedule.hkdf_extract),
+        hkdf_expand=counted("hkdf_expand", keyschedule.hkdf_expand),
     )
     provider.register_provider(
         "accelerated", "handshake on a card",
@@ -628,6 +630,9 @@ def test_handshake_crypto_comes_from_the_provider(
             c.receive_datagram(data, ("192.0.2.2", 4433), 0.0)
     assert c.handshake_complete and s.handshake_complete
     assert sorted(set(calls)) == [
-        "generate_key_share", "random", "server_key_share", "sign", "verify_signature",
+        "generate_key_share", "hkdf_expand", "hkdf_extract", "random", "server_key_share",
+        "sign", "verify_signature",
     ]
+    # Every secret of the key schedule (RFC 9846 §7.1) on both sides went through it.
+    assert calls.count("hkdf_extract") == 6  # early, handshake, master secret, per side
     assert c._client_random == bytes(range(32))  # the provider's randomness was used
