@@ -382,10 +382,18 @@ class _Link:
 
     loop: asyncio.AbstractEventLoop
     local_address: Address
+    _changes: int
+    _flush_scheduled: bool
 
     def changed(self, connection: Connection) -> None:
-        """The application called send/update_keys/close on `connection`."""
-        raise NotImplementedError
+        """The application called send/update_keys/close on `connection`: flush once per
+        loop iteration, or at once after FLUSH_EVERY changes."""
+        self._changes += 1
+        if self._changes >= FLUSH_EVERY:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         raise NotImplementedError
@@ -422,13 +430,6 @@ class _ClientLink(_Link):
         self.connection.handle_timer(now)
         self.flush()
 
-    def changed(self, connection: Connection) -> None:
-        self._changes += 1
-        if self._changes >= FLUSH_EVERY:
-            self.flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self._flush_scheduled = False
@@ -547,12 +548,7 @@ class _Listener(_Link):
 
     def changed(self, connection: Connection) -> None:
         self.endpoint.mark_pending(connection)
-        self._changes += 1
-        if self._changes >= FLUSH_EVERY:
-            self.flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
+        super().changed(connection)
 
     def flush(self) -> None:
         self._flush_scheduled = False
