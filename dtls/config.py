@@ -203,6 +203,7 @@ class Context:
     _cookie_secrets: list[bytes] = field(default_factory=list, repr=False)
     _ticket_keys: Any = field(default=None, repr=False)
     _replay_filter: Any = field(default=None, repr=False)
+    _chain_der: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Names or code points, as a string or a sequence (e.g. groups=("x25519",)).
@@ -342,6 +343,21 @@ class Context:
         if self.trust is None:
             self.load_default_certs()
         return self.trust
+
+    def certificate_chain_der(self) -> tuple[bytes, ...]:
+        """The DER of `certificate_chain`, leaf first, as our Certificate message carries
+        it (RFC 9846 §4.4.2); encoded once per chain."""
+        chain = tuple(self.certificate_chain)
+        cached = self._chain_der
+        if (
+            cached is None
+            or len(cached[0]) != len(chain)
+            or any(a is not b for a, b in zip(cached[0], chain, strict=True))
+        ):
+            from .crypto import certificate_der
+
+            cached = self._chain_der = (chain, tuple(certificate_der(c) for c in chain))
+        return cached[1]  # type: ignore[no-any-return]
 
     def cookie_secrets(self) -> list[bytes]:
         """Server cookie keys, newest first (RFC 9147 §5.1 recommends rotation)."""

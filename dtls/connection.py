@@ -83,6 +83,7 @@ from .messages import (
     encode_alert,
     encode_handshake_body,
     encode_handshake_fragment,
+    handshake_type,
     transcript_bytes,
 )
 from .path import (
@@ -227,6 +228,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         # client
         self._client_hello: ClientHello | None = None
         self._key_shares: dict[int, Any] = {}
+        self._first_client_hello: tuple[ClientHello, bytes] | None = None  # and its encoding
         self._retried = False
         self._hrr_suite: int | None = None
         self._certificate_request: CertificateRequest | None = None
@@ -751,35 +753,11 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             if message.epoch < 3:
                 raise UnexpectedMessage("handshake message in a handshake epoch after completion")
             handler = self._post_handshake_handlers().get(msg_type)
-        elif self.is_client:
-            handler = {
-                (HandshakeState.WAIT_SH, HandshakeType.SERVER_HELLO): self._client_server_hello,
-                (
-                    HandshakeState.WAIT_EE,
-                    HandshakeType.ENCRYPTED_EXTENSIONS,
-                ): self._client_encrypted_extensions,
-                (
-                    HandshakeState.WAIT_CERT_CR,
-                    HandshakeType.CERTIFICATE_REQUEST,
-                ): self._client_certificate_request,
-                (HandshakeState.WAIT_CERT_CR, HandshakeType.CERTIFICATE): self._peer_certificate,
-                (HandshakeState.WAIT_CERT, HandshakeType.CERTIFICATE): self._peer_certificate,
-                (
-                    HandshakeState.WAIT_CV,
-                    HandshakeType.CERTIFICATE_VERIFY,
-                ): self._peer_certificate_verify,
-                (HandshakeState.WAIT_FINISHED, HandshakeType.FINISHED): self._client_finished,
-            }.get((state, msg_type))
         else:
-            handler = {
-                (HandshakeState.START, HandshakeType.CLIENT_HELLO): self._server_client_hello,
-                (HandshakeState.WAIT_CERT, HandshakeType.CERTIFICATE): self._peer_certificate,
-                (
-                    HandshakeState.WAIT_CV,
-                    HandshakeType.CERTIFICATE_VERIFY,
-                ): self._peer_certificate_verify,
-                (HandshakeState.WAIT_FINISHED, HandshakeType.FINISHED): self._server_finished,
-            }.get((state, msg_type))
+            # RFC 9846 Appendix A: which message each state accepts
+            table = _CLIENT_HANDLERS if self.is_client else _SERVER_HANDLERS
+            name = table.get(state, {}).get(msg_type)
+            handler = getattr(self, name) if name is not None else None
         if handler is None:
             raise UnexpectedMessage(f"{_type_name(msg_type)} in state {state.value}")
         expected_epoch = (
@@ -894,9 +872,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         if self._own_certificate_type == RAW_PUBLIC_KEY:
             spki = crypto.public_key_der(self.context.private_key)
             return Certificate(context, [CertificateEntry(spki)])  # RFC 7250 §3
-        entries = [
-            CertificateEntry(crypto.certificate_der(c)) for c in self.context.certificate_chain
-        ]
+        entries = [CertificateEntry(der) for der in self.context.certificate_chain_der()]
         return Certificate(context, entries)
 
     def _own_certificate_verify(self) -> CertificateVerify:
@@ -915,7 +891,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         return self.cipher_suite
 
     def _derive_handshake_secrets(self, shared_secret: bytes | None) -> None:
-        confidentiality, integrity = _AEAD_LIMITS[CipherSuite(self._suite)]
+        confidentiality, integrity = _AEAD_LIMITS[self._suite]  # IntEnum keys: int lookup
         ctx = self.context
         self._confidentiality_limit = ctx.confidentiality_limit or confidentiality
         self._integrity_limit = ctx.integrity_limit or integrity
@@ -1058,8 +1034,6 @@ def _acked_any(flight: OutgoingFlight) -> bool:
 
 
 def _message_type(message: Any) -> int:
-    from .messages import handshake_type
-
     return int(handshake_type(message))
 
 
@@ -1068,3 +1042,23 @@ def _type_name(msg_type: int) -> str:
         return HandshakeType(msg_type).name.lower()
     except ValueError:
         return f"handshake type {msg_type}"
+# (state, message type) -> handler method, per role (RFC 9846 Appendix A.1, A.2)
+_CLIENT_HANDLERS: dict[HandshakeState, dict[int, str]] = {
+    HandshakeState.WAIT_SH: {HandshakeType.SERVER_HELLO: "_client_server_hello"},
+    HandshakeState.WAIT_EE: {HandshakeType.ENCRYPTED_EXTENSIONS: "_client_encrypted_extensions"},
+    HandshakeState.WAIT_CERT_CR: {
+        HandshakeType.CERTIFICATE_REQUEST: "_client_certificate_request",
+        HandshakeType.CERTIFICATE: "_peer_certificate",
+    },
+    HandshakeState.WAIT_CERT: {HandshakeType.CERTIFICATE: "_peer_certificate"},
+    HandshakeState.WAIT_CV: {HandshakeType.CERTIFICATE_VERIFY: "_peer_certificate_verify"},
+    HandshakeState.WAIT_FINISHED: {HandshakeType.FINISHED: "_client_finished"},
+}
+_SERVER_HANDLERS: dict[HandshakeState, dict[int, str]] = {
+    HandshakeState.START: {HandshakeType.CLIENT_HELLO: "_server_client_hello"},
+    HandshakeState.WAIT_CERT: {HandshakeType.CERTIFICATE: "_peer_certificate"},
+    HandshakeState.WAIT_CV: {HandshakeType.CERTIFICATE_VERIFY: "_peer_certificate_verify"},
+    HandshakeState.WAIT_FINISHED: {HandshakeType.FINISHED: "_server_finished"},
+}
+
+

@@ -498,6 +498,8 @@ def decode_extensions(
     end = block.end
     message = table.message
     by_type = table.by_type
+    psk_last = message == "CH"
+    unpack = _U16X2.unpack_from
     values: dict[str, Any] = {}
     other: list[tuple[int, bytes]] = []
     order: list[int] = []
@@ -505,13 +507,13 @@ def decode_extensions(
     while pos < end:
         if pos + 4 > end:
             raise DecodeError("truncated extension header")
-        ext_type, n = _U16X2.unpack_from(data, pos)
+        ext_type, n = unpack(data, pos)
         pos += 4
         if pos + n > end:
             raise DecodeError(f"extension {ext_type} overruns the extension block")
         if ext_type in seen:
             raise DecodeError(f"duplicate extension {ext_type}")  # RFC 9846 §4.2
-        if order and order[-1] == _PSK and message == "CH":
+        if psk_last and order and order[-1] == _PSK:
             raise IllegalParameter("pre_shared_key is not the last extension")  # §4.2.11
         seen.add(ext_type)
         order.append(ext_type)
@@ -519,7 +521,8 @@ def decode_extensions(
         if spec is not None:
             ext = Reader(data, pos, pos + n)
             values[spec[0]] = spec[1](ext)
-            ext.expect_end(f"extension {ext_type}")
+            if ext.pos != ext.end:
+                ext.expect_end(f"extension {ext_type}")
         else:
             allowed = ALLOWED_IN.get(ext_type)
             if allowed is not None and message not in allowed:
@@ -558,4 +561,11 @@ def encode_extensions(msg: Any, table: ExtensionTable, psk_last: bool = False) -
     if psk_last and keys[-1] != _PSK:
         keys.remove(_PSK)
         keys.append(_PSK)
-    return vec16(b"".join(_U16.pack(t) + vec16(present[t]) for t in keys))
+    parts = []
+    for t in keys:
+        data = present[t]
+        if len(data) > 0xFFFF:
+            raise ValueError(f"{len(data)} bytes do not fit a 16-bit length")
+        parts.append(_U16X2.pack(t, len(data)))
+        parts.append(data)
+    return vec16(b"".join(parts))

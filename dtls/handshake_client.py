@@ -115,10 +115,13 @@ class ClientHandshake:
         """A first ClientHello that would not fit in one datagram (e.g. an ML-KEM key
         share) goes with an empty key_share instead: the server's HelloRetryRequest picks
         the group, and a stateless server can still check its cookie (RFC 9147 §5.1)."""
-        size = len(encode_handshake_body(ch)) + DTLS_HANDSHAKE_HEADER_LEN + PLAINTEXT_HEADER_LEN
+        body = encode_handshake_body(ch)
+        size = len(body) + DTLS_HANDSHAKE_HEADER_LEN + PLAINTEXT_HEADER_LEN
         if size > self.context.max_datagram_size and ch.key_share:
             ch.key_share = []
             self._key_shares.clear()
+        else:
+            self._first_client_hello = (ch, body)  # sent as is: no second encoding
 
     def _offered_psk(self) -> PskCandidate | None:
         """The ticket to resume with, or the external PSK (RFC 9846 §4.2.11)."""
@@ -171,7 +174,8 @@ class ClientHandshake:
     def _client_hello_message(self, ch: ClientHello) -> OutgoingMessage:
         """Encode a ClientHello, with its PSK binder computed over the truncated message
         and everything before it in the transcript (RFC 9846 §4.2.11.2)."""
-        body = encode_handshake_body(ch)
+        first, self._first_client_hello = self._first_client_hello, None
+        body = first[1] if first is not None and first[0] is ch else encode_handshake_body(ch)
         psk = self._psk
         if ch.pre_shared_key is not None and psk is not None:
             digest = self._transcript.digest_with(truncated_client_hello(body), psk.hash_name)
@@ -448,6 +452,8 @@ class ClientHandshake:
 def _is_ip(name: str) -> bool:
     import ipaddress
 
+    if ":" not in name and not name.replace(".", "").isdigit():
+        return False  # neither IPv6 (has ":") nor dotted-decimal IPv4: a host name
     try:
         ipaddress.ip_address(name)
     except ValueError:

@@ -131,13 +131,21 @@ class _PartialMessage:
         self.msg_type = msg_type
         self.length = length
         self.epoch = epoch
-        self.data = bytearray(length)
+        self.data: bytes | bytearray = b""
         self.ranges: list[tuple[int, int]] = []
         self.received = 0
 
     def add(self, offset: int, fragment: bytes) -> None:
         end = offset + len(fragment)
-        self.data[offset:end] = fragment
+        if not self.ranges and offset == 0 and end == self.length:
+            self.data = bytes(fragment)  # the whole message in one fragment: no copy
+            self.ranges = [(0, end)]
+            self.received = end
+            return
+        data = self.data
+        if not isinstance(data, bytearray):
+            data = self.data = bytearray(data) if data else bytearray(self.length)
+        data[offset:end] = fragment
         merged: list[tuple[int, int]] = []
         a, b = offset, end
         for x, y in self.ranges:
