@@ -421,9 +421,7 @@ class _ClientLink(_Link):
         self._changes = 0
 
     def _received(self, batch: list[tuple[bytes, Address]]) -> None:
-        now = self.loop.time()
-        for data, addr in batch:
-            self.connection.receive_datagram(data, addr, now)
+        self.connection.receive_datagrams(batch, self.loop.time())
         self.flush()
 
     def _timer(self, now: float) -> None:
@@ -536,10 +534,7 @@ class _Listener(_Link):
         self._changes = 0
 
     def _received(self, batch: list[tuple[bytes, Address]]) -> None:
-        now = self.loop.time()
-        receive = self.endpoint.receive_datagram
-        for data, addr in batch:
-            receive(data, addr, now)
+        self.endpoint.receive_datagrams(batch, self.loop.time())
         self.flush()
 
     def _timer(self, now: float) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import crypto
@@ -93,6 +93,7 @@ from .path import (
     PathChallenge,
 )
 from .record_layer import InboundRecord, RecordLayer
+from .record_py import Buffer
 from .reliability import (
     FragmentResult,
     HandshakeReassembler,
@@ -188,7 +189,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         # key exchange, signatures and randomness from the same provider (design §6)
         self._crypto = self._records.provider.handshake
         self._events: list[Event] = []  # few at a time: a list is smaller than a deque
-        self._out: list[bytearray] = []
+        self._out: list[bytes | bytearray] = []  # datagrams being filled (RFC 9147 §4.3)
         self._rto = RetransmitTimer(
             context.initial_retransmit_timeout, context.max_retransmit_timeout
         )
@@ -227,8 +228,8 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self._client_psk_modes: set[int] = set()  # server: what the client can resume with
         # client
         self._client_hello: ClientHello | None = None
-        self._key_shares: dict[int, Any] = {}
         self._first_client_hello: tuple[ClientHello, bytes] | None = None  # and its encoding
+        self._key_shares: dict[int, Any] = {}
         self._retried = False
         self._hrr_suite: int | None = None
         self._certificate_request: CertificateRequest | None = None
@@ -275,30 +276,88 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         if self.handshake_started is None:
             self.handshake_started = now
         try:
-            authenticated = False
-            for record in self._records.open(data, now):
-                if len(record.payload) > self._receive_limit:
-                    raise RecordOverflow("record larger than the limit")  # RFC 8449, 9846 §5.2
-                authenticated = authenticated or record.epoch >= 3
-                self._receive_record(record, now, addr)
-                if self.state is HandshakeState.CLOSED:
-                    break
+            authenticated = self._receive_records(self._records.open(data, now), addr, now)
             if authenticated:
-                self.last_received = now
                 if self._records.last_cid != self._cids.in_use:
                     self._peer_switched_cid(self._records.last_cid)
                 challenge = self._path_challenge
                 if challenge is not None and addr == challenge.address:
                     challenge.received += len(data)
-            if authenticated and addr != self.peer_address:
-                self._on_new_address(addr, data, now)
+                if addr != self.peer_address:
+                    self._on_new_address(addr, data, now)
             if self._records.counters.failed_authentication:
                 self._check_integrity_limit()
-        except ProtocolError as exc:
+        except Exception as exc:
+            self._fail_on(exc)
+
+    def receive_datagrams(self, datagrams: Iterable[tuple[Buffer, Address]], now: float) -> None:
+        """`receive_datagram` for each datagram, in order. Runs of datagrams from the peer
+        that each hold one record of an application epoch are opened together, with one
+        C call per ~64 KB (RFC 9147 §4); the rest take the single-datagram path."""
+        records, run, run_bits = self._records, [], -1
+        for data, addr in datagrams:
+            bits = None
+            if (
+                self.state is HandshakeState.CONNECTED
+                and addr == self.peer_address
+                and self._path_challenge is None
+            ):
+                bits = records.batchable(data)
+            if bits is not None and (bits == run_bits or not run):
+                run.append(data)
+                run_bits = bits
+                continue
+            if run:
+                self._receive_run(run, run_bits, now)
+                run = []
+            if bits is not None:
+                run.append(data)
+                run_bits = bits
+            else:
+                self.receive_datagram(data, addr, now)
+        if run:
+            self._receive_run(run, run_bits, now)
+
+    def _receive_run(self, run: list[Buffer], bits: int, now: float) -> None:
+        if self.state is not HandshakeState.CONNECTED:  # an earlier datagram changed that
+            for data in run:
+                self.receive_datagram(data, self.peer_address, now)
+            return
+        try:
+            self._receive_records(self._records.open_run(run, bits, now), self.peer_address, now)
+            if self._records.counters.failed_authentication:
+                self._check_integrity_limit()
+        except Exception as exc:
+            self._fail_on(exc)
+
+    def _receive_records(self, records: Iterable[InboundRecord], addr: Address, now: float) -> bool:
+        """Handle deprotected records in order; True if one was authenticated (epoch >= 3)."""
+        authenticated = False
+        for record in records:
+            if len(record.payload) > self._receive_limit:
+                raise RecordOverflow("record larger than the limit")  # RFC 8449, 9846 §5.2
+            if record.epoch >= 3:
+                authenticated = True
+                if (
+                    record.content_type == ContentType.APPLICATION_DATA
+                    and self.state is HandshakeState.CONNECTED
+                ):  # the common case, as _receive_application_data handles it
+                    self._events.append(DataReceived(record.payload))
+                    continue
+            self._receive_record(record, now, addr)
+            if self.state is HandshakeState.CLOSED:
+                break
+        if authenticated:
+            self.last_received = now
+        return authenticated
+
+    def _fail_on(self, exc: Exception) -> None:
+        """Nothing from the network raises out of the engine (RFC 9147 §4.5.2)."""
+        if isinstance(exc, ProtocolError):
             self._fail(exc)
-        except DTLSError as exc:
+        elif isinstance(exc, DTLSError):
             self._fail(InternalError(str(exc)))
-        except Exception as exc:  # a bug must not escape to the front-end either
+        else:  # a bug must not escape to the front-end either
             self._fail(InternalError(f"internal error: {type(exc).__name__}"))
 
     def _check_integrity_limit(self) -> None:
@@ -322,10 +381,12 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         """Datagrams ready for the network, with their destination."""
         if self._ack_deadline is not None and now >= self._ack_deadline:
             self._send_ack()
-        for flight in self._unsent:
-            self._transmit(flight, now)
-        self._unsent.clear()
-        out = [(bytes(d), self.peer_address) for d in self._out if d]
+        if self._unsent:
+            for flight in self._unsent:
+                self._transmit(flight, now)
+            self._unsent.clear()
+        addr = self.peer_address
+        out = [(bytes(d), addr) for d in self._out if d]  # bytes(a bytes object) copies not
         self._out.clear()
         if out:
             self.last_sent = now
@@ -412,14 +473,16 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
     def send(self, data: bytes) -> None:
         """Send one application-data record (RFC 9147 §6). Before the handshake completes
         the data is queued and sent once it does."""
-        if self.state is HandshakeState.CLOSED:
-            raise ConnectionStateError("connection is closed")
-        if len(data) > MAX_PLAINTEXT:
-            raise ValueError(f"a record carries at most {MAX_PLAINTEXT} bytes")
         if self.state is not HandshakeState.CONNECTED:
+            if self.state is HandshakeState.CLOSED:
+                raise ConnectionStateError("connection is closed")
+            if len(data) > MAX_PLAINTEXT:
+                raise ValueError(f"a record carries at most {MAX_PLAINTEXT} bytes")
             self._pending_app.append(bytes(data))
             return
         if len(data) > self._send_limit:
+            if len(data) > MAX_PLAINTEXT:
+                raise ValueError(f"a record carries at most {MAX_PLAINTEXT} bytes")
             raise ValueError(f"the peer accepts records of at most {self._send_limit} bytes")
         epoch = self._records.send_epochs[self._app_send_epoch]
         if epoch.next_seq >= self._confidentiality_limit:
@@ -428,6 +491,26 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self._emit(record)
         if epoch.next_seq >= self._confidentiality_limit * 3 // 4:
             self.update_keys(request_peer_update=False)  # RFC 9147 §4.5.3
+
+    def send_batch(self, messages: Sequence[Buffer]) -> None:
+        """`send` for each message, in order; on an established connection the records are
+        sealed together, with one C call per ~64 KB (RFC 9147 §4)."""
+        epoch = self._records.send_epochs.get(self._app_send_epoch)
+        if (
+            self.state is not HandshakeState.CONNECTED
+            or epoch is None
+            or epoch.next_seq + len(messages) >= self._confidentiality_limit * 3 // 4
+            or any(len(m) > self._send_limit for m in messages)
+        ):
+            for message in messages:  # errors and limits as `send` has them
+                self.send(message)
+            return
+        if messages:
+            sealed = self._records.seal_batch(
+                self._app_send_epoch, ContentType.APPLICATION_DATA, messages
+            )
+            for record in sealed:
+                self._emit(record)
 
     def update_keys(self, request_peer_update: bool = True) -> None:
         """Send a KeyUpdate (RFC 9147 §8); our sending epoch moves on once it is
@@ -500,11 +583,14 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
 
     # ---- datagram assembly ----
     def _emit(self, record: bytes) -> None:
-        limit = self.context.max_datagram_size
-        if self._out and len(self._out[-1]) + len(record) <= limit:
-            self._out[-1] += record
+        out = self._out
+        if out and len(out[-1]) + len(record) <= self.context.max_datagram_size:
+            last = out[-1]
+            if last.__class__ is bytes:  # a second record joins it: copy once
+                out[-1] = last = bytearray(last)
+            last += record
         else:
-            self._out.append(bytearray(record))
+            out.append(record)
 
     def _room(self) -> int:
         limit = self.context.max_datagram_size
@@ -1029,19 +1115,6 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self._events.append(ConnectionClosed(reason, alert, by_peer, error))
 
 
-def _acked_any(flight: OutgoingFlight) -> bool:
-    return any(m.unacked != [(0, len(m.body))] for m in flight.messages)
-
-
-def _message_type(message: Any) -> int:
-    return int(handshake_type(message))
-
-
-def _type_name(msg_type: int) -> str:
-    try:
-        return HandshakeType(msg_type).name.lower()
-    except ValueError:
-        return f"handshake type {msg_type}"
 # (state, message type) -> handler method, per role (RFC 9846 Appendix A.1, A.2)
 _CLIENT_HANDLERS: dict[HandshakeState, dict[int, str]] = {
     HandshakeState.WAIT_SH: {HandshakeType.SERVER_HELLO: "_client_server_hello"},
@@ -1062,3 +1135,16 @@ _SERVER_HANDLERS: dict[HandshakeState, dict[int, str]] = {
 }
 
 
+def _acked_any(flight: OutgoingFlight) -> bool:
+    return any(m.unacked != [(0, len(m.body))] for m in flight.messages)
+
+
+def _message_type(message: Any) -> int:
+    return int(handshake_type(message))
+
+
+def _type_name(msg_type: int) -> str:
+    try:
+        return HandshakeType(msg_type).name.lower()
+    except ValueError:
+        return f"handshake type {msg_type}"

@@ -8,13 +8,14 @@ dropped and counted by reason (RFC 9147 §4.5.2), never raised.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 from .iana import ContentType
 from .provider import RecordCipherLike, RecordProvider, ReplayWindowLike, get_provider
-from .record_py import PLAINTEXT_HEADER_LEN, OpenError, RecordKind
+from .record_py import PLAINTEXT_HEADER_LEN, Buffer, OpenError, RecordKind
 
 RecordNumber = tuple[int, int]
 
@@ -54,6 +55,9 @@ class InboundRecord(NamedTuple):
     seq: int
     content_type: int
     payload: bytes
+
+
+_new_inbound = partial(tuple.__new__, InboundRecord)
 
 
 @dataclass
@@ -167,18 +171,37 @@ class RecordLayer:
         counters.bytes_sealed += len(record)
         return record, (epoch, seq)
 
+    def seal_batch(self, epoch: int, content_type: int, payloads: Sequence[Buffer]) -> list[bytes]:
+        """`seal` for many payloads of one epoch, with consecutive sequence numbers: one C
+        call per ~64 KB (RFC 9147 §4)."""
+        state = self.send_epochs[epoch]
+        seq = state.next_seq
+        if seq + len(payloads) - 1 > MAX_SEQUENCE:
+            raise OverflowError("sequence numbers of this epoch are exhausted")
+        if state.cipher is None:
+            raise ValueError("batches are for protected epochs")
+        items = [(seq + i, content_type, p) for i, p in enumerate(payloads)]
+        records: list[bytes] = state.cipher.seal_batch(epoch, items, cid=self.send_cid or None)
+        state.next_seq = seq + len(payloads)
+        counters = self.counters
+        counters.records_sealed += len(records)
+        counters.bytes_sealed += sum(map(len, records))
+        return records
+
     # ---- opening ----
-    def open(self, data: bytes, now: float) -> Iterator[InboundRecord]:
+    def open(self, data: bytes, now: float) -> Iterable[InboundRecord]:
         """Every record of a datagram that deprotects, in order; the rest are counted.
 
-        A generator: each record is opened after the previous one was handled, since that
-        may have installed the keys it needs (a ServerHello before EncryptedExtensions)."""
+        Lazy when the datagram holds several records: each is opened after the previous
+        one was handled, since that may have installed the keys it needs (a ServerHello
+        before EncryptedExtensions)."""
         if _single_ciphertext_record(data, self.receive_cid_len):
             # The common case after the handshake: one record fills the datagram.
             record = self._open_ciphertext(data, data[0] & 3, len(data), now)
-            if record is not None:
-                yield record
-            return
+            return () if record is None else (record,)
+        return self._open_records(data, now)
+
+    def _open_records(self, data: bytes, now: float) -> Iterator[InboundRecord]:
         counters = self.counters
         cid_len = self.receive_cid_len
         spans, dropped = self._split(data, cid_len)
@@ -216,26 +239,66 @@ class RecordLayer:
         if state is None:
             counters.unknown_epoch += 1
             return None
+        cid_len = self.receive_cid_len
         # the provider's OpenedRecord (content_type, seq, plaintext), or an OpenError
-        result = state.cipher.open(record, state.window, cid_len=self.receive_cid_len)
+        result = state.cipher.open(record, state.window, cid_len=cid_len)
         if result.__class__ is not self._opened_type:
-            if result == OpenError.REPLAYED:
-                counters.replayed += 1
-            elif result == OpenError.AUTH:
-                counters.failed_authentication += 1
-                state.failures += 1
-            else:
-                counters.malformed += 1
+            self._count_failure(state, result)
             return None
         counters.records_opened += 1
         counters.bytes_opened += length
-        cid_len = self.receive_cid_len
         if cid_len and record[0] & 0x10 and record[1 : 1 + cid_len] != self.last_cid:
             self.last_cid = bytes(record[1 : 1 + cid_len])  # the peer moved to another CID
         if self._unretired:
             self._retire_older(state.epoch, now)
         content_type, seq, plaintext = result
-        return InboundRecord(state.epoch, seq, content_type, bytes(plaintext))
+        if plaintext.__class__ is not bytes:
+            plaintext = bytes(plaintext)
+        return _new_inbound((state.epoch, seq, content_type, plaintext))
+
+    def open_run(self, records: Sequence[Buffer], bits: int, now: float) -> list[InboundRecord]:
+        """The records that deprotect of a run of single-record datagrams of the epoch with
+        these low bits (`batchable`), opened with one C call per ~64 KB; the rest are
+        counted (RFC 9147 §4.5.2)."""
+        state = self._by_bits[bits]
+        results = state.cipher.open_batch(records, state.window, cid_len=self.receive_cid_len)
+        opened_type, epoch, counters = self._opened_type, state.epoch, self.counters
+        inbound: list[InboundRecord] = []
+        for record, result in zip(records, results, strict=True):
+            if result.__class__ is not opened_type:
+                self._count_failure(state, result)
+                continue
+            counters.records_opened += 1
+            counters.bytes_opened += len(record)
+            content_type, seq, plaintext = result
+            inbound.append(_new_inbound((epoch, seq, content_type, bytes(plaintext))))
+        if inbound and self._unretired:
+            self._retire_older(epoch, now)
+        return inbound
+
+    def batchable(self, data: Buffer) -> int | None:
+        """The epoch's low bits if `data` is one DTLSCiphertext record of an application
+        epoch, carrying the CID in use (if any): what `open_run` takes. Else None."""
+        cid_len = self.receive_cid_len
+        if not _single_ciphertext_record(data, cid_len):
+            return None
+        bits = data[0] & 3
+        state = self._by_bits.get(bits)
+        if state is None or state.epoch < 3:
+            return None
+        if cid_len and data[1 : 1 + cid_len] != self.last_cid:
+            return None  # the peer moves to another CID: the single-record path tracks it
+        return bits
+
+    def _count_failure(self, state: ReceiveEpoch, error: Any) -> None:
+        counters = self.counters
+        if error == OpenError.REPLAYED:
+            counters.replayed += 1
+        elif error == OpenError.AUTH:
+            counters.failed_authentication += 1
+            state.failures += 1
+        else:
+            counters.malformed += 1
 
     def _retire_older(self, epoch: int, now: float) -> None:
         # RFC 9147 §8: keep the previous keys until the new ones have opened a record,

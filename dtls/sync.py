@@ -412,8 +412,7 @@ class _ClientLink(_Link):
             self.close_socket()
 
     def _receive(self, batch: list[tuple[bytes, Address]], now: float) -> None:
-        for data, addr in batch:
-            self.engine.receive_datagram(data, addr, now)
+        self.engine.receive_datagrams(batch, now)
 
     def _handle_timer(self, now: float) -> None:
         self.engine.handle_timer(now)
@@ -617,9 +616,7 @@ class Server(_Link):
 
     # ---- the endpoint (lock held) ----
     def _receive(self, batch: list[tuple[bytes, Address]], now: float) -> None:
-        receive = self.endpoint.receive_datagram
-        for data, addr in batch:
-            receive(data, addr, now)
+        self.endpoint.receive_datagrams(batch, now)
 
     def _handle_timer(self, now: float) -> None:
         self.endpoint.handle_timer(now)

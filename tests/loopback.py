@@ -45,6 +45,7 @@ class Loopback:
     latency: float = 0.01  # one way
     client_addr: Any = CLIENT_ADDR  # where the client is now (tests may move it)
     jitter: float = 0.0  # extra random delay per datagram: reorders them
+    batched: bool = False  # deliver what arrives together with one receive_datagrams call
     seed: int = 0
     now: float = 0.0
     filter: Filter | None = None
@@ -100,7 +101,9 @@ class Loopback:
             if when > until:
                 return
             self.now = max(self.now, when)
-            if kind == 0:
+            if kind == 0 and self.batched:
+                self._deliver_batch(when)
+            elif kind == 0:
                 _, _, direction, payload = heapq.heappop(self._queue)
                 if direction == "c2s":
                     self.server.receive_datagram(payload, self.client_addr, self.now)
@@ -111,6 +114,17 @@ class Loopback:
                 conn.handle_timer(self.now)
             self._collect()
         raise AssertionError("loopback did not settle")
+
+    def _deliver_batch(self, when: float) -> None:
+        """Every datagram due at `when` going the way of the first, in one call."""
+        direction = self._queue[0][2]
+        batch = []
+        while self._queue and self._queue[0][0] <= when and self._queue[0][2] == direction:
+            batch.append(heapq.heappop(self._queue)[3])
+        if direction == "c2s":
+            self.server.receive_datagrams([(d, self.client_addr) for d in batch], self.now)
+        else:
+            self.client.receive_datagrams([(d, SERVER_ADDR) for d in batch], self.now)
 
     def events_of(self, side: str, cls: type) -> list[Any]:
         events = self.client_events if side == "client" else self.server_events

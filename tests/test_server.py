@@ -830,3 +830,43 @@ def test_address_change_through_real_sockets(pki: Any) -> None:
                 relay.close()
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_batched_receive_matches_one_datagram_at_a_time(pki: Any) -> None:
+    """ServerEndpoint.receive_datagrams: runs for one connection go in together; the
+    outcome (data per connection, statistics) is that of receive_datagram per datagram."""
+    outcomes = []
+    for batched in (False, True):
+        endpoint = ServerEndpoint(server_context(pki), cid_length=4)
+        net = Network(endpoint)
+        addrs = [("198.51.100.9", 7000 + i) for i in range(4)]
+        for i, addr in enumerate(addrs):
+            net.add_client(addr, client_context(pki, connection_id=b"" if i < 2 else None))
+        net.pump()
+        assert all(completed(net, a) for a in addrs)
+        batch: list[tuple[bytes, Any]] = []
+        for round_ in range(3):
+            for i, addr in enumerate(addrs):
+                client = net.clients[addr]
+                client.send_batch([b"%d/%d/%d" % (i, round_, n) * 50 for n in range(5)])
+                batch += [(d, addr) for d, _ in client.datagrams_to_send(net.now)]
+        batch.insert(3, batch[1])  # a duplicate
+        batch.insert(7, (b"\x2f\x00\x01garbage", addrs[0]))
+        batch.insert(9, (batch[8][0], ("203.0.113.5", 9)))  # a record from elsewhere
+        batch.append((b"\x3c\xff\xff\xff\xff" + bytes(40), addrs[2]))  # an unknown CID
+        if batched:
+            endpoint.receive_datagrams(batch, net.now)
+        else:
+            for data, addr in batch:
+                endpoint.receive_datagram(data, addr, net.now)
+        net.pump()
+        stats = endpoint.stats()
+        outcomes.append((
+            [_data(net, endpoint.connections[a]) for a in addrs],
+            stats.datagrams_received, stats.bytes_received, stats.datagrams_routed_by_cid,
+            stats.garbage_dropped, stats.unknown_cid_dropped,
+        ))  # fmt: skip
+    assert outcomes[0] == outcomes[1]
+    data = outcomes[1][0]
+    assert data[3] == [b"3/%d/%d" % (r, n) * 50 for r in range(3) for n in range(5)]
+    assert outcomes[1][3] > 0 and outcomes[1][5] == 1
