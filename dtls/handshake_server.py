@@ -227,6 +227,13 @@ def respond_statelessly(
             return StatelessResponse("drop")
         if frag.fragment_offset != 0 or frag.fragment_length != frag.length:
             return _screen_fragmented_client_hello(context, frag, addr, now, require_cookie)
+        cookie = peek_client_hello_cookie(frag.fragment)
+        if cookie is not None and open_cookie(
+            context.cookie_secrets(), cookie, addr, now, context.cookie_lifetime
+        ):
+            # The address is proven (RFC 9147 §5.1): the connection parses the rest and
+            # answers anything wrong in it with an alert.
+            return StatelessResponse("accept")
         ch = decode_handshake_body(HandshakeType.CLIENT_HELLO, frag.fragment)
         assert isinstance(ch, ClientHello)
         _check_client_hello(ch)

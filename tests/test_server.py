@@ -24,6 +24,7 @@ from dtls.events import (
     KeyUpdated,
     PeerAddressChanged,
 )
+from dtls.iana import AlertDescription
 from dtls.path import PathChallenge
 from dtls.server import (
     ConnectionAccepted,
@@ -870,3 +871,26 @@ def test_batched_receive_matches_one_datagram_at_a_time(pki: Any) -> None:
     data = outcomes[1][0]
     assert data[3] == [b"3/%d/%d" % (r, n) * 50 for r in range(3) for n in range(5)]
     assert outcomes[1][3] > 0 and outcomes[1][5] == 1
+
+
+def test_valid_cookie_proves_the_address_and_the_connection_answers_the_rest(pki: Any) -> None:
+    """RFC 9147 §5.1: once a ClientHello returns a valid cookie the endpoint keeps state;
+    what else is wrong with it is answered by the connection with an alert, not dropped."""
+    endpoint = ServerEndpoint(server_context(pki), cookie_mode=CookieMode.ALWAYS)
+    addr = ("198.51.100.40", 5000)
+    client = Connection(client_context(pki), server_name="localhost")
+    client.connect(SERVER, 0.0)
+    for data, _ in client.datagrams_to_send(0.0):
+        endpoint.receive_datagram(data, addr, 0.0)
+    for data, _ in endpoint.datagrams_to_send(0.0):
+        client.receive_datagram(data, SERVER, 0.0)  # the cookie HRR
+    second = bytearray(client.datagrams_to_send(0.0)[0][0])
+    # record header 13, handshake header 12, legacy_version 2, random 32, two empty vectors
+    at = 13 + 12 + 2 + 32 + 1 + 1
+    count = int.from_bytes(second[at : at + 2], "big") // 2
+    second[at + 2 : at + 2 + 2 * count] = b"\x13\x99" * count  # no suite we know
+    endpoint.receive_datagram(bytes(second), addr, 0.0)
+    replies = [d for d, a in endpoint.datagrams_to_send(0.0) if a == addr]
+    assert replies and replies[0][0] == 21  # an alert record (RFC 9846 §6)
+    assert replies[0][-1] == AlertDescription.HANDSHAKE_FAILURE
+    assert endpoint.stats().handshakes_failed == 1
