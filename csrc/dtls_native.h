@@ -50,6 +50,24 @@ size_t dtls_cipher_tag_len(const dtls_cipher *c);
 /* The 16-byte-sample mask of §4.2.3 (exposed for tests): writes 16 bytes to mask. */
 int dtls_cipher_mask(dtls_cipher *c, const uint8_t *sample, size_t sample_len, uint8_t *mask);
 
+/* ---- key derivation (kdf.c) ---- */
+#define DTLS_HASH_SHA256 1
+#define DTLS_HASH_SHA384 2
+
+/* HKDF-Extract (RFC 5869 §2.2; an empty salt is HashLen zeros): writes HashLen bytes.
+ * Returns HashLen. */
+int dtls_hkdf_extract(unsigned hash_id, const uint8_t *salt, size_t salt_len, const uint8_t *ikm,
+                      size_t ikm_len, uint8_t *out, size_t out_cap);
+/* HKDF-Expand (RFC 5869 §2.3): out_len 1 .. 255 * HashLen. Returns 0. */
+int dtls_hkdf_expand(unsigned hash_id, const uint8_t *prk, size_t prk_len, const uint8_t *info,
+                     size_t info_len, uint8_t *out, size_t out_len);
+/* key and iv (RFC 9846 §7.3) and sn_key (RFC 9147 §4.2.3) of a traffic secret, with the
+ * "dtls13" label prefix (§5.9), on the suite's hash; secret_len > 0. Returns 0. */
+int dtls_traffic_keys(uint16_t suite, const uint8_t *secret, size_t secret_len, uint8_t *key,
+                      size_t key_len, uint8_t *iv, uint8_t *sn_key);
+/* dtls_cipher_new with the keys of a traffic secret (wiped after use). */
+dtls_cipher *dtls_cipher_from_secret(uint16_t suite, const uint8_t *secret, size_t secret_len);
+
 /* ---- anti-replay window (RFC 9147 §4.5.1) ---- */
 typedef struct dtls_replay dtls_replay;
 

@@ -171,6 +171,7 @@ def _load_openssl() -> RecordProvider:
         derive_traffic_keys=record.derive_traffic_keys,
         next_traffic_secret=record.next_traffic_secret,
         opened_type=record.OpenedRecord,
+        handshake=HandshakeCrypto(hkdf_extract=record.hkdf_extract, hkdf_expand=record.hkdf_expand),
     )
 
 

@@ -24,6 +24,7 @@ from functools import lru_cache, partial
 from itertools import accumulate
 from typing import Any
 
+from . import keyschedule, record_py
 from ._native import ffi, lib
 from .record_py import (  # the definitions both record providers share
     PLAINTEXT_HEADER_LEN,
@@ -36,8 +37,6 @@ from .record_py import (  # the definitions both record providers share
     RecordSpan,
     TrafficKeys,
     _key_length,
-    derive_traffic_keys,
-    next_traffic_secret,
 )
 
 __all__ = [
@@ -55,6 +54,8 @@ __all__ = [
     "TrafficKeys",
     "derive_traffic_keys",
     "gso_supported",
+    "hkdf_expand",
+    "hkdf_extract",
     "next_traffic_secret",
     "receive_datagrams",
     "seal_plaintext",
@@ -89,6 +90,7 @@ _pool_release = lib.dtls_pool_release
 _HDR_CID = lib.DTLS_HDR_CID
 _HDR_SEQ16 = lib.DTLS_HDR_SEQ16
 _HDR_LENGTH = lib.DTLS_HDR_LENGTH
+_HDR_SEQ16_LENGTH = _HDR_SEQ16 | _HDR_LENGTH
 
 
 _ERRORS = {e.value: e for e in OpenError}
@@ -190,6 +192,42 @@ def seal_plaintext(content_type: int, seq: int, payload: Buffer, epoch: int = 0)
 
 # ---- keys (RFC 9846 §7.2, §7.3; RFC 9147 §4.2.3) ----
 
+_HASHES = {"sha256": (lib.DTLS_HASH_SHA256, 32), "sha384": (lib.DTLS_HASH_SHA384, 48)}
+
+
+def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
+    """HKDF-Extract (RFC 5869 §2.2) in libcrypto; `keyschedule.hkdf_extract`'s contract."""
+    known = _HASHES.get(hash_name)
+    if known is None:
+        return keyschedule.hkdf_extract(hash_name, salt, ikm)
+    hash_id, size = known
+    out = _new("char[]", size)
+    _check(lib.dtls_hkdf_extract(hash_id, salt, len(salt), ikm, len(ikm), out, size), "hkdf")
+    return _unpack(out, size)
+
+
+def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-Expand (RFC 5869 §2.3) in libcrypto; `keyschedule.hkdf_expand`'s contract."""
+    known = _HASHES.get(hash_name)
+    if known is None:
+        return keyschedule.hkdf_expand(hash_name, prk, info, length)
+    out = _new("char[]", length)
+    _check(lib.dtls_hkdf_expand(known[0], prk, len(prk), info, len(info), out, length), "hkdf")
+    return _unpack(out, length)
+
+
+def derive_traffic_keys(suite: int, secret: bytes) -> TrafficKeys:
+    """key and iv (RFC 9846 §7.3) and sn_key (RFC 9147 §4.2.3) from a traffic secret."""
+    key_len = _key_length(suite)
+    key, iv, sn_key = _new("char[]", key_len), _new("char[12]"), _new("char[]", key_len)
+    _check(lib.dtls_traffic_keys(suite, secret, len(secret), key, key_len, iv, sn_key), "keys")
+    return TrafficKeys(_unpack(key, key_len), _unpack(iv, 12), _unpack(sn_key, key_len))
+
+
+def next_traffic_secret(suite: int, secret: bytes) -> bytes:
+    """application_traffic_secret_N+1 (RFC 9846 §7.2, "traffic upd")."""
+    return record_py.next_traffic_secret(suite, secret, expand=hkdf_expand)
+
 
 # ---- anti-replay (RFC 9147 §4.5.1) ----
 
@@ -260,6 +298,9 @@ class RecordCipher:
         )
         if ctx == _NULL:
             raise ValueError("key, iv or sn_key has the wrong length for the cipher suite")
+        self._adopt(ctx, suite)
+
+    def _adopt(self, ctx: Any, suite: int) -> None:
         self._ctx = ffi.gc(ctx, lib.dtls_cipher_free)
         self.suite = suite
         self.tag_len = int(lib.dtls_cipher_tag_len(ctx))
@@ -267,7 +308,15 @@ class RecordCipher:
 
     @classmethod
     def from_secret(cls, suite: int, secret: bytes) -> RecordCipher:
-        return cls(suite, derive_traffic_keys(suite, secret))
+        """The cipher of a traffic secret: key, iv and sn_key derived in C (RFC 9846 §7.3,
+        RFC 9147 §4.2.3, §5.9), never held by Python."""
+        _key_length(suite)
+        ctx = lib.dtls_cipher_from_secret(suite, secret, len(secret))
+        if ctx == _NULL:
+            raise ValueError("empty traffic secret")
+        cipher = cls.__new__(cls)
+        cipher._adopt(ctx, suite)
+        return cipher
 
     def __repr__(self) -> str:
         return f"RecordCipher(suite=0x{self.suite:04x})"
@@ -311,10 +360,12 @@ class RecordCipher:
         """One DTLSCiphertext record (RFC 9147 §4): unified header with the low bits of
         `epoch` and `seq`, the AEAD-protected DTLSInnerPlaintext, the masked record number.
         Padding is raised where needed to give 16 bytes of ciphertext (§4.2.3)."""
-        ptr = _pointer(payload)
+        ptr = payload if payload.__class__ is bytes else _from_buffer(payload)
         if cid:
             flags = _HDR_CID | (_HDR_SEQ16 if seq16 else 0) | (_HDR_LENGTH if with_length else 0)
             cid_len = len(cid)
+        elif seq16 and with_length:
+            flags, cid, cid_len = _HDR_SEQ16_LENGTH, _NULL, 0
         else:
             flags = (_HDR_SEQ16 if seq16 else 0) | (_HDR_LENGTH if with_length else 0)
             cid, cid_len = _NULL, 0
@@ -322,20 +373,8 @@ class RecordCipher:
             out = _local.record
         except AttributeError:
             out = _local.record = _alloc("char[]", MAX_RECORD)
-        n = _seal(
-            self._ctx,
-            epoch,
-            seq,
-            flags,
-            cid,
-            cid_len,
-            content_type,
-            ptr,
-            len(ptr),
-            padding,
-            out,
-            MAX_RECORD,
-        )
+        n = _seal(self._ctx, epoch, seq, flags, cid, cid_len, content_type, ptr, len(ptr),
+                  padding, out, MAX_RECORD)  # fmt: skip
         if n < 0:
             _check(n, "seal")
         return _unpack(out, n)
@@ -394,9 +433,8 @@ class RecordCipher:
 
         The plaintext: a bytearray or writable memoryview `record` is opened in place
         and the plaintext is a view into it (its ciphertext is overwritten, also when
-        opening fails); any other `record` (bytes, ...) is opened into a new bytearray
-        that belongs to the returned view alone. Either way the view stays valid as long as
-        it is referenced, and later calls do not change it.
+        opening fails); any other `record` (bytes, ...) is opened into new `bytes`.
+        Later calls do not change either.
         """
         res = self._result
         w = _NULL if window is None else window._w
@@ -412,11 +450,14 @@ class RecordCipher:
             return _new_opened((res.content_type, res.seq, view[start : start + res.plaintext_len]))
         src = record if type(record) is bytes else _from_buffer(record)
         n = len(src)
-        out = bytearray(n)
-        rc = _open(self._ctx, w, next_seq, src, n, cid_len, _from_buffer(out), n, res)
+        try:
+            out = _local.record
+        except AttributeError:
+            out = _local.record = _alloc("char[]", MAX_RECORD)
+        rc = _open(self._ctx, w, next_seq, src, n, cid_len, out, MAX_RECORD, res)
         if rc:
             return _open_error(rc)
-        return _new_opened((res.content_type, res.seq, memoryview(out)[: res.plaintext_len]))
+        return _new_opened((res.content_type, res.seq, _unpack(out, res.plaintext_len)))
 
     def seal_batch(
         self,

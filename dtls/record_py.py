@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20
 
 from .errors import ConfigurationError
 from .iana import CipherSuite
-from .keyschedule import hkdf_expand_label, suite_hash_name
+from .keyschedule import Expand, hkdf_expand_label, suite_hash_name
 
 Buffer = bytes | bytearray | memoryview
 Address = tuple[Any, ...]
@@ -153,12 +153,12 @@ def derive_traffic_keys(suite: int, secret: bytes) -> TrafficKeys:
     )
 
 
-def next_traffic_secret(suite: int, secret: bytes) -> bytes:
-    """application_traffic_secret_N+1 (RFC 9846 §7.2, "traffic upd")."""
+def next_traffic_secret(suite: int, secret: bytes, *, expand: Expand | None = None) -> bytes:
+    """application_traffic_secret_N+1 (RFC 9846 §7.2, "traffic upd"), on `expand`."""
     _key_length(suite)
     hash_name = suite_hash_name(suite)
     size = hashlib.new(hash_name).digest_size
-    return hkdf_expand_label(hash_name, secret, b"traffic upd", b"", size)
+    return hkdf_expand_label(hash_name, secret, b"traffic upd", b"", size, expand=expand)
 
 
 # ---- DTLSPlaintext and splitting datagrams (RFC 9147 §4, §4.1) ----
@@ -527,7 +527,7 @@ class RecordCipher:
         """Deprotect one DTLSCiphertext record (RFC 9147 §4.2.2, §4.2.3, §4.5.1), as
         `dtls.record.RecordCipher.open`: a bytearray or writable memoryview is opened in
         place (the plaintext is a view into it; on failure its ciphertext is zeroed), any
-        other record into a new bytearray."""
+        other record into new `bytes`."""
         if not 0 <= cid_len <= MAX_CID:
             raise ValueError(f"open: invalid argument (cid_len {cid_len})")
         in_place = type(record) is bytearray or (
@@ -573,7 +573,7 @@ class RecordCipher:
             if not window.check(seq):
                 return OpenError.REPLAYED
             window.mark(seq)
-        out = view[hdr : hdr + end - 1] if in_place else memoryview(bytearray(plaintext))[: end - 1]
+        out = view[hdr : hdr + end - 1] if in_place else plaintext[: end - 1]
         return _new_opened((plaintext[end - 1], seq, out))
 
     def seal_batch(

@@ -1,0 +1,244 @@
+/* kdf.c - HKDF (RFC 5869) over HMAC-SHA-256/384 and the record keys of a DTLS 1.3 traffic
+ * secret (RFC 9846 §7.3 with the "dtls13" label prefix of RFC 9147 §5.9, and sn_key from
+ * RFC 9147 §4.2.3), so that installing an epoch is one C call.
+ *
+ * HMAC (RFC 2104) is computed on EVP digests fetched once: the inner and outer pads are
+ * hashed once per key and copied for each message.
+ */
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "dtls_internal.h"
+
+#if !defined(_WIN32)
+#include <pthread.h>
+#define DTLS_KDF_HAVE_PTHREAD_ONCE 1
+#endif
+
+#define MAX_BLOCK 128 /* SHA-384's block */
+#define MAX_HASH 48
+
+static const EVP_MD *g_mds[3];
+
+static const EVP_MD *legacy_md(unsigned hash)
+{
+    return hash == DTLS_HASH_SHA256 ? EVP_sha256() : hash == DTLS_HASH_SHA384 ? EVP_sha384() : NULL;
+}
+
+static void fetch_mds(void)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    EVP_MD *sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    EVP_MD *sha384 = EVP_MD_fetch(NULL, "SHA2-384", NULL);
+    g_mds[DTLS_HASH_SHA256] = sha256 != NULL ? sha256 : EVP_sha256();
+    g_mds[DTLS_HASH_SHA384] = sha384 != NULL ? sha384 : EVP_sha384();
+#else
+    g_mds[DTLS_HASH_SHA256] = EVP_sha256();
+    g_mds[DTLS_HASH_SHA384] = EVP_sha384();
+#endif
+}
+
+static const EVP_MD *get_md(unsigned hash)
+{
+    if (hash != DTLS_HASH_SHA256 && hash != DTLS_HASH_SHA384)
+        return NULL;
+#ifdef DTLS_KDF_HAVE_PTHREAD_ONCE
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (pthread_once(&once, fetch_mds) != 0)
+        return legacy_md(hash);
+    return g_mds[hash];
+#else
+    return legacy_md(hash);
+#endif
+}
+
+/* ---- HMAC with precomputed pads (RFC 2104 §2) ---- */
+
+typedef struct {
+    EVP_MD_CTX *inner; /* H(K ^ ipad) absorbed */
+    EVP_MD_CTX *outer; /* H(K ^ opad) absorbed */
+    EVP_MD_CTX *work;
+    size_t hash_len;
+} hmac_key;
+
+static void hmac_key_free(hmac_key *h)
+{
+    EVP_MD_CTX_free(h->inner);
+    EVP_MD_CTX_free(h->outer);
+    EVP_MD_CTX_free(h->work);
+}
+
+static int hmac_key_init(hmac_key *h, const EVP_MD *md, const uint8_t *key, size_t key_len)
+{
+    uint8_t pad[MAX_BLOCK], hashed[MAX_HASH];
+    int block = EVP_MD_get_block_size(md), hash_len = EVP_MD_get_size(md);
+    int ok = 0;
+
+    h->inner = EVP_MD_CTX_new();
+    h->outer = EVP_MD_CTX_new();
+    h->work = EVP_MD_CTX_new();
+    h->hash_len = (size_t)hash_len;
+    if (h->inner == NULL || h->outer == NULL || h->work == NULL || block <= 0 ||
+        block > MAX_BLOCK || hash_len <= 0 || hash_len > MAX_HASH)
+        goto done;
+    if (key_len > (size_t)block) { /* a long key is hashed first */
+        unsigned int n = 0;
+        if (EVP_Digest(key, key_len, hashed, &n, md, NULL) != 1)
+            goto done;
+        key = hashed, key_len = n;
+    }
+    memset(pad, 0x36, (size_t)block);
+    for (size_t i = 0; i < key_len; i++)
+        pad[i] ^= key[i];
+    if (EVP_DigestInit_ex(h->inner, md, NULL) != 1 ||
+        EVP_DigestUpdate(h->inner, pad, (size_t)block) != 1)
+        goto done;
+    for (int i = 0; i < block; i++)
+        pad[i] ^= 0x36 ^ 0x5c;
+    if (EVP_DigestInit_ex(h->outer, md, NULL) != 1 ||
+        EVP_DigestUpdate(h->outer, pad, (size_t)block) != 1)
+        goto done;
+    ok = 1;
+done:
+    OPENSSL_cleanse(pad, sizeof(pad));
+    OPENSSL_cleanse(hashed, sizeof(hashed));
+    return ok;
+}
+
+/* HMAC(K, a || b || c) into out (hash_len bytes); any part may be empty. */
+static int hmac3(hmac_key *h, const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len,
+                 const uint8_t *c, size_t c_len, uint8_t *out)
+{
+    uint8_t inner[MAX_HASH];
+    int ok = EVP_MD_CTX_copy_ex(h->work, h->inner) == 1 &&
+             EVP_DigestUpdate(h->work, a, a_len) == 1 &&
+             EVP_DigestUpdate(h->work, b, b_len) == 1 &&
+             EVP_DigestUpdate(h->work, c, c_len) == 1 &&
+             EVP_DigestFinal_ex(h->work, inner, NULL) == 1 &&
+             EVP_MD_CTX_copy_ex(h->work, h->outer) == 1 &&
+             EVP_DigestUpdate(h->work, inner, h->hash_len) == 1 &&
+             EVP_DigestFinal_ex(h->work, out, NULL) == 1;
+    OPENSSL_cleanse(inner, sizeof(inner));
+    return ok;
+}
+
+/* ---- HKDF (RFC 5869 §2.2, §2.3) ---- */
+
+int dtls_hkdf_extract(unsigned hash, const uint8_t *salt, size_t salt_len, const uint8_t *ikm,
+                      size_t ikm_len, uint8_t *out, size_t out_cap)
+{
+    const EVP_MD *md = get_md(hash);
+    static const uint8_t empty[1] = {0};
+    hmac_key h;
+
+    if (md == NULL || (salt == NULL && salt_len) || (ikm == NULL && ikm_len) || out == NULL)
+        return DTLS_ERR_ARGUMENT;
+    if (out_cap < (size_t)EVP_MD_get_size(md))
+        return DTLS_ERR_BUFFER;
+    /* An empty salt is HashLen zeros: HMAC pads the key with zeros either way. */
+    int ok = hmac_key_init(&h, md, salt_len ? salt : empty, salt_len) &&
+             hmac3(&h, ikm_len ? ikm : empty, ikm_len, empty, 0, empty, 0, out);
+    size_t n = h.hash_len;
+    hmac_key_free(&h);
+    return ok ? (int)n : DTLS_ERR_CRYPTO;
+}
+
+static int expand(hmac_key *h, const uint8_t *info, size_t info_len, uint8_t *out, size_t len)
+{
+    uint8_t block[MAX_HASH];
+    size_t done = 0, prev = 0;
+    int ok = 1;
+
+    for (uint8_t counter = 1; ok && done < len; counter++) {
+        ok = hmac3(h, block, prev, info, info_len, &counter, 1, block);
+        size_t take = len - done < h->hash_len ? len - done : h->hash_len;
+        if (ok)
+            memcpy(out + done, block, take);
+        done += take;
+        prev = h->hash_len;
+    }
+    OPENSSL_cleanse(block, sizeof(block));
+    return ok;
+}
+
+int dtls_hkdf_expand(unsigned hash, const uint8_t *prk, size_t prk_len, const uint8_t *info,
+                     size_t info_len, uint8_t *out, size_t out_len)
+{
+    const EVP_MD *md = get_md(hash);
+    static const uint8_t empty[1] = {0};
+    hmac_key h;
+
+    if (md == NULL || prk == NULL || prk_len == 0 || (info == NULL && info_len) ||
+        out == NULL || out_len == 0 || out_len > 255 * (size_t)EVP_MD_get_size(md))
+        return DTLS_ERR_ARGUMENT;
+    int ok = hmac_key_init(&h, md, prk, prk_len) &&
+             expand(&h, info_len ? info : empty, info_len, out, out_len);
+    hmac_key_free(&h);
+    if (!ok)
+        OPENSSL_cleanse(out, out_len);
+    return ok ? 0 : DTLS_ERR_CRYPTO;
+}
+
+/* HkdfLabel (RFC 9846 §7.1) for "dtls13" + label with an empty context. */
+static size_t traffic_label(uint8_t *info, const char *label, size_t length)
+{
+    static const char prefix[] = "dtls13";
+    size_t label_len = strlen(label), n = 0;
+    info[n++] = (uint8_t)(length >> 8);
+    info[n++] = (uint8_t)length;
+    info[n++] = (uint8_t)(sizeof(prefix) - 1 + label_len);
+    memcpy(info + n, prefix, sizeof(prefix) - 1);
+    n += sizeof(prefix) - 1;
+    memcpy(info + n, label, label_len);
+    n += label_len;
+    info[n++] = 0; /* context */
+    return n;
+}
+
+int dtls_traffic_keys(uint16_t suite, const uint8_t *secret, size_t secret_len, uint8_t *key,
+                      size_t key_len, uint8_t *iv, uint8_t *sn_key)
+{
+    unsigned hash = suite == DTLS_TLS_AES_256_GCM_SHA384 ? DTLS_HASH_SHA384 : DTLS_HASH_SHA256;
+    const EVP_MD *md = get_md(hash);
+    uint8_t info[32];
+    hmac_key h;
+
+    if (md == NULL || secret == NULL || secret_len == 0 ||
+        key == NULL || iv == NULL || sn_key == NULL || key_len == 0 || key_len > MAX_HASH)
+        return DTLS_ERR_ARGUMENT;
+    int ok = hmac_key_init(&h, md, secret, secret_len) &&
+             expand(&h, info, traffic_label(info, "key", key_len), key, key_len) &&
+             expand(&h, info, traffic_label(info, "iv", DTLS_NONCE_LEN), iv, DTLS_NONCE_LEN) &&
+             expand(&h, info, traffic_label(info, "sn", key_len), sn_key, key_len);
+    hmac_key_free(&h);
+    return ok ? 0 : DTLS_ERR_CRYPTO;
+}
+
+dtls_cipher *dtls_cipher_from_secret(uint16_t suite, const uint8_t *secret, size_t secret_len)
+{
+    uint8_t key[32], iv[DTLS_NONCE_LEN], sn_key[32];
+    size_t key_len;
+
+    switch (suite) {
+    case DTLS_TLS_AES_256_GCM_SHA384:
+    case DTLS_TLS_CHACHA20_POLY1305_SHA256:
+        key_len = 32;
+        break;
+    case DTLS_TLS_AES_128_GCM_SHA256:
+    case DTLS_TLS_AES_128_CCM_SHA256:
+    case DTLS_TLS_AES_128_CCM_8_SHA256:
+        key_len = 16;
+        break;
+    default:
+        return NULL;
+    }
+    dtls_cipher *c = NULL;
+    if (dtls_traffic_keys(suite, secret, secret_len, key, key_len, iv, sn_key) == 0)
+        c = dtls_cipher_new(suite, key, key_len, iv, sizeof(iv), sn_key, key_len);
+    OPENSSL_cleanse(key, sizeof(key));
+    OPENSSL_cleanse(iv, sizeof(iv));
+    OPENSSL_cleanse(sn_key, sizeof(sn_key));
+    return c;
+}
