@@ -1,5 +1,6 @@
-/* batch.c - batched UDP I/O: sendmmsg/recvmmsg and UDP GSO on Linux, plain
- * sendto/recvfrom loops on other POSIX systems, -ENOSYS elsewhere.
+/* batch.c - batched UDP I/O: sendmmsg/recvmmsg, UDP GSO and UDP GRO on Linux, plain
+ * sendto/recvfrom loops on other POSIX systems, -ENOSYS elsewhere; and sealing/opening
+ * records at a fixed stride for those GSO/GRO buffers.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* sendmmsg, recvmmsg, MSG_WAITFORONE */
@@ -7,8 +8,10 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
+#include "dtls_internal.h" /* DTLS_MAX_SEQ, DTLS_MAX_CID */
 #include "dtls_native.h"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -27,6 +30,12 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103 /* linux/udp.h, Linux >= 4.18 */
 #endif
+#if !defined(UDP_GRO) && !defined(DTLS_NO_GRO)
+#define UDP_GRO 104 /* linux/udp.h, Linux >= 5.0; older kernels refuse it at run time */
+#endif
+#if defined(UDP_GRO) && !defined(DTLS_NO_GRO)
+#define DTLS_GRO 1
+#endif
 #define DTLS_MMSG 1
 #endif
 
@@ -34,6 +43,8 @@
 #define GSO_MAX_SEGMENTS 64 /* UDP_MAX_SEGMENTS of older kernels */
 #define ADDR_CAP 28        /* sizeof(struct sockaddr_in6) */
 #define GSO_MAX_BYTES 65000u /* below the 65507-byte UDP payload limit */
+#define GRO_CHUNK 16       /* GRO messages per recvmmsg call */
+#define GRO_CONTROL 128    /* cmsg space per message: UDP_GRO and a few others */
 
 #if defined(DTLS_POSIX)
 
@@ -163,6 +174,113 @@ static int send_gso(int fd, const uint8_t *buf, size_t len, size_t seg, const ui
     return r < 0 ? -errno : 0;
 }
 
+int dtls_gro_enable(int fd)
+{
+#if defined(DTLS_GRO)
+    int on = 1;
+    return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) == 0;
+#else
+    (void)fd;
+    return 0;
+#endif
+}
+
+int dtls_gro_supported(int fd)
+{
+#if defined(DTLS_GRO)
+    int val = 0;
+    socklen_t len = sizeof(val);
+    return getsockopt(fd, SOL_UDP, UDP_GRO, &val, &len) == 0;
+#else
+    (void)fd;
+    return 0;
+#endif
+}
+
+/* The segment size of the UDP_GRO cmsg (an int from the kernel), 0 when there is none. */
+static uint32_t gro_segment_size(struct msghdr *m)
+{
+#if defined(DTLS_GRO)
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm != NULL; cm = CMSG_NXTHDR(m, cm)) {
+        if (cm->cmsg_level != SOL_UDP || cm->cmsg_type != UDP_GRO)
+            continue;
+        if (cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int v;
+            memcpy(&v, CMSG_DATA(cm), sizeof(v));
+            return v > 0 ? (uint32_t)v : 0;
+        }
+        if (cm->cmsg_len >= CMSG_LEN(sizeof(uint16_t))) {
+            uint16_t v;
+            memcpy(&v, CMSG_DATA(cm), sizeof(v));
+            return v;
+        }
+    }
+#else
+    (void)m;
+#endif
+    return 0;
+}
+
+int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_gro_msg *msgs,
+                  size_t n)
+{
+    struct mmsghdr mm[GRO_CHUNK];
+    struct iovec iov[GRO_CHUNK];
+    union {
+        char buf[GRO_CONTROL];
+        struct cmsghdr align;
+    } control[GRO_CHUNK];
+    if (n == 0)
+        return 0;
+    if (buf == NULL || msgs == NULL || slot_size == 0 || slot_size > UINT32_MAX ||
+        buf_len < slot_size)
+        return -EINVAL;
+    if (n > buf_len / slot_size)
+        n = buf_len / slot_size;
+    if (n > INT32_MAX)
+        n = INT32_MAX;
+    size_t done = 0;
+    while (done < n) {
+        size_t k = n - done < GRO_CHUNK ? n - done : GRO_CHUNK;
+        memset(mm, 0, k * sizeof(mm[0]));
+        for (size_t i = 0; i < k; i++) {
+            iov[i].iov_base = buf + (done + i) * slot_size;
+            iov[i].iov_len = slot_size;
+            mm[i].msg_hdr.msg_iov = &iov[i];
+            mm[i].msg_hdr.msg_iovlen = 1;
+            mm[i].msg_hdr.msg_name = msgs[done + i].addr;
+            mm[i].msg_hdr.msg_namelen = ADDR_CAP;
+            mm[i].msg_hdr.msg_control = control[i].buf;
+            mm[i].msg_hdr.msg_controllen = sizeof(control[i].buf);
+        }
+        /* Block (if the socket blocks) for the first message only. */
+        int flags = done == 0 ? MSG_WAITFORONE : MSG_DONTWAIT;
+        int r;
+        do {
+            r = recvmmsg(fd, mm, (unsigned)k, flags, NULL);
+        } while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            if (done > 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            return done > 0 ? (int)done : -errno;
+        }
+        for (int i = 0; i < r; i++) {
+            dtls_gro_msg *m = &msgs[done + (size_t)i];
+            uint32_t len = mm[i].msg_len < slot_size ? mm[i].msg_len : (uint32_t)slot_size;
+            uint32_t seg = gro_segment_size(&mm[i].msg_hdr);
+            m->len = len;
+            m->segment_size = seg < len ? seg : 0; /* UDP_GRO: all but the last this size */
+            m->addr_len = mm[i].msg_hdr.msg_namelen <= ADDR_CAP
+                              ? (uint32_t)mm[i].msg_hdr.msg_namelen
+                              : ADDR_CAP;
+        }
+        done += (size_t)r;
+        if ((size_t)r < k)
+            break;
+    }
+    return (int)done;
+}
+
 #else /* POSIX without sendmmsg/recvmmsg */
 
 int dtls_sendmmsg(int fd, dtls_dgram *dgrams, size_t n)
@@ -216,6 +334,54 @@ int dtls_gso_supported(int fd)
 {
     (void)fd;
     return 0;
+}
+
+int dtls_gro_enable(int fd)
+{
+    (void)fd;
+    return 0;
+}
+
+int dtls_gro_supported(int fd)
+{
+    (void)fd;
+    return 0;
+}
+
+/* No UDP_GRO: one datagram per message. */
+int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_gro_msg *msgs,
+                  size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (buf == NULL || msgs == NULL || slot_size == 0 || slot_size > UINT32_MAX ||
+        buf_len < slot_size)
+        return -EINVAL;
+    if (n > buf_len / slot_size)
+        n = buf_len / slot_size;
+    if (n > INT32_MAX)
+        n = INT32_MAX;
+    size_t done = 0;
+    for (; done < n; done++) {
+        dtls_gro_msg *m = &msgs[done];
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        ssize_t r;
+        do {
+            r = recvfrom(fd, buf + done * slot_size, slot_size, done == 0 ? 0 : MSG_DONTWAIT,
+                         (struct sockaddr *)&ss, &sl);
+        } while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            if (done > 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            return done > 0 ? (int)done : -errno;
+        }
+        m->len = (size_t)r < slot_size ? (uint32_t)r : (uint32_t)slot_size;
+        m->segment_size = 0;
+        m->addr_len = sl <= ADDR_CAP ? (uint32_t)sl : ADDR_CAP;
+        memcpy(m->addr, &ss, m->addr_len);
+    }
+    return (int)done;
 }
 
 #endif /* DTLS_MMSG */
@@ -306,4 +472,126 @@ int dtls_send_segments(int fd, const uint8_t *buf, size_t len, size_t segment_si
     return -ENOSYS;
 }
 
+int dtls_gro_enable(int fd)
+{
+    (void)fd;
+    return 0;
+}
+
+int dtls_gro_supported(int fd)
+{
+    (void)fd;
+    return 0;
+}
+
+int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_gro_msg *msgs,
+                  size_t n)
+{
+    (void)fd, (void)buf, (void)buf_len, (void)slot_size, (void)msgs, (void)n;
+    return -ENOSYS;
+}
+
 #endif
+
+/* ---- records at a fixed stride: one per UDP_SEGMENT / UDP_GRO segment ---- */
+
+static int overlaps(const void *a, size_t alen, const void *b, size_t blen)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y + blen && y < x + alen;
+}
+
+int dtls_seal_segments(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags,
+                       const uint8_t *cid, size_t cid_len, uint8_t content_type,
+                       const uint8_t *data, size_t data_len, size_t payload_len, size_t padding,
+                       uint8_t *out, size_t out_cap, uint32_t *segment_size)
+{
+    if (c == NULL || payload_len == 0 || (data == NULL && data_len > 0))
+        return DTLS_ERR_ARGUMENT;
+    /* every record but the last is this long: the GSO segment size */
+    size_t stride = dtls_sealed_len(c, flags, cid_len, payload_len, padding);
+    if (stride == 0)
+        return DTLS_ERR_ARGUMENT;
+    if (segment_size != NULL)
+        *segment_size = (uint32_t)stride;
+    if (data_len == 0)
+        return 0;
+    size_t count = (data_len - 1) / payload_len + 1;
+    size_t last_payload = data_len - (count - 1) * payload_len;
+    size_t last = dtls_sealed_len(c, flags, cid_len, last_payload, padding); /* <= stride */
+    if (last == 0 || last > stride)
+        return DTLS_ERR_ARGUMENT;
+    /* RFC 9147 §4: 48-bit sequence numbers, none reused */
+    if (seq > DTLS_MAX_SEQ || count - 1 > DTLS_MAX_SEQ - seq)
+        return DTLS_ERR_ARGUMENT;
+    if (count - 1 > ((size_t)INT32_MAX - last) / stride)
+        return DTLS_ERR_ARGUMENT; /* the total must fit the int result */
+    size_t total = (count - 1) * stride + last;
+    if (out == NULL)
+        return DTLS_ERR_ARGUMENT;
+    if (out_cap < total)
+        return DTLS_ERR_BUFFER;
+    if (overlaps(data, data_len, out, total))
+        return DTLS_ERR_ARGUMENT;
+    /* dtls_seal checks the remaining arguments on the first record, before it writes */
+    for (size_t i = 0; i < count; i++) {
+        size_t off = i * stride;
+        size_t plen = i + 1 < count ? payload_len : last_payload;
+        int r = dtls_seal(c, epoch, seq + i, flags, cid, cid_len, content_type,
+                          data + i * payload_len, plen, padding, out + off, out_cap - off);
+        if (r < 0)
+            return r;
+        if ((size_t)r != (i + 1 < count ? stride : last))
+            return DTLS_ERR_ARGUMENT; /* not reached: dtls_sealed_len is dtls_seal's length */
+    }
+    return (int)total;
+}
+
+int dtls_open_segments(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, size_t cid_len,
+                       uint8_t *data, size_t data_len, size_t segment_size, size_t max_segments,
+                       uint64_t *seqs, uint8_t *content_types, uint32_t *plaintext_offsets,
+                       uint32_t *plaintext_lens, int8_t *status)
+{
+    if (c == NULL || (data == NULL && data_len > 0) || cid_len > DTLS_MAX_CID ||
+        data_len > UINT32_MAX)
+        return DTLS_ERR_ARGUMENT;
+    if (data_len == 0)
+        return 0;
+    /* UDP_GRO: segments of segment_size, the last may be shorter; 0: one datagram */
+    size_t seg = segment_size == 0 || segment_size > data_len ? data_len : segment_size;
+    size_t count = (data_len - 1) / seg + 1;
+    if (count > max_segments || count > INT32_MAX || seqs == NULL || content_types == NULL ||
+        plaintext_offsets == NULL || plaintext_lens == NULL || status == NULL)
+        return DTLS_ERR_ARGUMENT;
+    uint64_t next = next_seq;
+    int ok = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t off = i * seg;
+        size_t len = data_len - off < seg ? data_len - off : seg;
+        uint8_t *rec = data + off;
+        /* exactly one DTLSCiphertext record (RFC 9147 §4.1), else untouched and MALFORMED */
+        dtls_record_span spans[2];
+        size_t dropped = 0;
+        int found = dtls_split_datagram(rec, len, cid_len, spans, 2, &dropped);
+        dtls_open_result res;
+        int rc = DTLS_ERR_MALFORMED;
+        if (found == 1 && dropped == 0 && spans[0].kind == DTLS_RECORD_CIPHERTEXT)
+            rc = dtls_open_in_place(c, window, next, rec, len, cid_len, &res);
+        status[i] = (int8_t)rc;
+        if (rc == 0) {
+            seqs[i] = res.seq;
+            content_types[i] = res.content_type;
+            plaintext_offsets[i] = (uint32_t)(off + res.header_len);
+            plaintext_lens[i] = res.plaintext_len;
+            if (res.seq + 1 > next)
+                next = res.seq + 1;
+            ok++;
+        } else {
+            seqs[i] = 0;
+            content_types[i] = 0;
+            plaintext_offsets[i] = (uint32_t)off;
+            plaintext_lens[i] = 0;
+        }
+    }
+    return ok;
+}

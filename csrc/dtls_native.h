@@ -204,6 +204,34 @@ int dtls_open_records(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, si
                       uint64_t *seqs, uint8_t *content_types, uint32_t *plaintext_offsets,
                       uint32_t *plaintext_lens, int8_t *status);
 
+/* ---- segment batches for UDP GSO/GRO: records at a fixed stride in one buffer ---- */
+
+/* Seal ceil(data_len / payload_len) records of one content type, record i carrying
+ * data[i*payload_len ..] (payload_len bytes; the last may be shorter) with sequence number
+ * seq + i, each written at out + i * stride where stride = dtls_sealed_len(c, flags,
+ * cid_len, payload_len, padding): the output goes to dtls_send_segments as it is, one
+ * record per UDP_SEGMENT segment. data may not overlap out. Nothing is written unless
+ * every record fits (out_cap, seq + count - 1 < 2^48, total <= INT32_MAX). *segment_size
+ * (when not NULL) receives the stride. Returns the total length written (0 for no data),
+ * or DTLS_ERR_*. */
+int dtls_seal_segments(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags,
+                       const uint8_t *cid, size_t cid_len, uint8_t content_type,
+                       const uint8_t *data, size_t data_len, size_t payload_len, size_t padding,
+                       uint8_t *out, size_t out_cap, uint32_t *segment_size);
+
+/* Open a UDP_GRO buffer in place: segments of segment_size bytes (the last may be shorter;
+ * 0 means one segment of data_len bytes), each exactly one DTLSCiphertext record opened
+ * with dtls_open_in_place (replay window as there; without one, reconstruction starts
+ * from next_seq and follows the records opened). A segment that is not exactly one
+ * DTLSCiphertext record is MALFORMED and left as it was (the general path can take it).
+ * Per segment, as dtls_open_records: seqs, content_types, plaintext_offsets (from data),
+ * plaintext_lens, status. The arrays hold max_segments entries; more segments than that
+ * is DTLS_ERR_ARGUMENT. Returns the number opened, or DTLS_ERR_ARGUMENT. */
+int dtls_open_segments(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, size_t cid_len,
+                       uint8_t *data, size_t data_len, size_t segment_size, size_t max_segments,
+                       uint64_t *seqs, uint8_t *content_types, uint32_t *plaintext_offsets,
+                       uint32_t *plaintext_lens, int8_t *status);
+
 /* ---- buffer pool of datagram-sized slabs ---- */
 typedef struct dtls_pool dtls_pool;
 typedef struct {
@@ -243,6 +271,27 @@ int dtls_gso_supported(int fd);
  * UDP GSO, falling back to sendmmsg when GSO is unavailable. Returns segments sent or -errno. */
 int dtls_send_segments(int fd, const uint8_t *buf, size_t len, size_t segment_size,
                        const uint8_t *addr, uint32_t addr_len);
+
+/* UDP GRO (Linux >= 5.0, UDP_GRO): ask the kernel to hand this socket coalesced runs of
+ * datagrams from one sender. Returns 1 when the kernel accepted it, else 0 (other systems,
+ * old kernels, builds without UDP_GRO). Once on, every receive on fd may return several
+ * datagrams back to back: read them with dtls_recv_gro. */
+int dtls_gro_enable(int fd);
+/* 1 when the kernel knows UDP_GRO on fd (getsockopt), else 0. */
+int dtls_gro_supported(int fd);
+
+typedef struct {
+    uint32_t len;          /* set: bytes received (at most the slot size; longer is cut) */
+    uint32_t segment_size; /* set: size of every segment but the last (UDP_GRO cmsg); 0: one datagram */
+    uint32_t addr_len;     /* set: length of addr */
+    uint8_t addr[28];      /* set: the source, as dtls_dgram.addr */
+} dtls_gro_msg;
+
+/* Receive up to n (GRO-coalesced) messages: message i into buf + i * slot_size (slot_size
+ * bytes; n * slot_size <= buf_len, else fewer), blocking (if fd blocks) for the first only.
+ * Without GRO each message is one datagram (segment_size 0). Returns the count, or -errno. */
+int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_gro_msg *msgs,
+                  size_t n);
 
 /* ---- benchmark support: n iterations inside C, no Python in the loop ---- */
 /* The floor: n plain AEAD seals (nonce from iv and the iteration, aad, payload) with c's

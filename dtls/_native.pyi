@@ -169,6 +169,41 @@ class _Lib:
         status: Any,
         /,
     ) -> int: ...
+    def dtls_seal_segments(
+        self,
+        c: Any,
+        epoch: int,
+        seq: int,
+        flags: int,
+        cid: Any,
+        cid_len: int,
+        content_type: int,
+        data: Any,
+        data_len: int,
+        payload_len: int,
+        padding: int,
+        out: Any,
+        out_cap: int,
+        segment_size: Any,
+        /,
+    ) -> int: ...
+    def dtls_open_segments(
+        self,
+        c: Any,
+        window: Any,
+        next_seq: int,
+        cid_len: int,
+        data: Any,
+        data_len: int,
+        segment_size: int,
+        max_segments: int,
+        seqs: Any,
+        content_types: Any,
+        plaintext_offsets: Any,
+        plaintext_lens: Any,
+        status: Any,
+        /,
+    ) -> int: ...
     def dtls_pool_new(self, slab_size: int, count: int, /) -> Any: ...
     def dtls_pool_free(self, p: Any, /) -> None: ...
     def dtls_pool_acquire(self, p: Any, /) -> int: ...
@@ -180,6 +215,11 @@ class _Lib:
     def dtls_gso_supported(self, fd: int, /) -> int: ...
     def dtls_send_segments(
         self, fd: int, buf: Any, length: int, segment_size: int, addr: Any, addr_len: int, /
+    ) -> int: ...
+    def dtls_gro_enable(self, fd: int, /) -> int: ...
+    def dtls_gro_supported(self, fd: int, /) -> int: ...
+    def dtls_recv_gro(
+        self, fd: int, buf: Any, buf_len: int, slot_size: int, msgs: Any, n: int, /
     ) -> int: ...
     def dtls_bench_raw_aead_seal(
         self,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from itertools import accumulate
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import keyschedule, record_py
 from ._native import ffi, lib
@@ -31,6 +31,7 @@ from .record_py import (  # the definitions both record providers share
     Address,
     Buffer,
     OpenedRecord,
+    OpenedSegments,
     OpenError,
     ReceivedDatagram,
     RecordKind,
@@ -45,19 +46,24 @@ __all__ = [
     "BufferPool",
     "OpenError",
     "OpenedRecord",
+    "OpenedSegments",
     "PoolStats",
     "ReceivedDatagram",
+    "ReceivedSegments",
     "RecordCipher",
     "RecordKind",
     "RecordSpan",
     "ReplayWindow",
     "TrafficKeys",
     "derive_traffic_keys",
+    "enable_gro",
+    "gro_supported",
     "gso_supported",
     "hkdf_expand",
     "hkdf_extract",
     "next_traffic_secret",
     "receive_datagrams",
+    "receive_segments",
     "seal_plaintext",
     "send_datagrams",
     "send_segments",
@@ -78,6 +84,9 @@ _seal_records = lib.dtls_seal_records
 _open = lib.dtls_open
 _open_in_place = lib.dtls_open_in_place
 _open_records = lib.dtls_open_records
+_seal_segments = lib.dtls_seal_segments
+_open_segments = lib.dtls_open_segments
+_unpack_ints: Callable[[Any, int], list[int]] = ffi.unpack  # of integer arrays: lists
 _split = lib.dtls_split_datagram
 _seal_plaintext = lib.dtls_seal_plaintext
 _sealed_len = lib.dtls_sealed_len
@@ -573,6 +582,100 @@ class RecordCipher:
             result += chunk
         return result
 
+    def seal_segments(
+        self,
+        epoch: int,
+        seq: int,
+        content_type: int,
+        data: Buffer,
+        payload_len: int,
+        out: bytearray | memoryview | None = None,
+        *,
+        cid: bytes | None = None,
+        seq16: bool = True,
+        with_length: bool = True,
+        padding: int = 0,
+    ) -> tuple[memoryview, int]:
+        """Records for UDP GSO (UDP_SEGMENT) in one C call: `data` cut into `payload_len`-byte
+        payloads (the last may be shorter), sealed as by `seal` with sequence numbers seq,
+        seq + 1, ... and laid out at a fixed stride. Returns (records, segment_size): a view
+        of `out` (or of a new bytearray) to pass as it is to
+        `send_segments(sock, records, segment_size, address)`, one record per datagram.
+        The next free sequence number is seq + ceil(len(data) / payload_len)."""
+        cid_len = len(cid) if cid else 0
+        flags = _flags(cid_len, seq16, with_length)
+        ok = payload_len > 0 and padding >= 0
+        stride = _sealed_len(self._ctx, flags, cid_len, payload_len, padding) if ok else 0
+        if stride == 0:
+            raise ValueError("seal_segments: payload_len must be 1 .. 2**14 (with the padding)")
+        src = _pointer(data)
+        if out is None:
+            out = bytearray(-(-len(src) // payload_len) * stride)
+        dest = _from_buffer(out, require_writable=True)
+        n = _seal_segments(
+            self._ctx, epoch, seq, flags, cid if cid_len else _NULL, cid_len, content_type,
+            src, len(src), payload_len, padding, dest, len(dest), _NULL,
+        )  # fmt: skip
+        _check(n, "seal_segments")
+        view = memoryview(out)
+        return (view if view.format == "B" else view.cast("B"))[:n], stride
+
+    def open_segments(
+        self,
+        data: Buffer,
+        segment_size: int,
+        window: ReplayWindow | None = None,
+        *,
+        cid_len: int = 0,
+        next_seq: int = 0,
+    ) -> OpenedSegments:
+        """Open a UDP_GRO buffer (`ReceivedSegments`) in one C call: segments of
+        `segment_size` bytes (the last may be shorter; 0 or more than the data: one
+        segment), each one DTLSCiphertext record (RFC 9147 §4). The window and the number
+        reconstruction (from `next_seq` without a window) move as in `open_batch`.
+
+        A bytearray or writable memoryview is opened in place, other buffers in a copy.
+        The result has one entry per segment in plain lists (no Python object per record;
+        `.records()` makes `open_batch`'s list). A segment that is not exactly one
+        DTLSCiphertext record is MALFORMED and left as it was, for the general path."""
+        if type(data) is bytearray or (type(data) is memoryview and not data.readonly):
+            view = memoryview(data)
+        else:
+            view = memoryview(bytearray(data))
+        if view.format != "B":
+            view = view.cast("B")
+        size = len(view)
+        if not 0 <= cid_len <= 255 or segment_size < 0:
+            raise ValueError("open_segments: invalid argument")
+        if size == 0:
+            return OpenedSegments(view, 0, [], [], [], [], [])
+        seg = segment_size if 0 < segment_size < size else size
+        n = (size - 1) // seg + 1
+        seqs_c, types_c, starts_c, sizes_c, status_c = _segment_arrays(n)
+        opened = _open_segments(
+            self._ctx, _NULL if window is None else window._w, next_seq, cid_len,
+            _from_buffer(view), size, seg, n, seqs_c, types_c, starts_c, sizes_c, status_c,
+        )  # fmt: skip
+        _check(opened, "open_segments")
+        status = [0] * n if opened == n else _unpack_ints(status_c, n)
+        return OpenedSegments(
+            view, opened, status, _unpack_ints(types_c, n), _unpack_ints(seqs_c, n),
+            _unpack_ints(starts_c, n), _unpack_ints(sizes_c, n),
+        )  # fmt: skip
+
+
+def _segment_arrays(n: int) -> tuple[Any, Any, Any, Any, Any]:
+    """Per-thread result arrays for open_segments, for at least n segments (their values
+    are copied out before the call returns)."""
+    arrays = getattr(_local, "segments", None)
+    if arrays is None or len(arrays[0]) < n:
+        size = max(n, 64)
+        arrays = _local.segments = (
+            _new("uint64_t[]", size), _new("uint8_t[]", size), _new("uint32_t[]", size),
+            _new("uint32_t[]", size), _new("int8_t[]", size),
+        )  # fmt: skip
+    return arrays
+
 
 def _chunks(sizes: list[int], limit: int) -> Iterator[tuple[int, int]]:
     """[start, end) runs of consecutive items of about `limit` bytes (at least one item)."""
@@ -808,3 +911,83 @@ def send_segments(
             return 0
         _raise_errno(rc, "send_segments")
     return rc
+
+
+# ---- UDP GRO receive (Linux >= 5.0, UDP_GRO) ----
+
+
+class ReceivedSegments(NamedTuple):
+    """One receive with UDP GRO: datagrams of one sender, coalesced by the kernel."""
+
+    data: memoryview  # the datagrams back to back (a writable view)
+    segment_size: int  # the length of each datagram but the last (len(data) for one)
+    address: Address
+
+    def segments(self) -> list[memoryview]:
+        """The datagrams, as views of `data`."""
+        data, step = self.data, self.segment_size or len(self.data)
+        return [data[i : i + step] for i in range(0, len(data), step)]
+
+
+def enable_gro(sock_fd: int | socket.socket) -> bool:
+    """Turn UDP GRO on for a UDP socket (setsockopt UDP_GRO); True when the kernel took it.
+    From then on every receive on the socket may return several datagrams back to back:
+    read it with `receive_segments`, not `receive_datagrams` or recv()."""
+    return bool(lib.dtls_gro_enable(_fileno(sock_fd)))
+
+
+def gro_supported(sock_fd: int | socket.socket) -> bool:
+    """True when the kernel knows UDP GRO on this socket (getsockopt UDP_GRO)."""
+    return bool(lib.dtls_gro_supported(_fileno(sock_fd)))
+
+
+def receive_segments(
+    sock_fd: int | socket.socket,
+    buffer: bytearray | memoryview | None = None,
+    max_count: int = 8,
+    *,
+    slot_size: int = 65536,
+) -> list[ReceivedSegments]:
+    """Receive up to `max_count` GRO-coalesced messages (recvmmsg, one UDP_GRO cmsg each),
+    blocking (on a blocking socket) only for the first; [] when nothing was waiting on a
+    non-blocking socket. Without GRO on the socket each message is one datagram.
+
+    Message i lands in bytes [i * slot_size, (i + 1) * slot_size) of `buffer` (so at most
+    len(buffer) // slot_size messages) and `data` is a view of it, valid until the buffer is
+    reused: open it in place with `RecordCipher.open_segments`. Without a buffer each
+    message is copied into a new bytearray. A message longer than `slot_size` is cut short
+    (65536 bytes hold any UDP datagram and any GRO run)."""
+    if max_count <= 0:
+        return []
+    if slot_size <= 0:
+        raise ValueError("receive_segments: slot_size must be positive")
+    if buffer is not None:
+        whole = memoryview(buffer)
+        if whole.format != "B":
+            whole = whole.cast("B")
+        base = _from_buffer(whole, require_writable=True)
+        count = min(max_count, len(whole) // slot_size)
+        if count == 0:
+            raise ValueError("receive_segments: the buffer is smaller than one slot")
+    else:
+        whole = None
+        count = max_count
+        base = _scratch(count * slot_size)  # referenced until the copies are made
+    msgs = _new("dtls_gro_msg[]", count)
+    rc = lib.dtls_recv_gro(_fileno(sock_fd), base, count * slot_size, slot_size, msgs, count)
+    if rc < 0:
+        if -rc in _AGAIN:
+            return []
+        _raise_errno(rc, "receive_segments")
+    out: list[ReceivedSegments] = []
+    for i in range(rc):
+        m = msgs[i]
+        size = m.len
+        start = i * slot_size
+        address = _decode_address(_unpack(ffi.cast("char *", m.addr), m.addr_len))
+        if whole is not None:
+            data = whole[start : start + size]
+        else:
+            data = memoryview(bytearray(_buffer(base + start, size)))
+        out.append(ReceivedSegments(data, m.segment_size or size, address))
+    return out

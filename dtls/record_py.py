@@ -42,6 +42,7 @@ __all__ = [
     "PLAINTEXT_HEADER_LEN",
     "OpenError",
     "OpenedRecord",
+    "OpenedSegments",
     "ReceivedDatagram",
     "RecordCipher",
     "RecordKind",
@@ -114,7 +115,32 @@ class OpenedRecord(NamedTuple):
 
     content_type: int
     seq: int  # the full, reconstructed sequence number (RFC 9147 §4.2.2)
-    plaintext: memoryview
+    plaintext: bytes | memoryview  # a view when the record was opened in place
+
+
+class OpenedSegments(NamedTuple):
+    """A UDP_GRO buffer of one record per segment, opened in place by
+    `RecordCipher.open_segments`: one entry per segment in each list, no Python object per
+    record. Plaintext i is data[offsets[i] : offsets[i] + lengths[i]]; a segment that did
+    not open has its OpenError value in `status`, its own offset, and zeros."""
+
+    data: memoryview  # the buffer, plaintexts where the ciphertexts were
+    opened: int  # how many segments opened
+    status: list[int]  # 0, or the OpenError value
+    content_types: list[int]
+    seqs: list[int]  # full sequence numbers (RFC 9147 §4.2.2)
+    offsets: list[int]
+    lengths: list[int]
+
+    def plaintexts(self) -> list[memoryview]:
+        """The plaintexts as views of `data` (empty for a segment that did not open)."""
+        data = self.data
+        return [data[a : a + n] for a, n in zip(self.offsets, self.lengths, strict=True)]
+
+    def records(self) -> list[OpenedRecord | OpenError]:
+        """One OpenedRecord, or the OpenError, per segment (as `open_batch`)."""
+        fields = zip(self.status, self.content_types, self.seqs, self.plaintexts(), strict=True)
+        return [OpenError(s) if s else OpenedRecord(t, q, p) for s, t, q, p in fields]
 
 
 @dataclass(frozen=True, repr=False)
@@ -616,6 +642,94 @@ class RecordCipher:
                 next_seq = max(next_seq, one.seq + 1)
             result.append(one)
         return result
+
+    def seal_segments(
+        self,
+        epoch: int,
+        seq: int,
+        content_type: int,
+        data: Buffer,
+        payload_len: int,
+        out: bytearray | memoryview | None = None,
+        *,
+        cid: bytes | None = None,
+        seq16: bool = True,
+        with_length: bool = True,
+        padding: int = 0,
+    ) -> tuple[memoryview, int]:
+        """As `dtls.record.RecordCipher.seal_segments` (records at a fixed stride for UDP
+        GSO), a `seal_into` per record."""
+        if payload_len <= 0:
+            raise ValueError("seal_segments: payload_len must be 1 .. 2**14 (with the padding)")
+        cid_len = len(cid) if cid else 0
+        stride = self.sealed_len(payload_len, cid_len=cid_len, seq16=seq16,
+                                 with_length=with_length, padding=padding)  # fmt: skip
+        src = memoryview(data)
+        if src.format != "B":
+            src = src.cast("B")
+        count = -(-len(src) // payload_len)
+        if count and not 0 <= seq <= MAX_SEQ - count + 1:  # RFC 9147 §4: 48-bit numbers
+            raise ValueError("seal_segments: sequence numbers beyond 2**48 - 1")
+        last = len(src) - (count - 1) * payload_len if count else 0
+        total = (count - 1) * stride + self.sealed_len(
+            last, cid_len=cid_len, seq16=seq16, with_length=with_length, padding=padding
+        ) if count else 0  # fmt: skip
+        dest = memoryview(bytearray(count * stride) if out is None else out)
+        if dest.readonly:
+            raise BufferError("seal_segments: the output buffer is read-only")
+        if dest.format != "B":
+            dest = dest.cast("B")
+        if len(dest) < total:
+            raise BufferError("seal_segments: the output buffer is too small")
+        s, d = _address(src), _address(dest[:total])
+        if s is not None and d is not None and s[0] < d[0] + d[1] and d[0] < s[0] + s[1]:
+            raise ValueError("seal_segments: the data overlaps the output")
+        for i in range(count):
+            self.seal_into(dest, i * stride, epoch, seq + i, content_type,
+                           src[i * payload_len : (i + 1) * payload_len], cid=cid, seq16=seq16,
+                           with_length=with_length, padding=padding)  # fmt: skip
+        return dest[:total], stride
+
+    def open_segments(
+        self,
+        data: Buffer,
+        segment_size: int,
+        window: ReplayWindow | None = None,
+        *,
+        cid_len: int = 0,
+        next_seq: int = 0,
+    ) -> OpenedSegments:
+        """As `dtls.record.RecordCipher.open_segments` (a UDP_GRO buffer, one record per
+        segment), an `open` per segment; a segment that is not exactly one DTLSCiphertext
+        record is MALFORMED and left as it was."""
+        if not 0 <= cid_len <= MAX_CID or segment_size < 0:
+            raise ValueError("open_segments: invalid argument")
+        if type(data) is bytearray or (type(data) is memoryview and not data.readonly):
+            view = memoryview(data)
+        else:
+            view = memoryview(bytearray(data))
+        if view.format != "B":
+            view = view.cast("B")
+        size = len(view)
+        seg = segment_size if 0 < segment_size < size else size
+        out = OpenedSegments(view, 0, [], [], [], [], [])
+        opened = 0
+        for off in range(0, size, max(seg, 1)):
+            rec = view[off : off + seg]
+            spans, dropped = split_datagram(rec, cid_len)
+            one: OpenedRecord | OpenError = OpenError.MALFORMED
+            if len(spans) == 1 and not dropped and spans[0].kind == RecordKind.CIPHERTEXT:
+                one = self.open(rec, window, cid_len=cid_len, next_seq=next_seq)
+            if isinstance(one, OpenError):  # untouched if MALFORMED, zeroed if AUTH
+                entry = (int(one), 0, 0, off, 0)
+            else:  # opened in place: the plaintext follows the header
+                next_seq = max(next_seq, one.seq + 1)
+                opened += 1
+                hdr = _header_len(rec[0], cid_len)
+                entry = (0, one.content_type, one.seq, off + hdr, len(one.plaintext))
+            for column, value in zip(out[2:], entry, strict=True):
+                column.append(value)
+        return out._replace(opened=opened)
 
 
 # ---- datagram I/O without the C extension: one system call per datagram ----
