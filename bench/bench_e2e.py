@@ -24,8 +24,9 @@ and what is sent over each:
             seal_segments / open_segments), keyed with the connection's real application
             traffic secret (taken from the key log after a real handshake between the two
             processes)
-  engine    the full sans-I/O engine: Connection.send / datagrams_to_send on one side,
-            Connection.receive_datagram / next_event on the other
+  engine    the full sans-I/O engine: Connection.send (per-call path) or send_batch (the
+            batched paths) and datagrams_to_send on one side; receive_datagram (per-call)
+            or receive_datagrams (batched) and next_event on the other
 
 Then server handshakes per second: a dtls.aio server in one process, many concurrent
 dtls.aio clients in another; the server's rate per CPU-second is the per-core figure.
@@ -221,10 +222,8 @@ def run_receiver(cfg: dict[str, Any]) -> None:
             elif mode == "record" and batch:
                 for opened in cipher.open_batch([d.data for d in batch], window):
                     good += type(opened) is not OpenError and len(opened.plaintext) == PAYLOAD_SIZE
-            elif batch:
-                now = time.monotonic()
-                for d in batch:
-                    conn.receive_datagram(bytes(d.data), peer, now)
+            elif batch:  # opened in the pool's slabs, a run in one C call
+                conn.receive_datagrams([(d.data, peer) for d in batch], time.monotonic())
                 good += engine_events()
             for d in batch:
                 pool.release(d.slab)
@@ -283,6 +282,7 @@ def run_sender(cfg: dict[str, Any]) -> None:
     fd = sock.fileno()
 
     payload = os.urandom(PAYLOAD_SIZE)
+    payloads = [payload] * BATCH
     plain_batch = [(payload, peer)] * BATCH
     plain_joined = payload * BATCH
     sealed = bytearray(BATCH * (PAYLOAD_SIZE + 64))  # seal_segments' output, reused
@@ -293,15 +293,19 @@ def run_sender(cfg: dict[str, Any]) -> None:
         while datagrams:
             datagrams = datagrams[send_datagrams(fd, datagrams):]
 
-    def records() -> list[bytes]:
-        """The next BATCH DTLS records: sealed in one C call, or by the engine."""
+    def records(batched: bool = True) -> list[bytes]:
+        """The next BATCH DTLS records: sealed in one C call, or by the engine (with
+        send_batch, or one send per message)."""
         nonlocal seq
         if mode == "record":
             items = [(i, APPLICATION_DATA, payload) for i in range(seq, seq + BATCH)]
             seq += BATCH
             return list(cipher.seal_batch(APP_EPOCH, items))
-        for _ in range(BATCH):
-            conn.send(payload)
+        if batched:
+            conn.send_batch(payloads)
+        else:
+            for _ in range(BATCH):
+                conn.send(payload)
         return [d for d, _ in conn.datagrams_to_send(time.monotonic())]
 
     def send_round() -> None:
@@ -314,8 +318,8 @@ def run_sender(cfg: dict[str, Any]) -> None:
                 for i in range(seq, seq + BATCH):
                     sock.send(cipher.seal(APP_EPOCH, i, APPLICATION_DATA, payload))
                 seq += BATCH
-            else:
-                for data in records():
+            else:  # one send per message, as a per-call sender would
+                for data in records(batched=False):
                     sock.send(data)
         elif path == "mmsg":
             send_all(plain_batch if mode == "plain" else [(r, peer) for r in records()])

@@ -2,8 +2,9 @@
 
 The floor is a plain AEAD seal of the same bytes through the same libcrypto calls
 (`dtls_bench_raw_aead_seal`, a loop inside C). Beside it: dtls_seal/dtls_open in a C loop,
-the framing + record-number mask alone in C, and the Python API one record per call and
-in batches of 64. Run (see bench/README.md):
+the framing + record-number mask alone in C, and the Python API one record per call, in
+batches of 64 (`seal_batch`/`open_batch`: a Python object per record) and as 64 segments
+of one GSO/GRO buffer (`seal_segments`/`open_segments`). Run (see bench/README.md):
 
     python -m pytest bench/bench_record.py --benchmark-only --benchmark-json=out.json
     python bench/bench_record.py out.json        # the per-record table, in Markdown
@@ -135,6 +136,44 @@ def test_py_open_batch(benchmark: Any, cipher: RecordCipher, size: int) -> None:
     run(benchmark, cipher, "py_open_batch", size, BATCH, lambda: open_batch(records))
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_py_seal_segments(benchmark: Any, cipher: RecordCipher, size: int) -> None:
+    """64 records sealed straight into one reused GSO buffer (`seal_segments`)."""
+    data = os.urandom(size * BATCH)
+    out = bytearray(BATCH * cipher.sealed_len(size))
+    seal_segments = cipher.seal_segments
+    run(benchmark, cipher, "py_seal_segments", size, BATCH,
+        lambda: seal_segments(3, 1000, 23, data, size, out))  # fmt: skip
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_py_open_segments(benchmark: Any, cipher: RecordCipher, size: int) -> None:
+    """64 records opened in place in a GRO buffer (`open_segments`). Opening in place
+    consumes the buffer, so each round first copies the records back in: `py_refill`
+    times that copy alone, and the table subtracts it (the kernel fills a real buffer)."""
+    sealed, stride = cipher.seal_segments(3, 1000, 23, os.urandom(size * BATCH), size)
+    sealed = bytes(sealed)
+    buf = bytearray(len(sealed))
+    open_segments = cipher.open_segments
+
+    def fn() -> object:
+        buf[:] = sealed
+        return open_segments(buf, stride, next_seq=1000)
+
+    run(benchmark, cipher, "py_open_segments", size, BATCH, fn)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_py_refill(benchmark: Any, cipher: RecordCipher, size: int) -> None:
+    sealed = bytes(cipher.seal_segments(3, 1000, 23, os.urandom(size * BATCH), size)[0])
+    buf = bytearray(len(sealed))
+
+    def fn() -> None:
+        buf[:] = sealed
+
+    run(benchmark, cipher, "py_refill", size, BATCH, fn)
+
+
 # ---- the table ----
 
 COLUMNS = [
@@ -142,9 +181,11 @@ COLUMNS = [
     ("c_seal", "C seal"),
     ("py_seal", "py seal 1/call"),
     ("py_seal_batch", "py seal batch"),
+    ("py_seal_segments", "py seal segments"),
     ("c_open", "C open"),
     ("py_open", "py open 1/call"),
     ("py_open_batch", "py open batch"),
+    ("py_open_segments", "py open segments"),
 ]
 
 
@@ -158,6 +199,10 @@ def table(path: str) -> str:
         info = b["extra_info"]
         per_record = b["stats"]["min"] * 1e9 / info["records"]
         cells[(info["suite"], info["kind"], info["size"])] = per_record
+    for (suite, kind, size), refill in list(cells.items()):
+        opened = cells.get((suite, "py_open_segments", size))
+        if kind == "py_refill" and opened is not None:  # net of the copy back in
+            cells[(suite, "py_open_segments", size)] = opened - refill
     suites = sorted({s for s, _, _ in cells}, key=lambda s: [ids(x) for x in SUITES].index(s))
     lines = [
         "| suite | size | " + " | ".join(title for _, title in COLUMNS) + " |",
