@@ -333,16 +333,15 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
     def _receive_records(self, records: Iterable[InboundRecord], addr: Address, now: float) -> bool:
         """Handle deprotected records in order; True if one was authenticated (epoch >= 3)."""
         authenticated = False
+        limit, events = self._receive_limit, self._events
         for record in records:
-            if len(record.payload) > self._receive_limit:
+            epoch, _, content_type, payload = record
+            if len(payload) > limit:
                 raise RecordOverflow("record larger than the limit")  # RFC 8449, 9846 §5.2
-            if record.epoch >= 3:
+            if epoch >= 3:
                 authenticated = True
-                if (
-                    record.content_type == ContentType.APPLICATION_DATA
-                    and self.state is HandshakeState.CONNECTED
-                ):  # the common case, as _receive_application_data handles it
-                    self._events.append(DataReceived(record.payload))
+                if content_type == _APPLICATION_DATA and self.state is HandshakeState.CONNECTED:
+                    events.append(DataReceived(payload))  # as _receive_application_data would
                     continue
             self._receive_record(record, now, addr)
             if self.state is HandshakeState.CLOSED:
@@ -1114,6 +1113,8 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self._ack_deadline = None
         self._events.append(ConnectionClosed(reason, alert, by_peer, error))
 
+
+_APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
 
 # (state, message type) -> handler method, per role (RFC 9846 Appendix A.1, A.2)
 _CLIENT_HANDLERS: dict[HandshakeState, dict[int, str]] = {

@@ -262,16 +262,18 @@ class RecordLayer:
         counted (RFC 9147 §4.5.2)."""
         state = self._by_bits[bits]
         results = state.cipher.open_batch(records, state.window, cid_len=self.receive_cid_len)
-        opened_type, epoch, counters = self._opened_type, state.epoch, self.counters
+        opened_type, epoch = self._opened_type, state.epoch
         inbound: list[InboundRecord] = []
+        opened_bytes = 0
         for record, result in zip(records, results, strict=True):
             if result.__class__ is not opened_type:
                 self._count_failure(state, result)
                 continue
-            counters.records_opened += 1
-            counters.bytes_opened += len(record)
+            opened_bytes += len(record)
             content_type, seq, plaintext = result
             inbound.append(_new_inbound((epoch, seq, content_type, bytes(plaintext))))
+        self.counters.records_opened += len(inbound)
+        self.counters.bytes_opened += opened_bytes
         if inbound and self._unretired:
             self._retire_older(epoch, now)
         return inbound
