@@ -174,29 +174,6 @@ static int send_gso(int fd, const uint8_t *buf, size_t len, size_t seg, const ui
     return r < 0 ? -errno : 0;
 }
 
-int dtls_gro_enable(int fd)
-{
-#if defined(DTLS_GRO)
-    int on = 1;
-    return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) == 0;
-#else
-    (void)fd;
-    return 0;
-#endif
-}
-
-int dtls_gro_supported(int fd)
-{
-#if defined(DTLS_GRO)
-    int val = 0;
-    socklen_t len = sizeof(val);
-    return getsockopt(fd, SOL_UDP, UDP_GRO, &val, &len) == 0;
-#else
-    (void)fd;
-    return 0;
-#endif
-}
-
 /* The segment size of the UDP_GRO cmsg (an int from the kernel), 0 when there is none. */
 static uint32_t gro_segment_size(struct msghdr *m)
 {
@@ -336,18 +313,6 @@ int dtls_gso_supported(int fd)
     return 0;
 }
 
-int dtls_gro_enable(int fd)
-{
-    (void)fd;
-    return 0;
-}
-
-int dtls_gro_supported(int fd)
-{
-    (void)fd;
-    return 0;
-}
-
 /* No UDP_GRO: one datagram per message. */
 int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_gro_msg *msgs,
                   size_t n)
@@ -472,18 +437,6 @@ int dtls_send_segments(int fd, const uint8_t *buf, size_t len, size_t segment_si
     return -ENOSYS;
 }
 
-int dtls_gro_enable(int fd)
-{
-    (void)fd;
-    return 0;
-}
-
-int dtls_gro_supported(int fd)
-{
-    (void)fd;
-    return 0;
-}
-
 int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_gro_msg *msgs,
                   size_t n)
 {
@@ -492,6 +445,31 @@ int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_g
 }
 
 #endif
+
+/* ---- the UDP_GRO switch (Linux >= 5.0); 0 wherever there is none ---- */
+
+int dtls_gro_enable(int fd)
+{
+#if defined(DTLS_GRO)
+    int on = 1;
+    return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) == 0;
+#else
+    (void)fd;
+    return 0;
+#endif
+}
+
+int dtls_gro_supported(int fd)
+{
+#if defined(DTLS_GRO)
+    int val = 0;
+    socklen_t len = sizeof(val);
+    return getsockopt(fd, SOL_UDP, UDP_GRO, &val, &len) == 0;
+#else
+    (void)fd;
+    return 0;
+#endif
+}
 
 /* ---- records at a fixed stride: one per UDP_SEGMENT / UDP_GRO segment ---- */
 
@@ -563,6 +541,7 @@ int dtls_open_segments(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, s
     if (count > max_segments || count > INT32_MAX || seqs == NULL || content_types == NULL ||
         plaintext_offsets == NULL || plaintext_lens == NULL || status == NULL)
         return DTLS_ERR_ARGUMENT;
+    const dtls__open_columns out = {seqs, content_types, plaintext_offsets, plaintext_lens, status};
     uint64_t next = next_seq;
     int ok = 0;
     for (size_t i = 0; i < count; i++) {
@@ -577,21 +556,7 @@ int dtls_open_segments(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, s
         int rc = DTLS_ERR_MALFORMED;
         if (found == 1 && dropped == 0 && spans[0].kind == DTLS_RECORD_CIPHERTEXT)
             rc = dtls_open_in_place(c, window, next, rec, len, cid_len, &res);
-        status[i] = (int8_t)rc;
-        if (rc == 0) {
-            seqs[i] = res.seq;
-            content_types[i] = res.content_type;
-            plaintext_offsets[i] = (uint32_t)(off + res.header_len);
-            plaintext_lens[i] = res.plaintext_len;
-            if (res.seq + 1 > next)
-                next = res.seq + 1;
-            ok++;
-        } else {
-            seqs[i] = 0;
-            content_types[i] = 0;
-            plaintext_offsets[i] = (uint32_t)off;
-            plaintext_lens[i] = 0;
-        }
+        ok += dtls__store_opened(&out, i, off, rc, &res, &next);
     }
     return ok;
 }

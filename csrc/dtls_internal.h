@@ -50,4 +50,36 @@ static inline void dtls__nonce(const dtls_cipher *c, uint64_t seq, uint8_t nonce
 /* Mask of RFC 9147 §4.2.3 from the 16-byte ciphertext sample. Returns 1 on success. */
 int dtls__sn_mask(dtls_cipher *c, const uint8_t sample[16], uint8_t mask[16]);
 
+/* The per-record result arrays of the batch opens (dtls_open_records, dtls_open_segments). */
+typedef struct {
+    uint64_t *seqs;
+    uint8_t *content_types;
+    uint32_t *plaintext_offsets; /* from the start of the caller's buffer */
+    uint32_t *plaintext_lens;
+    int8_t *status;
+} dtls__open_columns;
+
+/* Store record i's outcome (rc, res) for a record at offset `at` of the caller's buffer: a
+ * failed record gets 0, 0, its own offset, 0. Moves *next past an opened record's number
+ * (the reconstruction base without a window). Returns 1 when the record opened. */
+static inline int dtls__store_opened(const dtls__open_columns *out, size_t i, size_t at, int rc,
+                                     const dtls_open_result *res, uint64_t *next)
+{
+    out->status[i] = (int8_t)rc;
+    if (rc != 0) {
+        out->seqs[i] = 0;
+        out->content_types[i] = 0;
+        out->plaintext_offsets[i] = (uint32_t)at;
+        out->plaintext_lens[i] = 0;
+        return 0;
+    }
+    out->seqs[i] = res->seq;
+    out->content_types[i] = res->content_type;
+    out->plaintext_offsets[i] = (uint32_t)(at + res->header_len);
+    out->plaintext_lens[i] = res->plaintext_len;
+    if (res->seq + 1 > *next)
+        *next = res->seq + 1;
+    return 1;
+}
+
 #endif

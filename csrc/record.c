@@ -693,6 +693,7 @@ int dtls_open_records(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, si
         content_types == NULL || plaintext_offsets == NULL || plaintext_lens == NULL ||
         status == NULL || n > INT32_MAX || data_len > UINT32_MAX)
         return DTLS_ERR_ARGUMENT;
+    const dtls__open_columns out = {seqs, content_types, plaintext_offsets, plaintext_lens, status};
     size_t pos = 0;
     int ok = 0;
     uint64_t next = next_seq;
@@ -702,21 +703,7 @@ int dtls_open_records(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, si
             return DTLS_ERR_ARGUMENT;
         dtls_open_result res;
         int rc = open_record(c, window, next, data + pos, len, cid_len, NULL, 0, 1, &res);
-        status[i] = (int8_t)rc;
-        if (rc == 0) {
-            seqs[i] = res.seq;
-            content_types[i] = res.content_type;
-            plaintext_offsets[i] = (uint32_t)(pos + res.header_len);
-            plaintext_lens[i] = res.plaintext_len;
-            if (res.seq + 1 > next)
-                next = res.seq + 1;
-            ok++;
-        } else {
-            seqs[i] = 0;
-            content_types[i] = 0;
-            plaintext_offsets[i] = (uint32_t)pos;
-            plaintext_lens[i] = 0;
-        }
+        ok += dtls__store_opened(&out, i, pos, rc, &res, &next);
         pos += len;
     }
     return ok;
