@@ -55,6 +55,20 @@ static int valid_dgrams(const dtls_dgram *d, size_t n)
     return 1;
 }
 
+/* dtls_recv_gro's arguments: 0 if invalid, else 1 with *n cut to the slots buf holds. */
+static int gro_slots(const uint8_t *buf, size_t buf_len, size_t slot_size,
+                     const dtls_gro_msg *msgs, size_t *n)
+{
+    if (buf == NULL || msgs == NULL || slot_size == 0 || slot_size > UINT32_MAX ||
+        buf_len < slot_size)
+        return 0;
+    if (*n > buf_len / slot_size)
+        *n = buf_len / slot_size;
+    if (*n > INT32_MAX)
+        *n = INT32_MAX;
+    return 1;
+}
+
 #if defined(DTLS_MMSG)
 
 int dtls_sendmmsg(int fd, dtls_dgram *dgrams, size_t n)
@@ -91,6 +105,20 @@ int dtls_sendmmsg(int fd, dtls_dgram *dgrams, size_t n)
     return (int)done;
 }
 
+/* One recvmmsg of k messages, blocking (if the socket blocks) for the first message of a
+ * receive only (done == 0). Returns the count (0: nothing more after `done` were already
+ * received), or -errno. */
+static int recv_chunk(int fd, struct mmsghdr *mm, size_t k, size_t done)
+{
+    int r;
+    do {
+        r = recvmmsg(fd, mm, (unsigned)k, done == 0 ? MSG_WAITFORONE : MSG_DONTWAIT, NULL);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0 && done > 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    return r < 0 ? -errno : r;
+}
+
 int dtls_recvmmsg(int fd, dtls_dgram *dgrams, size_t n)
 {
     struct mmsghdr msgs[BATCH_CHUNK];
@@ -112,17 +140,9 @@ int dtls_recvmmsg(int fd, dtls_dgram *dgrams, size_t n)
             msgs[i].msg_hdr.msg_name = d->addr;
             msgs[i].msg_hdr.msg_namelen = ADDR_CAP;
         }
-        /* Block (if the socket blocks) for the first datagram only. */
-        int flags = done == 0 ? MSG_WAITFORONE : MSG_DONTWAIT;
-        int r;
-        do {
-            r = recvmmsg(fd, msgs, (unsigned)k, flags, NULL);
-        } while (r < 0 && errno == EINTR);
-        if (r < 0) {
-            if (done > 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                break;
-            return done > 0 ? (int)done : -errno;
-        }
+        int r = recv_chunk(fd, msgs, k, done);
+        if (r < 0)
+            return done > 0 ? (int)done : r;
         for (int i = 0; i < r; i++) {
             dtls_dgram *d = &dgrams[done + (size_t)i];
             d->len = msgs[i].msg_len < d->len ? msgs[i].msg_len : d->len;
@@ -209,13 +229,8 @@ int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_g
     } control[GRO_CHUNK];
     if (n == 0)
         return 0;
-    if (buf == NULL || msgs == NULL || slot_size == 0 || slot_size > UINT32_MAX ||
-        buf_len < slot_size)
+    if (!gro_slots(buf, buf_len, slot_size, msgs, &n))
         return -EINVAL;
-    if (n > buf_len / slot_size)
-        n = buf_len / slot_size;
-    if (n > INT32_MAX)
-        n = INT32_MAX;
     size_t done = 0;
     while (done < n) {
         size_t k = n - done < GRO_CHUNK ? n - done : GRO_CHUNK;
@@ -230,17 +245,9 @@ int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_g
             mm[i].msg_hdr.msg_control = control[i].buf;
             mm[i].msg_hdr.msg_controllen = sizeof(control[i].buf);
         }
-        /* Block (if the socket blocks) for the first message only. */
-        int flags = done == 0 ? MSG_WAITFORONE : MSG_DONTWAIT;
-        int r;
-        do {
-            r = recvmmsg(fd, mm, (unsigned)k, flags, NULL);
-        } while (r < 0 && errno == EINTR);
-        if (r < 0) {
-            if (done > 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                break;
-            return done > 0 ? (int)done : -errno;
-        }
+        int r = recv_chunk(fd, mm, k, done);
+        if (r < 0)
+            return done > 0 ? (int)done : r;
         for (int i = 0; i < r; i++) {
             dtls_gro_msg *m = &msgs[done + (size_t)i];
             uint32_t len = mm[i].msg_len < slot_size ? mm[i].msg_len : (uint32_t)slot_size;
@@ -319,13 +326,8 @@ int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_g
 {
     if (n == 0)
         return 0;
-    if (buf == NULL || msgs == NULL || slot_size == 0 || slot_size > UINT32_MAX ||
-        buf_len < slot_size)
+    if (!gro_slots(buf, buf_len, slot_size, msgs, &n))
         return -EINVAL;
-    if (n > buf_len / slot_size)
-        n = buf_len / slot_size;
-    if (n > INT32_MAX)
-        n = INT32_MAX;
     size_t done = 0;
     for (; done < n; done++) {
         dtls_gro_msg *m = &msgs[done];
