@@ -12,8 +12,8 @@ deprotected and replay-checked) and both report their CPU time. The I/O paths:
   mmsg      batches of 64: sendmmsg / recvmmsg (dtls.record.send_datagrams / receive_datagrams)
   gso       UDP GSO send (dtls.record.send_segments: one sendmsg per up to 64 datagrams)
             and UDP GRO receive (dtls.record.receive_segments: recvmmsg of coalesced runs,
-            one UDP_GRO cmsg each) for plain and record; the engine receives with recvmmsg
-            (Connection takes one datagram at a time). Where the kernel refuses UDP_GRO the
+            one UDP_GRO cmsg each); the engine takes each run's datagrams as views of the
+            GRO buffer (Connection.receive_datagrams). Where the kernel refuses UDP_GRO the
             receiver gets one datagram per message through the same call.
 
 and what is sent over each:
@@ -59,7 +59,7 @@ MODES = ("plain", "record", "engine")
 PATH_IO = {
     "per-call": "send / recv_into, one datagram per call",
     "mmsg": f"sendmmsg / recvmmsg, {BATCH} per call",
-    "gso": "UDP GSO / GRO (engine: recvmmsg)",
+    "gso": "UDP GSO / GRO",
 }
 TARGETS = {"ratio": 0.95, "gso_per_core": 1_200_000, "handshakes_per_core": 3_000}
 APP_EPOCH = 3
@@ -164,7 +164,7 @@ def run_receiver(cfg: dict[str, Any]) -> None:
                           lambda d, a: False)
     sock.connect(peer)
     # after the handshake: with UDP_GRO on, a receive may return several datagrams
-    gro = path == "gso" and mode != "engine" and enable_gro(sock)
+    gro = path == "gso" and enable_gro(sock)
     sock.send(b"GO")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 200_000))
 
@@ -203,7 +203,7 @@ def run_receiver(cfg: dict[str, Any]) -> None:
             else:
                 conn.receive_datagram(bytes(view[:size]), peer, time.monotonic())
                 good += engine_events()
-        elif path == "gso" and mode != "engine":
+        elif path == "gso":
             runs = receive_segments(fd, gro_buffer, GRO_MESSAGES, slot_size=GRO_SLOT)
             got = len(runs)
             for run in runs:
@@ -211,9 +211,12 @@ def run_receiver(cfg: dict[str, Any]) -> None:
                     size, seg = len(run.data), run.segment_size
                     good += size // seg if seg == PAYLOAD_SIZE else 0
                     good += size % seg == PAYLOAD_SIZE
-                else:  # opened in place; a segment that did not open has length 0
+                elif mode == "record":  # opened in place; one that did not open: length 0
                     segments = cipher.open_segments(run.data, run.segment_size, window)
                     good += segments.lengths.count(PAYLOAD_SIZE)
+                else:  # each datagram of the run, opened in place in the GRO buffer
+                    conn.receive_datagrams([(d, peer) for d in run.segments()], time.monotonic())
+                    good += engine_events()
         else:
             batch = receive_datagrams(fd, BATCH, pool)
             got = len(batch)
