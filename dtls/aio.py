@@ -28,6 +28,7 @@ import contextlib
 import inspect
 import logging
 import socket
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -48,11 +49,17 @@ from .frontend import FrontEndConnection
 from .iana import AlertLevel
 
 try:
-    from .record import BufferPool, receive_datagrams, send_datagrams
-except ImportError:  # no C extension: plain recvfrom / sendto, no buffer pool
+    from .record import (
+        BufferPool,
+        enable_gro,
+        receive_datagrams,
+        receive_segments,
+        send_datagrams,
+    )
+except ImportError:  # no C extension: plain recvfrom / sendto, no buffer pool, no GRO
     from .record_py import receive_datagrams, send_datagrams  # type: ignore[assignment]
 
-    BufferPool = None  # type: ignore[assignment,misc]
+    BufferPool = enable_gro = receive_segments = None  # type: ignore[assignment,misc]
 from .server import (
     ConnectionAccepted,
     ConnectionEvent,
@@ -80,6 +87,19 @@ READS_PER_WAKEUP = 8  # recvmmsg calls per readable event, then the loop gets a 
 FLUSH_EVERY = 64  # sends between flushes at most (else once per loop iteration)
 BACKLOG_HIGH = 1024  # datagrams waiting for the socket: send() waits above this
 SOCKET_BUFFER = 1 << 21  # asked for SO_RCVBUF / SO_SNDBUF (the kernel may cap it)
+GRO_RUNS = 8  # coalesced runs per receive when the socket has UDP GRO
+GRO_SLOT = 1 << 16  # room for any run: the kernel keeps one under 64 KB
+
+_thread = threading.local()  # the GRO receive buffer of this thread's loop
+
+
+def _gro_buffer() -> bytearray:
+    """One receive buffer per thread: a loop reads its sockets one at a time, and what it
+    read is handled before the next read (received records are opened in place here)."""
+    buffer: bytearray | None = getattr(_thread, "gro_buffer", None)
+    if buffer is None:
+        buffer = _thread.gro_buffer = bytearray(GRO_RUNS * GRO_SLOT)
+    return buffer
 
 
 # ---- one UDP socket on the loop ----
@@ -108,6 +128,9 @@ class _DatagramSocket:
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        # A client's socket has one peer: with UDP GRO (Linux) a burst from it arrives in
+        # one receive, split here. A server's has many: recvmmsg into the pool's slabs.
+        self.gro = pool is None and enable_gro is not None and enable_gro(sock)
         try:
             loop.add_reader(self.fd, self._read)
         except NotImplementedError:
@@ -116,6 +139,9 @@ class _DatagramSocket:
             ) from None
 
     def _read(self) -> None:
+        if self.gro:
+            self._read_runs()
+            return
         pool = self.pool
         for _ in range(READS_PER_WAKEUP):
             try:
@@ -132,6 +158,23 @@ class _DatagramSocket:
                             if d.slab >= 0:
                                 pool.release(d.slab)
             if len(got) < RECEIVE_BATCH:
+                break
+
+    def _read_runs(self) -> None:
+        """Receive with UDP GRO: each run is datagrams of one sender back to back, handed
+        on as views of this thread's buffer (opened in place there)."""
+        buffer = _gro_buffer()
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                runs = receive_segments(self.fd, buffer, GRO_RUNS, slot_size=GRO_SLOT)
+            except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
+                logger.debug("receive: %s", exc)
+                break
+            if runs:
+                self._on_datagrams(
+                    [(d, run.address) for run in runs for d in run.segments()]  # type: ignore[misc]
+                )
+            if len(runs) < GRO_RUNS:
                 break
 
     def send(self, datagrams: Sequence[tuple[bytes, Address]]) -> None:

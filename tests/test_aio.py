@@ -410,3 +410,41 @@ def test_resumption_with_a_session_ticket(pki: Any) -> None:
                 assert await second.recv() == b"resumed"
 
     run(main())
+
+
+def test_client_socket_splits_gro_runs() -> None:
+    """A client's socket reads with UDP GRO: a burst the kernel coalesced (here sent with
+    UDP GSO) reaches the engine as its datagrams, each with the sender's address."""
+    from dtls.record import gso_supported, send_segments
+
+    async def main() -> list[tuple[bytes, Any]]:
+        loop = asyncio.get_running_loop()
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.bind(("127.0.0.1", 0))
+        receiver.setblocking(False)
+        got: list[tuple[bytes, Any]] = []
+        done = loop.create_future()
+
+        def on_datagrams(batch: list[tuple[Any, Any]]) -> None:
+            got.extend((bytes(d), a) for d, a in batch)  # views of the buffer: copy now
+            if len(got) >= 40 and not done.done():
+                done.set_result(None)
+
+        sock = aio._DatagramSocket(loop, receiver, on_datagrams)
+        if not sock.gro:
+            pytest.skip("the kernel refuses UDP_GRO")
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.bind(("127.0.0.1", 0))
+        if not gso_supported(sender):
+            pytest.skip("the kernel refuses UDP_SEGMENT")
+        payload = b"".join(bytes([i]) * 1000 for i in range(39)) + b"last"
+        send_segments(sender, payload, 1000, receiver.getsockname())
+        await asyncio.wait_for(done, 10)
+        loop.remove_reader(receiver.fileno())
+        receiver.close()
+        sender.close()
+        return [(d, a[:2]) for d, a in got]
+
+    got = run(main())
+    here = ("127.0.0.1", got[0][1][1])
+    assert got == [(bytes([i]) * 1000, here) for i in range(39)] + [(b"last", here)]
