@@ -71,6 +71,30 @@ static int gro_slots(const uint8_t *buf, size_t buf_len, size_t slot_size,
 
 #if defined(DTLS_MMSG)
 
+/* The segment size of the UDP_GRO cmsg (an int from the kernel), 0 when there is none. */
+static uint32_t gro_segment_size(struct msghdr *m)
+{
+#if defined(DTLS_GRO)
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm != NULL; cm = CMSG_NXTHDR(m, cm)) {
+        if (cm->cmsg_level != SOL_UDP || cm->cmsg_type != UDP_GRO)
+            continue;
+        if (cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int v;
+            memcpy(&v, CMSG_DATA(cm), sizeof(v));
+            return v > 0 ? (uint32_t)v : 0;
+        }
+        if (cm->cmsg_len >= CMSG_LEN(sizeof(uint16_t))) {
+            uint16_t v;
+            memcpy(&v, CMSG_DATA(cm), sizeof(v));
+            return v;
+        }
+    }
+#else
+    (void)m;
+#endif
+    return 0;
+}
+
 int dtls_sendmmsg(int fd, dtls_dgram *dgrams, size_t n)
 {
     struct mmsghdr msgs[BATCH_CHUNK];
@@ -123,6 +147,10 @@ int dtls_recvmmsg(int fd, dtls_dgram *dgrams, size_t n)
 {
     struct mmsghdr msgs[BATCH_CHUNK];
     struct iovec iov[BATCH_CHUNK];
+    union {
+        char buf[GRO_CONTROL];
+        struct cmsghdr align;
+    } control[BATCH_CHUNK];
     size_t done = 0;
     if (!valid_dgrams(dgrams, n))
         return -EINVAL;
@@ -139,6 +167,8 @@ int dtls_recvmmsg(int fd, dtls_dgram *dgrams, size_t n)
             msgs[i].msg_hdr.msg_iovlen = 1;
             msgs[i].msg_hdr.msg_name = d->addr;
             msgs[i].msg_hdr.msg_namelen = ADDR_CAP;
+            msgs[i].msg_hdr.msg_control = control[i].buf;
+            msgs[i].msg_hdr.msg_controllen = sizeof(control[i].buf);
         }
         int r = recv_chunk(fd, msgs, k, done);
         if (r < 0)
@@ -149,6 +179,8 @@ int dtls_recvmmsg(int fd, dtls_dgram *dgrams, size_t n)
             d->addr_len = msgs[i].msg_hdr.msg_namelen <= ADDR_CAP
                               ? (uint32_t)msgs[i].msg_hdr.msg_namelen
                               : ADDR_CAP;
+            uint32_t seg = gro_segment_size(&msgs[i].msg_hdr); /* with UDP_GRO on */
+            d->segment_size = seg < d->len ? seg : 0;
         }
         done += (size_t)r;
         if ((size_t)r < k)
@@ -192,30 +224,6 @@ static int send_gso(int fd, const uint8_t *buf, size_t len, size_t seg, const ui
         r = sendmsg(fd, &msg, 0);
     } while (r < 0 && errno == EINTR);
     return r < 0 ? -errno : 0;
-}
-
-/* The segment size of the UDP_GRO cmsg (an int from the kernel), 0 when there is none. */
-static uint32_t gro_segment_size(struct msghdr *m)
-{
-#if defined(DTLS_GRO)
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm != NULL; cm = CMSG_NXTHDR(m, cm)) {
-        if (cm->cmsg_level != SOL_UDP || cm->cmsg_type != UDP_GRO)
-            continue;
-        if (cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
-            int v;
-            memcpy(&v, CMSG_DATA(cm), sizeof(v));
-            return v > 0 ? (uint32_t)v : 0;
-        }
-        if (cm->cmsg_len >= CMSG_LEN(sizeof(uint16_t))) {
-            uint16_t v;
-            memcpy(&v, CMSG_DATA(cm), sizeof(v));
-            return v;
-        }
-    }
-#else
-    (void)m;
-#endif
-    return 0;
 }
 
 int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_gro_msg *msgs,
@@ -309,6 +317,7 @@ int dtls_recvmmsg(int fd, dtls_dgram *dgrams, size_t n)
         }
         d->len = (size_t)r < d->len ? (size_t)r : d->len;
         d->addr_len = sl <= ADDR_CAP ? (uint32_t)sl : ADDR_CAP;
+        d->segment_size = 0; /* no UDP_GRO here */
         memcpy(d->addr, &ss, d->addr_len);
     }
     return (int)done;

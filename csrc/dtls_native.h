@@ -259,6 +259,8 @@ typedef struct {
     size_t len;         /* send: data length; recv: capacity, set to bytes received */
     uint8_t addr[28];   /* struct sockaddr_storage prefix: sockaddr_in / sockaddr_in6 */
     uint32_t addr_len;  /* send: length of addr; recv: set */
+    uint32_t segment_size; /* recv: set: with UDP_GRO on, the kernel may coalesce datagrams
+                            * of one sender: all but the last this long; 0: one datagram */
 } dtls_dgram;
 
 /* Send n datagrams on fd; returns how many were sent, or -errno. */

@@ -128,9 +128,14 @@ class _DatagramSocket:
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        # A client's socket has one peer: with UDP GRO (Linux) a burst from it arrives in
-        # one receive, split here. A server's has many: recvmmsg into the pool's slabs.
-        self.gro = pool is None and enable_gro is not None and enable_gro(sock)
+        # UDP GRO (Linux): a burst from one peer arrives in one receive, split here. A
+        # client's socket reads runs into this thread's buffer; a server's, with many
+        # peers, recvmmsg into the pool's slabs (each has room for a run).
+        self.gro = (
+            enable_gro is not None
+            and (pool is None or pool.slab_size >= GRO_SLOT)
+            and enable_gro(sock)
+        )
         try:
             loop.add_reader(self.fd, self._read)
         except NotImplementedError:
@@ -139,10 +144,10 @@ class _DatagramSocket:
             ) from None
 
     def _read(self) -> None:
-        if self.gro:
+        pool = self.pool
+        if self.gro and pool is None:
             self._read_runs()
             return
-        pool = self.pool
         for _ in range(READS_PER_WAKEUP):
             try:
                 got = receive_datagrams(self.fd, RECEIVE_BATCH, pool)
@@ -150,8 +155,11 @@ class _DatagramSocket:
                 logger.debug("receive: %s", exc)
                 break
             if got:
+                batch = [(d.data, d.address) for d in got]
+                if self.gro and any(d.segment_size for d in got):
+                    batch = [(x, d.address) for d in got for x in d.datagrams()]
                 try:
-                    self._on_datagrams([(d.data, d.address) for d in got])  # type: ignore[misc]
+                    self._on_datagrams(batch)  # type: ignore[arg-type]
                 finally:
                     if pool is not None:
                         for d in got:

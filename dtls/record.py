@@ -851,7 +851,9 @@ def receive_datagrams(
 
     With a pool each datagram lands in a slab of its own and `data` is a view of it:
     release `slab` when done. Without one, `data` is bytes (up to `buffer_size` each).
-    Datagrams longer than the buffer are truncated."""
+    Datagrams longer than the buffer are truncated. On a socket with UDP GRO on, an entry
+    may hold several datagrams of one sender (`segment_size`, `datagrams()`): give it
+    slabs or a `buffer_size` of 65536."""
     if max_count <= 0:
         return []
     arr = _new("dtls_dgram[]", max_count)
@@ -882,9 +884,11 @@ def receive_datagrams(
         d = arr[i]
         address = _decode_address(_unpack(ffi.cast("char *", d.addr), d.addr_len))
         if pool is not None:
-            out.append(ReceivedDatagram(pool._views[slabs[i]][: d.len], address, slabs[i]))
+            data: memoryview | bytes = pool._views[slabs[i]][: d.len]
+            out.append(ReceivedDatagram(data, address, slabs[i], d.segment_size))
         else:
-            out.append(ReceivedDatagram(_unpack(ffi.cast("char *", d.buf), d.len), address, -1))
+            data = _unpack(ffi.cast("char *", d.buf), d.len)
+            out.append(ReceivedDatagram(data, address, -1, d.segment_size))
     for i in slabs[got:]:
         _pool_release(pool._pool, i)  # type: ignore[union-attr]
     if rc < 0 and -rc not in _AGAIN:

@@ -739,6 +739,17 @@ class ReceivedDatagram(NamedTuple):
     data: memoryview | bytes
     address: Address
     slab: int  # always -1 here: no buffer pool
+    # With UDP GRO on (dtls.record.enable_gro), `data` may be several datagrams of one
+    # sender back to back: all but the last this long. 0: one datagram (always here).
+    segment_size: int = 0
+
+    def datagrams(self) -> list[memoryview | bytes]:
+        """The datagrams in `data`: itself, or its pieces (views) under UDP GRO."""
+        data, step = self.data, self.segment_size
+        if not step:
+            return [data]
+        view = memoryview(data)
+        return [view[i : i + step] for i in range(0, len(view), step)]
 
 
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)

@@ -412,10 +412,14 @@ def test_resumption_with_a_session_ticket(pki: Any) -> None:
     run(main())
 
 
-def test_client_socket_splits_gro_runs() -> None:
-    """A client's socket reads with UDP GRO: a burst the kernel coalesced (here sent with
-    UDP GSO) reaches the engine as its datagrams, each with the sender's address."""
-    from dtls.record import gso_supported, send_segments
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_sockets_split_gro_runs(side: str) -> None:
+    """Sockets read with UDP GRO: a burst the kernel coalesced (here sent with UDP GSO)
+    reaches the engine as its datagrams, each with the sender's address; a client's
+    socket reads runs into a per-thread buffer, a server's into its pool's slabs."""
+    from dtls.record import BufferPool, gso_supported, send_segments
+
+    pool = BufferPool(aio.GRO_SLOT, aio.RECEIVE_BATCH) if side == "server" else None
 
     async def main() -> list[tuple[bytes, Any]]:
         loop = asyncio.get_running_loop()
@@ -430,7 +434,7 @@ def test_client_socket_splits_gro_runs() -> None:
             if len(got) >= 40 and not done.done():
                 done.set_result(None)
 
-        sock = aio._DatagramSocket(loop, receiver, on_datagrams)
+        sock = aio._DatagramSocket(loop, receiver, on_datagrams, pool)
         if not sock.gro:
             pytest.skip("the kernel refuses UDP_GRO")
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -448,3 +452,5 @@ def test_client_socket_splits_gro_runs() -> None:
     got = run(main())
     here = ("127.0.0.1", got[0][1][1])
     assert got == [(bytes([i]) * 1000, here) for i in range(39)] + [(b"last", here)]
+    if pool is not None:
+        assert pool.stats().in_use == 0 and pool.stats().peak >= 1

@@ -16,6 +16,7 @@ from dtls.record import (
     OpenError,
     RecordCipher,
     ReplayWindow,
+    enable_gro,
     gso_supported,
     receive_datagrams,
     send_datagrams,
@@ -209,6 +210,31 @@ def test_send_segments(pair: tuple[socket.socket, socket.socket]) -> None:
     assert send_segments(a, b"", 100, b.getsockname()) == 0
     with pytest.raises(OSError):
         send_segments(a, b"x", 0, b.getsockname())
+
+
+@pytest.mark.parametrize("with_pool", [False, True])
+def test_receive_datagrams_reports_gro_runs(
+    pair: tuple[socket.socket, socket.socket], with_pool: bool
+) -> None:
+    """With UDP GRO on, recvmmsg may return a sender's burst as one run: receive_datagrams
+    gives its segment size and datagrams() its pieces."""
+    a, b = pair
+    if not enable_gro(b) or not gso_supported(a):
+        pytest.skip("the kernel refuses UDP_GRO or UDP_SEGMENT")
+    pool = BufferPool(slab_size=65536, count=4) if with_pool else None
+    data = os.urandom(1000 * 20 + 7)
+    assert send_segments(a, data, 1000, b.getsockname()) == 21
+    pieces: list[bytes] = []
+    runs = []
+    while len(pieces) < 21:
+        _wait_readable(b)
+        for g in receive_datagrams(b, 8, pool, buffer_size=65536):
+            runs.append(g.segment_size)
+            pieces += [bytes(x) for x in g.datagrams()]
+            if pool is not None:
+                pool.release(g.slab)
+    assert pieces == [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    assert 1000 in runs  # coalesced: one entry held several datagrams
 
 
 def test_records_through_sockets(pair: tuple[socket.socket, socket.socket]) -> None:
