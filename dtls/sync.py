@@ -49,9 +49,11 @@ from .frontend import FrontEndConnection
 from .iana import AlertLevel
 
 try:
-    from .record import receive_datagrams, send_datagrams
-except ImportError:  # no C extension: plain recvfrom / sendto
+    from .record import enable_gro, receive_datagrams, send_datagrams
+except ImportError:  # no C extension: plain recvfrom / sendto, no GRO
     from .record_py import receive_datagrams, send_datagrams  # type: ignore[assignment]
+
+    enable_gro = None  # type: ignore[assignment]
 from .server import (
     ConnectionEvent,
     ConnectionRemoved,
@@ -99,6 +101,8 @@ class _Link:
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        # UDP GRO (Linux): a burst from one peer arrives in one receive, split in _read
+        self.gro = enable_gro is not None and enable_gro(sock)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -181,7 +185,10 @@ class _Link:
             except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
                 logger.debug("receive: %s", exc)
                 break
-            batch.extend((bytes(d.data), d.address) for d in got)
+            if self.gro:  # each run's datagrams (buffer_size leaves room for any run)
+                batch.extend((bytes(x), d.address) for d in got for x in d.datagrams())
+            else:
+                batch.extend((bytes(d.data), d.address) for d in got)
             if len(got) < RECEIVE_BATCH:
                 break
         return batch

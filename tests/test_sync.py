@@ -295,3 +295,30 @@ def test_resumption_with_a_session_ticket(pki: Any, echo_server: Server) -> None
         assert second.handshake is not None and second.handshake.resumed
         second.send(b"resumed")
         assert second.recv(timeout=5) == b"resumed"
+
+
+def test_link_splits_gro_runs() -> None:
+    """A blocking front-end's socket reads with UDP GRO too: a coalesced burst (sent here
+    with UDP GSO) comes out of _read as its datagrams, with the sender's address."""
+    from dtls import sync
+    from dtls.record import gso_supported, send_segments
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.1", 0))
+    link = sync._Link(receiver)
+    try:
+        if not link.gro or not gso_supported(sender):
+            pytest.skip("the kernel refuses UDP_GRO or UDP_SEGMENT")
+        payload = b"".join(bytes([i]) * 700 for i in range(30)) + b"end"
+        send_segments(sender, payload, 700, receiver.getsockname())
+        got: list[tuple[bytes, Any]] = []
+        deadline = time.monotonic() + 5
+        while len(got) < 31 and time.monotonic() < deadline:
+            got += link._read()
+        here = sender.getsockname()
+        assert got == [(bytes([i]) * 700, here) for i in range(30)] + [(b"end", here)]
+    finally:
+        link.close_socket()
+        sender.close()
