@@ -141,8 +141,9 @@ sys.exit(asyncio.run(main()))
 """
 
 
-#: `python -c SCRIPTED_CLIENT PORT KEYLOG CAFILE SERVER_NAME LINGER RETRY MESSAGE...`: our
-#: dtls.aio client for what the command line cannot pace. For each MESSAGE it sends it
+#: `python -c SCRIPTED_CLIENT PORT KEYLOG CAFILE SERVER_NAME LINGER RETRY SETTLE MESSAGE...`:
+#: our dtls.aio client for what the command line cannot pace. SETTLE seconds after the
+#: handshake (the server's tickets and our ACK of them play out), for each MESSAGE it sends it
 #: and waits for one reply; with RETRY > 0 it resends the message when no reply came
 #: within RETRY seconds (datagram semantics: DTLS does not retransmit application data).
 #: After the last reply it keeps the connection open LINGER seconds (pending ACKs and
@@ -152,8 +153,8 @@ import asyncio, json, sys
 from dtls import aio
 from dtls.config import Context
 
-port, keylog, cafile, server_name, linger, retry = sys.argv[1:7]
-messages = sys.argv[7:]
+port, keylog, cafile, server_name, linger, retry, settle = sys.argv[1:8]
+messages = sys.argv[8:]
 log = open(keylog, "a", buffering=1)
 ctx = Context.client(cafile=cafile, keylog=lambda line: log.write(line + "\\n"))
 
@@ -163,6 +164,7 @@ async def main() -> int:
     try:
         conn = await aio.connect("127.0.0.1", int(port), ctx, server_name=server_name,
                                  timeout=6)
+        await asyncio.sleep(float(settle))
         for message in messages:
             for attempt in range(4):
                 await conn.send(message.encode())
@@ -465,12 +467,14 @@ class Live:
                                       str(keylog), name="our-updating-server")
 
     def our_scripted_client(self, port: int, keylog: Path, *messages: str,
-                            linger: float = 0.0, retry: float = 0.0) -> ClientResult:
-        """`SCRIPTED_CLIENT`: the messages one by one (optionally resent after `retry`
-        seconds without a reply), then `linger` seconds before close_notify."""
+                            linger: float = 0.0, retry: float = 0.0,
+                            settle: float = 0.0) -> ClientResult:
+        """`SCRIPTED_CLIENT`: `settle` seconds after the handshake, the messages one by one
+        (optionally resent after `retry` seconds without a reply), then `linger` seconds
+        before close_notify."""
         proc, rc = self.run("our-scripted-client", [
             sys.executable, "-c", SCRIPTED_CLIENT, str(port), str(keylog), str(CA_CERT),
-            SERVER_NAME, f"{linger:g}", f"{retry:g}", *messages])
+            SERVER_NAME, f"{linger:g}", f"{retry:g}", f"{settle:g}", *messages])
         reports = proc.json_lines()
         assert reports, f"no JSON report\n{proc.describe()}"
         return ClientResult(proc, rc, reports[-1])
