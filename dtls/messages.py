@@ -680,6 +680,9 @@ def decode_alert(data: bytes) -> tuple[int, int]:
     return data[0], data[1]
 
 
+_COOKIE = int(ExtensionType.COOKIE)
+
+
 def peek_client_hello_cookie(partial_body: bytes) -> bytes | None:
     """The cookie of a ClientHello from the first fragment of its body alone, or None.
 
@@ -694,12 +697,14 @@ def peek_client_hello_cookie(partial_body: bytes) -> bytes | None:
     r.pull_vector(2, 2)  # cipher_suites
     r.pull_vector(1, 1)  # legacy_compression_methods
     r.pull_uint16()  # extensions length: the rest may lie in later fragments
-    while r.pos + 4 <= r.end:
-        ext_type = r.pull_uint16()
-        length = r.pull_uint16()
-        if r.pos + length > r.end:
+    data, pos, end = r.data, r.pos, r.end
+    while pos + 4 <= end:  # skip to the cookie without copying the others
+        ext_type = data[pos] << 8 | data[pos + 1]
+        length = data[pos + 2] << 8 | data[pos + 3]
+        pos += 4
+        if pos + length > end:
             return None
-        data = r.pull_bytes(length)
-        if ext_type == ExtensionType.COOKIE:
-            return Reader(data).pull_vector(2, 1)
+        if ext_type == _COOKIE:
+            return Reader(data, pos, pos + length).pull_vector(2, 1)
+        pos += length
     return None

@@ -1171,3 +1171,29 @@ def test_hypothesis_fragments_ack_alert_only_raise_dtls_errors(data: bytes) -> N
     for fn in (decode_handshake_fragments, decode_ack, decode_alert):
         with contextlib.suppress(DTLSError):
             fn(data)
+
+
+def test_peek_client_hello_cookie_from_any_prefix() -> None:
+    """RFC 9147 §5.1: a stateless server reads the cookie from a ClientHello's first
+    fragment. Every prefix of the body gives the cookie once its extension is complete,
+    None before, and DecodeError while the fixed fields are cut."""
+    from dtls.messages import peek_client_hello_cookie
+
+    body = encode_handshake_body(_full_client_hello())
+    assert peek_client_hello_cookie(body) == b"\xc0" * 40
+    cookie_end = body.index(b"\xc0" * 40) + 40
+    fixed = 2 + 32 + 1 + 32 + 1 + 2 + 4 + 1 + 1 + 2  # up to the extensions length
+    for n in range(len(body)):
+        prefix = body[:n]
+        if n < fixed:
+            with pytest.raises(DecodeError):
+                peek_client_hello_cookie(prefix)
+        else:
+            expected = b"\xc0" * 40 if n >= cookie_end else None
+            assert peek_client_hello_cookie(prefix) == expected, n
+    no_cookie = dataclasses.replace(_full_client_hello(), cookie=None)
+    assert peek_client_hello_cookie(encode_handshake_body(no_cookie)) is None
+    empty = dataclasses.replace(_full_client_hello(), cookie=None,
+                                other_extensions=[(ET.COOKIE, b"\x00\x00")])  # fmt: skip
+    with pytest.raises(DecodeError):  # a cookie is 1..2^16-1 bytes (RFC 9846 §4.2.2)
+        peek_client_hello_cookie(encode_handshake_body(empty))
