@@ -325,6 +325,14 @@ class AsyncConnection(FrontEndConnection):
         self._link.changed(self.connection)
         await self._link.drain()
 
+    async def send_batch(self, messages: Sequence[bytes]) -> None:
+        """`send` for many messages, in order: their records are sealed together
+        (`Connection.send_batch`)."""
+        self._check_open()
+        self.connection.send_batch(messages)
+        self._link.changed(self.connection)
+        await self._link.drain()
+
     async def recv(self) -> bytes:
         """The next message. Raises once the connection is closed and nothing is left:
         `dtls.errors.ConnectionStateError` after an orderly close, the error otherwise."""

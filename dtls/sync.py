@@ -302,6 +302,14 @@ class SyncConnection(FrontEndConnection):
             self.connection.send(data)
             self._link.changed(self.connection)
 
+    def send_batch(self, messages: Sequence[bytes]) -> None:
+        """`send` for many messages, in order: their records are sealed together
+        (`Connection.send_batch`)."""
+        with self._cond:
+            self._check_open()
+            self.connection.send_batch(messages)
+            self._link.changed(self.connection)
+
     def recv(self, timeout: float | None = None) -> bytes:
         """The next message, waiting up to `timeout` seconds (None: for ever); raises
         TimeoutError when none came. Once the connection is closed and nothing is left it

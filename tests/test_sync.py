@@ -322,3 +322,14 @@ def test_link_splits_gro_runs() -> None:
     finally:
         link.close_socket()
         sender.close()
+
+
+def test_send_batch(pki: Any, echo_server: Server) -> None:
+    messages = [bytes([i % 251]) * (1 + i * 13 % 1000) for i in range(200)]
+    with connect(echo_server.server_address, client_context(pki), server_name="localhost",
+                 timeout=10) as conn:
+        for i in range(0, len(messages), 40):
+            conn.send_batch(messages[i : i + 40])
+            assert [conn.recv(timeout=5) for _ in range(40)] == messages[i : i + 40]
+    with pytest.raises(errors.ConnectionStateError):
+        conn.send_batch([b"closed"])
