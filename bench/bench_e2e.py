@@ -11,10 +11,11 @@ deprotected and replay-checked) and both report their CPU time. The I/O paths:
   per-call  one datagram per system call: send() / recv_into()
   mmsg      batches of 64: sendmmsg / recvmmsg (dtls.record.send_datagrams / receive_datagrams)
   gso       UDP GSO send (dtls.record.send_segments: one sendmsg per up to 64 datagrams)
-            and UDP GRO receive (dtls.record.receive_segments: recvmmsg of coalesced runs,
-            one UDP_GRO cmsg each); the engine takes each run's datagrams as views of the
-            GRO buffer (Connection.receive_datagrams). Where the kernel refuses UDP_GRO the
-            receiver gets one datagram per message through the same call.
+            and UDP GRO receive (dtls.record.receive_datagrams into one buffer: recvmmsg of
+            coalesced runs, one UDP_GRO cmsg each); the engine takes each run's datagrams
+            as views of the GRO buffer (Connection.receive_datagrams). Where the kernel
+            refuses UDP_GRO the receiver gets one datagram per message through the same
+            call.
 
 and what is sent over each:
 
@@ -144,7 +145,6 @@ def run_receiver(cfg: dict[str, Any]) -> None:
         ReplayWindow,
         enable_gro,
         receive_datagrams,
-        receive_segments,
     )
 
     mode, path, duration = cfg["mode"], cfg["path"], cfg["duration"]
@@ -204,18 +204,19 @@ def run_receiver(cfg: dict[str, Any]) -> None:
                 conn.receive_datagram(bytes(view[:size]), peer, time.monotonic())
                 good += engine_events()
         elif path == "gso":
-            runs = receive_segments(fd, gro_buffer, GRO_MESSAGES, slot_size=GRO_SLOT)
+            runs = receive_datagrams(fd, GRO_MESSAGES, buffer=gro_buffer, buffer_size=GRO_SLOT)
             got = len(runs)
             for run in runs:
                 if mode == "plain":
-                    size, seg = len(run.data), run.segment_size
+                    size = len(run.data)
+                    seg = run.segment_size or size
                     good += size // seg if seg == PAYLOAD_SIZE else 0
                     good += size % seg == PAYLOAD_SIZE
                 elif mode == "record":  # opened in place; one that did not open: length 0
                     segments = cipher.open_segments(run.data, run.segment_size, window)
                     good += segments.lengths.count(PAYLOAD_SIZE)
                 else:  # each datagram of the run, opened in place in the GRO buffer
-                    conn.receive_datagrams([(d, peer) for d in run.segments()], time.monotonic())
+                    conn.receive_datagrams([(d, peer) for d in run.datagrams()], time.monotonic())
                     good += engine_events()
         else:
             batch = receive_datagrams(fd, BATCH, pool)

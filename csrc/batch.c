@@ -43,7 +43,6 @@
 #define GSO_MAX_SEGMENTS 64 /* UDP_MAX_SEGMENTS of older kernels */
 #define ADDR_CAP 28        /* sizeof(struct sockaddr_in6) */
 #define GSO_MAX_BYTES 65000u /* below the 65507-byte UDP payload limit */
-#define GRO_CHUNK 16       /* GRO messages per recvmmsg call */
 #define GRO_CONTROL 128    /* cmsg space per message: UDP_GRO and a few others */
 
 #if defined(DTLS_POSIX)
@@ -52,20 +51,6 @@ static int valid_dgrams(const dtls_dgram *d, size_t n)
 {
     if (d == NULL)
         return n == 0;
-    return 1;
-}
-
-/* dtls_recv_gro's arguments: 0 if invalid, else 1 with *n cut to the slots buf holds. */
-static int gro_slots(const uint8_t *buf, size_t buf_len, size_t slot_size,
-                     const dtls_gro_msg *msgs, size_t *n)
-{
-    if (buf == NULL || msgs == NULL || slot_size == 0 || slot_size > UINT32_MAX ||
-        buf_len < slot_size)
-        return 0;
-    if (*n > buf_len / slot_size)
-        *n = buf_len / slot_size;
-    if (*n > INT32_MAX)
-        *n = INT32_MAX;
     return 1;
 }
 
@@ -226,53 +211,6 @@ static int send_gso(int fd, const uint8_t *buf, size_t len, size_t seg, const ui
     return r < 0 ? -errno : 0;
 }
 
-int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_gro_msg *msgs,
-                  size_t n)
-{
-    struct mmsghdr mm[GRO_CHUNK];
-    struct iovec iov[GRO_CHUNK];
-    union {
-        char buf[GRO_CONTROL];
-        struct cmsghdr align;
-    } control[GRO_CHUNK];
-    if (n == 0)
-        return 0;
-    if (!gro_slots(buf, buf_len, slot_size, msgs, &n))
-        return -EINVAL;
-    size_t done = 0;
-    while (done < n) {
-        size_t k = n - done < GRO_CHUNK ? n - done : GRO_CHUNK;
-        memset(mm, 0, k * sizeof(mm[0]));
-        for (size_t i = 0; i < k; i++) {
-            iov[i].iov_base = buf + (done + i) * slot_size;
-            iov[i].iov_len = slot_size;
-            mm[i].msg_hdr.msg_iov = &iov[i];
-            mm[i].msg_hdr.msg_iovlen = 1;
-            mm[i].msg_hdr.msg_name = msgs[done + i].addr;
-            mm[i].msg_hdr.msg_namelen = ADDR_CAP;
-            mm[i].msg_hdr.msg_control = control[i].buf;
-            mm[i].msg_hdr.msg_controllen = sizeof(control[i].buf);
-        }
-        int r = recv_chunk(fd, mm, k, done);
-        if (r < 0)
-            return done > 0 ? (int)done : r;
-        for (int i = 0; i < r; i++) {
-            dtls_gro_msg *m = &msgs[done + (size_t)i];
-            uint32_t len = mm[i].msg_len < slot_size ? mm[i].msg_len : (uint32_t)slot_size;
-            uint32_t seg = gro_segment_size(&mm[i].msg_hdr);
-            m->len = len;
-            m->segment_size = seg < len ? seg : 0; /* UDP_GRO: all but the last this size */
-            m->addr_len = mm[i].msg_hdr.msg_namelen <= ADDR_CAP
-                              ? (uint32_t)mm[i].msg_hdr.msg_namelen
-                              : ADDR_CAP;
-        }
-        done += (size_t)r;
-        if ((size_t)r < k)
-            break;
-    }
-    return (int)done;
-}
-
 #else /* POSIX without sendmmsg/recvmmsg */
 
 int dtls_sendmmsg(int fd, dtls_dgram *dgrams, size_t n)
@@ -327,37 +265,6 @@ int dtls_gso_supported(int fd)
 {
     (void)fd;
     return 0;
-}
-
-/* No UDP_GRO: one datagram per message. */
-int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_gro_msg *msgs,
-                  size_t n)
-{
-    if (n == 0)
-        return 0;
-    if (!gro_slots(buf, buf_len, slot_size, msgs, &n))
-        return -EINVAL;
-    size_t done = 0;
-    for (; done < n; done++) {
-        dtls_gro_msg *m = &msgs[done];
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-        ssize_t r;
-        do {
-            r = recvfrom(fd, buf + done * slot_size, slot_size, done == 0 ? 0 : MSG_DONTWAIT,
-                         (struct sockaddr *)&ss, &sl);
-        } while (r < 0 && errno == EINTR);
-        if (r < 0) {
-            if (done > 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                break;
-            return done > 0 ? (int)done : -errno;
-        }
-        m->len = (size_t)r < slot_size ? (uint32_t)r : (uint32_t)slot_size;
-        m->segment_size = 0;
-        m->addr_len = sl <= ADDR_CAP ? (uint32_t)sl : ADDR_CAP;
-        memcpy(m->addr, &ss, m->addr_len);
-    }
-    return (int)done;
 }
 
 #endif /* DTLS_MMSG */
@@ -445,13 +352,6 @@ int dtls_send_segments(int fd, const uint8_t *buf, size_t len, size_t segment_si
                        const uint8_t *addr, uint32_t addr_len)
 {
     (void)fd, (void)buf, (void)len, (void)segment_size, (void)addr, (void)addr_len;
-    return -ENOSYS;
-}
-
-int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_gro_msg *msgs,
-                  size_t n)
-{
-    (void)fd, (void)buf, (void)buf_len, (void)slot_size, (void)msgs, (void)n;
     return -ENOSYS;
 }
 

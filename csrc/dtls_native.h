@@ -276,24 +276,11 @@ int dtls_send_segments(int fd, const uint8_t *buf, size_t len, size_t segment_si
 
 /* UDP GRO (Linux >= 5.0, UDP_GRO): ask the kernel to hand this socket coalesced runs of
  * datagrams from one sender. Returns 1 when the kernel accepted it, else 0 (other systems,
- * old kernels, builds without UDP_GRO). Once on, every receive on fd may return several
- * datagrams back to back: read them with dtls_recv_gro. */
+ * old kernels, builds without UDP_GRO). Once on, a receive on fd may return several
+ * datagrams back to back: dtls_recvmmsg reports their dtls_dgram.segment_size. */
 int dtls_gro_enable(int fd);
 /* 1 when the kernel knows UDP_GRO on fd (getsockopt), else 0. */
 int dtls_gro_supported(int fd);
-
-typedef struct {
-    uint32_t len;          /* set: bytes received (at most the slot size; longer is cut) */
-    uint32_t segment_size; /* set: size of every segment but the last (UDP_GRO cmsg); 0: one datagram */
-    uint32_t addr_len;     /* set: length of addr */
-    uint8_t addr[28];      /* set: the source, as dtls_dgram.addr */
-} dtls_gro_msg;
-
-/* Receive up to n (GRO-coalesced) messages: message i into buf + i * slot_size (slot_size
- * bytes; n * slot_size <= buf_len, else fewer), blocking (if fd blocks) for the first only.
- * Without GRO each message is one datagram (segment_size 0). Returns the count, or -errno. */
-int dtls_recv_gro(int fd, uint8_t *buf, size_t buf_len, size_t slot_size, dtls_gro_msg *msgs,
-                  size_t n);
 
 /* ---- benchmark support: n iterations inside C, no Python in the loop ---- */
 /* The floor: n plain AEAD seals (nonce from iv and the iteration, aad, payload) with c's

@@ -49,17 +49,11 @@ from .frontend import FrontEndConnection
 from .iana import AlertLevel
 
 try:
-    from .record import (
-        BufferPool,
-        enable_gro,
-        receive_datagrams,
-        receive_segments,
-        send_datagrams,
-    )
+    from .record import BufferPool, enable_gro, receive_datagrams, send_datagrams
 except ImportError:  # no C extension: plain recvfrom / sendto, no buffer pool, no GRO
     from .record_py import receive_datagrams, send_datagrams  # type: ignore[assignment]
 
-    BufferPool = enable_gro = receive_segments = None  # type: ignore[assignment,misc]
+    BufferPool = enable_gro = None  # type: ignore[assignment,misc]
 from .server import (
     ConnectionAccepted,
     ConnectionEvent,
@@ -87,18 +81,17 @@ READS_PER_WAKEUP = 8  # recvmmsg calls per readable event, then the loop gets a 
 FLUSH_EVERY = 64  # sends between flushes at most (else once per loop iteration)
 BACKLOG_HIGH = 1024  # datagrams waiting for the socket: send() waits above this
 SOCKET_BUFFER = 1 << 21  # asked for SO_RCVBUF / SO_SNDBUF (the kernel may cap it)
-GRO_RUNS = 8  # coalesced runs per receive when the socket has UDP GRO
-GRO_SLOT = 1 << 16  # room for any run: the kernel keeps one under 64 KB
+GRO_SLOT = 1 << 16  # room per received message: any datagram, and any UDP GRO run
 
-_thread = threading.local()  # the GRO receive buffer of this thread's loop
+_thread = threading.local()  # the receive buffer of this thread's loop
 
 
-def _gro_buffer() -> bytearray:
-    """One receive buffer per thread: a loop reads its sockets one at a time, and what it
-    read is handled before the next read (received records are opened in place here)."""
-    buffer: bytearray | None = getattr(_thread, "gro_buffer", None)
+def _receive_buffer() -> bytearray:
+    """One receive buffer per thread for client sockets: a loop reads its sockets one at a
+    time, and what it read is handled before the next read (records open in place here)."""
+    buffer: bytearray | None = getattr(_thread, "receive_buffer", None)
     if buffer is None:
-        buffer = _thread.gro_buffer = bytearray(GRO_RUNS * GRO_SLOT)
+        buffer = _thread.receive_buffer = bytearray(RECEIVE_BATCH * GRO_SLOT)
     return buffer
 
 
@@ -128,9 +121,9 @@ class _DatagramSocket:
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        # UDP GRO (Linux): a burst from one peer arrives in one receive, split here. A
-        # client's socket reads runs into this thread's buffer; a server's, with many
-        # peers, recvmmsg into the pool's slabs (each has room for a run).
+        # UDP GRO (Linux): a burst from one peer arrives in one receive, split in _read.
+        # Each message has room for a run: a pool slab (servers) or a slot of this
+        # thread's buffer (clients).
         self.gro = (
             enable_gro is not None
             and (pool is None or pool.slab_size >= GRO_SLOT)
@@ -145,12 +138,12 @@ class _DatagramSocket:
 
     def _read(self) -> None:
         pool = self.pool
-        if self.gro and pool is None:
-            self._read_runs()
-            return
+        buffer = _receive_buffer() if pool is None and BufferPool is not None else None
         for _ in range(READS_PER_WAKEUP):
             try:
-                got = receive_datagrams(self.fd, RECEIVE_BATCH, pool)
+                got = receive_datagrams(
+                    self.fd, RECEIVE_BATCH, pool, buffer=buffer, buffer_size=GRO_SLOT
+                )
             except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
                 logger.debug("receive: %s", exc)
                 break
@@ -166,23 +159,6 @@ class _DatagramSocket:
                             if d.slab >= 0:
                                 pool.release(d.slab)
             if len(got) < RECEIVE_BATCH:
-                break
-
-    def _read_runs(self) -> None:
-        """Receive with UDP GRO: each run is datagrams of one sender back to back, handed
-        on as views of this thread's buffer (opened in place there)."""
-        buffer = _gro_buffer()
-        for _ in range(READS_PER_WAKEUP):
-            try:
-                runs = receive_segments(self.fd, buffer, GRO_RUNS, slot_size=GRO_SLOT)
-            except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
-                logger.debug("receive: %s", exc)
-                break
-            if runs:
-                self._on_datagrams(
-                    [(d, run.address) for run in runs for d in run.segments()]  # type: ignore[misc]
-                )
-            if len(runs) < GRO_RUNS:
                 break
 
     def send(self, datagrams: Sequence[tuple[bytes, Address]]) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from itertools import accumulate
-from typing import Any, NamedTuple
+from typing import Any
 
 from . import keyschedule, record_py
 from ._native import ffi, lib
@@ -49,7 +49,6 @@ __all__ = [
     "OpenedSegments",
     "PoolStats",
     "ReceivedDatagram",
-    "ReceivedSegments",
     "RecordCipher",
     "RecordKind",
     "RecordSpan",
@@ -63,7 +62,6 @@ __all__ = [
     "hkdf_extract",
     "next_traffic_secret",
     "receive_datagrams",
-    "receive_segments",
     "seal_plaintext",
     "send_datagrams",
     "send_segments",
@@ -629,9 +627,9 @@ class RecordCipher:
         cid_len: int = 0,
         next_seq: int = 0,
     ) -> OpenedSegments:
-        """Open a UDP_GRO buffer (`ReceivedSegments`) in one C call: segments of
-        `segment_size` bytes (the last may be shorter; 0 or more than the data: one
-        segment), each one DTLSCiphertext record (RFC 9147 §4). The window and the number
+        """Open a UDP_GRO run (a `ReceivedDatagram`'s data and `segment_size`) in one C
+        call: segments of `segment_size` bytes (the last may be shorter; 0 or more than the
+        data: one segment), each one DTLSCiphertext record (RFC 9147 §4). The window and the number
         reconstruction (from `next_seq` without a window) move as in `open_batch`.
 
         A bytearray or writable memoryview is opened in place, other buffers in a copy.
@@ -845,20 +843,26 @@ def receive_datagrams(
     pool: BufferPool | None = None,
     *,
     buffer_size: int = 65535,
+    buffer: bytearray | memoryview | None = None,
 ) -> list[ReceivedDatagram]:
     """Receive up to `max_count` datagrams (recvmmsg), blocking (on a blocking socket)
     only for the first. An empty list means nothing was waiting (non-blocking socket).
 
-    With a pool each datagram lands in a slab of its own and `data` is a view of it:
-    release `slab` when done. Without one, `data` is bytes (up to `buffer_size` each).
-    Datagrams longer than the buffer are truncated. On a socket with UDP GRO on, an entry
-    may hold several datagrams of one sender (`segment_size`, `datagrams()`): give it
-    slabs or a `buffer_size` of 65536."""
+    Where they land: with a pool, each in a slab of its own and `data` is a view of it
+    (release `slab` when done); with a `buffer`, message i in its bytes
+    [i * buffer_size, (i + 1) * buffer_size) and `data` is a view of that, valid until the
+    buffer is reused (at most len(buffer) // buffer_size messages); otherwise `data` is
+    bytes. Longer datagrams are cut to the room they have. On a socket with UDP GRO on an
+    entry may hold several datagrams of one sender (`segment_size`, `datagrams()`): give
+    it 65536 bytes of room."""
     if max_count <= 0:
         return []
-    arr = _new("dtls_dgram[]", max_count)
+    if pool is None and buffer_size <= 0:
+        raise ValueError("receive_datagrams: buffer_size must be positive")
     slabs: list[int] = []
+    whole = None
     if pool is not None:
+        arr = _new("dtls_dgram[]", max_count)
         ptrs, size = pool._ptrs, pool.slab_size
         for d in arr:
             i = _pool_acquire(pool._pool)
@@ -871,9 +875,19 @@ def receive_datagrams(
         if count == 0:
             return []
     else:
-        count = max_count
-        scratch = _scratch(max_count * buffer_size)  # referenced until the copies are made
-        base = ffi.cast("uint8_t *", scratch)
+        if buffer is not None:
+            whole = memoryview(buffer)
+            if whole.format != "B":
+                whole = whole.cast("B")
+            count = min(max_count, len(whole) // buffer_size)
+            if count == 0:
+                raise ValueError("receive_datagrams: the buffer is smaller than buffer_size")
+            room = _from_buffer(whole, require_writable=True)
+        else:
+            count = max_count
+            room = _scratch(count * buffer_size)  # referenced until the copies are made
+        arr = _new("dtls_dgram[]", count)
+        base = ffi.cast("uint8_t *", room)
         for i, d in enumerate(arr):
             d.buf = base + i * buffer_size
             d.len = buffer_size
@@ -886,6 +900,10 @@ def receive_datagrams(
         if pool is not None:
             data: memoryview | bytes = pool._views[slabs[i]][: d.len]
             out.append(ReceivedDatagram(data, address, slabs[i], d.segment_size))
+        elif whole is not None:
+            start = i * buffer_size
+            out.append(ReceivedDatagram(whole[start : start + d.len], address, -1,
+                                        d.segment_size))  # fmt: skip
         else:
             data = _unpack(ffi.cast("char *", d.buf), d.len)
             out.append(ReceivedDatagram(data, address, -1, d.segment_size))
@@ -920,78 +938,13 @@ def send_segments(
 # ---- UDP GRO receive (Linux >= 5.0, UDP_GRO) ----
 
 
-class ReceivedSegments(NamedTuple):
-    """One receive with UDP GRO: datagrams of one sender, coalesced by the kernel."""
-
-    data: memoryview  # the datagrams back to back (a writable view)
-    segment_size: int  # the length of each datagram but the last (len(data) for one)
-    address: Address
-
-    def segments(self) -> list[memoryview]:
-        """The datagrams, as views of `data`."""
-        data, step = self.data, self.segment_size or len(self.data)
-        return [data[i : i + step] for i in range(0, len(data), step)]
-
-
 def enable_gro(sock_fd: int | socket.socket) -> bool:
     """Turn UDP GRO on for a UDP socket (setsockopt UDP_GRO); True when the kernel took it.
-    From then on every receive on the socket may return several datagrams back to back:
-    read it with `receive_segments`, not `receive_datagrams` or recv()."""
+    From then on a receive on the socket may return several datagrams back to back:
+    read it with `receive_datagrams` (`segment_size`, `datagrams()`), not recv()."""
     return bool(lib.dtls_gro_enable(_fileno(sock_fd)))
 
 
 def gro_supported(sock_fd: int | socket.socket) -> bool:
     """True when the kernel knows UDP GRO on this socket (getsockopt UDP_GRO)."""
     return bool(lib.dtls_gro_supported(_fileno(sock_fd)))
-
-
-def receive_segments(
-    sock_fd: int | socket.socket,
-    buffer: bytearray | memoryview | None = None,
-    max_count: int = 8,
-    *,
-    slot_size: int = 65536,
-) -> list[ReceivedSegments]:
-    """Receive up to `max_count` GRO-coalesced messages (recvmmsg, one UDP_GRO cmsg each),
-    blocking (on a blocking socket) only for the first; [] when nothing was waiting on a
-    non-blocking socket. Without GRO on the socket each message is one datagram.
-
-    Message i lands in bytes [i * slot_size, (i + 1) * slot_size) of `buffer` (so at most
-    len(buffer) // slot_size messages) and `data` is a view of it, valid until the buffer is
-    reused: open it in place with `RecordCipher.open_segments`. Without a buffer each
-    message is copied into a new bytearray. A message longer than `slot_size` is cut short
-    (65536 bytes hold any UDP datagram and any GRO run)."""
-    if max_count <= 0:
-        return []
-    if slot_size <= 0:
-        raise ValueError("receive_segments: slot_size must be positive")
-    if buffer is not None:
-        whole = memoryview(buffer)
-        if whole.format != "B":
-            whole = whole.cast("B")
-        base = _from_buffer(whole, require_writable=True)
-        count = min(max_count, len(whole) // slot_size)
-        if count == 0:
-            raise ValueError("receive_segments: the buffer is smaller than one slot")
-    else:
-        whole = None
-        count = max_count
-        base = _scratch(count * slot_size)  # referenced until the copies are made
-    msgs = _new("dtls_gro_msg[]", count)
-    rc = lib.dtls_recv_gro(_fileno(sock_fd), base, count * slot_size, slot_size, msgs, count)
-    if rc < 0:
-        if -rc in _AGAIN:
-            return []
-        _raise_errno(rc, "receive_segments")
-    out: list[ReceivedSegments] = []
-    for i in range(rc):
-        m = msgs[i]
-        size = m.len
-        start = i * slot_size
-        address = _decode_address(_unpack(ffi.cast("char *", m.addr), m.addr_len))
-        if whole is not None:
-            data = whole[start : start + size]
-        else:
-            data = memoryview(bytearray(_buffer(base + start, size)))
-        out.append(ReceivedSegments(data, m.segment_size or size, address))
-    return out

@@ -793,9 +793,11 @@ def receive_datagrams(
     pool: object = None,
     *,
     buffer_size: int = 65535,
+    buffer: object = None,
 ) -> list[ReceivedDatagram]:
     """As `dtls.record.receive_datagrams`, with recvfrom: up to `max_count` datagrams as
-    bytes, blocking (on a blocking socket) only for the first. `pool` is not used."""
+    bytes, blocking (on a blocking socket) only for the first. `pool` and `buffer` are
+    not used."""
     sock, made = _socket(sock_fd)
     out: list[ReceivedDatagram] = []
     try:

@@ -1,5 +1,5 @@
 """Records at a fixed stride for UDP GSO/GRO: RecordCipher.seal_segments / open_segments
-(dtls_seal_segments / dtls_open_segments) and the GRO receive (dtls_recv_gro)."""
+(dtls_seal_segments / dtls_open_segments) and the GRO receive (dtls_recvmmsg's segment sizes)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from dtls.record import (
     OpenedRecord,
     OpenedSegments,
     OpenError,
-    ReceivedSegments,
+    ReceivedDatagram,
     RecordCipher,
     ReplayWindow,
     enable_gro,
     gro_supported,
     gso_supported,
-    receive_segments,
+    receive_datagrams,
     send_datagrams,
     send_segments,
 )
@@ -359,14 +359,14 @@ def _gso_gro(tx: socket.socket, rx: socket.socket) -> None:
 
 def _receive_bytes(
     rx: socket.socket, total: int, buffer: bytearray | None
-) -> list[ReceivedSegments]:
-    got: list[ReceivedSegments] = []
+) -> list[ReceivedDatagram]:
+    got: list[ReceivedDatagram] = []
     while sum(len(m.data) for m in got) < total:
         ready, _, _ = select.select([rx], [], [], 5.0)
         assert ready, "nothing arrived"
         got += [  # copies: the next receive reuses the buffer
-            ReceivedSegments(memoryview(bytearray(m.data)), m.segment_size, m.address)
-            for m in receive_segments(rx, buffer, 4)
+            ReceivedDatagram(memoryview(bytearray(m.data)), m.address, -1, m.segment_size)
+            for m in receive_datagrams(rx, 4, buffer=buffer, buffer_size=65536)
         ]
     return got
 
@@ -387,7 +387,7 @@ def test_gso_send_gro_receive_records(udp_pair: tuple[socket.socket, socket.sock
     assert b"".join(bytes(m.data) for m in received) == bytes(records)  # in order
     plaintext, seqs = b"", []
     for m in received:
-        assert m.segments() == [m.data[i : i + size] for i in range(0, len(m.data), size)]
+        assert m.datagrams() == [m.data[i : i + size] for i in range(0, len(m.data), size)]
         for r in receiver.open_segments(m.data, m.segment_size, window).records():
             plaintext += bytes(_opened(r).plaintext)
             seqs.append(_opened(r).seq)
@@ -402,60 +402,58 @@ def test_gso_send_gro_receive_plain(udp_pair: tuple[socket.socket, socket.socket
     assert send_segments(tx, data, 1000, rx.getsockname()) == 40
     received = _receive_bytes(rx, len(data), bytearray(65536))
     assert b"".join(bytes(m.data) for m in received) == data
-    assert all(len(s) == 1000 for m in received for s in m.segments())
+    assert all(len(s) == 1000 for m in received for s in m.datagrams())
 
 
 def test_gro_receive_of_single_datagrams(udp_pair: tuple[socket.socket, socket.socket]) -> None:
-    """Datagrams sent one by one arrive one per message (segment size = their length),
+    """Datagrams sent one by one arrive one per message (segment size 0: one datagram),
     with GRO on or off."""
     tx, rx = udp_pair
     enable_gro(rx)  # whether or not the kernel takes it
     sizes = [1, 500, 1400, 0, 64]
     send_datagrams(tx, [(bytes([i]) * n, rx.getsockname()) for i, n in enumerate(sizes)])
-    got: list[ReceivedSegments] = []
+    got: list[ReceivedDatagram] = []
     buffer = bytearray(8 * 2048)
     while len(got) < len(sizes):
         ready, _, _ = select.select([rx], [], [], 5.0)
         assert ready
-        got += [ReceivedSegments(memoryview(bytes(m.data)), m.segment_size, m.address)
-                for m in receive_segments(rx, buffer, 8, slot_size=2048)]  # fmt: skip
+        got += [ReceivedDatagram(bytes(m.data), m.address, -1, m.segment_size)
+                for m in receive_datagrams(rx, 8, buffer=buffer, buffer_size=2048)]  # fmt: skip
     assert [bytes(m.data) for m in got] == [bytes([i]) * n for i, n in enumerate(sizes)]
-    assert [m.segment_size for m in got] == sizes
-    assert receive_segments(rx, buffer, 8, slot_size=2048) == []  # non-blocking, nothing left
+    assert [m.segment_size for m in got] == [0] * len(sizes)
+    assert [len(m.datagrams()) for m in got] == [1] * len(sizes)
+    # non-blocking, nothing left
+    assert receive_datagrams(rx, 8, buffer=buffer, buffer_size=2048) == []
 
 
-def test_receive_segments_cuts_at_the_slot(udp_pair: tuple[socket.socket, socket.socket]) -> None:
+def test_receive_into_a_buffer_cuts_at_the_slot(
+    udp_pair: tuple[socket.socket, socket.socket],
+) -> None:
     tx, rx = udp_pair
     tx.sendto(b"x" * 3000, rx.getsockname())
     select.select([rx], [], [], 5.0)
-    (m,) = receive_segments(rx, bytearray(1000), 4, slot_size=1000)
-    assert bytes(m.data) == b"x" * 1000
+    buffer = bytearray(1000)
+    (m,) = receive_datagrams(rx, 4, buffer=buffer, buffer_size=1000)
+    assert bytes(m.data) == b"x" * 1000 and m.data.obj is buffer  # a view, not a copy
 
 
-def test_receive_segments_arguments() -> None:
+def test_receive_into_a_buffer_arguments() -> None:
     with pytest.raises(ValueError):
-        receive_segments(0, bytearray(10), 1, slot_size=100)
+        receive_datagrams(0, 1, buffer=bytearray(10), buffer_size=100)  # no slot fits
     with pytest.raises(ValueError):
-        receive_segments(0, None, 1, slot_size=0)
-    assert receive_segments(0, None, 0) == []
+        receive_datagrams(0, 1, buffer_size=0)
+    assert receive_datagrams(0, 0, buffer=bytearray(10)) == []
     with pytest.raises(OSError):
-        receive_segments(-1, None, 1)
+        receive_datagrams(-1, 1, buffer=bytearray(2048), buffer_size=2048)
     assert enable_gro(-1) is False and gro_supported(-1) is False
-    msgs = ffi.new("dtls_gro_msg[]", 2)
-    buf = ffi.new("uint8_t[]", 100)
-    assert lib.dtls_recv_gro(0, buf, 100, 200, msgs, 2) < 0  # no slot fits
-    assert lib.dtls_recv_gro(0, buf, 100, 0, msgs, 2) < 0
-    assert lib.dtls_recv_gro(0, ffi.NULL, 100, 50, msgs, 2) < 0
-    assert lib.dtls_recv_gro(0, buf, 100, 50, ffi.NULL, 2) < 0
-    assert lib.dtls_recv_gro(0, buf, 100, 50, msgs, 0) == 0
 
 
 def test_gro_on_a_socket_without_it() -> None:
-    """AF_UNIX has no UDP_GRO: enable_gro says so and receive_segments still works."""
+    """AF_UNIX has no UDP_GRO: enable_gro says so and a receive still works."""
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     with a, b:
         assert enable_gro(b) is False
         assert gro_supported(b) is False
         a.send(b"hello")
-        (m,) = receive_segments(b, bytearray(2048), 1, slot_size=2048)
-        assert (bytes(m.data), m.segment_size) == (b"hello", 5)
+        (m,) = receive_datagrams(b, 1, buffer=bytearray(2048), buffer_size=2048)
+        assert (bytes(m.data), m.segment_size) == (b"hello", 0)
