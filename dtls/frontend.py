@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from .connection import Connection, HandshakeState
 from .events import ConnectionClosed, HandshakeCompleted
 from .handshake import Address
 from .iana import AlertDescription, AlertLevel
+from .session import Session
 
 logger = logging.getLogger("dtls")
 
@@ -19,13 +21,25 @@ logger = logging.getLogger("dtls")
 class FrontEndConnection:
     """A front-end's view of one sans-I/O `Connection`."""
 
-    connection: Connection
-    handshake: HandshakeCompleted | None
-    on_state_change: Callable[..., None] | None
-    on_alert: Callable[..., None] | None
-    _state: HandshakeState
-    _closed: ConnectionClosed | None
-    _link: Any
+    def __init__(
+        self,
+        connection: Connection,
+        link: Any,
+        on_state_change: Callable[..., None] | None,
+        on_alert: Callable[..., None] | None,
+    ) -> None:
+        self.connection = connection  # the sans-I/O engine
+        self.on_state_change = on_state_change
+        self.on_alert = on_alert
+        self._state = connection.state
+        self._link = link
+        self._messages: deque[bytes] = deque()
+        self._closed: ConnectionClosed | None = None
+        self.handshake: HandshakeCompleted | None = None
+        #: the newest session the server offered for resumption (RFC 9846 §4.6.1)
+        self.session: Session | None = None
+        #: messages dropped because `max_queued` were waiting
+        self.dropped_messages = 0
 
     # ---- negotiated parameters ----
     @property

@@ -275,19 +275,9 @@ class SyncConnection(FrontEndConnection):
         on_state_change: StateCallback | None = None,
         on_alert: AlertCallback | None = None,
     ) -> None:
-        self.connection = connection  # the sans-I/O engine
-        self.on_state_change = on_state_change
-        self.on_alert = on_alert
-        self._state = connection.state
-        self._link = link
+        super().__init__(connection, link, on_state_change, on_alert)
         self._cond = threading.Condition(link.lock)
-        self._messages: deque[bytes] = deque()
-        self._closed: ConnectionClosed | None = None
         self._send_epoch_target = 0
-        self.handshake: HandshakeCompleted | None = None
-        #: the newest session the server offered for resumption (RFC 9846 §4.6.1)
-        self.session: Session | None = None
-        self.dropped_messages = 0
 
     def export_keying_material(self, label: bytes | str, context: bytes, length: int) -> bytes:
         """RFC 9846 §7.5 exporter (RFC 9147 §5.9)."""
