@@ -33,6 +33,9 @@ struct dtls_cipher {
     uint8_t iv[DTLS_NONCE_LEN];
 };
 
+/* The AEAD key length of a cipher suite, 16 or 32 (RFC 9846 Appendix B.4); 0 if unknown. */
+size_t dtls__suite_key_len(uint16_t suite);
+
 /* AEAD-seal in_len bytes (in may equal ct) with additional data aad; writes in_len bytes of
  * ciphertext to ct and tag_len bytes of tag to tag. Returns 1 on success, 0 on failure. */
 int dtls__aead_seal(dtls_cipher *c, const uint8_t nonce[DTLS_NONCE_LEN], const uint8_t *aad,

@@ -219,21 +219,10 @@ int dtls_traffic_keys(uint16_t suite, const uint8_t *secret, size_t secret_len, 
 dtls_cipher *dtls_cipher_from_secret(uint16_t suite, const uint8_t *secret, size_t secret_len)
 {
     uint8_t key[32], iv[DTLS_NONCE_LEN], sn_key[32];
-    size_t key_len;
+    size_t key_len = dtls__suite_key_len(suite);
 
-    switch (suite) {
-    case DTLS_TLS_AES_256_GCM_SHA384:
-    case DTLS_TLS_CHACHA20_POLY1305_SHA256:
-        key_len = 32;
-        break;
-    case DTLS_TLS_AES_128_GCM_SHA256:
-    case DTLS_TLS_AES_128_CCM_SHA256:
-    case DTLS_TLS_AES_128_CCM_8_SHA256:
-        key_len = 16;
-        break;
-    default:
+    if (key_len == 0 || key_len > sizeof(key))
         return NULL;
-    }
     dtls_cipher *c = NULL;
     if (dtls_traffic_keys(suite, secret, secret_len, key, key_len, iv, sn_key) == 0)
         c = dtls_cipher_new(suite, key, key_len, iv, sizeof(iv), sn_key, key_len);

@@ -87,29 +87,44 @@ static int aead_ctx_init(EVP_CIPHER_CTX *a, const EVP_CIPHER *cipher, uint8_t ki
     return EVP_CipherInit_ex(a, NULL, NULL, key, NULL, enc) == 1;
 }
 
+size_t dtls__suite_key_len(uint16_t suite)
+{
+    switch (suite) { /* RFC 9846 Appendix B.4 */
+    case DTLS_TLS_AES_128_GCM_SHA256:
+    case DTLS_TLS_AES_128_CCM_SHA256:
+    case DTLS_TLS_AES_128_CCM_8_SHA256:
+        return 16;
+    case DTLS_TLS_AES_256_GCM_SHA384:
+    case DTLS_TLS_CHACHA20_POLY1305_SHA256:
+        return 32;
+    default:
+        return 0;
+    }
+}
+
 dtls_cipher *dtls_cipher_new(uint16_t suite, const uint8_t *key, size_t key_len,
                              const uint8_t *iv, size_t iv_len, const uint8_t *sn_key,
                              size_t sn_key_len)
 {
     int aead_id, sn_id;
-    size_t want_key;
+    size_t want_key = dtls__suite_key_len(suite);
     uint8_t kind, tag_len = 16;
 
     switch (suite) { /* RFC 9846 Appendix B.4; RFC 9147 §4.2.3 for the sn cipher */
     case DTLS_TLS_AES_128_GCM_SHA256:
-        aead_id = CI_AES128_GCM, sn_id = CI_AES128_ECB, kind = DTLS_AEAD_GCM, want_key = 16;
+        aead_id = CI_AES128_GCM, sn_id = CI_AES128_ECB, kind = DTLS_AEAD_GCM;
         break;
     case DTLS_TLS_AES_256_GCM_SHA384:
-        aead_id = CI_AES256_GCM, sn_id = CI_AES256_ECB, kind = DTLS_AEAD_GCM, want_key = 32;
+        aead_id = CI_AES256_GCM, sn_id = CI_AES256_ECB, kind = DTLS_AEAD_GCM;
         break;
     case DTLS_TLS_CHACHA20_POLY1305_SHA256:
-        aead_id = CI_CHACHA_POLY, sn_id = -1, kind = DTLS_AEAD_CHACHA, want_key = 32;
+        aead_id = CI_CHACHA_POLY, sn_id = -1, kind = DTLS_AEAD_CHACHA;
         break;
     case DTLS_TLS_AES_128_CCM_SHA256:
-        aead_id = CI_AES128_CCM, sn_id = CI_AES128_ECB, kind = DTLS_AEAD_CCM, want_key = 16;
+        aead_id = CI_AES128_CCM, sn_id = CI_AES128_ECB, kind = DTLS_AEAD_CCM;
         break;
     case DTLS_TLS_AES_128_CCM_8_SHA256:
-        aead_id = CI_AES128_CCM, sn_id = CI_AES128_ECB, kind = DTLS_AEAD_CCM, want_key = 16;
+        aead_id = CI_AES128_CCM, sn_id = CI_AES128_ECB, kind = DTLS_AEAD_CCM;
         tag_len = 8;
         break;
     default:
