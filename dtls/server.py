@@ -449,12 +449,10 @@ class ServerEndpoint:
         if self._closed:
             counts["garbage_dropped"] += 1
             return
-        cid_length = self.cid_length
-        if cid_length and len(data) > cid_length and (
-            data[0] & _CID_HEADER_MASK == _CID_HEADER
-        ):
+        cid = self._cid_of(data)
+        if cid is not None:
             # RFC 9147 §9: the CID, not the address, names the connection.
-            peer = self._by_cid.get(bytes(data[1 : 1 + cid_length]))
+            peer = self._by_cid.get(cid)
             if peer is None:
                 counts["unknown_cid_dropped"] += 1
                 return
@@ -499,23 +497,25 @@ class ServerEndpoint:
         address (what `receive_datagram` would `_deliver` there as it is), else None."""
         if self._closed or not data or data[0] & 0xE0 != 0x20:
             return None  # not a DTLSCiphertext record (RFC 9147 §4.1)
-        cid_length = self.cid_length
-        if cid_length and data[0] & _CID_HEADER_MASK == _CID_HEADER:
-            if len(data) <= cid_length:
-                return None
-            peer = self._by_cid.get(bytes(data[1 : 1 + cid_length]))
-        else:
-            peer = self._routes.get(addr)
+        cid = self._cid_of(data)
+        peer = self._routes.get(addr) if cid is None else self._by_cid.get(cid)
         if peer is None or peer.connection.peer_address != addr:
             return None
         return peer
+
+    def _cid_of(self, data: Buffer) -> bytes | None:
+        """The connection ID a datagram's first record carries (RFC 9147 §9), or None."""
+        cid_length = self.cid_length
+        if cid_length and len(data) > cid_length and data[0] & _CID_HEADER_MASK == _CID_HEADER:
+            return bytes(data[1 : 1 + cid_length])
+        return None
 
     def _deliver_run(self, peer: _Peer, run: list[tuple[Buffer, Address]], now: float) -> None:
         counts = self._counts
         counts["datagrams_received"] += len(run)
         counts["bytes_received"] += sum(len(d) for d, _ in run)
-        if self.cid_length and run[0][0][0] & _CID_HEADER_MASK == _CID_HEADER:
-            counts["datagrams_routed_by_cid"] += len(run)
+        if self.cid_length:
+            counts["datagrams_routed_by_cid"] += sum(self._cid_of(d) is not None for d, _ in run)
         peer.last_received = now
         peer.connection.receive_datagrams(run, now)
         self._service(peer, now)
