@@ -8,27 +8,19 @@ Appendix A; flights, fragments, ACKs and retransmission follow RFC 9147 §5 and 
 
 from __future__ import annotations
 
-import hmac
-import ssl
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from . import crypto
 from .config import Context, CookieMode
 from .errors import (
-    BadCertificate,
     BadRecordMac,
-    CertificateRequired,
     ConnectionStateError,
-    DecodeError,
-    DecryptError,
     DTLSError,
     IllegalParameter,
     InternalError,
     ProtocolError,
     RecordOverflow,
     UnexpectedMessage,
-    UnsupportedExtension,
 )
 from .events import (
     AlertReceived,
@@ -37,15 +29,14 @@ from .events import (
     Event,
     HandshakeCompleted,
     KeyUpdated,
+    PeerAddressChanged,
 )
 from .handshake import (
     MAX_PLAINTEXT,
-    RAW_PUBLIC_KEY,
-    X509,
     Address,
     FlightKind,
     HandshakeState,
-    PskCandidate,
+    type_name,
 )
 from .handshake_client import ClientHandshake
 from .handshake_server import ServerHandshake
@@ -59,21 +50,12 @@ from .iana import (
     NamedGroup,
 )
 from .keyschedule import (
-    KeySchedule,
-    Transcript,
     export_keying_material,
-    finished_verify_data,
     next_application_traffic_secret,
 )
 from .messages import (
     DTLS_HANDSHAKE_HEADER_LEN,
     HELLO_RETRY_REQUEST_RANDOM,
-    Certificate,
-    CertificateEntry,
-    CertificateRequest,
-    CertificateVerify,
-    ClientHello,
-    Finished,
     KeyUpdate,
     decode_ack,
     decode_alert,
@@ -90,7 +72,6 @@ from .path import (
     RRC_CONTENT_TYPE,
     ConnectionIds,
     ConnectionIdUpdates,
-    PathChallenge,
 )
 from .record_layer import InboundRecord, RecordLayer
 from .record_py import Buffer
@@ -104,6 +85,8 @@ from .reliability import (
     RetransmitTimer,
 )
 from .session import Session
+from .srtp import EXPORTER_LABEL as SRTP_EXPORTER_LABEL
+from .srtp import SrtpKeys, keying_material_length
 from .stats import ConnectionStats
 
 # AEAD limits per key (RFC 9147 §4.5.3, RFC 9846 §5.5): records protected, and records
@@ -144,7 +127,7 @@ def _group_name(group: int | None) -> str | None:
 __all__ = ["Connection", "HandshakeState"]
 
 
-class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
+class Connection:
     """One DTLS 1.3 association, client or server, as the context says."""
 
     def __init__(
@@ -158,25 +141,10 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         connection_id: bytes | Callable[[], bytes] | None = None,
     ) -> None:
         context.check()
-        # server: answer a ClientHello without a cookie with a cookie HRR (RFC 9147 §5.1);
-        # None follows context.cookie_mode (an endpoint decides "auto" itself)
-        self.require_cookie = (
-            context.cookie_mode == CookieMode.ALWAYS if require_cookie is None else require_cookie
-        )
         self.context = context
         self.is_client = context.is_client
-        self.server_name = server_name
         self.peer_address = peer_address
-        self.state = HandshakeState.START
-        self.cipher_suite: int | None = None
-        self.group: int | None = None
-        self.alpn_protocol: str | None = None
-        self.peer_certificates: tuple[Any, ...] = ()
         self.retransmissions = 0
-        self.srtp_profile: int | None = None
-        self.peer_public_key: bytes | None = None  # the peer's raw public key (RFC 7250)
-        self._own_certificate_type = X509
-        self._peer_certificate_type = X509
         self.keepalives_sent = 0
         self.last_sent = 0.0  # when a datagram last left, and an authentic record arrived
         self.last_received = 0.0
@@ -186,8 +154,6 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self._records = RecordLayer(
             context.replay_window, context.epoch_retention, context.provider
         )
-        # key exchange, signatures and randomness from the same provider (design §6)
-        self._crypto = self._records.provider.handshake
         self._events: list[Event] = []  # few at a time: a list is smaller than a deque
         self._out: list[bytes | bytearray] = []  # datagrams being filled (RFC 9147 §4.3)
         self._rto = RetransmitTimer(
@@ -202,11 +168,6 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self._ack_deadline: float | None = None
         self._version_known = False  # RFC 9147 §7: no ACKs before DTLS 1.3 is selected
         self._next_message_seq = 0
-        self._transcript = Transcript()
-        self._schedule: KeySchedule | None = None
-        self._hash_name = ""
-        self._client_random = b""
-        self._secrets: dict[str, bytes] = {}
         self._app_send_epoch = 0
         self._pending_app: list[bytes] = []
         # record sizes (RFC 8449) and AEAD limits (RFC 9147 §4.5.3), set with the suite
@@ -215,37 +176,39 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self._confidentiality_limit = 1 << 48
         self._integrity_limit = 1 << 36
         self._early_records: list[bytes] = []
+        self._early_received = 0  # server: 0-RTT bytes received (RFC 9846 §4.2.10)
         self._closing_alert_sent = False
 
-        # PSK and 0-RTT (RFC 9846 §2.2, §2.3)
-        self.session = session
-        self.resumed = False
-        self.early_data_accepted = False
-        self._psk: PskCandidate | None = None
-        self._early_sent: list[bytes] = []
-        self._early_received = 0
-        self._tickets_sent = 0
-        self._client_psk_modes: set[int] = set()  # server: what the client can resume with
-        # client
-        self._client_hello: ClientHello | None = None
-        self._first_client_hello: tuple[ClientHello, bytes] | None = None  # and its encoding
-        self._key_shares: dict[int, Any] = {}
-        self._retried = False
-        self._hrr_suite: int | None = None
-        self._certificate_request: CertificateRequest | None = None
-        # server
-        self._client_hello_record_seq = 0
-        self._signature_scheme = 0
-        self._peer_leaf: Any = None
-        # connection IDs (RFC 9147 §9): what we receive, and what the peer wants
-        # the CID we receive with, bytes or a generator (also used for CIDs issued later):
-        # this argument (a server endpoint choosing unique ones), else the context's
-        # (RFC 9147 §9)
+        # the handshake (RFC 9846 Appendix A), with key exchange, signatures and
+        # randomness from the record layer's provider (design §6)
+        provider = self._records.provider.handshake
+        self._handshake: ClientHandshake | ServerHandshake
+        if self.is_client:
+            self._handshake = ClientHandshake(
+                self, context, provider, server_name=server_name, session=session
+            )
+        else:
+            # a ClientHello without a cookie gets a cookie HRR (RFC 9147 §5.1); None
+            # follows context.cookie_mode (an endpoint decides "auto" itself)
+            self._handshake = ServerHandshake(
+                self,
+                context,
+                provider,
+                require_cookie=(
+                    context.cookie_mode == CookieMode.ALWAYS
+                    if require_cookie is None
+                    else require_cookie
+                ),
+                server_name=server_name,
+                session=session,
+            )
+        # connection IDs (RFC 9147 §9): the CID we receive with, bytes or a generator
+        # (also used for CIDs issued later): this argument (a server endpoint choosing
+        # unique ones), else the context's
         cid = connection_id if connection_id is not None else context.connection_id
-        self._cids = ConnectionIds(cid() if callable(cid) else cid, cid if callable(cid) else None)
-        self._rrc = False  # return routability check negotiated (draft-ietf-tls-dtls-rrc)
-        self._path_challenge: PathChallenge | None = None
-        self._probes: list[tuple[bytes, Address]] = []
+        self._path = ConnectionIdUpdates(
+            self, ConnectionIds(cid() if callable(cid) else cid, cid if callable(cid) else None)
+        )
 
     # ---- public API ----
     def connect(self, addr: Address, now: float) -> None:
@@ -256,15 +219,9 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             raise ConnectionStateError("connect() was already called")
         self.peer_address = addr
         self.handshake_started = now
-        self._client_random = self._crypto.random(32)
-        self._psk = self._offered_psk()
-        ch = self._build_client_hello()
-        self._fit_first_client_hello(ch)
-        self._client_hello = ch
-        self._start_flight(OutgoingFlight([self._client_hello_message(ch)], needs_ack=False), now)
-        if ch.early_data:
-            self._send_early_data()
-        self.state = HandshakeState.WAIT_SH
+        handshake = self._handshake
+        assert isinstance(handshake, ClientHandshake)
+        handshake.start(now)
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
         """Process one datagram. Bad input is dropped and counted, or ends the connection
@@ -278,13 +235,14 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         try:
             authenticated = self._receive_records(self._records.open(data, now), addr, now)
             if authenticated:
-                if self._records.last_cid != self._cids.in_use:
-                    self._peer_switched_cid(self._records.last_cid)
-                challenge = self._path_challenge
+                path = self._path
+                if self._records.last_cid != path.cids.in_use:
+                    path.peer_switched_cid(self._records.last_cid)
+                challenge = path.challenge
                 if challenge is not None and addr == challenge.address:
                     challenge.received += len(data)
                 if addr != self.peer_address:
-                    self._on_new_address(addr, data, now)
+                    path.on_new_address(addr, data, now)
             if self._records.counters.failed_authentication:
                 self._check_integrity_limit()
         except Exception as exc:
@@ -300,7 +258,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             if (
                 self.state is HandshakeState.CONNECTED
                 and addr == self.peer_address
-                and self._path_challenge is None
+                and self._path.challenge is None
             ):
                 bits = records.batchable(data)
             if bits is not None and (bits == run_bits or not run):
@@ -389,9 +347,10 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self._out.clear()
         if out:
             self.last_sent = now
-        if self._probes:
-            out.extend(self._probes)
-            self._probes.clear()
+        probes = self._path.probes
+        if probes:
+            out.extend(probes)
+            probes.clear()
         return out
 
     def get_timer(self) -> float | None:
@@ -407,8 +366,8 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         deadline = self._handshake_deadline()
         if deadline is not None:
             times.append(deadline)
-        if self._path_challenge is not None:
-            times.append(self._path_challenge.deadline)
+        if self._path.challenge is not None:
+            times.append(self._path.challenge.deadline)
         times.extend(t for t in self._liveness_deadlines() if t is not None)
         return min(times) if times else None
 
@@ -447,9 +406,9 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             record, _ = self._records.seal(self._app_send_epoch, ContentType.ACK, encode_ack([]))
             self._emit(record)
             self.keepalives_sent += 1
-        challenge = self._path_challenge
+        challenge = self._path.challenge
         if challenge is not None and now >= challenge.deadline:
-            self._send_path_challenge(challenge, now)
+            self._path.send_path_challenge(challenge, now)
         for kind, flight in list(self._flights.items()):
             if flight.deadline is None or now < flight.deadline:
                 continue
@@ -534,14 +493,29 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
 
     def export_keying_material(self, label: bytes | str, context: bytes, length: int) -> bytes:
         """RFC 9846 §7.5 exporter (with the dtls13 label prefix, RFC 9147 §5.9)."""
-        secret = self._secrets.get("exporter")
+        handshake = self._handshake
+        secret = handshake.secrets.get("exporter")
         if secret is None:
             raise ConnectionStateError("the handshake has not completed")
         if isinstance(label, str):
             label = label.encode()
         return export_keying_material(
-            self._hash_name, secret, label, context, length, expand=self._crypto.hkdf_expand
+            handshake.hash_name,
+            secret,
+            label,
+            context,
+            length,
+            expand=self._records.provider.handshake.hkdf_expand,
         )
+
+    def srtp_keys(self) -> SrtpKeys:
+        """The SRTP master keys and salts exported from this connection (RFC 5764 §4.2)."""
+        if self.srtp_profile is None:
+            raise ConnectionStateError("no SRTP profile was negotiated")
+        material = self.export_keying_material(
+            SRTP_EXPORTER_LABEL, b"", keying_material_length(self.srtp_profile)
+        )
+        return SrtpKeys.from_keying_material(self.srtp_profile, material)
 
     def stats(self) -> ConnectionStats:
         """A snapshot of this connection's counters."""
@@ -580,6 +554,93 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
     def record_counters(self) -> Any:
         return self._records.counters
 
+    # ---- what the handshake negotiated (owned by `ClientHandshake`/`ServerHandshake`) ----
+    @property
+    def state(self) -> HandshakeState:
+        """Where the handshake is (RFC 9846 Appendix A), or CLOSED."""
+        return self._handshake.state
+
+    @property
+    def server_name(self) -> str | None:
+        return self._handshake.server_name
+
+    @property
+    def session(self) -> Session | None:
+        """The session to resume with (client): given, or from the latest ticket."""
+        return self._handshake.session
+
+    @property
+    def cipher_suite(self) -> int | None:
+        return self._handshake.cipher_suite
+
+    @property
+    def group(self) -> int | None:
+        return self._handshake.group
+
+    @property
+    def alpn_protocol(self) -> str | None:
+        return self._handshake.alpn_protocol
+
+    @property
+    def peer_certificates(self) -> tuple[Any, ...]:
+        return self._handshake.peer_certificates
+
+    @property
+    def peer_public_key(self) -> bytes | None:
+        """The peer's raw public key (RFC 7250), when it sent one."""
+        return self._handshake.peer_public_key
+
+    @property
+    def srtp_profile(self) -> int | None:
+        return self._handshake.srtp_profile
+
+    @property
+    def resumed(self) -> bool:
+        return self._handshake.resumed
+
+    @property
+    def early_data_accepted(self) -> bool:
+        return self._handshake.early_data_accepted
+
+    @property
+    def require_cookie(self) -> bool:
+        """Server: answer a ClientHello without a cookie with a cookie HRR (RFC 9147 §5.1)."""
+        handshake = self._handshake
+        return isinstance(handshake, ServerHandshake) and handshake.require_cookie
+
+    @property
+    def _client_random(self) -> bytes:
+        return self._handshake.client_random
+
+    # ---- connection IDs (owned by `ConnectionIdUpdates`, RFC 9147 §9) ----
+    def issue_connection_ids(self, count: int, *, immediate: bool = False) -> list[bytes]:
+        """Give the peer `count` new CIDs to send to us with (RFC 9147 §9 NewConnectionId);
+        all our CIDs stay valid. With `immediate` the peer switches to the first."""
+        return self._path.issue_connection_ids(count, immediate=immediate)
+
+    def request_connection_ids(self, count: int) -> None:
+        """Ask the peer for `count` spare CIDs (RFC 9147 §9 RequestConnectionId)."""
+        self._path.request_connection_ids(count)
+
+    def use_next_peer_cid(self) -> bytes | None:
+        """Send with the peer's next spare CID, e.g. after our address changed (§9)."""
+        return self._path.use_next_peer_cid()
+
+    @property
+    def local_cid(self) -> bytes | None:
+        """The connection ID we receive with (RFC 9147 §9), None if not negotiated."""
+        return self._path.local_cid
+
+    @property
+    def local_cids(self) -> tuple[bytes, ...]:
+        """Every CID we gave the peer; records may carry any of them."""
+        return self._path.local_cids
+
+    @property
+    def peer_cid(self) -> bytes | None:
+        """The connection ID our records to the peer carry."""
+        return self._path.peer_cid
+
     # ---- datagram assembly ----
     def _emit(self, record: bytes) -> None:
         out = self._out
@@ -603,7 +664,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
 
     def _raw_handshake_message(self, epoch: int, msg_type: int, body: bytes) -> OutgoingMessage:
         if msg_type != HandshakeType.SERVER_HELLO or body[2:34] != HELLO_RETRY_REQUEST_RANDOM:
-            self._transcript.add(transcript_bytes(msg_type, body))
+            self._handshake.transcript.add(transcript_bytes(msg_type, body))
         out = OutgoingMessage(epoch, msg_type, self._next_message_seq, body)
         self._next_message_seq += 1
         return out
@@ -729,8 +790,8 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             self._receive_ack(record, now)
         elif content_type == ContentType.ALERT:
             self._receive_alert(record)
-        elif content_type == RRC_CONTENT_TYPE and self._rrc and record.epoch >= 3:
-            self._receive_rrc(record, addr, now)
+        elif content_type == RRC_CONTENT_TYPE and self._path.rrc and record.epoch >= 3:
+            self._path.receive_rrc(record, addr, now)
         else:
             raise UnexpectedMessage(f"unexpected record content type {content_type}")
 
@@ -797,8 +858,10 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             result = reassembler.add(fragment, record.epoch)
             if result == FragmentResult.ACCEPTED:
                 accepted = True
-                if fragment.msg_type == HandshakeType.CLIENT_HELLO:
-                    self._client_hello_record_seq = record.seq
+                if fragment.msg_type == HandshakeType.CLIENT_HELLO and isinstance(
+                    self._handshake, ServerHandshake
+                ):
+                    self._handshake.client_hello_record_seq = record.seq
             elif result == FragmentResult.OLD:
                 old = True
         if accepted:
@@ -831,46 +894,27 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
 
     # ---- handshake messages ----
     def _handle_message(self, message: ReceivedMessage, now: float) -> None:
+        handshake = self._handshake
+        if handshake.state is not HandshakeState.CONNECTED:
+            handshake.handle(message, now)  # RFC 9846 Appendix A
+            return
         msg_type = message.msg_type
-        state = self.state
-        handler: Callable[[ReceivedMessage, float], None] | None = None
-        if state is HandshakeState.CONNECTED:
-            if message.epoch < 3:
-                raise UnexpectedMessage("handshake message in a handshake epoch after completion")
-            handler = self._post_handshake_handlers().get(msg_type)
-        else:
-            # RFC 9846 Appendix A: which message each state accepts
-            table = _CLIENT_HANDLERS if self.is_client else _SERVER_HANDLERS
-            name = table.get(state, {}).get(msg_type)
-            handler = getattr(self, name) if name is not None else None
+        if message.epoch < 3:
+            raise UnexpectedMessage("handshake message in a handshake epoch after completion")
+        handler = self._post_handshake_handlers().get(msg_type)
         if handler is None:
-            raise UnexpectedMessage(f"{_type_name(msg_type)} in state {state.value}")
-        expected_epoch = (
-            0 if msg_type in (HandshakeType.CLIENT_HELLO, HandshakeType.SERVER_HELLO) else 2
-        )
-        if state is not HandshakeState.CONNECTED and message.epoch != expected_epoch:
-            raise UnexpectedMessage(f"{_type_name(msg_type)} in epoch {message.epoch}")
+            raise UnexpectedMessage(f"{type_name(msg_type)} in state {handshake.state.value}")
         handler(message, now)
 
     def _post_handshake_handlers(self) -> dict[int, Callable[[ReceivedMessage, float], None]]:
         handlers: dict[int, Callable[[ReceivedMessage, float], None]] = {
             HandshakeType.KEY_UPDATE: self._receive_key_update,
-            HandshakeType.NEW_CONNECTION_ID: self._receive_new_connection_id,
-            HandshakeType.REQUEST_CONNECTION_ID: self._receive_request_connection_id,
+            HandshakeType.NEW_CONNECTION_ID: self._path.receive_new_connection_id,
+            HandshakeType.REQUEST_CONNECTION_ID: self._path.receive_request_connection_id,
         }
-        if self.is_client:
-            handlers[HandshakeType.NEW_SESSION_TICKET] = self._receive_new_session_ticket
+        if isinstance(self._handshake, ClientHandshake):
+            handlers[HandshakeType.NEW_SESSION_TICKET] = self._handshake.receive_new_session_ticket
         return handlers
-
-    def _decode(self, message: ReceivedMessage) -> Any:
-        return decode_handshake_body(message.msg_type, message.body)
-
-    def _add_to_transcript(self, message: ReceivedMessage) -> None:
-        self._transcript.add(transcript_bytes(message.msg_type, message.body))
-
-    # ---- client ----
-
-    # ---- server ----
 
     # ---- both sides ----
     def _apply_record_size_limits(self, peer_limit: int) -> None:
@@ -886,165 +930,73 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         if FlightKind.HANDSHAKE in self._flights:
             self._flight_acknowledged(FlightKind.HANDSHAKE, now)
 
-    def _peer_certificate(self, message: ReceivedMessage, now: float) -> None:
-        certificate = self._decode(message)
-        assert isinstance(certificate, Certificate)
-        ctx = self.context
-        if certificate.context:
-            raise IllegalParameter("certificate_request_context must be empty")
-        self._implicit_ack(now)
-        if not certificate.entries:
-            if self.is_client:
-                raise DecodeError("server sent no certificate")  # RFC 9846 §4.4.2.4
-            if ctx.verify_mode == ssl.CERT_REQUIRED:
-                raise CertificateRequired("client sent no certificate")
-            self._add_to_transcript(message)
-            self.state = HandshakeState.WAIT_FINISHED
-            return
-        if any(entry.extensions for entry in certificate.entries):
-            # RFC 9846 §4.4.2: only extensions we asked for; we ask for none.
-            raise UnsupportedExtension("certificate entry extension we did not request")
-        if self._peer_certificate_type == RAW_PUBLIC_KEY:
-            # RFC 7250 §3: one SubjectPublicKeyInfo, trusted if pinned.
-            spki = certificate.entries[0].data
-            if len(certificate.entries) != 1 or spki not in ctx.pinned_public_keys:
-                raise BadCertificate("raw public key is not one we pinned")
-            self._peer_leaf = crypto.load_public_key(spki)
-            self.peer_public_key = spki
-            self._add_to_transcript(message)
-            self.state = HandshakeState.WAIT_CV
-            return
-        chain = [entry.data for entry in certificate.entries]
-        if ctx.verify_mode != ssl.CERT_NONE:
-            name = self.server_name if (self.is_client and ctx.check_hostname) else None
-            certs = crypto.verify_certificate_chain(
-                chain,
-                ctx.trust_store(),
-                server_name=name,
-                is_server_cert=self.is_client,
-                when=ctx.certificate_time(),
-            )
-        else:
-            certs = crypto.parse_certificates(chain)
-        if ctx.verify_callback is not None:
-            ctx.verify_callback(certs, self.server_name)
-        self.peer_certificates = tuple(certs)
-        self._peer_leaf = certs[0]
-        self._add_to_transcript(message)
-        self.state = HandshakeState.WAIT_CV
+    def _version_selected(self) -> None:
+        self._version_known = True  # ACKs from now on (RFC 9147 §7)
 
-    def _peer_certificate_verify(self, message: ReceivedMessage, now: float) -> None:
-        cv = self._decode(message)
-        assert isinstance(cv, CertificateVerify)
-        if cv.algorithm not in self.context.signature_algorithms:
-            raise IllegalParameter("CertificateVerify with a scheme we did not offer")
-        content = crypto.certificate_verify_content(self.is_client, self._transcript.digest())
-        self._crypto.verify_signature(self._peer_leaf, cv.algorithm, cv.signature, content)
-        self._add_to_transcript(message)
-        self.state = HandshakeState.WAIT_FINISHED
+    def _mirror_numbering(self, message_seq: int, record_seq: int) -> None:
+        """Number our messages and plaintext records on from the ClientHello's, as a
+        stateless server must (RFC 9147 §5.1)."""
+        self._next_message_seq = message_seq
+        self._records.send_epochs[0].next_seq = record_seq
 
-    def _check_finished(self, message: ReceivedMessage, base_key: bytes, now: float) -> None:
-        finished = self._decode(message)
-        assert isinstance(finished, Finished)
-        self._implicit_ack(now)
-        expected = finished_verify_data(
-            self._hash_name, base_key, self._transcript.digest(), expand=self._crypto.hkdf_expand
-        )
-        if not hmac.compare_digest(expected, finished.verify_data):
-            raise DecryptError("Finished does not verify")  # RFC 9846 §4.4.4
+    def _negotiate_connection_ids(self, peer_cid: bytes | None, rrc: bool) -> None:
+        self._path.negotiated(peer_cid, rrc)
 
-    def _own_certificate(self, context: bytes) -> Certificate:
-        if self._own_certificate_type == RAW_PUBLIC_KEY:
-            spki = crypto.public_key_der(self.context.private_key)
-            return Certificate(context, [CertificateEntry(spki)])  # RFC 7250 §3
-        entries = [CertificateEntry(der) for der in self.context.certificate_chain_der()]
-        return Certificate(context, entries)
-
-    def _own_certificate_verify(self) -> CertificateVerify:
-        content = crypto.certificate_verify_content(not self.is_client, self._transcript.digest())
-        signature = self._crypto.sign(self.context.private_key, self._signature_scheme, content)
-        return CertificateVerify(self._signature_scheme, signature)
-
-    def _schedule_required(self) -> KeySchedule:
-        if self._schedule is None:
-            raise InternalError("no key schedule")
-        return self._schedule
-
-    @property
-    def _suite(self) -> int:
-        assert self.cipher_suite is not None
-        return self.cipher_suite
-
-    def _derive_handshake_secrets(self, shared_secret: bytes | None) -> None:
-        confidentiality, integrity = _AEAD_LIMITS[self._suite]  # IntEnum keys: int lookup
+    def _apply_aead_limits(self, suite: int) -> None:
+        """RFC 9147 §4.5.3: the suite's limits, unless the context sets its own."""
+        confidentiality, integrity = _AEAD_LIMITS[suite]  # IntEnum keys: int lookup
         ctx = self.context
         self._confidentiality_limit = ctx.confidentiality_limit or confidentiality
         self._integrity_limit = ctx.integrity_limit or integrity
-        schedule = self._crypto.key_schedule(self._suite)
-        schedule.early_secret(self._psk.key if self._psk is not None else None)
-        schedule.handshake_secret(shared_secret)
-        self._schedule = schedule
-        digest = self._transcript.digest()
-        client = schedule.client_handshake_traffic_secret(digest)
-        server = schedule.server_handshake_traffic_secret(digest)
-        self._secrets["client_handshake"] = client
-        self._secrets["server_handshake"] = server
-        self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", client)
-        self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", server)
-        own, peer = (client, server) if self.is_client else (server, client)
-        self._records.install_send(2, self._suite, own)
-        self._records.install_receive(2, self._suite, peer)
 
-    def _derive_application_secrets(self) -> None:
-        schedule = self._schedule_required()
-        schedule.master_secret()
-        digest = self._transcript.digest()
-        client = schedule.client_application_traffic_secret(digest)
-        server = schedule.server_application_traffic_secret(digest)
-        exporter = schedule.exporter_master_secret(digest)
-        self._secrets.update(
-            client_application=client, server_application=server, exporter=exporter
-        )
-        self._log_secret("CLIENT_TRAFFIC_SECRET_0", client)
-        self._log_secret("SERVER_TRAFFIC_SECRET_0", server)
-        self._log_secret("EXPORTER_SECRET", exporter)
+    def _start_application_epoch(self, suite: int, secret: bytes) -> None:
+        """Application data goes in epoch 3 from now on (RFC 9147 §6.1)."""
+        self._records.install_send(3, suite, secret)
+        self._app_send_epoch = 3
 
-    def _log_secret(self, label: str, secret: bytes) -> None:
-        # NSS key log format; only when the application asked for it.
-        if self.context.keylog is not None:
-            self.context.keylog(f"{label} {self._client_random.hex()} {secret.hex()}")
-
-    def _complete(self, now: float) -> None:
-        # What only the handshake needed goes (a connection should be small).
-        self._transcript = Transcript()
-        self._schedule = None
-        self._secrets.pop("client_handshake", None)
-        self._secrets.pop("server_handshake", None)
-        self.state = HandshakeState.CONNECTED
+    def _handshake_completed(self, now: float) -> None:
         self.last_received = self.last_sent = now
         self.handshake_completed_at = now
-        assert self.cipher_suite is not None
+        handshake = self._handshake
         self._events.append(
             HandshakeCompleted(
                 version="DTLSv1.3",
-                cipher_suite=CipherSuite(self.cipher_suite).name,
-                group=_group_name(self.group),
-                alpn_protocol=self.alpn_protocol,
-                peer_certificates=self.peer_certificates,
-                resumed=self.resumed,
-                early_data_accepted=self.early_data_accepted,
+                cipher_suite=CipherSuite(handshake.suite).name,
+                group=_group_name(handshake.group),
+                alpn_protocol=handshake.alpn_protocol,
+                peer_certificates=handshake.peer_certificates,
+                resumed=handshake.resumed,
+                early_data_accepted=handshake.early_data_accepted,
             )
         )
         pending, self._pending_app = self._pending_app, []
         for data in pending:
             self.send(data)
 
+    def _release_early_records(self) -> None:
+        """Application data that arrived before the peer's Finished (RFC 9147 §5.8.1)."""
+        for payload in self._early_records:
+            self._events.append(DataReceived(payload))
+        self._early_records.clear()
+
+    def _queue_event(self, event: Event) -> None:
+        self._events.append(event)
+
+    def _awaiting_ack(self, kind: FlightKind) -> bool:
+        return kind in self._flights
+
+    def _path_validated(self, addr: Address) -> None:
+        """A return routability check answered from `addr`: the connection moves there
+        (draft-ietf-tls-dtls-rrc §5.1)."""
+        old, self.peer_address = self.peer_address, addr
+        self._events.append(PeerAddressChanged(old, addr))
+
     # ---- post-handshake (RFC 9147 §5.8.4, §8) ----
     def _ack_post_handshake(self, message: ReceivedMessage, now: float) -> None:
         self._schedule_ack(now, immediate=True)
 
     def _receive_key_update(self, message: ReceivedMessage, now: float) -> None:
-        update = self._decode(message)
+        update = decode_handshake_body(message.msg_type, message.body)
         assert isinstance(update, KeyUpdate)
         if update.request_update not in (0, 1):
             raise IllegalParameter("invalid KeyUpdate request")
@@ -1052,12 +1004,13 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         current = self._records.receive_epochs.get(epoch)
         if current is None or epoch != max(self._records.receive_epochs):
             raise UnexpectedMessage("KeyUpdate outside the current epoch")
+        handshake = self._handshake
         secret = next_application_traffic_secret(
-            self._hash_name, current.secret, expand=self._crypto.hkdf_expand
+            handshake.hash_name, current.secret, expand=self._records.provider.handshake.hkdf_expand
         )
-        self._records.install_receive(epoch + 1, self._suite, secret)
+        self._records.install_receive(epoch + 1, handshake.suite, secret)
         label = "SERVER" if self.is_client else "CLIENT"
-        self._log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
+        handshake.log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
         self._events.append(KeyUpdated("receive", epoch + 1))
         self._ack_post_handshake(message, now)
         if update.request_update == KeyUpdateRequest.UPDATE_REQUESTED:
@@ -1065,12 +1018,13 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
 
     def _advance_send_epoch(self) -> None:
         epoch = self._app_send_epoch
+        handshake = self._handshake
         secret = next_application_traffic_secret(
-            self._hash_name,
+            handshake.hash_name,
             self._records.send_epochs[epoch].secret,
-            expand=self._crypto.hkdf_expand,
+            expand=self._records.provider.handshake.hkdf_expand,
         )
-        self._records.install_send(epoch + 1, self._suite, secret)
+        self._records.install_send(epoch + 1, handshake.suite, secret)
         self._app_send_epoch = epoch + 1
         # Old keys go once no unacknowledged message needs them for a retransmission
         # (RFC 9147 §4.2.1: retransmissions use the original epoch).
@@ -1079,7 +1033,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             if old not in in_use:
                 self._records.drop_send(old)
         label = "CLIENT" if self.is_client else "SERVER"
-        self._log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
+        handshake.log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
         self._events.append(KeyUpdated("send", epoch + 1))
 
     # ---- alerts and closing ----
@@ -1108,32 +1062,13 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
     ) -> None:
         if self.state is HandshakeState.CLOSED:
             return
-        self.state = HandshakeState.CLOSED
+        self._handshake.state = HandshakeState.CLOSED
         self._flights.clear()
         self._ack_deadline = None
         self._events.append(ConnectionClosed(reason, alert, by_peer, error))
 
 
 _APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
-
-# (state, message type) -> handler method, per role (RFC 9846 Appendix A.1, A.2)
-_CLIENT_HANDLERS: dict[HandshakeState, dict[int, str]] = {
-    HandshakeState.WAIT_SH: {HandshakeType.SERVER_HELLO: "_client_server_hello"},
-    HandshakeState.WAIT_EE: {HandshakeType.ENCRYPTED_EXTENSIONS: "_client_encrypted_extensions"},
-    HandshakeState.WAIT_CERT_CR: {
-        HandshakeType.CERTIFICATE_REQUEST: "_client_certificate_request",
-        HandshakeType.CERTIFICATE: "_peer_certificate",
-    },
-    HandshakeState.WAIT_CERT: {HandshakeType.CERTIFICATE: "_peer_certificate"},
-    HandshakeState.WAIT_CV: {HandshakeType.CERTIFICATE_VERIFY: "_peer_certificate_verify"},
-    HandshakeState.WAIT_FINISHED: {HandshakeType.FINISHED: "_client_finished"},
-}
-_SERVER_HANDLERS: dict[HandshakeState, dict[int, str]] = {
-    HandshakeState.START: {HandshakeType.CLIENT_HELLO: "_server_client_hello"},
-    HandshakeState.WAIT_CERT: {HandshakeType.CERTIFICATE: "_peer_certificate"},
-    HandshakeState.WAIT_CV: {HandshakeType.CERTIFICATE_VERIFY: "_peer_certificate_verify"},
-    HandshakeState.WAIT_FINISHED: {HandshakeType.FINISHED: "_server_finished"},
-}
 
 
 def _acked_any(flight: OutgoingFlight) -> bool:
@@ -1142,10 +1077,3 @@ def _acked_any(flight: OutgoingFlight) -> bool:
 
 def _message_type(message: Any) -> int:
     return int(handshake_type(message))
-
-
-def _type_name(msg_type: int) -> str:
-    try:
-        return HandshakeType(msg_type).name.lower()
-    except ValueError:
-        return f"handshake type {msg_type}"

@@ -4,9 +4,10 @@ binders and 0-RTT, the HelloRetryRequest, the server's flight, and the final fli
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import crypto
+from .config import Context
 from .errors import (
     IllegalParameter,
     MissingExtension,
@@ -18,6 +19,8 @@ from .events import SessionTicketReceived
 from .handshake import (
     RAW_PUBLIC_KEY,
     X509,
+    Handshake,
+    HandshakeConnection,
     HandshakeState,
     PskCandidate,
     binder_key,
@@ -65,9 +68,59 @@ from .srtp import (
     encode_use_srtp,
 )
 
+if TYPE_CHECKING:
+    from .provider import HandshakeCrypto
 
-class ClientHandshake:
-    """The client state machine's handlers, mixed into `Connection`."""
+
+class ClientHandshake(Handshake):
+    """The client's state machine (RFC 9846 Appendix A.1): it owns the ClientHello, its
+    key shares and the HelloRetryRequest it answered, and asks its connection for the
+    rest (`HandshakeConnection`)."""
+
+    is_client = True
+    _handlers = {
+        HandshakeState.WAIT_SH: {HandshakeType.SERVER_HELLO: "_client_server_hello"},
+        HandshakeState.WAIT_EE: {
+            HandshakeType.ENCRYPTED_EXTENSIONS: "_client_encrypted_extensions"
+        },
+        HandshakeState.WAIT_CERT_CR: {
+            HandshakeType.CERTIFICATE_REQUEST: "_client_certificate_request",
+            HandshakeType.CERTIFICATE: "_peer_certificate",
+        },
+        HandshakeState.WAIT_CERT: {HandshakeType.CERTIFICATE: "_peer_certificate"},
+        HandshakeState.WAIT_CV: {HandshakeType.CERTIFICATE_VERIFY: "_peer_certificate_verify"},
+        HandshakeState.WAIT_FINISHED: {HandshakeType.FINISHED: "_client_finished"},
+    }
+
+    def __init__(
+        self,
+        connection: HandshakeConnection,
+        context: Context,
+        crypto: HandshakeCrypto,
+        *,
+        server_name: str | None = None,
+        session: Session | None = None,
+    ) -> None:
+        super().__init__(connection, context, crypto, server_name=server_name, session=session)
+        self._client_hello: ClientHello | None = None
+        self._first_client_hello: tuple[ClientHello, bytes] | None = None  # and its encoding
+        self._key_shares: dict[int, Any] = {}
+        self._hrr_suite: int | None = None
+        self._certificate_request: CertificateRequest | None = None
+        self._early_sent: list[bytes] = []  # 0-RTT data, resent if the server rejects it
+
+    def start(self, now: float) -> None:
+        """Send the first ClientHello (and 0-RTT data with a ticket that allows it)."""
+        self.client_random = self._crypto.random(32)
+        self._psk = self._offered_psk()
+        ch = self._build_client_hello()
+        self._fit_first_client_hello(ch)
+        self._client_hello = ch
+        flight = OutgoingFlight([self._client_hello_message(ch)], needs_ack=False)
+        self._conn._start_flight(flight, now)
+        if ch.early_data:
+            self._send_early_data()
+        self.state = HandshakeState.WAIT_SH
 
     def _build_client_hello(self) -> ClientHello:
         ctx = self.context
@@ -79,7 +132,7 @@ class ClientHandshake:
             self.server_name if self.server_name and not _is_ip(self.server_name) else None
         )
         return ClientHello(
-            random=self._client_random,
+            random=self.client_random,
             cipher_suites=[int(s) for s in ctx.cipher_suites],
             supported_versions=[DTLS13_VERSION],
             supported_groups=[int(g) for g in ctx.groups],
@@ -89,7 +142,7 @@ class ClientHandshake:
             ],
             signature_algorithms=[int(s) for s in ctx.signature_algorithms],
             server_name=server_name,
-            connection_id=self.local_cid,
+            connection_id=self._conn.local_cid,
             alpn_protocols=[p.encode() for p in ctx.alpn_protocols] or None,
             record_size_limit=ctx.record_size_limit,
             other_extensions=self._client_raw_extensions(),
@@ -100,7 +153,7 @@ class ClientHandshake:
         """Extensions the codecs keep raw: rrc and use_srtp."""
         ctx = self.context
         raw = []
-        if self.local_cid is not None and ctx.return_routability_check:
+        if self._conn.local_cid is not None and ctx.return_routability_check:
             raw.append((RRC_EXTENSION, b""))
         if ctx.srtp_profiles:
             raw.append((ExtensionType.USE_SRTP, encode_use_srtp(list(ctx.srtp_profiles))))
@@ -160,7 +213,7 @@ class ClientHandshake:
             self.context.early_data
             and session is not None
             and session.max_early_data_size > 0
-            and bool(self._pending_app)
+            and bool(self._conn._pending_app)
             and not self._retried
         )
         return {
@@ -178,7 +231,7 @@ class ClientHandshake:
         body = first[1] if first is not None and first[0] is ch else encode_handshake_body(ch)
         psk = self._psk
         if ch.pre_shared_key is not None and psk is not None:
-            digest = self._transcript.digest_with(truncated_client_hello(body), psk.hash_name)
+            digest = self.transcript.digest_with(truncated_client_hello(body), psk.hash_name)
             binder = compute_binder(
                 psk.hash_name,
                 binder_key(psk, self._crypto),
@@ -186,7 +239,7 @@ class ClientHandshake:
                 expand=self._crypto.hkdf_expand,
             )
             body = client_hello_with_binders(body, [binder])
-        return self._raw_handshake_message(0, HandshakeType.CLIENT_HELLO, body)
+        return self._conn._raw_handshake_message(0, HandshakeType.CLIENT_HELLO, body)
 
     def _send_early_data(self) -> None:
         """0-RTT (RFC 9846 §2.3): queued data in epoch 1, up to the ticket's limit."""
@@ -196,16 +249,16 @@ class ClientHandshake:
         schedule = self._crypto.key_schedule(session.cipher_suite)
         schedule.early_secret(psk.key)
         secret = schedule.client_early_traffic_secret(
-            self._transcript.digest_with(b"", psk.hash_name)
+            self.transcript.digest_with(b"", psk.hash_name)
         )
-        self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", secret)
-        self._records.install_send(1, session.cipher_suite, secret)
+        self.log_secret("CLIENT_EARLY_TRAFFIC_SECRET", secret)
+        self._conn._records.install_send(1, session.cipher_suite, secret)
         budget = session.max_early_data_size
-        while self._pending_app and len(self._pending_app[0]) <= budget:
-            data = self._pending_app.pop(0)
+        while self._conn._pending_app and len(self._conn._pending_app[0]) <= budget:
+            data = self._conn._pending_app.pop(0)
             budget -= len(data)
-            record, _ = self._records.seal(1, ContentType.APPLICATION_DATA, data)
-            self._emit(record)
+            record, _ = self._conn._records.seal(1, ContentType.APPLICATION_DATA, data)
+            self._conn._emit(record)
             self._early_sent.append(data)
 
     def _client_server_hello(self, message: ReceivedMessage, now: float) -> None:
@@ -219,7 +272,7 @@ class ClientHandshake:
             raise IllegalParameter("server selected a version we did not offer")
         offered_cid = self._client_hello.connection_id is not None
         offered = self._client_hello.other_extensions
-        self._rrc = (RRC_EXTENSION, b"") in sh.other_extensions and bool(offered)
+        rrc = (RRC_EXTENSION, b"") in sh.other_extensions and bool(offered)
         unsolicited = [e for e in sh.other_extensions if e not in offered]
         if unsolicited or (sh.connection_id is not None and not offered_cid):
             # RFC 9846 §4.2: only extensions we offered may come back.
@@ -230,7 +283,7 @@ class ClientHandshake:
             raise IllegalParameter("legacy_session_id_echo must be empty (RFC 9147 §5)")
         if sh.legacy_compression_method != 0:
             raise IllegalParameter("compression method must be null")
-        self._version_known = True
+        self._conn._version_selected()
         hash_name = suite_hash_name(sh.cipher_suite)
         if sh.is_hello_retry_request:
             self._client_hello_retry(sh, message, hash_name, now)
@@ -254,10 +307,10 @@ class ClientHandshake:
             raise MissingExtension("ServerHello without key_share")
         if sh.cookie is not None or sh.selected_group is not None:
             raise IllegalParameter("HelloRetryRequest extensions in a ServerHello")
-        self._implicit_ack(now)
+        self._conn._implicit_ack(now)
         self.cipher_suite = sh.cipher_suite
-        self._hash_name = hash_name
-        self._transcript.set_hash(hash_name)
+        self.hash_name = hash_name
+        self.transcript.set_hash(hash_name)
         self._add_to_transcript(message)
         shared = None
         if share is not None and sh.key_share is not None:
@@ -265,10 +318,7 @@ class ClientHandshake:
             shared = share.agree(sh.key_share.key_exchange)
         self._key_shares.clear()
         self._psk = psk
-        if sh.connection_id is not None:
-            self._use_connection_ids(sh.connection_id)
-        else:
-            self._cids.local = []  # the server did not take up CIDs
+        self._conn._negotiate_connection_ids(sh.connection_id, rrc)
         self._derive_handshake_secrets(shared)
         self.state = HandshakeState.WAIT_EE
 
@@ -287,10 +337,10 @@ class ClientHandshake:
             raise IllegalParameter("HelloRetryRequest that would not change the ClientHello")
         if hrr.key_share is not None or hrr.pre_shared_key is not None:
             raise IllegalParameter("ServerHello extensions in a HelloRetryRequest")
-        self._implicit_ack(now)
+        self._conn._implicit_ack(now)
         self._hrr_suite = hrr.cipher_suite
-        self._transcript.set_hash(hash_name)
-        self._transcript.restart_after_hello_retry()
+        self.transcript.set_hash(hash_name)
+        self.transcript.restart_after_hello_retry()
         self._add_to_transcript(message)
         if group is not None:
             self._key_shares = {group: self._crypto.generate_key_share(group)}
@@ -308,11 +358,11 @@ class ClientHandshake:
         for key, value in self._psk_extensions().items():
             setattr(ch, key, value)
         ch.early_data = False
-        self._records.drop_send(1)
-        self._pending_app[:0] = self._early_sent
+        self._conn._records.drop_send(1)
+        self._conn._pending_app[:0] = self._early_sent
         self._early_sent.clear()
         flight = OutgoingFlight([self._client_hello_message(ch)], needs_ack=False)
-        self._start_flight(flight, now)
+        self._conn._start_flight(flight, now)
 
     def _client_encrypted_extensions(self, message: ReceivedMessage, now: float) -> None:
         ee = self._decode(message)
@@ -348,7 +398,7 @@ class ClientHandshake:
         ):
             raise UnsupportedExtension("EncryptedExtensions with an extension we did not offer")
         if ee.record_size_limit is not None:
-            self._apply_record_size_limits(ee.record_size_limit)
+            self._conn._apply_record_size_limits(ee.record_size_limit)
         self.early_data_accepted = ee.early_data and self._psk is not None
         if ee.server_name and self._client_hello is not None and not self._client_hello.server_name:
             raise UnsupportedExtension("server_name acknowledged but not sent")
@@ -365,9 +415,9 @@ class ClientHandshake:
         if len(data) != 1 or data[0] not in offered[ext_type][1:]:
             raise IllegalParameter("server selected a certificate type we did not offer")
         if ext_type == ExtensionType.SERVER_CERTIFICATE_TYPE:
-            self._peer_certificate_type = data[0]
+            self.peer_certificate_type = data[0]
         else:
-            self._own_certificate_type = data[0]
+            self.own_certificate_type = data[0]
 
     def _client_certificate_request(self, message: ReceivedMessage, now: float) -> None:
         cr = self._decode(message)
@@ -381,63 +431,62 @@ class ClientHandshake:
         self.state = HandshakeState.WAIT_CERT
 
     def _client_finished(self, message: ReceivedMessage, now: float) -> None:
-        self._check_finished(message, self._secrets["server_handshake"], now)
+        self._check_finished(message, self.secrets["server_handshake"], now)
         self._add_to_transcript(message)
         self._derive_application_secrets()
-        self._records.install_receive(3, self._suite, self._secrets["server_application"])
+        self._conn._records.install_receive(3, self.suite, self.secrets["server_application"])
         # RFC 9846 §4.4: [Certificate, CertificateVerify] when asked, then Finished.
         out: list[OutgoingMessage] = []
         request = self._certificate_request
         ctx = self.context
         if request is not None:
             if ctx.private_key is not None and (
-                ctx.certificate_chain or self._own_certificate_type == RAW_PUBLIC_KEY
+                ctx.certificate_chain or self.own_certificate_type == RAW_PUBLIC_KEY
             ):
                 self._signature_scheme = crypto.choose_signature_scheme(
                     ctx.private_key,
                     request.signature_algorithms or [],
                     certificate=ctx.certificate_chain[0] if ctx.certificate_chain else None,
                 )
-                out.append(self._handshake_message(2, self._own_certificate(request.context)))
-                out.append(self._handshake_message(2, self._own_certificate_verify()))
+                out.append(self._conn._handshake_message(2, self._own_certificate(request.context)))
+                out.append(self._conn._handshake_message(2, self._own_certificate_verify()))
             else:
-                out.append(self._handshake_message(2, Certificate(request.context, [])))
+                out.append(self._conn._handshake_message(2, Certificate(request.context, [])))
         finished = Finished(
             finished_verify_data(
-                self._hash_name,
-                self._secrets["client_handshake"],
-                self._transcript.digest(),
+                self.hash_name,
+                self.secrets["client_handshake"],
+                self.transcript.digest(),
                 expand=self._crypto.hkdf_expand,
             )
         )
-        out.append(self._handshake_message(2, finished))
-        self._secrets["resumption"] = self._schedule_required().resumption_master_secret(
-            self._transcript.digest()
+        out.append(self._conn._handshake_message(2, finished))
+        self.secrets["resumption"] = self._schedule_required().resumption_master_secret(
+            self.transcript.digest()
         )
-        self._start_flight(OutgoingFlight(out, needs_ack=True), now)
-        self._records.drop_send(1)  # RFC 9147 §5.6: early data ends with epoch 2
+        self._conn._start_flight(OutgoingFlight(out, needs_ack=True), now)
+        self._conn._records.drop_send(1)  # RFC 9147 §5.6: early data ends with epoch 2
         if not self.early_data_accepted:
             # Rejected 0-RTT data is not resent silently: the application decides.
             self._early_sent.clear()
-        self._records.install_send(3, self._suite, self._secrets["client_application"])
-        self._app_send_epoch = 3
+        self._conn._start_application_epoch(self.suite, self.secrets["client_application"])
         self._complete(now)
 
-    def _receive_new_session_ticket(self, message: ReceivedMessage, now: float) -> None:
+    def receive_new_session_ticket(self, message: ReceivedMessage, now: float) -> None:
         ticket = self._decode(message)
         assert isinstance(ticket, NewSessionTicket)
-        self._ack_post_handshake(message, now)  # RFC 9147 §5.8.4
+        self._conn._schedule_ack(now, immediate=True)  # RFC 9147 §5.8.4
         if not ticket.ticket or ticket.lifetime == 0:
             return
         session = Session(
             ticket=ticket.ticket,
             psk=resumption_psk(
-                self._hash_name,
-                self._secrets["resumption"],
+                self.hash_name,
+                self.secrets["resumption"],
                 ticket.nonce,
                 expand=self._crypto.hkdf_expand,
             ),
-            cipher_suite=self._suite,
+            cipher_suite=self.suite,
             age_add=ticket.age_add,
             lifetime=min(ticket.lifetime, 604800),  # RFC 9846 §4.6.1: at most 7 days
             received_at=self.context.wall_clock(),
@@ -446,7 +495,7 @@ class ClientHandshake:
             alpn_protocol=self.alpn_protocol,
         )
         self.session = session
-        self._events.append(SessionTicketReceived(session))
+        self._conn._queue_event(SessionTicketReceived(session))
 
 
 def _is_ip(name: str) -> bool:

@@ -7,13 +7,12 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import crypto
 from .config import Context
 from .cookie import make_cookie, open_cookie
 from .errors import (
-    ConnectionStateError,
     DecryptError,
     DTLSError,
     HandshakeFailure,
@@ -23,13 +22,14 @@ from .errors import (
     ProtocolVersionError,
     UnsupportedCertificate,
 )
-from .events import DataReceived
 from .handshake import (
     MAX_PLAINTEXT,
     RAW_PUBLIC_KEY,
     X509,
     Address,
     FlightKind,
+    Handshake,
+    HandshakeConnection,
     HandshakeState,
     PskCandidate,
     binder_key,
@@ -78,15 +78,15 @@ from .reliability import (
     OutgoingFlight,
     ReceivedMessage,
 )
-from .session import ExternalPsk, TicketContents
-from .srtp import EXPORTER_LABEL as SRTP_EXPORTER_LABEL
+from .session import ExternalPsk, Session, TicketContents
 from .srtp import (
-    SrtpKeys,
     decode_use_srtp,
     encode_use_srtp,
-    keying_material_length,
     select_profile,
 )
+
+if TYPE_CHECKING:
+    from .provider import HandshakeCrypto
 
 
 def _check_client_hello(ch: ClientHello) -> None:
@@ -264,8 +264,37 @@ def respond_statelessly(
     return StatelessResponse("retry", record)
 
 
-class ServerHandshake:
-    """The server state machine's handlers, mixed into `Connection`."""
+class ServerHandshake(Handshake):
+    """The server's state machine (RFC 9846 Appendix A.2): it owns the cookie decision,
+    the PSK and 0-RTT acceptance and the tickets it issued, and asks its connection for
+    the rest (`HandshakeConnection`)."""
+
+    is_client = False
+    _handlers = {
+        HandshakeState.START: {HandshakeType.CLIENT_HELLO: "_server_client_hello"},
+        HandshakeState.WAIT_CERT: {HandshakeType.CERTIFICATE: "_peer_certificate"},
+        HandshakeState.WAIT_CV: {HandshakeType.CERTIFICATE_VERIFY: "_peer_certificate_verify"},
+        HandshakeState.WAIT_FINISHED: {HandshakeType.FINISHED: "_server_finished"},
+    }
+
+    def __init__(
+        self,
+        connection: HandshakeConnection,
+        context: Context,
+        crypto: HandshakeCrypto,
+        *,
+        require_cookie: bool,
+        server_name: str | None = None,
+        session: Session | None = None,
+    ) -> None:
+        super().__init__(connection, context, crypto, server_name=server_name, session=session)
+        # answer a ClientHello without a cookie with a cookie HRR (RFC 9147 §5.1)
+        self.require_cookie = require_cookie
+        #: the record sequence number of the ClientHello, which the HRR and ServerHello
+        #: mirror (RFC 9147 §5.1); set by the connection as it reassembles
+        self.client_hello_record_seq = 0
+        self._client_psk_modes: set[int] = set()  # what the client can resume with
+        self._tickets_sent = 0
 
     def _server_client_hello(self, message: ReceivedMessage, now: float) -> None:
         ctx = self.context
@@ -277,7 +306,7 @@ class ServerHandshake:
         retry_group = 0
         if ch.cookie is not None:
             contents = open_cookie(
-                ctx.cookie_secrets(), ch.cookie, self.peer_address, now, ctx.cookie_lifetime
+                ctx.cookie_secrets(), ch.cookie, self._conn.peer_address, now, ctx.cookie_lifetime
             )
             if contents is None:
                 raise IllegalParameter("invalid cookie")  # RFC 9147 §5.1
@@ -285,10 +314,10 @@ class ServerHandshake:
                 raise IllegalParameter("ClientHello suites changed after HelloRetryRequest")
             retry_group = contents.group
             # RFC 9846 §4.4.1: message_hash(ClientHello1) || HelloRetryRequest.
-            self._transcript = Transcript(hash_name)
-            self._transcript.restart_after_hello_retry(contents.client_hello_hash)
+            self.transcript = Transcript(hash_name)
+            self.transcript.restart_after_hello_retry(contents.client_hello_hash)
             hrr_body = _encode_hello_retry(ch, suite, retry_group, ch.cookie)
-            self._transcript.add(transcript_bytes(HandshakeType.SERVER_HELLO, hrr_body))
+            self.transcript.add(transcript_bytes(HandshakeType.SERVER_HELLO, hrr_body))
             self._retried = True
         psk = self._accept_psk(ch, message.body, suite, now)
         if psk is not None and not self._retried:
@@ -320,33 +349,27 @@ class ServerHandshake:
         if share is not None:
             server_share, shared = self._crypto.server_key_share(share.group, share.key_exchange)
             self.group = share.group
-        self._version_known = True
+        self._conn._version_selected()
         self._client_psk_modes = set(ch.psk_key_exchange_modes or [])
         self.cipher_suite = suite
         self.server_name = ch.server_name
-        self._client_random = ch.random
-        self._hash_name = hash_name
+        self.client_random = ch.random
+        self.hash_name = hash_name
         self._psk = psk
         self.resumed = psk is not None and not psk.external
-        self._transcript.set_hash(hash_name)
+        self.transcript.set_hash(hash_name)
         self._add_to_transcript(message)
         early = self._accept_early_data(ch, psk, suite, alpn, now)
         # Mirror the ClientHello's numbering, as a stateless server must (RFC 9147 §5.1).
-        self._next_message_seq = message.message_seq
-        self._records.send_epochs[0].next_seq = self._client_hello_record_seq
+        self._conn._mirror_numbering(message.message_seq, self.client_hello_record_seq)
         # RFC 9146 §3: answer a client's connection_id with ours (possibly empty).
-        local_cid = None
-        self._rrc = (
+        rrc = (
             ch.connection_id is not None
             and ctx.return_routability_check
             and (RRC_EXTENSION, b"") in ch.other_extensions
         )
-        if ch.connection_id is None:
-            self._cids.local = []  # not negotiated: records carry no CID (RFC 9146 §3)
-        else:
-            local_cid = self.local_cid if self.local_cid is not None else b""
-            self._cids.local = [local_cid]
-            self._use_connection_ids(ch.connection_id)
+        self._conn._negotiate_connection_ids(ch.connection_id, rrc)
+        local_cid = self._conn.local_cid if ch.connection_id is not None else None
         sh = ServerHello(
             random=self._crypto.random(32),
             cipher_suite=suite,
@@ -354,16 +377,16 @@ class ServerHandshake:
             key_share=KeyShareEntry(share.group, server_share) if share is not None else None,
             pre_shared_key=0 if psk is not None else None,
             connection_id=local_cid,
-            other_extensions=[(RRC_EXTENSION, b"")] if self._rrc else [],
+            other_extensions=[(RRC_EXTENSION, b"")] if rrc else [],
         )
-        sh_message = self._handshake_message(0, sh)
+        sh_message = self._conn._handshake_message(0, sh)
         self._derive_handshake_secrets(shared)
         if early:
-            self._records.install_receive(1, suite, early)
+            self._conn._records.install_receive(1, suite, early)
         own_limit = None
         if ch.record_size_limit is not None:
             own_limit = ctx.record_size_limit or MAX_PLAINTEXT + 1
-            self._apply_record_size_limits(ch.record_size_limit)
+            self._conn._apply_record_size_limits(ch.record_size_limit)
         ee = EncryptedExtensions(
             server_name=ch.server_name is not None,
             alpn_protocol=alpn.encode() if alpn else None,
@@ -371,30 +394,29 @@ class ServerHandshake:
             record_size_limit=own_limit,
             other_extensions=self._server_srtp(ch) + self._server_certificate_types(ch),
         )
-        messages = [sh_message, self._handshake_message(2, ee)]
+        messages = [sh_message, self._conn._handshake_message(2, ee)]
         certificate_auth = psk is None  # RFC 9846 §4.3.2: no certificates with a PSK
         if ctx.request_client_certificate and certificate_auth:
             cr = CertificateRequest(
                 context=b"", signature_algorithms=[int(s) for s in ctx.signature_algorithms]
             )
-            messages.append(self._handshake_message(2, cr))
+            messages.append(self._conn._handshake_message(2, cr))
         if certificate_auth:
-            messages.append(self._handshake_message(2, self._own_certificate(b"")))
-            messages.append(self._handshake_message(2, self._own_certificate_verify()))
+            messages.append(self._conn._handshake_message(2, self._own_certificate(b"")))
+            messages.append(self._conn._handshake_message(2, self._own_certificate_verify()))
         finished = Finished(
             finished_verify_data(
                 hash_name,
-                self._secrets["server_handshake"],
-                self._transcript.digest(),
+                self.secrets["server_handshake"],
+                self.transcript.digest(),
                 expand=self._crypto.hkdf_expand,
             )
         )
-        messages.append(self._handshake_message(2, finished))
+        messages.append(self._conn._handshake_message(2, finished))
         self._derive_application_secrets()
-        self._records.install_send(3, suite, self._secrets["server_application"])
-        self._records.install_receive(3, suite, self._secrets["client_application"])
-        self._app_send_epoch = 3
-        self._start_flight(OutgoingFlight(messages, needs_ack=False), now)
+        self._conn._start_application_epoch(suite, self.secrets["server_application"])
+        self._conn._records.install_receive(3, suite, self.secrets["client_application"])
+        self._conn._start_flight(OutgoingFlight(messages, needs_ack=False), now)
         self.state = (
             HandshakeState.WAIT_CERT
             if ctx.request_client_certificate and certificate_auth
@@ -423,7 +445,7 @@ class ServerHandshake:
                 continue
             if index != 0:
                 return None  # keep to the first identity: its binder is what we check
-            digest = self._transcript.digest_with(truncated_client_hello(body), psk.hash_name)
+            digest = self.transcript.digest_with(truncated_client_hello(body), psk.hash_name)
             expected = compute_binder(
                 psk.hash_name,
                 binder_key(psk, self._crypto),
@@ -491,8 +513,8 @@ class ServerHandshake:
             return None  # RFC 9846 §8.2: each ClientHello's 0-RTT at most once
         schedule = self._crypto.key_schedule(suite)
         schedule.early_secret(psk.key)
-        secret = schedule.client_early_traffic_secret(self._transcript.digest())
-        self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", secret)
+        secret = schedule.client_early_traffic_secret(self.transcript.digest())
+        self.log_secret("CLIENT_EARLY_TRAFFIC_SECRET", secret)
         self.early_data_accepted = True
         return secret
 
@@ -502,18 +524,18 @@ class ServerHandshake:
         """A cookie HelloRetryRequest, keeping no state (RFC 9147 §5.1): the second
         ClientHello is handled as if this connection had just been made for it."""
         body = _hello_retry_request(
-            self.context, ch, message.body, self.peer_address, now, suite, group
+            self.context, ch, message.body, self._conn.peer_address, now, suite, group
         )
-        self._emit(
+        self._conn._emit(
             _plaintext_handshake_record(
-                self._records.provider.seal_plaintext,
+                self._conn._records.provider.seal_plaintext,
                 HandshakeType.SERVER_HELLO,
                 message.message_seq,
                 body,
-                self._client_hello_record_seq,
+                self.client_hello_record_seq,
             )
         )
-        self._transcript = Transcript()
+        self.transcript = Transcript()
 
     def _server_certificate_types(self, ch: ClientHello) -> list[tuple[int, bytes]]:
         """RFC 7250 §4.2: our certificate type, and the client's when we ask for one."""
@@ -528,24 +550,22 @@ class ServerHandshake:
         if server_types is not None:
             types = certificate_types(server_types)
             if ctx.raw_public_key and RAW_PUBLIC_KEY in types:
-                self._own_certificate_type = RAW_PUBLIC_KEY
+                self.own_certificate_type = RAW_PUBLIC_KEY
             elif X509 in types and ctx.certificate_chain:
-                self._own_certificate_type = X509
+                self.own_certificate_type = X509
             else:
                 raise UnsupportedCertificate("no certificate type in common")
-            out.append((ExtensionType.SERVER_CERTIFICATE_TYPE, bytes([self._own_certificate_type])))
+            out.append((ExtensionType.SERVER_CERTIFICATE_TYPE, bytes([self.own_certificate_type])))
         client_types = offered.get(ExtensionType.CLIENT_CERTIFICATE_TYPE)
         if client_types is not None and ctx.request_client_certificate:
             types = certificate_types(client_types)
             if ctx.pinned_public_keys and RAW_PUBLIC_KEY in types:
-                self._peer_certificate_type = RAW_PUBLIC_KEY
+                self.peer_certificate_type = RAW_PUBLIC_KEY
             elif X509 in types:
-                self._peer_certificate_type = X509
+                self.peer_certificate_type = X509
             else:
                 raise UnsupportedCertificate("no client certificate type in common")
-            out.append(
-                (ExtensionType.CLIENT_CERTIFICATE_TYPE, bytes([self._peer_certificate_type]))
-            )
+            out.append((ExtensionType.CLIENT_CERTIFICATE_TYPE, bytes([self.peer_certificate_type])))
         return out
 
     def _server_srtp(self, ch: ClientHello) -> list[tuple[int, bytes]]:
@@ -560,15 +580,6 @@ class ServerHandshake:
         self.srtp_profile = profile
         return [(ExtensionType.USE_SRTP, encode_use_srtp([profile], mki))]
 
-    def srtp_keys(self) -> SrtpKeys:
-        """The SRTP master keys and salts exported from this connection (RFC 5764 §4.2)."""
-        if self.srtp_profile is None:
-            raise ConnectionStateError("no SRTP profile was negotiated")
-        material = self.export_keying_material(
-            SRTP_EXPORTER_LABEL, b"", keying_material_length(self.srtp_profile)
-        )
-        return SrtpKeys.from_keying_material(self.srtp_profile, material)
-
     def _select_alpn(self, ch: ClientHello) -> str | None:
         offered = self.context.alpn_protocols
         if not offered or not ch.alpn_protocols:
@@ -581,26 +592,24 @@ class ServerHandshake:
         raise NoApplicationProtocol("no ALPN protocol in common")  # RFC 7301 §3.2
 
     def _server_finished(self, message: ReceivedMessage, now: float) -> None:
-        self._check_finished(message, self._secrets["client_handshake"], now)
+        self._check_finished(message, self.secrets["client_handshake"], now)
         self._add_to_transcript(message)
-        self._secrets["resumption"] = self._schedule_required().resumption_master_secret(
-            self._transcript.digest()
+        self.secrets["resumption"] = self._schedule_required().resumption_master_secret(
+            self.transcript.digest()
         )
-        self._records.drop_receive(1)  # RFC 9147 §5.6: 0-RTT ends with epoch 2
+        self._conn._records.drop_receive(1)  # RFC 9147 §5.6: 0-RTT ends with epoch 2
         # Our flight is acknowledged by the client's; epoch 2 stays readable to ACK a
         # resent client Finished (RFC 9147 §5.8.1), but we never send in it again.
-        self._records.drop_send(2)
+        self._conn._records.drop_send(2)
         self._complete(now)
         # RFC 9147 §7.1: the client's final flight is acknowledged explicitly.
-        self._schedule_ack(now, immediate=True)
+        self._conn._schedule_ack(now, immediate=True)
         # RFC 9846 §4.2.9: tickets only for a client that can use them.
         if self.context.session_tickets > 0 and self._client_psk_modes & set(
             self.context.psk_key_exchange_modes
         ):
             self._send_new_session_ticket()
-        for payload in self._early_records:
-            self._events.append(DataReceived(payload))
-        self._early_records.clear()
+        self._conn._release_early_records()
 
     def _send_new_session_ticket(self) -> None:
         """A self-contained ticket (RFC 9846 §4.6.1), acknowledged like every
@@ -611,13 +620,13 @@ class ServerHandshake:
         age_add = int.from_bytes(self._crypto.random(4), "big")
         max_early = ctx.max_early_data_size
         contents = TicketContents(
-            cipher_suite=self._suite,
+            cipher_suite=self.suite,
             issued=ctx.wall_clock(),
             age_add=age_add,
             lifetime=ctx.ticket_lifetime,
             max_early_data_size=max_early,
             psk=resumption_psk(
-                self._hash_name, self._secrets["resumption"], nonce, expand=self._crypto.hkdf_expand
+                self.hash_name, self.secrets["resumption"], nonce, expand=self._crypto.hkdf_expand
             ),
             alpn_protocol=self.alpn_protocol,
             server_name=self.server_name,
@@ -629,4 +638,4 @@ class ServerHandshake:
             ticket=ctx.ticket_keys().seal(contents),
             max_early_data_size=max_early or None,
         )
-        self._send_post_handshake(FlightKind.NEW_SESSION_TICKET, ticket)
+        self._conn._send_post_handshake(FlightKind.NEW_SESSION_TICKET, ticket)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import (
     ConnectionStateError,
@@ -24,7 +24,7 @@ from .errors import (
 from .events import (
     ConnectionIdsIssued,
     ConnectionIdsRetired,
-    PeerAddressChanged,
+    Event,
 )
 from .handshake import (
     Address,
@@ -32,11 +32,13 @@ from .handshake import (
     HandshakeState,
 )
 from .messages import (
+    HandshakeMessage,
     NewConnectionId,
     RequestConnectionId,
+    decode_handshake_body,
 )
-from .record_layer import InboundRecord
-from .reliability import ReceivedMessage
+from .record_layer import InboundRecord, RecordLayer
+from .reliability import ReceivedMessage, RetransmitTimer
 
 # draft-ietf-tls-dtls-rrc leaves both code points to IANA (TBD1, TBD2); these are the
 # values its implementations use meanwhile.
@@ -130,9 +132,35 @@ class ConnectionIds:
         return None
 
 
+class CidConnection(Protocol):
+    """What connection-ID updates and path validation may ask of their connection: its
+    state, post-handshake flights and ACKs (RFC 9147 §5.8.4), records (§4), events."""
+
+    _records: RecordLayer
+    _rto: RetransmitTimer
+    _app_send_epoch: int
+
+    @property
+    def state(self) -> HandshakeState: ...
+    def _awaiting_ack(self, kind: FlightKind) -> bool: ...
+    def _send_post_handshake(self, kind: FlightKind, message: HandshakeMessage) -> None: ...
+    def _schedule_ack(self, now: float, immediate: bool) -> None: ...
+    def _queue_event(self, event: Event) -> None: ...
+    def _path_validated(self, addr: Address) -> None: ...
+
+
 class ConnectionIdUpdates:
-    """NewConnectionId, RequestConnectionId and address changes, mixed into `Connection`
-    (RFC 9147 §9, draft-ietf-tls-dtls-rrc)."""
+    """NewConnectionId, RequestConnectionId and address changes of one connection
+    (RFC 9147 §9, draft-ietf-tls-dtls-rrc). It owns the CIDs, whether the return
+    routability check was negotiated, the check under way and the probes it sends."""
+
+    def __init__(self, connection: CidConnection, cids: ConnectionIds) -> None:
+        self._conn = connection
+        self.cids = cids
+        self.rrc = False  # return routability check negotiated (draft-ietf-tls-dtls-rrc)
+        self.challenge: PathChallenge | None = None
+        #: RRC records to send, each to its own address (not the peer's)
+        self.probes: list[tuple[bytes, Address]] = []
 
     def issue_connection_ids(self, count: int, *, immediate: bool = False) -> list[bytes]:
         """Give the peer `count` new CIDs to send to us with (RFC 9147 §9 NewConnectionId);
@@ -140,12 +168,12 @@ class ConnectionIdUpdates:
         self._check_cids_negotiated()
         if not self.local_cid:
             raise ConnectionStateError("we receive a zero-length CID: nothing to issue")
-        if FlightKind.NEW_CONNECTION_ID in self._flights:
+        if self._conn._awaiting_ack(FlightKind.NEW_CONNECTION_ID):
             raise ConnectionStateError("a NewConnectionId is still unacknowledged")
-        cids = self._cids.new_local(count)
+        cids = self.cids.new_local(count)
         usage = 0 if immediate else 1  # cid_immediate / cid_spare
-        self._send_post_handshake(FlightKind.NEW_CONNECTION_ID, NewConnectionId(cids, usage))
-        self._events.append(ConnectionIdsIssued(tuple(cids)))
+        self._conn._send_post_handshake(FlightKind.NEW_CONNECTION_ID, NewConnectionId(cids, usage))
+        self._conn._queue_event(ConnectionIdsIssued(tuple(cids)))
         return cids
 
     def request_connection_ids(self, count: int) -> None:
@@ -153,100 +181,108 @@ class ConnectionIdUpdates:
         self._check_cids_negotiated()
         if not self.peer_cid:
             raise ConnectionStateError("the peer receives a zero-length CID")
-        if self._cids.request_outstanding:
+        if self.cids.request_outstanding:
             raise ConnectionStateError("an earlier RequestConnectionId is unfulfilled")
-        self._cids.request_outstanding = True
-        self._send_post_handshake(FlightKind.REQUEST_CONNECTION_ID, RequestConnectionId(count))
+        self.cids.request_outstanding = True
+        self._conn._send_post_handshake(
+            FlightKind.REQUEST_CONNECTION_ID, RequestConnectionId(count)
+        )
 
     def use_next_peer_cid(self) -> bytes | None:
         """Send with the peer's next spare CID, e.g. after our address changed (§9)."""
-        cid = self._cids.next_peer()
+        cid = self.cids.next_peer()
         if cid is not None:
-            self._records.send_cid = cid or None
+            self._conn._records.send_cid = cid or None
         return cid
 
     @property
     def local_cid(self) -> bytes | None:
         """The connection ID we receive with (RFC 9147 §9), None if not negotiated."""
-        return self._cids.local[0] if self._cids.local else None
+        return self.cids.local[0] if self.cids.local else None
 
     @property
     def local_cids(self) -> tuple[bytes, ...]:
         """Every CID we gave the peer; records may carry any of them."""
-        return tuple(self._cids.local)
+        return tuple(self.cids.local)
 
     @property
     def peer_cid(self) -> bytes | None:
         """The connection ID our records to the peer carry."""
-        return self._cids.peer
+        return self.cids.peer
 
-    def _use_connection_ids(self, peer_cid: bytes) -> None:
-        """Both offered connection_id: from epoch 2 on, records to the peer carry its CID
-        and records to us carry ours; a zero-length CID is not sent (RFC 9147 §9)."""
-        self._cids.peer = peer_cid
-        self._records.send_cid = peer_cid or None
-        self._records.receive_cid_len = len(self.local_cid or b"")
+    def negotiated(self, peer_cid: bytes | None, rrc: bool) -> None:
+        """The hellos' outcome (RFC 9146 §3). Both offered connection_id: from epoch 2 on,
+        records to the peer carry its CID and records to us carry ours (possibly empty);
+        a zero-length CID is not sent (RFC 9147 §9). Else records carry no CID."""
+        self.rrc = rrc
+        if peer_cid is None:
+            self.cids.local = []
+            return
+        self.cids.local = self.cids.local[:1] or [b""]
+        self.cids.peer = peer_cid
+        self._conn._records.send_cid = peer_cid or None
+        self._conn._records.receive_cid_len = len(self.local_cid or b"")
 
     def _check_cids_negotiated(self) -> None:
-        if self.state is not HandshakeState.CONNECTED:
+        if self._conn.state is not HandshakeState.CONNECTED:
             raise ConnectionStateError("connection IDs change only after the handshake")
         if self.peer_cid is None:
             raise ConnectionStateError("connection IDs were not negotiated")
 
-    def _receive_new_connection_id(self, message: ReceivedMessage, now: float) -> None:
-        update = self._decode(message)
+    def receive_new_connection_id(self, message: ReceivedMessage, now: float) -> None:
+        update = decode_handshake_body(message.msg_type, message.body)
         assert isinstance(update, NewConnectionId)
         if self.peer_cid is None or not self.peer_cid:
             raise UnexpectedMessage("NewConnectionId without a CID to replace")  # §9
-        self._cids.add_peer(update.cids, immediate=update.usage == 0)
-        self._records.send_cid = self._cids.peer or None
-        self._cids.request_outstanding = False
-        self._ack_post_handshake(message, now)
+        self.cids.add_peer(update.cids, immediate=update.usage == 0)
+        self._conn._records.send_cid = self.cids.peer or None
+        self.cids.request_outstanding = False
+        self._conn._schedule_ack(now, immediate=True)
 
-    def _receive_request_connection_id(self, message: ReceivedMessage, now: float) -> None:
-        request = self._decode(message)
+    def receive_request_connection_id(self, message: ReceivedMessage, now: float) -> None:
+        request = decode_handshake_body(message.msg_type, message.body)
         assert isinstance(request, RequestConnectionId)
         if not self.local_cid:
             raise UnexpectedMessage("RequestConnectionId while we receive no CID")  # §9
-        self._cids.requests_received += 1
-        if self._cids.requests_received > 16:
+        self.cids.requests_received += 1
+        if self.cids.requests_received > 16:
             raise TooManyCidsRequested("too many RequestConnectionId messages")
-        self._ack_post_handshake(message, now)
-        if FlightKind.NEW_CONNECTION_ID not in self._flights:
+        self._conn._schedule_ack(now, immediate=True)
+        if not self._conn._awaiting_ack(FlightKind.NEW_CONNECTION_ID):
             self.issue_connection_ids(min(request.num_cids, 4))
 
-    def _peer_switched_cid(self, cid: bytes) -> None:
+    def peer_switched_cid(self, cid: bytes) -> None:
         """The peer's records carry one of our newer CIDs: the older ones retire."""
-        retired = self._cids.retire_before(cid)
+        retired = self.cids.retire_before(cid)
         if retired:
-            self._events.append(ConnectionIdsRetired(tuple(retired)))
+            self._conn._queue_event(ConnectionIdsRetired(tuple(retired)))
 
-    def _on_new_address(self, addr: Address, data: bytes, now: float) -> None:
+    def on_new_address(self, addr: Address, data: bytes, now: float) -> None:
         """Authentic records from another address: the connection moves there only after
         a return routability check answers from it (draft-ietf-tls-dtls-rrc §5.1)."""
-        if not self._rrc or self.state is not HandshakeState.CONNECTED:
+        if not self.rrc or self._conn.state is not HandshakeState.CONNECTED:
             return
-        challenge = self._path_challenge
+        challenge = self.challenge
         if challenge is None or challenge.address != addr:
-            challenge = self._path_challenge = PathChallenge(addr)
+            challenge = self.challenge = PathChallenge(addr)
             challenge.received = len(data)
-            self._send_path_challenge(challenge, now)
+            self.send_path_challenge(challenge, now)
 
-    def _send_path_challenge(self, challenge: PathChallenge, now: float) -> None:
+    def send_path_challenge(self, challenge: PathChallenge, now: float) -> None:
         if challenge.sent >= MAX_CHALLENGES:
-            self._path_challenge = None  # the new address never answered: stay
+            self.challenge = None  # the new address never answered: stay
             return
         challenge.sent += 1
-        challenge.deadline = now + max(self._rto.value, 1.0)  # the draft's T
+        challenge.deadline = now + max(self._conn._rto.value, 1.0)  # the draft's T
         message = encode_rrc(RrcMessageType.PATH_CHALLENGE, challenge.cookie)
-        size = self._records.overhead(self._app_send_epoch) + len(message)
+        size = self._conn._records.overhead(self._conn._app_send_epoch) + len(message)
         if challenge.bytes_sent + size > 3 * challenge.received:
             return  # never more than 3x what the address sent us (the RRC draft §6)
-        record, _ = self._records.seal(self._app_send_epoch, RRC_CONTENT_TYPE, message)
+        record, _ = self._conn._records.seal(self._conn._app_send_epoch, RRC_CONTENT_TYPE, message)
         challenge.bytes_sent += len(record)
-        self._probes.append((record, challenge.address))
+        self.probes.append((record, challenge.address))
 
-    def _receive_rrc(self, record: InboundRecord, addr: Address, now: float) -> None:
+    def receive_rrc(self, record: InboundRecord, addr: Address, now: float) -> None:
         try:
             msg_type, cookie = decode_rrc(record.payload)
         except DecodeError:
@@ -254,16 +290,17 @@ class ConnectionIdUpdates:
         if msg_type == RrcMessageType.PATH_CHALLENGE:
             # Answer at once, to the address the challenge came from (§5.4).
             answer = encode_rrc(RrcMessageType.PATH_RESPONSE, cookie)
-            sealed, _ = self._records.seal(self._app_send_epoch, RRC_CONTENT_TYPE, answer)
-            self._probes.append((sealed, addr))
+            sealed, _ = self._conn._records.seal(
+                self._conn._app_send_epoch, RRC_CONTENT_TYPE, answer
+            )
+            self.probes.append((sealed, addr))
             return
-        challenge = self._path_challenge
+        challenge = self.challenge
         if (
             msg_type == RrcMessageType.PATH_RESPONSE
             and challenge is not None
             and addr == challenge.address
             and hmac.compare_digest(cookie, challenge.cookie)
         ):
-            old, self.peer_address = self.peer_address, addr
-            self._path_challenge = None
-            self._events.append(PeerAddressChanged(old, addr))
+            self.challenge = None
+            self._conn._path_validated(addr)
