@@ -406,8 +406,12 @@ class _Link:
 
     loop: asyncio.AbstractEventLoop
     local_address: Address
+    socket: _DatagramSocket
     _changes: int
     _flush_scheduled: bool
+
+    def fileno(self) -> int:
+        return self.socket.fd
 
     def changed(self, connection: Connection) -> None:
         """The application called send/update_keys/close on `connection`: flush once per

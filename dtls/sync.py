@@ -113,6 +113,9 @@ class _Link:
         self._loop_exited.set()
         self.closed = False
 
+    def fileno(self) -> int:
+        return self.fd
+
     # ---- to be provided ----
     def _receive(self, batch: list[tuple[bytes, Address]], now: float) -> None:
         raise NotImplementedError
