@@ -165,6 +165,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
             context.cookie_mode == CookieMode.ALWAYS if require_cookie is None else require_cookie
         )
         self.context = context
+        self._listening_context = context  # a server's, before sni_callback chose one
         self.is_client = context.is_client
         self.server_name = server_name
         self.peer_address = peer_address

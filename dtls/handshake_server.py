@@ -268,7 +268,7 @@ class ServerHandshake:
     """The server state machine's handlers, mixed into `Connection`."""
 
     def _server_client_hello(self, message: ReceivedMessage, now: float) -> None:
-        ctx = self.context
+        ctx = self._listening_context
         ch = self._decode(message)
         assert isinstance(ch, ClientHello)
         _check_client_hello(ch)
@@ -290,6 +290,7 @@ class ServerHandshake:
             hrr_body = _encode_hello_retry(ch, suite, retry_group, ch.cookie)
             self._transcript.add(transcript_bytes(HandshakeType.SERVER_HELLO, hrr_body))
             self._retried = True
+        self.context = ctx.context_for(ch.server_name)  # RFC 6066 §3 (Context.sni_callback)
         psk = self._accept_psk(ch, message.body, suite, now)
         if psk is not None and not self._retried:
             suite = self._psk_suite(ch, psk)
@@ -304,6 +305,7 @@ class ServerHandshake:
             return
         if dhe and share is None:
             raise HandshakeFailure("no acceptable key share")
+        ctx = self.context
         if psk is None:
             if ctx.private_key is None:
                 raise HandshakeFailure("no certificate, and no PSK the client offered")
@@ -502,7 +504,7 @@ class ServerHandshake:
         """A cookie HelloRetryRequest, keeping no state (RFC 9147 §5.1): the second
         ClientHello is handled as if this connection had just been made for it."""
         body = _hello_retry_request(
-            self.context, ch, message.body, self.peer_address, now, suite, group
+            self._listening_context, ch, message.body, self.peer_address, now, suite, group
         )
         self._emit(
             _plaintext_handshake_record(
