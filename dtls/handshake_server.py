@@ -267,6 +267,9 @@ def respond_statelessly(
 class ServerHandshake:
     """The server state machine's handlers, mixed into `Connection`."""
 
+    context: Context
+    _listening_context: Context  # the endpoint's, before sni_callback chose one
+
     def _server_client_hello(self, message: ReceivedMessage, now: float) -> None:
         ctx = self._listening_context
         ch = self._decode(message)
