@@ -318,6 +318,19 @@ class AsyncConnection(FrontEndConnection):
         except errors.ConnectionStateError:
             raise StopAsyncIteration from None
 
+    async def wait_session(self) -> Session:
+        """The session the server offered for resumption (RFC 9846 §4.6.1): the newest
+        one, else the first NewSessionTicket to arrive. Raises as `recv` does once the
+        connection closed without one; bound the wait with `asyncio.wait_for`."""
+        if not self.connection.is_client:
+            raise ValueError("only a client receives session tickets")
+        while self.session is None:
+            self._check_open()
+            if self._readable is None:
+                self._readable = self._loop.create_future()
+            await asyncio.shield(self._readable)
+        return self.session
+
     async def update_keys(self, request_peer_update: bool = True) -> None:
         """Send a KeyUpdate (RFC 9147 §8) and wait until it is acknowledged and our
         sending keys have moved to the next epoch."""
@@ -373,6 +386,7 @@ class AsyncConnection(FrontEndConnection):
             self.handshake = event
         elif isinstance(event, SessionTicketReceived):
             self.session = event.session
+            self._wake()  # wait_session
         elif isinstance(event, AlertReceived):
             self._alert(event.level, event.description, True)
         elif isinstance(event, ConnectionClosed):
@@ -406,8 +420,12 @@ class _Link:
 
     loop: asyncio.AbstractEventLoop
     local_address: Address
+    socket: _DatagramSocket
     _changes: int
     _flush_scheduled: bool
+
+    def fileno(self) -> int:
+        return self.socket.fd
 
     def changed(self, connection: Connection) -> None:
         """The application called send/update_keys/close on `connection`: flush once per

@@ -194,6 +194,16 @@ class Context:
     )
     #: extra verification after (or, with verify_mode CERT_NONE, instead of) the built-in one
     verify_callback: Callable[[Sequence[Any], str | None], None] | None = None
+    #: server: sni_callback(server_name) picks the context serving a ClientHello's name
+    #: (None without SNI; RFC 6066 §3), as `ssl.SSLContext.sni_callback` does: a Context
+    #: (its certificate and key, ALPN, client authentication, PSKs, tickets, early data),
+    #: or None for this one. Raise `dtls.errors.ProtocolError(alert=UNRECOGNIZED_NAME)`
+    #: to refuse the name. The cookie, cipher suite and key share group stay this
+    #: context's (a stateless HelloRetryRequest chooses them), and so do the settings a
+    #: connection reads when it is made (timers, replay window, connection IDs).
+    sni_callback: Callable[[str | None], Context | None] | None = field(
+        default=None, repr=False
+    )
     #: the crypto provider protecting records (`dtls.providers()`: "openssl", "python");
     #: None: $DTLS13_PROVIDER, else "openssl" when its C extension loads, else "python"
     provider: str | None = None
@@ -358,6 +368,18 @@ class Context:
 
             cached = self._chain_der = (chain, tuple(certificate_der(c) for c in chain))
         return cached[1]  # type: ignore[no-any-return]
+
+    def context_for(self, server_name: str | None) -> Context:
+        """Server: the context serving `server_name`, `sni_callback`'s choice or this one."""
+        if self.sni_callback is None:
+            return self
+        chosen = self.sni_callback(server_name)
+        if chosen is None:
+            return self
+        if not isinstance(chosen, Context) or chosen.is_client:
+            raise ConfigurationError("sni_callback must return a server Context or None")
+        chosen.check()
+        return chosen
 
     def cookie_secrets(self) -> list[bytes]:
         """Server cookie keys, newest first (RFC 9147 §5.1 recommends rotation)."""

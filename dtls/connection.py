@@ -8,6 +8,7 @@ Appendix A; flights, fragments, ACKs and retransmission follow RFC 9147 §5 and 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -73,6 +74,7 @@ from .path import (
     ConnectionIds,
     ConnectionIdUpdates,
 )
+from .peercert import PROTOCOL_VERSION, cipher_triple, peer_certificate
 from .record_layer import InboundRecord, RecordLayer
 from .record_py import Buffer
 from .reliability import (
@@ -541,6 +543,26 @@ class Connection:
             replay_window_size=self.context.replay_window,
             replay_window_next=newest.window.next_seq if newest is not None else 0,
         )
+
+    # ---- as ssl.SSLSocket shows the negotiated parameters (dtls/peercert.py) ----
+    def version(self) -> str | None:
+        """"DTLSv1.3" once the handshake completed, else None."""
+        return PROTOCOL_VERSION if self.handshake_completed_at is not None else None
+
+    def cipher(self) -> tuple[str, str, int] | None:
+        """(suite name, "DTLSv1.3", secret bits) once the handshake completed, else None."""
+        done = self.handshake_completed_at is not None and self.cipher_suite is not None
+        return cipher_triple(self.cipher_suite) if done else None  # type: ignore[arg-type]
+
+    def selected_alpn_protocol(self) -> str | None:
+        return self.alpn_protocol
+
+    def getpeercert(self, binary_form: bool = False) -> dict[str, Any] | bytes | None:
+        """The peer's certificate as `ssl.SSLSocket.getpeercert()` gives it."""
+        if self.handshake_completed_at is None:
+            raise ValueError("handshake not done yet")
+        verified = self.context.verify_mode != ssl.CERT_NONE
+        return peer_certificate(self.peer_certificates, verified, binary_form)
 
     @property
     def handshake_complete(self) -> bool:

@@ -74,6 +74,33 @@ class FrontEndConnection:
     def closed(self) -> bool:
         return self._closed is not None
 
+    # ---- as ssl.SSLSocket has them ----
+    def version(self) -> str | None:
+        """"DTLSv1.3" (None before the handshake completed)."""
+        return self.connection.version()
+
+    def cipher(self) -> tuple[str, str, int] | None:
+        """(suite name, "DTLSv1.3", secret bits), e.g. ("TLS_AES_128_GCM_SHA256",
+        "DTLSv1.3", 128)."""
+        return self.connection.cipher()
+
+    def selected_alpn_protocol(self) -> str | None:
+        return self.connection.selected_alpn_protocol()
+
+    def getpeercert(self, binary_form: bool = False) -> dict[str, Any] | bytes | None:
+        """The peer's certificate: a dict shaped as `ssl.SSLSocket.getpeercert()`'s
+        (empty when it was not verified), its DER with `binary_form`, or None when the
+        peer sent none (PSK, resumption, raw public key)."""
+        return self.connection.getpeercert(binary_form)
+
+    def getpeername(self) -> Address:
+        """The peer's address."""
+        return self.connection.peer_address
+
+    def fileno(self) -> int:
+        """The UDP socket's file descriptor (a server's is shared by its connections)."""
+        return int(self._link.fileno())
+
     def _check_state(self) -> None:
         """Tell on_state_change when the engine's state moved since last looked at."""
         new = HandshakeState.CLOSED if self._closed is not None else self.connection.state

@@ -293,11 +293,12 @@ class ServerHandshake(Handshake):
         #: the record sequence number of the ClientHello, which the HRR and ServerHello
         #: mirror (RFC 9147 §5.1); set by the connection as it reassembles
         self.client_hello_record_seq = 0
+        self._listening_context = context  # the endpoint's, before sni_callback chose one
         self._client_psk_modes: set[int] = set()  # what the client can resume with
         self._tickets_sent = 0
 
     def _server_client_hello(self, message: ReceivedMessage, now: float) -> None:
-        ctx = self.context
+        ctx = self._listening_context
         ch = self._decode(message)
         assert isinstance(ch, ClientHello)
         _check_client_hello(ch)
@@ -319,6 +320,9 @@ class ServerHandshake(Handshake):
             hrr_body = _encode_hello_retry(ch, suite, retry_group, ch.cookie)
             self.transcript.add(transcript_bytes(HandshakeType.SERVER_HELLO, hrr_body))
             self._retried = True
+        # RFC 6066 §3 (Context.sni_callback): the chosen context serves the rest, for
+        # the connection too (record size, early data and verification settings)
+        self.context = self._conn.context = ctx.context_for(ch.server_name)
         psk = self._accept_psk(ch, message.body, suite, now)
         if psk is not None and not self._retried:
             suite = self._psk_suite(ch, psk)
@@ -333,6 +337,7 @@ class ServerHandshake(Handshake):
             return
         if dhe and share is None:
             raise HandshakeFailure("no acceptable key share")
+        ctx = self.context
         if psk is None:
             if ctx.private_key is None:
                 raise HandshakeFailure("no certificate, and no PSK the client offered")
@@ -524,7 +529,8 @@ class ServerHandshake(Handshake):
         """A cookie HelloRetryRequest, keeping no state (RFC 9147 §5.1): the second
         ClientHello is handled as if this connection had just been made for it."""
         body = _hello_retry_request(
-            self.context, ch, message.body, self._conn.peer_address, now, suite, group
+            self._listening_context, ch, message.body, self._conn.peer_address, now, suite,
+            group,
         )
         self._conn._emit(
             _plaintext_handshake_record(

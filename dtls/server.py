@@ -42,6 +42,7 @@ from .events import (
 from .handshake import HandshakeState
 from .handshake_server import respond_statelessly
 from .record_py import Buffer
+from .stats import format_fields
 
 __all__ = [
     "ConnectionAccepted",
@@ -162,6 +163,9 @@ class EndpointStats:
     retransmissions: int = 0
     #: summed over completed handshakes: divide by handshakes_completed for the mean
     handshake_seconds_total: float = 0.0
+
+    def __str__(self) -> str:
+        return format_fields(self)
 
 
 # EndpointStats fields summed from the connections (the record layer's counter names)

@@ -113,6 +113,9 @@ class _Link:
         self._loop_exited.set()
         self.closed = False
 
+    def fileno(self) -> int:
+        return self.fd
+
     # ---- to be provided ----
     def _receive(self, batch: list[tuple[bytes, Address]], now: float) -> None:
         raise NotImplementedError
@@ -322,6 +325,23 @@ class SyncConnection(FrontEndConnection):
             except errors.ConnectionStateError:
                 return
 
+    def wait_session(self, timeout: float | None = None) -> Session:
+        """The session the server offered for resumption (RFC 9846 §4.6.1): the newest
+        one, else the first NewSessionTicket to arrive within `timeout` seconds (None:
+        for ever; TimeoutError after). Raises as `recv` does once the connection closed
+        without one."""
+        if not self.connection.is_client:
+            raise ValueError("only a client receives session tickets")
+        deadline = _deadline(timeout)
+        with self._cond:
+            while self.session is None:
+                self._check_open()
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("no session ticket in time")
+                self._cond.wait(remaining)
+            return self.session
+
     def update_keys(self, request_peer_update: bool = True, timeout: float | None = 30.0) -> None:
         """Send a KeyUpdate (RFC 9147 §8) and wait until it is acknowledged and our
         sending keys have moved to the next epoch."""
@@ -450,13 +470,15 @@ class _ClientLink(_Link):
 
 
 def connect(
-    address: tuple[str, int],
+    address: tuple[str, int] | None,
     context: Context,
     *,
     server_name: str | None = None,
     timeout: float | None = 30.0,
     source_address: tuple[str, int] | None = None,
     session: Session | None = None,
+    early_data: Sequence[bytes] = (),
+    sock: socket.socket | None = None,
     on_state_change: StateCallback | None = None,
     on_alert: AlertCallback | None = None,
 ) -> SyncConnection:
@@ -465,23 +487,25 @@ def connect(
     exception when the handshake fails, TimeoutError when it takes over `timeout` s.
     `source_address` binds the local end first, as in socket.create_connection;
     `session` (a previous connection's `.session`) asks for resumption.
-    `on_state_change` and `on_alert` are set before the handshake starts (see
-    `SyncConnection`)."""
+    `early_data` messages go before the handshake completes: as 0-RTT when the context
+    allows it (`early_data=True`) and the session admits it (check
+    `conn.handshake.early_data_accepted`), else right after it.
+    `sock`: run over this UDP socket of the caller's (connected to `address` unless it
+    is connected already; `address` may then be None); the connection owns it from here
+    and closes it. `on_state_change` and `on_alert` are set before the handshake starts
+    (see `SyncConnection`)."""
     if not context.is_client:
         raise ValueError("connect() needs a client context")
-    host, port = address[0], address[1]
-    family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock, addr, host = _client_socket(address, sock, source_address)
     try:
-        if source_address is not None:
-            sock.bind(source_address)
-        sock.connect(addr)  # the kernel drops datagrams from anyone else
         engine = Connection(context, server_name=server_name or host, peer_address=addr,
                             session=session)
         link = _ClientLink(sock, engine, on_state_change=on_state_change, on_alert=on_alert)
     except BaseException:
         sock.close()
         raise
+    for message in early_data:
+        engine.send(message)  # queued: 0-RTT or sent on completion (RFC 9846 §2.3)
     conn = link.conn
     deadline = _deadline(timeout)
     try:
@@ -500,7 +524,57 @@ def connect(
     return conn
 
 
+def _client_socket(
+    address: tuple[str, int] | None, sock: socket.socket | None,
+    source_address: tuple[str, int] | None,
+) -> tuple[socket.socket, Address, str]:
+    """The connected UDP socket a client runs on, the peer's address and the host name
+    to check the certificate against."""
+    if sock is not None:
+        if sock.type != socket.SOCK_DGRAM:
+            raise ValueError("sock must be a UDP (SOCK_DGRAM) socket")
+        if address is None:
+            try:
+                addr = sock.getpeername()
+            except OSError:
+                raise ValueError("sock is not connected: give the address") from None
+            return sock, addr, str(addr[0])
+    elif address is None:
+        raise ValueError("connect() needs an address or a connected sock")
+    host, port = address[0], address[1]
+    family = sock.family if sock is not None else 0
+    family, _, _, _, addr = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)[0]
+    owned = sock is None
+    if sock is None:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if source_address is not None:
+            sock.bind(source_address)
+        sock.connect(addr)  # the kernel drops datagrams from anyone else
+    except BaseException:
+        if owned:
+            sock.close()
+        raise
+    return sock, addr, host
+
+
 # ---- server ----
+
+
+def _server_socket(address: tuple[str, int], reuse_port: bool) -> socket.socket:
+    host, port = address[0], address[1]
+    family, _, _, _, addr = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Server(_Link):
@@ -513,39 +587,37 @@ class Server(_Link):
     `endpoint_options` go to `ServerEndpoint`: max_connections, max_handshakes,
     rate_limit_per_address, handshake_timeout, idle_timeout, cookie_mode, cookie_threshold.
     `on_state_change` and `on_alert` are set on every connection as its handshake
-    completes (see `SyncConnection`).
+    completes (see `SyncConnection`). `sock`: serve on this bound UDP socket of the
+    caller's instead (`address` None); the server owns it from here and closes it.
     """
 
     def __init__(
         self,
-        address: tuple[str, int],
+        address: tuple[str, int] | None,
         context: Context,
         handler: Handler | None = None,
         *,
         reuse_port: bool = False,
         on_state_change: StateCallback | None = None,
         on_alert: AlertCallback | None = None,
+        sock: socket.socket | None = None,
         **endpoint_options: Any,
     ) -> None:
         endpoint = ServerEndpoint(context, **endpoint_options)
-        host, port = address[0], address[1]
-        family, _, _, _, addr = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(addr)
-        except BaseException:
-            sock.close()
-            raise
+        if sock is None:
+            if address is None:
+                raise ValueError("Server needs an address or a bound sock")
+            sock = _server_socket(address, reuse_port)
+        elif sock.type != socket.SOCK_DGRAM:
+            raise ValueError("sock must be a UDP (SOCK_DGRAM) socket")
         super().__init__(sock)
         self.endpoint = endpoint
         self.handler = handler
         self.callbacks: dict[str, Any] = {"on_state_change": on_state_change,
                                           "on_alert": on_alert}
         self._conns: dict[Connection, SyncConnection] = {}
+        # events (0-RTT data) of connections whose handshake has not completed yet
+        self._early: dict[Connection, list[Event]] = {}
         self._accepted: deque[SyncConnection] = deque()
         self._accept_cond = threading.Condition(self.lock)
         self._threads: set[threading.Thread] = set()
@@ -645,10 +717,15 @@ class Server(_Link):
                         event.connection, self, **self.callbacks
                     )
                     conn._event(event.event)
+                    for early in self._early.pop(event.connection, ()):
+                        conn._event(early)
                     self._established(conn)
                 elif conn is not None:
                     conn._event(event.event)
+                elif isinstance(event.event, DataReceived):  # 0-RTT, before completion
+                    self._early.setdefault(event.connection, []).append(event.event)
             elif isinstance(event, ConnectionRemoved):
+                self._early.pop(event.connection, None)
                 conn = self._conns.pop(event.connection, None)
                 if conn is not None:
                     conn._set_closed(ConnectionClosed(event.reason))

@@ -11,6 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..stats import (
+    format_bytes,
+    format_count,
+    format_rate,
+    format_ratio,
+    format_seconds,
+    format_table,
+)
 from .network import LinkStats
 
 Number = int | float
@@ -78,8 +86,9 @@ class Result:
                 setattr(out, name, getattr(out, name) + getattr(r, name))
         return out
 
-    def summary(self) -> dict[str, Number]:
-        """The headline metrics (seconds, bits per second, ratios), all deterministic."""
+    def summary(self) -> Summary:
+        """The headline metrics (seconds, bits per second, ratios), all deterministic;
+        `print()` shows them with units."""
         hs = self.handshakes
         n = len(hs)
         done = [h for h in hs if h.completed]
@@ -128,7 +137,7 @@ class Result:
         out["key_updates"] = self.key_updates
         out["engine_errors"] = sum(self.engine_errors.values())
         out["simulated_time"] = self.end
-        return out
+        return Summary(out)
 
     def failures(self) -> dict[str, int]:
         """Failure reasons and how many handshakes ended with each."""
@@ -173,24 +182,40 @@ def _fmt(value: Number, scale: float, pattern: str) -> str:
     return pattern.format(value * scale if scale != 1 else value)
 
 
+def format_metric(key: str, value: Number) -> str:
+    """One summary value with its unit: times in s/ms/us, rates and ratios in %, goodput
+    in bit/s, bytes with SI prefixes, counts with thousands separators."""
+    if "bytes" in key:
+        return format_bytes(value)
+    if isinstance(value, int):
+        return format_count(value)
+    if math.isnan(value):
+        return "-"
+    if "_time" in key or key == "server_cpu_busy" or key.endswith("_cpu_per_handshake"):
+        return format_seconds(value)
+    if key.endswith("_bps"):
+        return format_rate(value)
+    if key.endswith(("_rate", "_ratio", "_utilisation")):
+        return format_ratio(value)
+    return f"{value:.3g}"
+
+
 def format_summary(summary: Mapping[str, Number], failures: Mapping[str, int] | None = None,
                    errors: Mapping[str, int] | None = None) -> str:
-    """One run as a two-column table, then failure reasons and engine errors."""
-    width = max(len(k) for k in summary)
-    lines = []
-    for key, value in summary.items():
-        if isinstance(value, float):
-            text = "-" if math.isnan(value) else f"{value:.6g}"
-            if "_time_" in key and text != "-":
-                text = f"{value * 1e3:.3f} ms"
-        else:
-            text = str(value)
-        lines.append(f"{key:<{width}}  {text}")
-    for reason, count in (failures or {}).items():
-        lines.append(f"{'failure':<{width}}  {count} x {reason}")
-    for text, count in (errors or {}).items():
-        lines.append(f"{'engine error':<{width}}  {count} x {text}")
-    return "\n".join(lines)
+    """One run as a two-column table (units as `format_metric`), then failure reasons
+    and engine errors."""
+    rows = [(key, format_metric(key, value)) for key, value in summary.items()]
+    rows += [("failure", f"{count} x {reason}") for reason, count in (failures or {}).items()]
+    rows += [("engine error", f"{count} x {text}") for text, count in (errors or {}).items()]
+    return format_table(rows)
+
+
+class Summary(dict[str, Number]):
+    """`Result.summary()`: the raw numbers by name (seconds, bit/s, ratios, counts), and
+    printed, a table with units and rounding."""
+
+    def __str__(self) -> str:
+        return format_summary(self)
 
 
 def format_sweep(parameter: str, rows: Sequence[tuple[Any, Mapping[str, Number]]]) -> str:
