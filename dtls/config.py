@@ -48,6 +48,10 @@ DEFAULT_SIGNATURE_ALGORITHMS: tuple[SignatureScheme, ...] = (
 )
 
 
+#: the smallest max_datagram_size: a ClientHello fragment must leave room for its headers
+MIN_DATAGRAM_SIZE = 256
+
+
 class CookieMode:
     """When a server answers a ClientHello with a stateless cookie HRR (RFC 9147 §5.1)."""
 
@@ -102,9 +106,15 @@ def parse_groups(names: str | Sequence[str | int]) -> tuple[NamedGroup, ...]:
         if not name:
             continue
         try:
-            groups.append(NamedGroup[name])
+            group = NamedGroup[name]
         except KeyError:
             raise ConfigurationError(f"unknown group {item!r}") from None
+        from .crypto import SUPPORTED_GROUPS
+
+        if group not in SUPPORTED_GROUPS:
+            known = ", ".join(g.name.lower() for g in SUPPORTED_GROUPS)
+            raise ConfigurationError(f"unknown group {item!r} (groups known here: {known})")
+        groups.append(group)
     if not groups:
         raise ConfigurationError("no groups")
     return tuple(groups)
@@ -276,13 +286,17 @@ class Context:
         certdata: bytes | None = None,
         keydata: bytes | None = None,
     ) -> None:
-        """Our certificate chain (leaf first) and its private key, PEM or DER."""
-        from .crypto import load_certificate_chain, load_private_key
+        """Our certificate chain (leaf first) and its private key, PEM or DER.
+        ConfigurationError if the key is not the certificate's (as `ssl` raises)."""
+        from .crypto import key_matches_certificate, load_certificate_chain, load_private_key
 
-        self.certificate_chain = load_certificate_chain(certfile=certfile, certdata=certdata)
+        chain = load_certificate_chain(certfile=certfile, certdata=certdata)
         if keyfile is None and keydata is None:
             keyfile = certfile
-        self.private_key = load_private_key(keyfile=keyfile, keydata=keydata, password=password)
+        key = load_private_key(keyfile=keyfile, keydata=keydata, password=password)
+        if chain and not key_matches_certificate(key, chain[0]):
+            raise ConfigurationError("the private key does not match the certificate")
+        self.certificate_chain, self.private_key = chain, key
 
     def load_verify_locations(
         self,
@@ -396,7 +410,13 @@ class Context:
             raise ConfigurationError("a server needs a certificate and key, or a PSK lookup")
         if self.check_hostname and self.verify_mode == ssl.CERT_NONE:
             raise ConfigurationError("check_hostname needs verify_mode CERT_REQUIRED")
-        if self.max_datagram_size < 256:
-            raise ConfigurationError("max_datagram_size must be at least 256")
+        if self.max_datagram_size < MIN_DATAGRAM_SIZE:
+            raise ConfigurationError(f"max_datagram_size must be at least {MIN_DATAGRAM_SIZE}")
+        for name in ("confidentiality_limit", "integrity_limit"):
+            limit = getattr(self, name)
+            if limit is not None and limit < 1:
+                raise ConfigurationError(f"{name} must be at least 1 (RFC 9147 §4.5.3)")
+        if self.max_early_data_size < 0:
+            raise ConfigurationError("max_early_data_size must not be negative")
         if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:
             raise ConfigurationError("record_size_limit must be 64..16385 (RFC 8449 §4)")

@@ -469,6 +469,140 @@ def test_usage_errors(args: list[str], message: str) -> None:
     assert message in result.stderr
 
 
+# ---- configuration errors: one sentence, at once, never a traceback ----
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["server", "--max-connections", "0"], "argument --max-connections: must be at least 1"),
+        (["server", "--port", "99999"], "argument --port: must be 0..65535, not 99999"),
+        (["client", "127.0.0.1", "70000"], "argument PORT: must be 1..65535, not 70000"),
+        (["client", "127.0.0.1:0"], "port: must be 1..65535, not 0"),
+        (["client", "127.0.0.1", "1", "--mtu", "50"], "argument --mtu: must be 256..65527"),
+        (["client", "127.0.0.1", "1", "--timeout", "-1"], "argument --timeout: must be more"),
+        (["client", "127.0.0.1", "1", "--timeout", "nan"], "argument --timeout: must be more"),
+        (["client", "127.0.0.1", "1", "--confidentiality-limit", "0"],
+         "argument --confidentiality-limit: must be at least 1"),
+        (["server", "--early-data", "--max-early-data", "-1"],
+         "argument --max-early-data: must be 0.."),
+        (["client", "127.0.0.1", "1", "--ciphers", ""], "--ciphers: no cipher suites"),
+        (["client", "127.0.0.1", "1", "--groups", "x25519,ffdhe2048"],
+         "--groups: unknown group 'ffdhe2048' (groups known here: x25519"),
+        (["client", "127.0.0.1", "1", "--groups", "foo"], "--groups: unknown group 'foo'"),
+        (["client", "127.0.0.1", "1", "--pass", "secret"], "--pass takes pass:TEXT"),
+        (["client", "127.0.0.1", "1", "--pass", "env:DTLS13_NO_SUCH_VARIABLE"],
+         "--pass env:DTLS13_NO_SUCH_VARIABLE: no such environment variable"),
+    ],
+)
+def test_out_of_range_options_are_usage_errors(args: list[str], message: str) -> None:
+    result = run_main(*args)
+    assert result.status == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_pin_key_given_a_certificate(pki_paths: Any) -> None:
+    cert = pki_paths["server"].leaf_certfile
+    result = run_main("client", "127.0.0.1", "1", "--pin-key", cert)
+    assert result.status == 2
+    assert f"--pin-key {cert}: not a public key but a certificate" in result.stderr
+
+
+def test_sess_in_missing_a_field(tmp_path: Path) -> None:
+    broken = tmp_path / "session.json"
+    broken.write_text('{"psk": ""}')
+    result = run_main("client", "127.0.0.1", "1", "--no-verify", "--sess-in", broken)
+    assert result.status == 2
+    assert f"--sess-in {broken}: not a session saved by --sess-out (no 'ticket')" in result.stderr
+    broken.write_text("[1, 2]")
+    result = run_main("client", "127.0.0.1", "1", "--no-verify", "--sess-in", broken)
+    assert result.status == 2 and "not a session saved by --sess-out" in result.stderr
+
+
+def test_unresolvable_host_is_named() -> None:
+    result = run_main("client", "no-such-host.invalid", "4433", "--no-verify", "--no-stdin")
+    assert result.status == 1
+    assert "cannot resolve 'no-such-host.invalid'" in result.stderr
+    served = run_main("server", "--host", "no-such-host.invalid", "--port", "0")
+    assert served.status == 1 and "cannot resolve 'no-such-host.invalid'" in served.stderr
+
+
+def test_server_refuses_a_key_that_does_not_match(pki_paths: Any) -> None:
+    cert, key = pki_paths["server"].certfile, pki_paths["client"].keyfile
+    done = subprocess.run(
+        [*PYTHON, "server", "--port", "0", "--cert", str(cert), "--key", str(key)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 2
+    assert "listening" not in done.stdout
+    assert f"{cert}, {key}: the private key does not match the certificate" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def encrypted_client_key(tmp_path: Path, pki: Any) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    path = tmp_path / "client-encrypted.key"
+    path.write_bytes(pki.client.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret pass")))
+    return path
+
+
+def _client_context(*args: str | Path) -> Any:
+    parsed = cli.build_parser().parse_args(["client", "127.0.0.1", *map(str, args)])
+    with contextlib.ExitStack() as stack:
+        return cli.client_context(parsed, stack)
+
+
+def test_pass_opens_an_encrypted_key(
+    encrypted_client_key: Path, pki: Any, pki_paths: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cert = pki_paths["client"].certfile
+    want = pki.client.key.private_numbers()
+    monkeypatch.setenv("DTLS13_TEST_PASS", "s3cret pass")
+    password_file = tmp_path / "pass.txt"
+    password_file.write_text("s3cret pass\nnot this line\n")
+    for source in ("pass:s3cret pass", "env:DTLS13_TEST_PASS", f"file:{password_file}"):
+        ctx = _client_context("--no-verify", "--cert", cert, "--key", encrypted_client_key,
+                              "--pass", source)
+        assert ctx.private_key.private_numbers() == want, source
+
+    missing = run_main("client", "127.0.0.1", "1", "--cert", cert, "--key",
+                       encrypted_client_key)
+    assert missing.status == 2
+    assert (f"{encrypted_client_key}: the private key is encrypted: give its password with "
+            "--pass") in missing.stderr
+    wrong = run_main("client", "127.0.0.1", "1", "--cert", cert, "--key", encrypted_client_key,
+                     "--pass", "pass:wrong")
+    assert wrong.status == 2 and "cannot load the private key" in wrong.stderr
+    assert "wrong" not in wrong.stderr.replace("wrong password", "")  # never the password
+
+
+def test_server_with_an_encrypted_key(encrypted_client_key: Path, pki: Any,
+                                      tmp_path: Path) -> None:
+    chain = tmp_path / "chain.pem"  # the client credential serves as well as any
+    chain.write_bytes(pki.client.chain_pem)
+    with dtls_server("--echo", "--json", "--once", "--cert", chain,
+                     "--key", encrypted_client_key, "--pass", "pass:s3cret pass") as server:
+        result = client(server.port, "--no-verify", "--message", "locked")
+        assert result.status == 0, result.stderr
+        assert result.json["replies"] == ["locked"]
+        assert result.json["peer_subject"] == pki.client.cert.subject.rfc4514_string()
+
+
+def test_host_colon_port(echo_server: ServerProcess) -> None:
+    result = run_main("client", f"127.0.0.1:{echo_server.port}", "--json", "--timeout", "5",
+                      "--no-verify", "--message", "colon")
+    assert result.status == 0, result.stderr
+    assert result.json["replies"] == ["colon"]
+    twice = run_main("client", f"127.0.0.1:{echo_server.port}", str(echo_server.port))
+    assert twice.status == 2 and "a port twice" in twice.stderr
+
+
 def test_sim_is_delegated() -> None:
     result = run_main("sim", "--help")
     assert result.status == 0
