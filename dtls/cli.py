@@ -492,6 +492,33 @@ async def _wait_for_session(conn: AsyncConnection, timeout: float) -> Session:
     return conn.session
 
 
+def _read_lines(put: Callable[[bytes | None], None]) -> None:
+    """stdin line by line, then None, for a daemon thread (stdin has no portable async
+    reader). It reads the file descriptor unbuffered: a thread blocked inside
+    sys.stdin.buffer holds its lock, and Python aborts when it exits on Ctrl-C."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdin (embedded, tests)
+        for line in getattr(sys.stdin, "buffer", ()):
+            put(line.rstrip(b"\r\n"))
+        put(None)
+        return
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        *complete, pending = (pending + chunk).split(b"\n")
+        for line in complete:
+            put(line.rstrip(b"\r"))
+    if pending:
+        put(pending.rstrip(b"\r"))
+    put(None)
+
+
 async def _client_interactive(
     args: argparse.Namespace, conn: AsyncConnection, report: ClientReport
 ) -> None:
@@ -500,12 +527,11 @@ async def _client_interactive(
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[bytes | None] = asyncio.Queue()
 
-    def read_stdin() -> None:  # a daemon thread: stdin has no portable async reader
-        for line in sys.stdin.buffer:
-            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip(b"\r\n"))
-        loop.call_soon_threadsafe(lines.put_nowait, None)
+    def put(line: bytes | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone (Ctrl-C)
+            loop.call_soon_threadsafe(lines.put_nowait, line)
 
-    threading.Thread(target=read_stdin, name="dtls-stdin", daemon=True).start()
+    threading.Thread(target=_read_lines, args=(put,), name="dtls-stdin", daemon=True).start()
 
     async def receive() -> None:
         with contextlib.suppress(errors.ConnectionStateError):

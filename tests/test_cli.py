@@ -469,6 +469,29 @@ def test_usage_errors(args: list[str], message: str) -> None:
     assert message in result.stderr
 
 
+def test_ctrl_c_in_the_interactive_client_exits_cleanly(echo_server: ServerProcess) -> None:
+    """SIGINT while the stdin thread waits for a line: exit 130, no "Fatal Python error"
+    (a daemon thread inside sys.stdin.buffer made Python abort with status 134)."""
+    proc = subprocess.Popen(
+        [*PYTHON, "client", "127.0.0.1", str(echo_server.port), "--no-verify"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write(b"before ctrl-c\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"before ctrl-c\n"  # stdin is open, the thread waits
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=10)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert status == 130, err
+    assert "Fatal Python error" not in err and "Traceback" not in err
+
+
 # ---- configuration errors: one sentence, at once, never a traceback ----
 
 
