@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, errors
-from .config import MIN_DATAGRAM_SIZE, Context, CookieMode, parse_cipher_suites, parse_groups
+from .config import (
+    MIN_DATAGRAM_SIZE,
+    Context,
+    CookieMode,
+    open_keylog_file,
+    parse_cipher_suites,
+    parse_groups,
+)
 from .crypto import self_signed_certificate
 from .iana import AlertDescription, CipherSuite
 
@@ -177,7 +184,7 @@ def _open_keylog(path: str | None, stack: contextlib.ExitStack) -> Callable[[str
     path = path or os.environ.get("SSLKEYLOGFILE") or None
     if path is None:
         return None
-    f = stack.enter_context(open(path, "a", buffering=1, encoding="ascii"))  # noqa: SIM115
+    f = stack.enter_context(open_keylog_file(path))
 
     def write(line: str) -> None:
         f.write(line + "\n")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import ConfigurationError
 from .iana import CipherSuite, NamedGroup, SignatureScheme
@@ -60,6 +60,13 @@ class CookieMode:
     AUTO = "auto"  # only while the endpoint is under load
 
 
+def open_keylog_file(filename: str | os.PathLike[str]) -> TextIO:
+    """`filename` opened to append key log lines, line-buffered; a new file is created
+    with mode 0600, as it holds the traffic secrets."""
+    fd = os.open(filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return open(fd, "a", buffering=1, encoding="ascii")
+
+
 class KeyLogFile:
     """Appends NSS key log lines (for Wireshark) to a file, flushed line by line."""
 
@@ -67,7 +74,7 @@ class KeyLogFile:
         self.filename = filename
 
     def __call__(self, line: str) -> None:
-        with open(self.filename, "a", encoding="ascii") as f:
+        with open_keylog_file(self.filename) as f:
             f.write(line + "\n")
 
 

@@ -312,6 +312,9 @@ def test_keylog_files_agree(
     theirs = _keylog(echo_server.keylog)  # type: ignore[attr-defined]
     for key, secret in ours.items():
         assert theirs.get(key) == secret, key
+    # they hold the traffic secrets: created 0600, like the session file
+    assert client_log.stat().st_mode & 0o777 == 0o600
+    assert echo_server.keylog.stat().st_mode & 0o777 == 0o600  # type: ignore[attr-defined]
 
     # Without the flag or the variable nothing is written anywhere.
     monkeypatch.delenv("SSLKEYLOGFILE")

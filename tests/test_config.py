@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,3 +51,14 @@ def test_check_rejects_out_of_range_settings(settings: dict[str, Any], message: 
     with pytest.raises(ConfigurationError, match=message):
         ctx.check()
     Context.client(verify=False).check()  # the defaults pass
+
+
+def test_keylog_file_is_created_private(tmp_path: Path) -> None:
+    path = tmp_path / "keys.log"
+    ctx = Context.client(verify=False)
+    ctx.keylog_filename = str(path)
+    assert ctx.keylog is not None
+    ctx.keylog("CLIENT_RANDOM 00 11")
+    ctx.keylog("CLIENT_RANDOM 22 33")
+    assert path.read_text() == "CLIENT_RANDOM 00 11\nCLIENT_RANDOM 22 33\n"
+    assert path.stat().st_mode & 0o777 == 0o600
