@@ -348,6 +348,8 @@ def _write_data(data: bytes) -> None:
 
 def describe_error(exc: BaseException) -> str:
     """One line for a failure, saying what went wrong in DTLS terms."""
+    if isinstance(exc, errors.HandshakeRefused):
+        return str(exc)  # the server refused: <alert> (<what it likely means>)
     if isinstance(exc, errors.AlertReceived):
         return f"the peer sent a fatal alert: {_alert_name(exc.description)}"
     if isinstance(exc, errors.CertificateError):

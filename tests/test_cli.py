@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -274,14 +275,48 @@ def test_default_verification_uses_the_system_store(echo_server: ServerProcess) 
 
 
 def test_timeout_without_server() -> None:
-    port = free_udp_port()
-    started = time.monotonic()
-    result = client(port, "--no-verify", "--timeout", "1", "--message", "anyone?")
-    elapsed = time.monotonic() - started
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # reads, never answers
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        result = client(port, "--no-verify", "--timeout", "1", "--message", "anyone?")
+        elapsed = time.monotonic() - started
     assert result.status == 1
     assert elapsed < 4
     assert result.stderr.strip() == f"dtls: no handshake with 127.0.0.1:{port} within 1 s"
     assert result.json["error"].startswith("no handshake")
+
+
+def test_nothing_listens() -> None:
+    port = free_udp_port()  # closed: the kernel answers ICMP port unreachable
+    started = time.monotonic()
+    result = client(port, "--no-verify", "--timeout", "10", "--message", "anyone?")
+    assert time.monotonic() - started < 1.5
+    assert result.status == 1
+    assert result.stderr.strip() == f"dtls: nothing listens on 127.0.0.1:{port}"
+    assert result.json["error"] == f"nothing listens on 127.0.0.1:{port}"
+
+
+def test_the_servers_alert_is_reported_at_once() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        refusing.settimeout(5)
+
+        def refuse() -> None:  # one handshake_failure alert, as a server that cannot agree
+            with contextlib.suppress(OSError):
+                _, addr = refusing.recvfrom(65536)
+                refusing.sendto(bytes.fromhex("15fefd000000000000000000020228"), addr)
+
+        thread = threading.Thread(target=refuse, daemon=True)
+        thread.start()
+        started = time.monotonic()
+        result = client(refusing.getsockname()[1], "--no-verify", "--timeout", "10",
+                        "--no-stdin")
+        assert time.monotonic() - started < 1.5
+        thread.join()
+    assert result.status == 1
+    assert result.stderr.strip() == ("dtls: the server refused: handshake_failure (no common "
+                                     "cipher suite, group or signature scheme?)")
 
 
 # ---- key log ----
