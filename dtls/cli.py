@@ -297,6 +297,8 @@ def server_context(args: argparse.Namespace, stack: contextlib.ExitStack) -> Con
     )
     if args.early_data:
         settings["max_early_data_size"] = args.max_early_data
+    if args.no_tickets:
+        settings["session_tickets"] = 0
     psk = _external_psk(args)
     if psk is not None:
         settings["psk_lookup"] = lambda identity: psk if identity == psk.identity else None
@@ -501,6 +503,18 @@ async def _wait_for_session(conn: AsyncConnection, timeout: float) -> Session:
     return conn.session
 
 
+def _start_stdin_reader(
+    loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[bytes | None]
+) -> None:
+    """stdin lines into `lines` (None at the end), from a daemon thread."""
+
+    def put(line: bytes | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone (Ctrl-C)
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+
+    threading.Thread(target=_read_lines, args=(put,), name="dtls-stdin", daemon=True).start()
+
+
 def _read_lines(put: Callable[[bytes | None], None]) -> None:
     """stdin line by line, then None, for a daemon thread (stdin has no portable async
     reader). It reads the file descriptor unbuffered: a thread blocked inside
@@ -536,11 +550,7 @@ async def _client_interactive(
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[bytes | None] = asyncio.Queue()
 
-    def put(line: bytes | None) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is gone (Ctrl-C)
-            loop.call_soon_threadsafe(lines.put_nowait, line)
-
-    threading.Thread(target=_read_lines, args=(put,), name="dtls-stdin", daemon=True).start()
+    _start_stdin_reader(loop, lines)
 
     async def receive() -> None:
         with contextlib.suppress(errors.ConnectionStateError):
@@ -703,11 +713,13 @@ async def _run_server(args: argparse.Namespace, ctx: Context) -> int:
 
     stop = asyncio.Event()
     totals = _ServerTotals()
+    clients: set[AsyncConnection] = set()  # established, for stdin lines
 
     async def handle(conn: AsyncConnection) -> None:
         started = time.monotonic()
         received = sent = 0
         error = None
+        clients.add(conn)
         try:
             async for message in conn:
                 received += 1
@@ -721,6 +733,8 @@ async def _run_server(args: argparse.Namespace, ctx: Context) -> int:
                     _write_data(message)
         except Exception as exc:  # the connection failed: report it, keep serving
             error = describe_error(exc)
+        finally:
+            clients.discard(conn)
         totals.connections += 1
         totals.failed += error is not None
         if args.json:
@@ -744,14 +758,29 @@ async def _run_server(args: argparse.Namespace, ctx: Context) -> int:
     print(f"listening on {host}:{server.port}", flush=True)
     _install_stop_signals(stop)
     watcher = asyncio.create_task(_watch_failed_handshakes(args, server, totals, stop))
+    relay = None
+    if not args.echo and not args.no_stdin:
+        relay = asyncio.create_task(_send_stdin_lines(clients))
     try:
         await stop.wait()
         await watcher  # one last look at the counters
     finally:
         watcher.cancel()
+        if relay is not None:
+            relay.cancel()
         server.close()
         await server.wait_closed()
     return EXIT_FAILURE if args.once and totals.failed else EXIT_OK
+
+
+async def _send_stdin_lines(clients: set[AsyncConnection]) -> None:
+    """s_server style: each stdin line goes as a message to every connected client."""
+    lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+    _start_stdin_reader(asyncio.get_running_loop(), lines)
+    while (line := await lines.get()) is not None:
+        for conn in list(clients):
+            with contextlib.suppress(errors.DTLSError, OSError):
+                await conn.send(line)
 
 
 async def _watch_failed_handshakes(
@@ -1029,7 +1058,7 @@ def cmd_bench(argv: Sequence[str]) -> int:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return int(module.main(list(argv), prog="python -m dtls bench"))
+    return int(module.main(list(argv), prog=f"{program_name()} bench"))
 
 
 def cmd_sim(argv: Sequence[str]) -> int:
@@ -1096,11 +1125,17 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("-q", "--quiet", action="store_true", help="no status lines on stderr")
 
 
+def program_name() -> str:
+    """How we were run, for usage lines: `dtls` (the console script) or `python -m dtls`."""
+    return "dtls" if Path(sys.argv[0]).name == "dtls" else "python -m dtls"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    prog = program_name()
     parser = argparse.ArgumentParser(
-        prog="python -m dtls",
+        prog=prog,
         description="DTLS 1.3 (RFC 9147) from the command line.",
-        epilog=EXAMPLES,
+        epilog=EXAMPLES.replace("python -m dtls", prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"dtls13 {__version__}")
@@ -1164,7 +1199,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--cookie", choices=(CookieMode.ALWAYS, CookieMode.NEVER, CookieMode.AUTO),
                    help="stateless cookie HelloRetryRequest (RFC 9147 §5.1): default always; "
                         "auto with --early-data, as a HelloRetryRequest rules out 0-RTT")
-    x.add_argument("--echo", action="store_true", help="send every message back")
+    x.add_argument("--echo", action="store_true",
+                   help="send every message back (without it: print them, and send each "
+                        "stdin line to the connected clients)")
+    x.add_argument("--no-stdin", action="store_true",
+                   help="without --echo: do not read stdin (for a server in the background)")
+    x.add_argument("--no-tickets", action="store_true",
+                   help="send no NewSessionTicket: no resumption (like -no_ticket)")
     x.add_argument("--max-connections", type=_int_at_least(1), metavar="N",
                    help="connections served at once at most")
     x.add_argument("--once", action="store_true", help="exit after one connection ends")

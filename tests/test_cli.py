@@ -7,6 +7,7 @@ goes over real UDP sockets on 127.0.0.1.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -66,10 +67,12 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def dtls_server(*args: str | Path) -> Iterator[ServerProcess]:
-    """Start `python -m dtls server --port 0 ARGS` and wait for its `listening on` line."""
+def dtls_server(*args: str | Path, stdin: bool = False) -> Iterator[ServerProcess]:
+    """Start `python -m dtls server --port 0 ARGS` and wait for its `listening on` line;
+    its stdin is /dev/null, or a pipe (`proc.stdin`) with `stdin=True`."""
     proc = subprocess.Popen(
         [*PYTHON, "server", "--port", "0", *map(str, args)],
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -662,6 +665,116 @@ def test_host_colon_port(echo_server: ServerProcess) -> None:
     assert result.json["replies"] == ["colon"]
     twice = run_main("client", f"127.0.0.1:{echo_server.port}", str(echo_server.port))
     assert twice.status == 2 and "a port twice" in twice.stderr
+
+
+# ---- s_client / s_server habits ----
+
+
+def test_server_sends_its_stdin_to_the_client() -> None:
+    with dtls_server("--once", stdin=True) as server:
+        proc = subprocess.Popen(
+            [*PYTHON, "client", f"127.0.0.1:{server.port}", "--no-verify", "-q"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            assert server.proc.stdin is not None and server.proc.stdout is not None
+            proc.stdin.write("from the client\n")
+            proc.stdin.flush()
+            assert server.proc.stdout.readline() == "from the client\n"  # it printed it
+            server.proc.stdin.write("from the server\n")
+            server.proc.stdin.flush()
+            assert proc.stdout.readline() == "from the server\n"
+            proc.stdin.close()  # end of input: the client closes, the --once server exits
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert server.wait() == 0
+
+
+def test_no_tickets(tmp_path: Path) -> None:
+    with dtls_server("--echo", "--json", "--no-tickets") as server:
+        result = client(server.port, "--no-verify", "--message", "hi", "--timeout", "1",
+                        "--sess-out", tmp_path / "session.json")
+        assert result.status == 1
+        assert result.json["replies"] == ["hi"]
+        assert result.json["error"] == "no session ticket within 1 s"
+        assert not (tmp_path / "session.json").exists()
+
+
+def _options(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.Action]]:
+    """(command, action) for every argument of every subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                for inner in sub._actions:
+                    if not isinstance(inner, argparse._HelpAction):
+                        yield name, inner
+
+
+def test_every_option_and_positional_has_help() -> None:
+    missing = [(command, action.dest) for command, action in _options(cli.build_parser())
+               if not action.help]
+    assert missing == []
+
+
+def test_docs_list_every_option() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    missing = sorted(
+        (command, option)
+        for command, action in _options(cli.build_parser())
+        for option in action.option_strings
+        if option.startswith("--") and not re.search(re.escape(option) + r"(?![\w-])", docs)
+    )
+    assert missing == []
+
+
+def test_usage_says_dtls_when_run_as_dtls(tmp_path: Path) -> None:
+    script = tmp_path / "dtls"  # what the console script is called
+    script.write_text("import sys\nfrom dtls.cli import main\nsys.exit(main())\n")
+    env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, str(script), "client", "--help"],
+                          capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: dtls client ")
+    module = subprocess.run([*PYTHON, "--help"], capture_output=True, text=True, timeout=30,
+                            env=env)
+    assert module.stdout.startswith("usage: python -m dtls ")
+    assert "\n  python -m dtls demo\n" in module.stdout
+    bad = subprocess.run([sys.executable, str(script), "server", "--port", "-1"],
+                         capture_output=True, text=True, timeout=30, env=env)
+    assert bad.returncode == 2 and "dtls server: error: argument --port" in bad.stderr
+
+
+def test_bench_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_e2e_progress", cli.BENCH_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    class Stderr(io.StringIO):
+        def __init__(self, tty: bool) -> None:
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    for tty in (False, True):
+        err = Stderr(tty)
+        monkeypatch.setattr(sys, "stderr", err)
+        progress = bench.Progress(2)
+        progress.show("plain single ...")
+        progress.step("plain single: 1/s")
+        progress.finish()
+        if tty:
+            assert "\r[############............] 1/2 plain single: 1/s" in err.getvalue()
+        else:
+            assert err.getvalue() == ""
 
 
 def test_sim_is_delegated() -> None:
