@@ -458,7 +458,9 @@ class _ClientLink(_Link):
         # ICMP port unreachable before the server said anything: nobody is there
         if (isinstance(exc, ConnectionRefusedError) and not self._heard_from_peer
                 and not self.handshake_done.done()):
-            self.handshake_done.set_exception(nothing_listens(self.connection.peer_address))
+            refused = nothing_listens(self.connection.peer_address)
+            logger.info("%s", refused.strerror)
+            self.handshake_done.set_exception(refused)
 
     def _timer(self, now: float) -> None:
         self.connection.handle_timer(now)
@@ -543,7 +545,9 @@ async def connect(
         engine.connect(addr, loop.time())
         link.flush()
         await asyncio.wait_for(asyncio.shield(link.handshake_done), timeout)
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, TimeoutError):
+            logger.info("%s: no handshake within %s s", addr, timeout)
         link.close()
         raise
     return link.conn

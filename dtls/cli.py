@@ -24,7 +24,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1123,6 +1123,9 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="machine-readable output")
     o.add_argument("-q", "--quiet", action="store_true", help="no status lines on stderr")
+    o.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log to stderr: handshake failures (-v); also state changes, "
+                        "retransmissions and drops (-vv), like s_client -state; never secrets")
 
 
 def program_name() -> str:
@@ -1238,6 +1241,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _log_to_stderr(verbosity: int) -> Iterator[None]:
+    """-v: the library's INFO records (failures) on stderr; -vv: DEBUG too."""
+    if verbosity <= 0:
+        yield
+        return
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dtls: %(name)s: %(message)s"))
+    library = logging.getLogger("dtls")
+    level = library.level
+    library.addHandler(handler)
+    library.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m dtls` and the `dtls` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -1248,7 +1272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with _log_to_stderr(getattr(args, "verbose", 0)):
+            return int(args.func(args))
     except UsageError as exc:
         parser.error(str(exc))
     except (errors.ConfigurationError, OSError) as exc:

@@ -9,6 +9,7 @@ Appendix A; flights, fragments, ACKs and retransmission follow RFC 9147 §5 and 
 from __future__ import annotations
 
 import hmac
+import logging
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -105,6 +106,8 @@ from .reliability import (
 )
 from .session import Session
 from .stats import ConnectionStats
+
+logger = logging.getLogger("dtls.connection")  # events and failures, never a secret
 
 # AEAD limits per key (RFC 9147 §4.5.3, RFC 9846 §5.5): records protected, and records
 # failing authentication. CCM_8's 2^7 forgery bound is why it is off by default.
@@ -661,6 +664,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
 
     def _retransmit(self, flight: OutgoingFlight, now: float) -> None:
         self.retransmissions += 1
+        logger.debug("%s: retransmission %d (RFC 9147 §5.8)", self.peer_address, flight.timeouts)
         self._transmit(flight, now)
 
     def _flight_acknowledged(self, kind: FlightKind, now: float) -> None:
@@ -1021,6 +1025,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self._secrets.pop("client_handshake", None)
         self._secrets.pop("server_handshake", None)
         self.state = HandshakeState.CONNECTED
+        logger.debug("%s: handshake complete", self.peer_address)
         self.last_received = self.last_sent = now
         self.handshake_completed_at = now
         assert self.cipher_suite is not None
@@ -1108,6 +1113,7 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
     ) -> None:
         if self.state is HandshakeState.CLOSED:
             return
+        _log_close(self, reason, alert, by_peer, error)
         self.state = HandshakeState.CLOSED
         self._flights.clear()
         self._ack_deadline = None
@@ -1149,3 +1155,21 @@ def _type_name(msg_type: int) -> str:
         return HandshakeType(msg_type).name.lower()
     except ValueError:
         return f"handshake type {msg_type}"
+
+
+def _log_close(conn: Connection, reason: str, alert: int | None, by_peer: bool,
+               error: bool) -> None:
+    """A failure at INFO (peer, alert, reason), an orderly close at DEBUG."""
+    if not logger.isEnabledFor(logging.INFO if error else logging.DEBUG):
+        return
+    what = "connection" if conn.handshake_completed_at is not None else "handshake"
+    if alert is not None:
+        try:
+            name = AlertDescription(alert).name.lower()
+        except ValueError:
+            name = str(alert)
+        reason = f"{reason} ({name} {'received' if by_peer else 'sent'})"
+    if error:
+        logger.info("%s: %s failed: %s", conn.peer_address, what, reason)
+    else:
+        logger.debug("%s: %s closed: %s", conn.peer_address, what, reason)

@@ -81,6 +81,8 @@ class FrontEndConnection:
         """Tell on_state_change when the engine's state moved since last looked at."""
         new = HandshakeState.CLOSED if self._closed is not None else self.connection.state
         old, self._state = self._state, new
+        if new is not old:
+            logger.debug("%s: state %s -> %s", self.peer_address, old.value, new.value)
         if new is not old and self.on_state_change is not None:
             call_safely(self.on_state_change, self, old, new)
 

@@ -433,6 +433,7 @@ class _ClientLink(_Link):
             if (isinstance(exc, ConnectionRefusedError) and not self._heard_from_peer
                     and self.conn.handshake is None):
                 self.refused = nothing_listens(self.engine.peer_address)
+                logger.info("%s", self.refused.strerror)
                 self.conn._cond.notify_all()
 
     def _handle_timer(self, now: float) -> None:
@@ -510,6 +511,7 @@ def connect(
                     raise handshake_error(conn._closed)
                 remaining = _remaining(deadline)
                 if remaining is not None and remaining <= 0:
+                    logger.info("%s: no handshake within %s s", addr, timeout)
                     raise TimeoutError("DTLS handshake timed out")
                 conn._cond.wait(remaining)
     except BaseException:
