@@ -1087,6 +1087,12 @@ examples:
 """
 
 
+def _add_password_option(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--pass", dest="password", metavar="SOURCE",
+                       help="password of an encrypted --key, as in openssl: pass:TEXT, "
+                            "env:VARIABLE or file:PATH")
+
+
 def _add_common_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("protocol")
     g.add_argument("--ciphers", metavar="LIST",
@@ -1160,9 +1166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SNI and the name checked in the certificate (default: HOST)")
     a.add_argument("--cert", metavar="FILE", help="client certificate chain (PEM)")
     a.add_argument("--key", metavar="FILE", help="client private key (default: in --cert)")
-    a.add_argument("--pass", dest="password", metavar="SOURCE",
-                   help="password of an encrypted --key, as in openssl: pass:TEXT, "
-                        "env:VARIABLE or file:PATH")
+    _add_password_option(a)
     _add_common_options(c)
     x = c.add_argument_group("exchange")
     x.add_argument("--message", action="append", metavar="TEXT",
@@ -1190,9 +1194,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--cert", metavar="FILE",
                    help="certificate chain (PEM); without it an ephemeral self-signed one")
     a.add_argument("--key", metavar="FILE", help="private key (default: in --cert)")
-    a.add_argument("--pass", dest="password", metavar="SOURCE",
-                   help="password of an encrypted --key, as in openssl: pass:TEXT, "
-                        "env:VARIABLE or file:PATH")
+    _add_password_option(a)
     a.add_argument("--cafile", metavar="FILE", help="trust anchors for client certificates")
     a.add_argument("--require-client-cert", action="store_true",
                    help="mutual authentication: require a client certificate that verifies "
