@@ -420,11 +420,12 @@ PEERS = {
 
 
 class Progress:
-    """A plain progress bar on stderr (a line per step when stderr is not a terminal)."""
+    """A plain progress bar on stderr, drawn only when stderr is a terminal (in a log or a
+    pipe it would be noise: the table on stdout has the results)."""
 
     def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled
-        self.tty = sys.stderr.isatty()
+        self.total, self.done = total, 0
+        self.enabled = enabled and sys.stderr.isatty()
 
     def show(self, label: str) -> None:
         if not self.enabled:
@@ -433,10 +434,7 @@ class Progress:
         filled = width * self.done // max(self.total, 1)
         bar = "#" * filled + "." * (width - filled)
         text = f"[{bar}] {self.done}/{self.total} {label}"
-        if self.tty:
-            sys.stderr.write("\r" + text.ljust(72)[:72])
-        else:
-            sys.stderr.write(text + "\n")
+        sys.stderr.write("\r" + text.ljust(72)[:72])
         sys.stderr.flush()
 
     def step(self, label: str) -> None:
@@ -444,7 +442,7 @@ class Progress:
         self.show(label)
 
     def finish(self) -> None:
-        if self.enabled and self.tty:
+        if self.enabled:
             sys.stderr.write("\r" + " " * 72 + "\r")
             sys.stderr.flush()
 
@@ -634,7 +632,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=64, help="concurrent handshake clients")
     p.add_argument("--cookie", default="always", choices=("always", "never", "auto"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none unless stderr is a terminal)")
     p.add_argument("--peer", choices=sorted(PEERS), help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
     return p

@@ -45,7 +45,7 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .frontend import FrontEndConnection
+from .frontend import FrontEndConnection, handshake_error, nothing_listens
 from .iana import AlertLevel
 
 try:
@@ -107,8 +107,10 @@ class _DatagramSocket:
         sock: socket.socket,
         on_datagrams: Callable[[list[tuple[bytes, Address]]], None],
         pool: Any = None,
+        on_error: Callable[[OSError], None] | None = None,
     ) -> None:
         self.loop = loop
+        self._on_error = on_error
         self.sock = sock
         self.fd = sock.fileno()
         # Received datagrams land in the pool's slabs (no allocation per datagram) and
@@ -146,6 +148,8 @@ class _DatagramSocket:
                 )
             except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
                 logger.debug("receive: %s", exc)
+                if self._on_error is not None:
+                    self._on_error(exc)
                 break
             if got:
                 batch = [(d.data, d.address) for d in got]
@@ -455,16 +459,26 @@ class _ClientLink(_Link):
         self.loop = loop
         self.connection = connection
         self.local_address = sock.getsockname()
-        self.socket = _DatagramSocket(loop, sock, self._received)
+        self.socket = _DatagramSocket(loop, sock, self._received, on_error=self._socket_error)
         self.timer = _Timer(loop, self._timer)
         self.conn = AsyncConnection(connection, self, **callbacks)
         self.handshake_done: asyncio.Future[None] = loop.create_future()
         self._flush_scheduled = False
         self._changes = 0
+        self._heard_from_peer = False
 
     def _received(self, batch: list[tuple[bytes, Address]]) -> None:
+        self._heard_from_peer = True
         self.connection.receive_datagrams(batch, self.loop.time())
         self.flush()
+
+    def _socket_error(self, exc: OSError) -> None:
+        # ICMP port unreachable before the server said anything: nobody is there
+        if (isinstance(exc, ConnectionRefusedError) and not self._heard_from_peer
+                and not self.handshake_done.done()):
+            refused = nothing_listens(self.connection.peer_address)
+            logger.info("%s", refused.strerror)
+            self.handshake_done.set_exception(refused)
 
     def _timer(self, now: float) -> None:
         self.connection.handle_timer(now)
@@ -483,7 +497,7 @@ class _ClientLink(_Link):
             if isinstance(event, HandshakeCompleted) and not self.handshake_done.done():
                 self.handshake_done.set_result(None)
             elif isinstance(event, ConnectionClosed) and not self.handshake_done.done():
-                self.handshake_done.set_exception(close_error(event))
+                self.handshake_done.set_exception(handshake_error(event))
         self.conn._check_state()  # handshake states move without events
         if engine.state is HandshakeState.CLOSED:
             self.close()
@@ -549,7 +563,9 @@ async def connect(
         engine.connect(addr, loop.time())
         link.flush()
         await asyncio.wait_for(asyncio.shield(link.handshake_done), timeout)
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, TimeoutError):
+            logger.info("%s: no handshake within %s s", addr, timeout)
         link.close()
         raise
     return link.conn

@@ -20,16 +20,24 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, errors
-from .config import Context, CookieMode, parse_cipher_suites, parse_groups
+from .config import (
+    MIN_DATAGRAM_SIZE,
+    Context,
+    CookieMode,
+    open_keylog_file,
+    parse_cipher_suites,
+    parse_groups,
+)
 from .crypto import self_signed_certificate
 from .iana import AlertDescription, CipherSuite
 
@@ -66,13 +74,117 @@ def _split_list(text: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (text or "").split(",") if item.strip())
 
 
+# ---- argument types: a value out of range is a usage error naming its option ----
+
+
+def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"{low}..{high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+_port = _int_at_least(1, 65535)
+_bind_port = _int_at_least(0, 65535)  # 0: any free port
+
+
+def _host_and_port(args: argparse.Namespace) -> None:
+    """`client HOST PORT`, `client HOST:PORT` or `client [IPv6]:PORT` (port 4433 by
+    default, as s_client's)."""
+    host, port = args.host, args.port
+    if host.startswith("[") and "]" in host:
+        host, _, rest = host[1:].partition("]")
+        if rest:
+            if not rest.startswith(":") or port is not None:
+                raise UsageError(f"not HOST:PORT: {args.host!r}")
+            port = _port_argument(rest[1:])
+    elif host.count(":") == 1:
+        host, _, text = host.partition(":")
+        if port is not None:
+            raise UsageError(f"a port twice: {args.host!r} and {port}")
+        port = _port_argument(text)
+    args.host, args.port = host, DEFAULT_PORT if port is None else port
+
+
+def _port_argument(text: str) -> int:
+    try:
+        return _port(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"port: {exc}") from None
+
+
+def _password(spec: str | None) -> bytes | None:
+    """--pass as in openssl: pass:TEXT, env:VARIABLE or file:PATH (its first line)."""
+    if spec is None:
+        return None
+    kind, _, value = spec.partition(":")
+    if kind == "pass":
+        return value.encode()
+    if kind == "env":
+        if value not in os.environ:
+            raise UsageError(f"--pass env:{value}: no such environment variable")
+        return os.environ[value].encode()
+    if kind == "file":
+        try:
+            with open(value, "rb") as f:
+                return f.readline().rstrip(b"\r\n")
+        except OSError as exc:
+            raise UsageError(f"--pass file:{value}: {exc.strerror}") from None
+    raise UsageError("--pass takes pass:TEXT, env:VARIABLE or file:PATH")
+
+
+def _load_credentials(ctx: Context, args: argparse.Namespace) -> None:
+    """--cert/--key (--pass) into ctx: a key that does not open or does not match the
+    certificate stops here, naming the files."""
+    from .crypto import load_private_key
+
+    password = _password(args.password)
+    keyfile = args.key or args.cert
+    try:
+        if args.cert is not None:
+            ctx.load_cert_chain(args.cert, args.key, password)
+        elif args.raw_public_key:
+            ctx.private_key = load_private_key(keyfile=args.key, password=password)
+    except errors.ConfigurationError as exc:
+        if password is None and b"ENCRYPTED" in _read_bytes(keyfile):
+            raise UsageError(f"{keyfile}: the private key is encrypted: give its password "
+                             "with --pass") from None
+        files = args.cert if args.key is None or args.cert is None else f"{args.cert}, {args.key}"
+        raise UsageError(f"{files}: {exc}") from None
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
+
+
 def _open_keylog(path: str | None, stack: contextlib.ExitStack) -> Callable[[str], None] | None:
     """An NSS key-log writer for --keylogfile, else $SSLKEYLOGFILE, else None: secrets are
     written only when asked for."""
     path = path or os.environ.get("SSLKEYLOGFILE") or None
     if path is None:
         return None
-    f = stack.enter_context(open(path, "a", buffering=1, encoding="ascii"))  # noqa: SIM115
+    f = stack.enter_context(open_keylog_file(path))
 
     def write(line: str) -> None:
         f.write(line + "\n")
@@ -89,7 +201,7 @@ def _external_psk(args: argparse.Namespace) -> ExternalPsk | None:
         raise UsageError("--psk and --psk-identity go together")
     from .session import ExternalPsk
 
-    suites = parse_cipher_suites(args.ciphers) if args.ciphers else ()
+    suites = parse_cipher_suites(args.ciphers) if args.ciphers is not None else ()
     sha384 = bool(suites) and all(s == CipherSuite.TLS_AES_256_GCM_SHA384 for s in suites)
     key = _hex(args.psk, "--psk")
     if not key:
@@ -100,10 +212,15 @@ def _external_psk(args: argparse.Namespace) -> ExternalPsk | None:
 def _common_settings(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]:
     """Context settings shared by client and server options."""
     settings: dict[str, Any] = {}
-    if args.ciphers:
-        settings["cipher_suites"] = parse_cipher_suites(args.ciphers)
-    if args.groups:
-        settings["groups"] = parse_groups(args.groups)
+    for option, value, parse, name in (
+        ("--ciphers", args.ciphers, parse_cipher_suites, "cipher_suites"),
+        ("--groups", args.groups, parse_groups, "groups"),
+    ):
+        if value is not None:
+            try:
+                settings[name] = parse(value)
+            except errors.ConfigurationError as exc:
+                raise UsageError(f"{option}: {exc}") from None
     if args.alpn:
         settings["alpn_protocols"] = _split_list(args.alpn)
     if args.mtu is not None:
@@ -141,15 +258,16 @@ def _srtp_profile(name: str) -> int:
             raise UsageError(f"--srtp: unknown profile {name!r}") from None
 
 
-def _own_raw_public_key(ctx: Context, args: argparse.Namespace) -> None:
-    """RFC 7250: a bare key instead of a certificate; and the peers' keys we accept."""
-    from .crypto import load_private_key
-
-    if args.raw_public_key and args.cert is None:
-        ctx.private_key = load_private_key(keyfile=args.key)
+def _pin_keys(ctx: Context, args: argparse.Namespace) -> None:
+    """RFC 7250: the peers' raw public keys we accept."""
     for path in args.pin_key or ():
-        with open(path, "rb") as f:
-            ctx.pin_public_key(f.read())
+        data = Path(path).read_bytes()
+        try:
+            ctx.pin_public_key(data)
+        except errors.BadCertificate:
+            hint = (f" but a certificate (its key: openssl x509 -in {path} -pubkey -noout)"
+                    if b"-----BEGIN CERTIFICATE" in data else "")
+            raise UsageError(f"--pin-key {path}: not a public key{hint}") from None
 
 
 def client_context(args: argparse.Namespace, stack: contextlib.ExitStack) -> Context:
@@ -164,14 +282,9 @@ def client_context(args: argparse.Namespace, stack: contextlib.ExitStack) -> Con
         settings["early_data"] = True
     if args.key is not None and args.cert is None and not args.raw_public_key:
         raise UsageError("--key needs --cert (or --raw-public-key)")
-    ctx = Context.client(
-        cafile=args.cafile,
-        verify=not args.no_verify,
-        certfile=args.cert,
-        keyfile=args.key if args.cert else None,
-        **settings,
-    )
-    _own_raw_public_key(ctx, args)
+    ctx = Context.client(cafile=args.cafile, verify=not args.no_verify, **settings)
+    _load_credentials(ctx, args)
+    _pin_keys(ctx, args)
     return ctx
 
 
@@ -184,6 +297,8 @@ def server_context(args: argparse.Namespace, stack: contextlib.ExitStack) -> Con
     )
     if args.early_data:
         settings["max_early_data_size"] = args.max_early_data
+    if args.no_tickets:
+        settings["session_tickets"] = 0
     psk = _external_psk(args)
     if psk is not None:
         settings["psk_lookup"] = lambda identity: psk if identity == psk.identity else None
@@ -192,13 +307,12 @@ def server_context(args: argparse.Namespace, stack: contextlib.ExitStack) -> Con
     if args.key is not None and args.cert is None and not args.raw_public_key:
         raise UsageError("--key needs --cert (or --raw-public-key)")
     ctx = Context.server(
-        certfile=args.cert,
-        keyfile=args.key if args.cert else None,
         cafile=args.cafile,
         require_client_certificate=args.require_client_cert,
         **settings,
     )
-    _own_raw_public_key(ctx, args)
+    _load_credentials(ctx, args)
+    _pin_keys(ctx, args)
     if args.cert is None and psk is None and not args.raw_public_key:
         cert_pem, key_pem = self_signed_certificate()
         ctx.load_cert_chain(certdata=cert_pem, keydata=key_pem)
@@ -236,6 +350,8 @@ def _write_data(data: bytes) -> None:
 
 def describe_error(exc: BaseException) -> str:
     """One line for a failure, saying what went wrong in DTLS terms."""
+    if isinstance(exc, errors.HandshakeRefused):
+        return str(exc)  # the server refused: <alert> (<what it likely means>)
     if isinstance(exc, errors.AlertReceived):
         return f"the peer sent a fatal alert: {_alert_name(exc.description)}"
     if isinstance(exc, errors.CertificateError):
@@ -387,6 +503,45 @@ async def _wait_for_session(conn: AsyncConnection, timeout: float) -> Session:
     return conn.session
 
 
+def _start_stdin_reader(
+    loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[bytes | None]
+) -> None:
+    """stdin lines into `lines` (None at the end), from a daemon thread."""
+
+    def put(line: bytes | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone (Ctrl-C)
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+
+    threading.Thread(target=_read_lines, args=(put,), name="dtls-stdin", daemon=True).start()
+
+
+def _read_lines(put: Callable[[bytes | None], None]) -> None:
+    """stdin line by line, then None, for a daemon thread (stdin has no portable async
+    reader). It reads the file descriptor unbuffered: a thread blocked inside
+    sys.stdin.buffer holds its lock, and Python aborts when it exits on Ctrl-C."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdin (embedded, tests)
+        for line in getattr(sys.stdin, "buffer", ()):
+            put(line.rstrip(b"\r\n"))
+        put(None)
+        return
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        *complete, pending = (pending + chunk).split(b"\n")
+        for line in complete:
+            put(line.rstrip(b"\r"))
+    if pending:
+        put(pending.rstrip(b"\r"))
+    put(None)
+
+
 async def _client_interactive(
     args: argparse.Namespace, conn: AsyncConnection, report: ClientReport
 ) -> None:
@@ -395,12 +550,7 @@ async def _client_interactive(
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[bytes | None] = asyncio.Queue()
 
-    def read_stdin() -> None:  # a daemon thread: stdin has no portable async reader
-        for line in sys.stdin.buffer:
-            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip(b"\r\n"))
-        loop.call_soon_threadsafe(lines.put_nowait, None)
-
-    threading.Thread(target=read_stdin, name="dtls-stdin", daemon=True).start()
+    _start_stdin_reader(loop, lines)
 
     async def receive() -> None:
         with contextlib.suppress(errors.ConnectionStateError):
@@ -433,14 +583,26 @@ async def _client_interactive(
         receiver.cancel()
 
 
-async def _run_client(args: argparse.Namespace, ctx: Context, report: ClientReport) -> None:
+def _load_session(path: str | None) -> Session | None:
+    """--sess-in: a session saved by --sess-out."""
+    if path is None:
+        return None
+    from .session import Session
+
+    data = Path(path).read_bytes()
+    try:
+        return Session.from_bytes(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"no {exc}" if isinstance(exc, KeyError) else type(exc).__name__
+        raise UsageError(f"--sess-in {path}: not a session saved by --sess-out ({detail})"
+                         ) from None
+
+
+async def _run_client(
+    args: argparse.Namespace, ctx: Context, session: Session | None, report: ClientReport
+) -> None:
     from . import aio
 
-    session = None
-    if args.sess_in is not None:
-        from .session import Session
-
-        session = Session.from_bytes(Path(args.sess_in).read_bytes())
     try:
         if args.early_data is not None:
             conn = await aio.connect(
@@ -454,6 +616,8 @@ async def _run_client(args: argparse.Namespace, ctx: Context, report: ClientRepo
         raise TimeoutError(
             f"no handshake with {args.host}:{args.port} within {args.timeout:g} s"
         ) from None
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve {args.host!r}: {exc.strerror}") from None
     if args.early_data is not None:
         report.messages_sent += 1
     report.fill(conn)
@@ -485,12 +649,14 @@ def _connected_line(args: argparse.Namespace, r: ClientReport) -> str:
 
 def cmd_client(args: argparse.Namespace) -> int:
     """`client HOST PORT`: connect, exchange messages, report."""
+    _host_and_port(args)
     report = ClientReport()
     status = EXIT_OK
     with contextlib.ExitStack() as stack:
         ctx = client_context(args, stack)
+        session = _load_session(args.sess_in)
         try:
-            asyncio.run(_run_client(args, ctx, report))
+            asyncio.run(_run_client(args, ctx, session, report))
         except KeyboardInterrupt:
             return 130
         except (errors.DTLSError, TimeoutError, OSError, ValueError) as exc:
@@ -547,11 +713,13 @@ async def _run_server(args: argparse.Namespace, ctx: Context) -> int:
 
     stop = asyncio.Event()
     totals = _ServerTotals()
+    clients: set[AsyncConnection] = set()  # established, for stdin lines
 
     async def handle(conn: AsyncConnection) -> None:
         started = time.monotonic()
         received = sent = 0
         error = None
+        clients.add(conn)
         try:
             async for message in conn:
                 received += 1
@@ -565,6 +733,8 @@ async def _run_server(args: argparse.Namespace, ctx: Context) -> int:
                     _write_data(message)
         except Exception as exc:  # the connection failed: report it, keep serving
             error = describe_error(exc)
+        finally:
+            clients.discard(conn)
         totals.connections += 1
         totals.failed += error is not None
         if args.json:
@@ -580,19 +750,37 @@ async def _run_server(args: argparse.Namespace, ctx: Context) -> int:
     options: dict[str, Any] = {}
     if args.max_connections is not None:
         options["max_connections"] = args.max_connections
-    server = await aio.serve(handle, args.host, args.port, ctx, **options)
+    try:
+        server = await aio.serve(handle, args.host, args.port, ctx, **options)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve {args.host!r}: {exc.strerror}") from None
     host = args.host if ":" not in args.host else f"[{args.host}]"
     print(f"listening on {host}:{server.port}", flush=True)
     _install_stop_signals(stop)
     watcher = asyncio.create_task(_watch_failed_handshakes(args, server, totals, stop))
+    relay = None
+    if not args.echo and not args.no_stdin:
+        relay = asyncio.create_task(_send_stdin_lines(clients))
     try:
         await stop.wait()
         await watcher  # one last look at the counters
     finally:
         watcher.cancel()
+        if relay is not None:
+            relay.cancel()
         server.close()
         await server.wait_closed()
     return EXIT_FAILURE if args.once and totals.failed else EXIT_OK
+
+
+async def _send_stdin_lines(clients: set[AsyncConnection]) -> None:
+    """s_server style: each stdin line goes as a message to every connected client."""
+    lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+    _start_stdin_reader(asyncio.get_running_loop(), lines)
+    while (line := await lines.get()) is not None:
+        for conn in list(clients):
+            with contextlib.suppress(errors.DTLSError, OSError):
+                await conn.send(line)
 
 
 async def _watch_failed_handshakes(
@@ -870,7 +1058,7 @@ def cmd_bench(argv: Sequence[str]) -> int:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return int(module.main(list(argv), prog="python -m dtls bench"))
+    return int(module.main(list(argv), prog=f"{program_name()} bench"))
 
 
 def cmd_sim(argv: Sequence[str]) -> int:
@@ -899,6 +1087,12 @@ examples:
 """
 
 
+def _add_password_option(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--pass", dest="password", metavar="SOURCE",
+                       help="password of an encrypted --key, as in openssl: pass:TEXT, "
+                            "env:VARIABLE or file:PATH")
+
+
 def _add_common_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("protocol")
     g.add_argument("--ciphers", metavar="LIST",
@@ -907,7 +1101,7 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
                    help="key exchange groups, comma separated (x25519, secp256r1, "
                         "secp384r1, x25519mlkem768, ...)")
     g.add_argument("--alpn", metavar="LIST", help="ALPN protocols, comma separated")
-    g.add_argument("--mtu", type=int, metavar="BYTES",
+    g.add_argument("--mtu", type=_int_at_least(MIN_DATAGRAM_SIZE, 65527), metavar="BYTES",
                    help="largest datagram to send (default 1200); handshake messages are "
                         "fragmented to fit")
     g.add_argument("--cid", nargs="?", const="", metavar="HEX",
@@ -918,12 +1112,12 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--srtp", metavar="LIST",
                    help="DTLS-SRTP protection profiles, comma separated (RFC 5764), e.g. "
                         "SRTP_AEAD_AES_128_GCM,SRTP_AES128_CM_HMAC_SHA1_80")
-    g.add_argument("--record-size-limit", type=int, metavar="BYTES",
+    g.add_argument("--record-size-limit", type=_int_at_least(64, 16385), metavar="BYTES",
                    help="largest record plaintext this side accepts (RFC 8449, 64..16385)")
-    g.add_argument("--confidentiality-limit", type=int, metavar="RECORDS",
+    g.add_argument("--confidentiality-limit", type=_int_at_least(1), metavar="RECORDS",
                    help="records sealed per key before a KeyUpdate (RFC 9147 §4.5.3; "
                         "default: the suite's limit)")
-    g.add_argument("--integrity-limit", type=int, metavar="RECORDS",
+    g.add_argument("--integrity-limit", type=_int_at_least(1), metavar="RECORDS",
                    help="records failing authentication per key before closing "
                         "(default: the suite's limit)")
     g.add_argument("--raw-public-key", action="store_true",
@@ -935,13 +1129,22 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="machine-readable output")
     o.add_argument("-q", "--quiet", action="store_true", help="no status lines on stderr")
+    o.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log to stderr: handshake failures (-v); also state changes, "
+                        "retransmissions and drops (-vv), like s_client -state; never secrets")
+
+
+def program_name() -> str:
+    """How we were run, for usage lines: `dtls` (the console script) or `python -m dtls`."""
+    return "dtls" if Path(sys.argv[0]).name == "dtls" else "python -m dtls"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    prog = program_name()
     parser = argparse.ArgumentParser(
-        prog="python -m dtls",
+        prog=prog,
         description="DTLS 1.3 (RFC 9147) from the command line.",
-        epilog=EXAMPLES,
+        epilog=EXAMPLES.replace("python -m dtls", prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"dtls13 {__version__}")
@@ -950,8 +1153,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("client", help="connect to a DTLS server (like openssl s_client)",
                        description="Connect, send each --message and print each reply (or "
                                    "send stdin lines), then close.")
-    c.add_argument("host")
-    c.add_argument("port", type=int)
+    c.add_argument("host", metavar="HOST",
+                   help="server name or address; also HOST:PORT or [IPv6]:PORT")
+    c.add_argument("port", type=_port, nargs="?", metavar="PORT",
+                   help=f"UDP port (default {DEFAULT_PORT})")
     a = c.add_argument_group("authentication")
     a.add_argument("--cafile", metavar="FILE",
                    help="trust anchors for the server certificate (default: the system's)")
@@ -961,6 +1166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SNI and the name checked in the certificate (default: HOST)")
     a.add_argument("--cert", metavar="FILE", help="client certificate chain (PEM)")
     a.add_argument("--key", metavar="FILE", help="client private key (default: in --cert)")
+    _add_password_option(a)
     _add_common_options(c)
     x = c.add_argument_group("exchange")
     x.add_argument("--message", action="append", metavar="TEXT",
@@ -975,19 +1181,20 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--sess-in", metavar="FILE", help="resume the session saved in FILE")
     x.add_argument("--early-data", metavar="TEXT",
                    help="send TEXT as 0-RTT early data (with --sess-in) and print the reply")
-    x.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    x.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"for the handshake and for each reply (default {DEFAULT_TIMEOUT:g})")
     c.set_defaults(func=cmd_client)
 
     s = sub.add_parser("server", help="serve DTLS (like openssl s_server)",
                        description="Serve DTLS clients: print or echo what they send.")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=DEFAULT_PORT,
+    s.add_argument("--port", type=_bind_port, default=DEFAULT_PORT,
                    help=f"UDP port (default {DEFAULT_PORT}; 0: any free port)")
     a = s.add_argument_group("authentication")
     a.add_argument("--cert", metavar="FILE",
                    help="certificate chain (PEM); without it an ephemeral self-signed one")
     a.add_argument("--key", metavar="FILE", help="private key (default: in --cert)")
+    _add_password_option(a)
     a.add_argument("--cafile", metavar="FILE", help="trust anchors for client certificates")
     a.add_argument("--require-client-cert", action="store_true",
                    help="mutual authentication: require a client certificate that verifies "
@@ -997,12 +1204,20 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--cookie", choices=(CookieMode.ALWAYS, CookieMode.NEVER, CookieMode.AUTO),
                    help="stateless cookie HelloRetryRequest (RFC 9147 §5.1): default always; "
                         "auto with --early-data, as a HelloRetryRequest rules out 0-RTT")
-    x.add_argument("--echo", action="store_true", help="send every message back")
-    x.add_argument("--max-connections", type=int, metavar="N")
+    x.add_argument("--echo", action="store_true",
+                   help="send every message back (without it: print them, and send each "
+                        "stdin line to the connected clients)")
+    x.add_argument("--no-stdin", action="store_true",
+                   help="without --echo: do not read stdin (for a server in the background)")
+    x.add_argument("--no-tickets", action="store_true",
+                   help="send no NewSessionTicket: no resumption (like -no_ticket)")
+    x.add_argument("--max-connections", type=_int_at_least(1), metavar="N",
+                   help="connections served at once at most")
     x.add_argument("--once", action="store_true", help="exit after one connection ends")
     x.add_argument("--early-data", action="store_true",
                    help="accept 0-RTT early data in resumed sessions")
-    x.add_argument("--max-early-data", type=int, default=16384, metavar="BYTES",
+    x.add_argument("--max-early-data", type=_int_at_least(0, 2**32 - 1), default=16384,
+                   metavar="BYTES",
                    help="with --early-data: how much a ticket admits (default 16384)")
     s.set_defaults(func=cmd_server)
 
@@ -1016,7 +1231,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="messages in flight at most (default 64)")
     d.add_argument("--ciphers", metavar="LIST", help="cipher suites to offer")
     d.add_argument("--groups", metavar="LIST", help="groups to offer")
-    d.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS")
+    d.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"for the handshake and each step (default {DEFAULT_TIMEOUT:g})")
     d.add_argument("--json", action="store_true", help="one JSON object instead of the report")
     d.set_defaults(func=cmd_demo)
 
@@ -1025,6 +1241,27 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("sim", help="discrete-event simulator (dtls.sim)", add_help=False)
     return parser
+
+
+@contextlib.contextmanager
+def _log_to_stderr(verbosity: int) -> Iterator[None]:
+    """-v: the library's INFO records (failures) on stderr; -vv: DEBUG too."""
+    if verbosity <= 0:
+        yield
+        return
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dtls: %(name)s: %(message)s"))
+    library = logging.getLogger("dtls")
+    level = library.level
+    library.addHandler(handler)
+    library.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1037,7 +1274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with _log_to_stderr(getattr(args, "verbose", 0)):
+            return int(args.func(args))
     except UsageError as exc:
         parser.error(str(exc))
     except (errors.ConfigurationError, OSError) as exc:

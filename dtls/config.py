@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import ConfigurationError
 from .iana import CipherSuite, NamedGroup, SignatureScheme
@@ -48,12 +48,23 @@ DEFAULT_SIGNATURE_ALGORITHMS: tuple[SignatureScheme, ...] = (
 )
 
 
+#: the smallest max_datagram_size: a ClientHello fragment must leave room for its headers
+MIN_DATAGRAM_SIZE = 256
+
+
 class CookieMode:
     """When a server answers a ClientHello with a stateless cookie HRR (RFC 9147 §5.1)."""
 
     ALWAYS = "always"
     NEVER = "never"
     AUTO = "auto"  # only while the endpoint is under load
+
+
+def open_keylog_file(filename: str | os.PathLike[str]) -> TextIO:
+    """`filename` opened to append key log lines, line-buffered; a new file is created
+    with mode 0600, as it holds the traffic secrets."""
+    fd = os.open(filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return open(fd, "a", buffering=1, encoding="ascii")
 
 
 class KeyLogFile:
@@ -63,7 +74,7 @@ class KeyLogFile:
         self.filename = filename
 
     def __call__(self, line: str) -> None:
-        with open(self.filename, "a", encoding="ascii") as f:
+        with open_keylog_file(self.filename) as f:
             f.write(line + "\n")
 
 
@@ -102,9 +113,15 @@ def parse_groups(names: str | Sequence[str | int]) -> tuple[NamedGroup, ...]:
         if not name:
             continue
         try:
-            groups.append(NamedGroup[name])
+            group = NamedGroup[name]
         except KeyError:
             raise ConfigurationError(f"unknown group {item!r}") from None
+        from .crypto import SUPPORTED_GROUPS
+
+        if group not in SUPPORTED_GROUPS:
+            known = ", ".join(g.name.lower() for g in SUPPORTED_GROUPS)
+            raise ConfigurationError(f"unknown group {item!r} (groups known here: {known})")
+        groups.append(group)
     if not groups:
         raise ConfigurationError("no groups")
     return tuple(groups)
@@ -286,13 +303,17 @@ class Context:
         certdata: bytes | None = None,
         keydata: bytes | None = None,
     ) -> None:
-        """Our certificate chain (leaf first) and its private key, PEM or DER."""
-        from .crypto import load_certificate_chain, load_private_key
+        """Our certificate chain (leaf first) and its private key, PEM or DER.
+        ConfigurationError if the key is not the certificate's (as `ssl` raises)."""
+        from .crypto import key_matches_certificate, load_certificate_chain, load_private_key
 
-        self.certificate_chain = load_certificate_chain(certfile=certfile, certdata=certdata)
+        chain = load_certificate_chain(certfile=certfile, certdata=certdata)
         if keyfile is None and keydata is None:
             keyfile = certfile
-        self.private_key = load_private_key(keyfile=keyfile, keydata=keydata, password=password)
+        key = load_private_key(keyfile=keyfile, keydata=keydata, password=password)
+        if chain and not key_matches_certificate(key, chain[0]):
+            raise ConfigurationError("the private key does not match the certificate")
+        self.certificate_chain, self.private_key = chain, key
 
     def load_verify_locations(
         self,
@@ -418,7 +439,13 @@ class Context:
             raise ConfigurationError("a server needs a certificate and key, or a PSK lookup")
         if self.check_hostname and self.verify_mode == ssl.CERT_NONE:
             raise ConfigurationError("check_hostname needs verify_mode CERT_REQUIRED")
-        if self.max_datagram_size < 256:
-            raise ConfigurationError("max_datagram_size must be at least 256")
+        if self.max_datagram_size < MIN_DATAGRAM_SIZE:
+            raise ConfigurationError(f"max_datagram_size must be at least {MIN_DATAGRAM_SIZE}")
+        for name in ("confidentiality_limit", "integrity_limit"):
+            limit = getattr(self, name)
+            if limit is not None and limit < 1:
+                raise ConfigurationError(f"{name} must be at least 1 (RFC 9147 §4.5.3)")
+        if self.max_early_data_size < 0:
+            raise ConfigurationError("max_early_data_size must not be negative")
         if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:
             raise ConfigurationError("record_size_limit must be 64..16385 (RFC 8449 §4)")

@@ -8,6 +8,7 @@ Appendix A; flights, fragments, ACKs and retransmission follow RFC 9147 §5 and 
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -90,6 +91,8 @@ from .session import Session
 from .srtp import EXPORTER_LABEL as SRTP_EXPORTER_LABEL
 from .srtp import SrtpKeys, keying_material_length
 from .stats import ConnectionStats
+
+logger = logging.getLogger("dtls.connection")  # events and failures, never a secret
 
 # AEAD limits per key (RFC 9147 §4.5.3, RFC 9846 §5.5): records protected, and records
 # failing authentication. CCM_8's 2^7 forgery bound is why it is off by default.
@@ -744,6 +747,7 @@ class Connection:
 
     def _retransmit(self, flight: OutgoingFlight, now: float) -> None:
         self.retransmissions += 1
+        logger.debug("%s: retransmission %d (RFC 9147 §5.8)", self.peer_address, flight.timeouts)
         self._transmit(flight, now)
 
     def _flight_acknowledged(self, kind: FlightKind, now: float) -> None:
@@ -977,6 +981,7 @@ class Connection:
         self._app_send_epoch = 3
 
     def _handshake_completed(self, now: float) -> None:
+        logger.debug("%s: handshake complete", self.peer_address)
         self.last_received = self.last_sent = now
         self.handshake_completed_at = now
         handshake = self._handshake
@@ -1084,6 +1089,7 @@ class Connection:
     ) -> None:
         if self.state is HandshakeState.CLOSED:
             return
+        _log_close(self, reason, alert, by_peer, error)
         self._handshake.state = HandshakeState.CLOSED
         self._flights.clear()
         self._ack_deadline = None
@@ -1099,3 +1105,21 @@ def _acked_any(flight: OutgoingFlight) -> bool:
 
 def _message_type(message: Any) -> int:
     return int(handshake_type(message))
+
+
+def _log_close(conn: Connection, reason: str, alert: int | None, by_peer: bool,
+               error: bool) -> None:
+    """A failure at INFO (peer, alert, reason), an orderly close at DEBUG."""
+    if not logger.isEnabledFor(logging.INFO if error else logging.DEBUG):
+        return
+    what = "connection" if conn.handshake_completed_at is not None else "handshake"
+    if alert is not None:
+        try:
+            name = AlertDescription(alert).name.lower()
+        except ValueError:
+            name = str(alert)
+        reason = f"{reason} ({name} {'received' if by_peer else 'sent'})"
+    if error:
+        logger.info("%s: %s failed: %s", conn.peer_address, what, reason)
+    else:
+        logger.debug("%s: %s closed: %s", conn.peer_address, what, reason)

@@ -165,6 +165,31 @@ class AlertReceived(DTLSError):
         super().__init__(f"peer sent alert {name}")
 
 
+# What a server's fatal alert during the handshake most likely means (RFC 9846 §6.2).
+_REFUSAL_HINTS = {
+    AlertDescription.HANDSHAKE_FAILURE: "no common cipher suite, group or signature scheme?",
+    AlertDescription.INSUFFICIENT_SECURITY: "it wants stronger parameters than offered?",
+    AlertDescription.PROTOCOL_VERSION: "it does not speak DTLS 1.3?",
+    AlertDescription.NO_APPLICATION_PROTOCOL: "no common ALPN protocol?",
+    AlertDescription.CERTIFICATE_REQUIRED: "it wants a client certificate",
+    AlertDescription.UNKNOWN_CA: "it does not trust the issuer of our certificate",
+    AlertDescription.BAD_CERTIFICATE: "it rejected our certificate",
+    AlertDescription.UNKNOWN_PSK_IDENTITY: "it does not know our PSK identity",
+    AlertDescription.UNSUPPORTED_EXTENSION: "an extension it does not allow here",
+}
+
+
+class HandshakeRefused(AlertReceived):
+    """The server ended our handshake with a fatal alert (an AlertReceived)."""
+
+    def __init__(self, description: AlertDescription | int) -> None:
+        super().__init__(description)
+        name = getattr(self.description, "name", str(description)).lower()
+        hint = _REFUSAL_HINTS.get(self.description) if isinstance(
+            self.description, AlertDescription) else None
+        self.args = (f"the server refused: {name}" + (f" ({hint})" if hint else ""),)
+
+
 _BY_ALERT: dict[int, type[ProtocolError]] = {}
 for _cls in list(globals().values()):
     if (

@@ -4,15 +4,18 @@ negotiated parameters, and the state-change and alert callbacks."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from . import errors
 from .connection import Connection, HandshakeState
 from .events import ConnectionClosed, HandshakeCompleted
 from .handshake import Address
 from .iana import AlertDescription, AlertLevel
+from .server import close_error
 from .session import Session
 
 logger = logging.getLogger("dtls")
@@ -105,6 +108,8 @@ class FrontEndConnection:
         """Tell on_state_change when the engine's state moved since last looked at."""
         new = HandshakeState.CLOSED if self._closed is not None else self.connection.state
         old, self._state = self._state, new
+        if new is not old:
+            logger.debug("%s: state %s -> %s", self.peer_address, old.value, new.value)
         if new is not old and self.on_state_change is not None:
             call_safely(self.on_state_change, self, old, new)
 
@@ -120,3 +125,19 @@ def call_safely(callback: Callable[..., None], *args: Any) -> None:
         callback(*args)
     except Exception:
         logger.exception("callback %r failed", callback)
+
+
+def handshake_error(closed: ConnectionClosed) -> Exception:
+    """What a client's connect() raises for a handshake that ended this way: the server's
+    fatal alert is a refusal (`dtls.errors.HandshakeRefused`), else as `close_error`."""
+    if closed.error and closed.by_peer and closed.alert is not None:
+        return errors.HandshakeRefused(closed.alert)
+    return close_error(closed)
+
+
+def nothing_listens(address: Address) -> ConnectionRefusedError:
+    """The first datagram drew an ICMP port unreachable (ECONNREFUSED on a connected
+    socket) before the peer said anything: connect() fails at once with this."""
+    host, port = address[0], address[1]
+    shown = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return ConnectionRefusedError(errno.ECONNREFUSED, f"nothing listens on {shown}")

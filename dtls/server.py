@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import logging
 import os
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
@@ -43,6 +44,8 @@ from .handshake import HandshakeState
 from .handshake_server import respond_statelessly
 from .record_py import Buffer
 from .stats import format_fields
+
+logger = logging.getLogger("dtls.server")  # refusals, drops and removals; never a secret
 
 __all__ = [
     "ConnectionAccepted",
@@ -691,6 +694,7 @@ class ServerEndpoint:
             self._send_stateless(response.datagram, addr)
         elif response.action != "accept":
             counts["garbage_dropped"] += 1
+            logger.debug("%s: datagram dropped: not a ClientHello we can answer", addr)
         else:
             self._accept(data, addr, addr, now, require)
 
@@ -859,4 +863,6 @@ class ServerEndpoint:
         if peer.cid_source is not None:
             peer.cid_source.peer = None  # later CIDs route nowhere; no reference cycle
         peer.timer_id = 0
+        logger.log(logging.INFO if reason == "handshake timeout" else logging.DEBUG,
+                   "%s: connection removed (%s)", peer.route, reason)
         self._events.append(ConnectionRemoved(conn, reason))

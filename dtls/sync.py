@@ -45,7 +45,7 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .frontend import FrontEndConnection
+from .frontend import FrontEndConnection, handshake_error, nothing_listens
 from .iana import AlertLevel
 
 try:
@@ -123,6 +123,9 @@ class _Link:
     def _handle_timer(self, now: float) -> None:
         raise NotImplementedError
 
+    def _receive_error(self, exc: OSError) -> None:
+        """The socket reported an error (lock not held)."""
+
     def _timer(self) -> float | None:
         raise NotImplementedError
 
@@ -187,6 +190,7 @@ class _Link:
                 got = receive_datagrams(self.fd, RECEIVE_BATCH)
             except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
                 logger.debug("receive: %s", exc)
+                self._receive_error(exc)
                 break
             if self.gro:  # each run's datagrams (buffer_size leaves room for any run)
                 batch.extend((bytes(x), d.address) for d in got for x in d.datagrams())
@@ -421,6 +425,9 @@ class _ClientLink(_Link):
         self.engine = connection
         self.conn = SyncConnection(connection, self, **callbacks)
         self._thread = threading.Thread(target=self._run, name="dtls-client-io", daemon=True)
+        self._heard_from_peer = False
+        #: set when the first datagrams drew ICMP port unreachable (see connect)
+        self.refused: ConnectionRefusedError | None = None
 
     def start(self, addr: Address) -> None:
         with self.lock:
@@ -437,7 +444,17 @@ class _ClientLink(_Link):
             self.close_socket()
 
     def _receive(self, batch: list[tuple[bytes, Address]], now: float) -> None:
+        self._heard_from_peer = True
         self.engine.receive_datagrams(batch, now)
+
+    def _receive_error(self, exc: OSError) -> None:
+        # ICMP port unreachable before the server said anything: nobody is there
+        with self.lock:
+            if (isinstance(exc, ConnectionRefusedError) and not self._heard_from_peer
+                    and self.conn.handshake is None):
+                self.refused = nothing_listens(self.engine.peer_address)
+                logger.info("%s", self.refused.strerror)
+                self.conn._cond.notify_all()
 
     def _handle_timer(self, now: float) -> None:
         self.engine.handle_timer(now)
@@ -512,10 +529,13 @@ def connect(
         link.start(addr)
         with conn._cond:
             while conn.handshake is None:
+                if link.refused is not None:
+                    raise link.refused
                 if conn._closed is not None:
-                    raise close_error(conn._closed)
+                    raise handshake_error(conn._closed)
                 remaining = _remaining(deadline)
                 if remaining is not None and remaining <= 0:
+                    logger.info("%s: no handshake within %s s", addr, timeout)
                     raise TimeoutError("DTLS handshake timed out")
                 conn._cond.wait(remaining)
     except BaseException:

@@ -7,6 +7,7 @@ goes over real UDP sockets on 127.0.0.1.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,10 +67,12 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def dtls_server(*args: str | Path) -> Iterator[ServerProcess]:
-    """Start `python -m dtls server --port 0 ARGS` and wait for its `listening on` line."""
+def dtls_server(*args: str | Path, stdin: bool = False) -> Iterator[ServerProcess]:
+    """Start `python -m dtls server --port 0 ARGS` and wait for its `listening on` line;
+    its stdin is /dev/null, or a pipe (`proc.stdin`) with `stdin=True`."""
     proc = subprocess.Popen(
         [*PYTHON, "server", "--port", "0", *map(str, args)],
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -274,14 +278,48 @@ def test_default_verification_uses_the_system_store(echo_server: ServerProcess) 
 
 
 def test_timeout_without_server() -> None:
-    port = free_udp_port()
-    started = time.monotonic()
-    result = client(port, "--no-verify", "--timeout", "1", "--message", "anyone?")
-    elapsed = time.monotonic() - started
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # reads, never answers
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        result = client(port, "--no-verify", "--timeout", "1", "--message", "anyone?")
+        elapsed = time.monotonic() - started
     assert result.status == 1
     assert elapsed < 4
     assert result.stderr.strip() == f"dtls: no handshake with 127.0.0.1:{port} within 1 s"
     assert result.json["error"].startswith("no handshake")
+
+
+def test_nothing_listens() -> None:
+    port = free_udp_port()  # closed: the kernel answers ICMP port unreachable
+    started = time.monotonic()
+    result = client(port, "--no-verify", "--timeout", "10", "--message", "anyone?")
+    assert time.monotonic() - started < 1.5
+    assert result.status == 1
+    assert result.stderr.strip() == f"dtls: nothing listens on 127.0.0.1:{port}"
+    assert result.json["error"] == f"nothing listens on 127.0.0.1:{port}"
+
+
+def test_the_servers_alert_is_reported_at_once() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        refusing.settimeout(5)
+
+        def refuse() -> None:  # one handshake_failure alert, as a server that cannot agree
+            with contextlib.suppress(OSError):
+                _, addr = refusing.recvfrom(65536)
+                refusing.sendto(bytes.fromhex("15fefd000000000000000000020228"), addr)
+
+        thread = threading.Thread(target=refuse, daemon=True)
+        thread.start()
+        started = time.monotonic()
+        result = client(refusing.getsockname()[1], "--no-verify", "--timeout", "10",
+                        "--no-stdin")
+        assert time.monotonic() - started < 1.5
+        thread.join()
+    assert result.status == 1
+    assert result.stderr.strip() == ("dtls: the server refused: handshake_failure (no common "
+                                     "cipher suite, group or signature scheme?)")
 
 
 # ---- key log ----
@@ -312,6 +350,9 @@ def test_keylog_files_agree(
     theirs = _keylog(echo_server.keylog)  # type: ignore[attr-defined]
     for key, secret in ours.items():
         assert theirs.get(key) == secret, key
+    # they hold the traffic secrets: created 0600, like the session file
+    assert client_log.stat().st_mode & 0o777 == 0o600
+    assert echo_server.keylog.stat().st_mode & 0o777 == 0o600  # type: ignore[attr-defined]
 
     # Without the flag or the variable nothing is written anywhere.
     monkeypatch.delenv("SSLKEYLOGFILE")
@@ -467,6 +508,273 @@ def test_usage_errors(args: list[str], message: str) -> None:
     result = run_main(*args)
     assert result.status == 2
     assert message in result.stderr
+
+
+def test_ctrl_c_in_the_interactive_client_exits_cleanly(echo_server: ServerProcess) -> None:
+    """SIGINT while the stdin thread waits for a line: exit 130, no "Fatal Python error"
+    (a daemon thread inside sys.stdin.buffer made Python abort with status 134)."""
+    proc = subprocess.Popen(
+        [*PYTHON, "client", "127.0.0.1", str(echo_server.port), "--no-verify"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write(b"before ctrl-c\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"before ctrl-c\n"  # stdin is open, the thread waits
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=10)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert status == 130, err
+    assert "Fatal Python error" not in err and "Traceback" not in err
+
+
+# ---- configuration errors: one sentence, at once, never a traceback ----
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["server", "--max-connections", "0"], "argument --max-connections: must be at least 1"),
+        (["server", "--port", "99999"], "argument --port: must be 0..65535, not 99999"),
+        (["client", "127.0.0.1", "70000"], "argument PORT: must be 1..65535, not 70000"),
+        (["client", "127.0.0.1:0"], "port: must be 1..65535, not 0"),
+        (["client", "127.0.0.1", "1", "--mtu", "50"], "argument --mtu: must be 256..65527"),
+        (["client", "127.0.0.1", "1", "--timeout", "-1"], "argument --timeout: must be more"),
+        (["client", "127.0.0.1", "1", "--timeout", "nan"], "argument --timeout: must be more"),
+        (["client", "127.0.0.1", "1", "--confidentiality-limit", "0"],
+         "argument --confidentiality-limit: must be at least 1"),
+        (["server", "--early-data", "--max-early-data", "-1"],
+         "argument --max-early-data: must be 0.."),
+        (["client", "127.0.0.1", "1", "--ciphers", ""], "--ciphers: no cipher suites"),
+        (["client", "127.0.0.1", "1", "--groups", "x25519,ffdhe2048"],
+         "--groups: unknown group 'ffdhe2048' (groups known here: x25519"),
+        (["client", "127.0.0.1", "1", "--groups", "foo"], "--groups: unknown group 'foo'"),
+        (["client", "127.0.0.1", "1", "--pass", "secret"], "--pass takes pass:TEXT"),
+        (["client", "127.0.0.1", "1", "--pass", "env:DTLS13_NO_SUCH_VARIABLE"],
+         "--pass env:DTLS13_NO_SUCH_VARIABLE: no such environment variable"),
+    ],
+)
+def test_out_of_range_options_are_usage_errors(args: list[str], message: str) -> None:
+    result = run_main(*args)
+    assert result.status == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_pin_key_given_a_certificate(pki_paths: Any) -> None:
+    cert = pki_paths["server"].leaf_certfile
+    result = run_main("client", "127.0.0.1", "1", "--pin-key", cert)
+    assert result.status == 2
+    assert f"--pin-key {cert}: not a public key but a certificate" in result.stderr
+
+
+def test_sess_in_missing_a_field(tmp_path: Path) -> None:
+    broken = tmp_path / "session.json"
+    broken.write_text('{"psk": ""}')
+    result = run_main("client", "127.0.0.1", "1", "--no-verify", "--sess-in", broken)
+    assert result.status == 2
+    assert f"--sess-in {broken}: not a session saved by --sess-out (no 'ticket')" in result.stderr
+    broken.write_text("[1, 2]")
+    result = run_main("client", "127.0.0.1", "1", "--no-verify", "--sess-in", broken)
+    assert result.status == 2 and "not a session saved by --sess-out" in result.stderr
+
+
+def test_unresolvable_host_is_named() -> None:
+    result = run_main("client", "no-such-host.invalid", "4433", "--no-verify", "--no-stdin")
+    assert result.status == 1
+    assert "cannot resolve 'no-such-host.invalid'" in result.stderr
+    served = run_main("server", "--host", "no-such-host.invalid", "--port", "0")
+    assert served.status == 1 and "cannot resolve 'no-such-host.invalid'" in served.stderr
+
+
+def test_server_refuses_a_key_that_does_not_match(pki_paths: Any) -> None:
+    cert, key = pki_paths["server"].certfile, pki_paths["client"].keyfile
+    done = subprocess.run(
+        [*PYTHON, "server", "--port", "0", "--cert", str(cert), "--key", str(key)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 2
+    assert "listening" not in done.stdout
+    assert f"{cert}, {key}: the private key does not match the certificate" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def encrypted_client_key(tmp_path: Path, pki: Any) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    path = tmp_path / "client-encrypted.key"
+    path.write_bytes(pki.client.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret pass")))
+    return path
+
+
+def _client_context(*args: str | Path) -> Any:
+    parsed = cli.build_parser().parse_args(["client", "127.0.0.1", *map(str, args)])
+    with contextlib.ExitStack() as stack:
+        return cli.client_context(parsed, stack)
+
+
+def test_pass_opens_an_encrypted_key(
+    encrypted_client_key: Path, pki: Any, pki_paths: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cert = pki_paths["client"].certfile
+    want = pki.client.key.private_numbers()
+    monkeypatch.setenv("DTLS13_TEST_PASS", "s3cret pass")
+    password_file = tmp_path / "pass.txt"
+    password_file.write_text("s3cret pass\nnot this line\n")
+    for source in ("pass:s3cret pass", "env:DTLS13_TEST_PASS", f"file:{password_file}"):
+        ctx = _client_context("--no-verify", "--cert", cert, "--key", encrypted_client_key,
+                              "--pass", source)
+        assert ctx.private_key.private_numbers() == want, source
+
+    missing = run_main("client", "127.0.0.1", "1", "--cert", cert, "--key",
+                       encrypted_client_key)
+    assert missing.status == 2
+    assert (f"{encrypted_client_key}: the private key is encrypted: give its password with "
+            "--pass") in missing.stderr
+    wrong = run_main("client", "127.0.0.1", "1", "--cert", cert, "--key", encrypted_client_key,
+                     "--pass", "pass:wrong")
+    assert wrong.status == 2 and "cannot load the private key" in wrong.stderr
+    assert "wrong" not in wrong.stderr.replace("wrong password", "")  # never the password
+
+
+def test_server_with_an_encrypted_key(encrypted_client_key: Path, pki: Any,
+                                      tmp_path: Path) -> None:
+    chain = tmp_path / "chain.pem"  # the client credential serves as well as any
+    chain.write_bytes(pki.client.chain_pem)
+    with dtls_server("--echo", "--json", "--once", "--cert", chain,
+                     "--key", encrypted_client_key, "--pass", "pass:s3cret pass") as server:
+        result = client(server.port, "--no-verify", "--message", "locked")
+        assert result.status == 0, result.stderr
+        assert result.json["replies"] == ["locked"]
+        assert result.json["peer_subject"] == pki.client.cert.subject.rfc4514_string()
+
+
+def test_host_colon_port(echo_server: ServerProcess) -> None:
+    result = run_main("client", f"127.0.0.1:{echo_server.port}", "--json", "--timeout", "5",
+                      "--no-verify", "--message", "colon")
+    assert result.status == 0, result.stderr
+    assert result.json["replies"] == ["colon"]
+    twice = run_main("client", f"127.0.0.1:{echo_server.port}", str(echo_server.port))
+    assert twice.status == 2 and "a port twice" in twice.stderr
+
+
+# ---- s_client / s_server habits ----
+
+
+def test_server_sends_its_stdin_to_the_client() -> None:
+    with dtls_server("--once", stdin=True) as server:
+        proc = subprocess.Popen(
+            [*PYTHON, "client", f"127.0.0.1:{server.port}", "--no-verify", "-q"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            assert server.proc.stdin is not None and server.proc.stdout is not None
+            proc.stdin.write("from the client\n")
+            proc.stdin.flush()
+            assert server.proc.stdout.readline() == "from the client\n"  # it printed it
+            server.proc.stdin.write("from the server\n")
+            server.proc.stdin.flush()
+            assert proc.stdout.readline() == "from the server\n"
+            proc.stdin.close()  # end of input: the client closes, the --once server exits
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert server.wait() == 0
+
+
+def test_no_tickets(tmp_path: Path) -> None:
+    with dtls_server("--echo", "--json", "--no-tickets") as server:
+        result = client(server.port, "--no-verify", "--message", "hi", "--timeout", "1",
+                        "--sess-out", tmp_path / "session.json")
+        assert result.status == 1
+        assert result.json["replies"] == ["hi"]
+        assert result.json["error"] == "no session ticket within 1 s"
+        assert not (tmp_path / "session.json").exists()
+
+
+def _options(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.Action]]:
+    """(command, action) for every argument of every subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                for inner in sub._actions:
+                    if not isinstance(inner, argparse._HelpAction):
+                        yield name, inner
+
+
+def test_every_option_and_positional_has_help() -> None:
+    missing = [(command, action.dest) for command, action in _options(cli.build_parser())
+               if not action.help]
+    assert missing == []
+
+
+def test_docs_list_every_option() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    missing = sorted(
+        (command, option)
+        for command, action in _options(cli.build_parser())
+        for option in action.option_strings
+        if option.startswith("--") and not re.search(re.escape(option) + r"(?![\w-])", docs)
+    )
+    assert missing == []
+
+
+def test_usage_says_dtls_when_run_as_dtls(tmp_path: Path) -> None:
+    script = tmp_path / "dtls"  # what the console script is called
+    script.write_text("import sys\nfrom dtls.cli import main\nsys.exit(main())\n")
+    env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, str(script), "client", "--help"],
+                          capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: dtls client ")
+    module = subprocess.run([*PYTHON, "--help"], capture_output=True, text=True, timeout=30,
+                            env=env)
+    assert module.stdout.startswith("usage: python -m dtls ")
+    assert "\n  python -m dtls demo\n" in module.stdout
+    bad = subprocess.run([sys.executable, str(script), "server", "--port", "-1"],
+                         capture_output=True, text=True, timeout=30, env=env)
+    assert bad.returncode == 2 and "dtls server: error: argument --port" in bad.stderr
+
+
+def test_bench_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_e2e_progress", cli.BENCH_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    class Stderr(io.StringIO):
+        def __init__(self, tty: bool) -> None:
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    for tty in (False, True):
+        err = Stderr(tty)
+        monkeypatch.setattr(sys, "stderr", err)
+        progress = bench.Progress(2)
+        progress.show("plain single ...")
+        progress.step("plain single: 1/s")
+        progress.finish()
+        if tty:
+            assert "\r[############............] 1/2 plain single: 1/s" in err.getvalue()
+        else:
+            assert err.getvalue() == ""
 
 
 def test_sim_is_delegated() -> None:
