@@ -531,6 +531,9 @@ async def connect(
         engine.connect(addr, loop.time())
         link.flush()
         await asyncio.wait_for(asyncio.shield(link.handshake_done), timeout)
+        rejected, engine.early_data_rejected = engine.early_data_rejected, []
+        if rejected:  # the server refused 0-RTT (RFC 9846 §4.2.10): now as 1-RTT
+            await link.conn.send_batch(rejected)
     except BaseException:
         link.close()
         raise

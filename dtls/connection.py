@@ -223,6 +223,8 @@ class Connection(ClientHandshake, ServerHandshake, ConnectionIdUpdates):
         self.early_data_accepted = False
         self._psk: PskCandidate | None = None
         self._early_sent: list[bytes] = []
+        #: client: 0-RTT data the server refused (RFC 9846 §4.2.10), for the application
+        self.early_data_rejected: list[bytes] = []
         self._early_received = 0
         self._tickets_sent = 0
         self._client_psk_modes: set[int] = set()  # server: what the client can resume with

@@ -418,7 +418,7 @@ class ClientHandshake:
         self._records.drop_send(1)  # RFC 9147 §5.6: early data ends with epoch 2
         if not self.early_data_accepted:
             # Rejected 0-RTT data is not resent silently: the application decides.
-            self._early_sent.clear()
+            self.early_data_rejected, self._early_sent = self._early_sent, []
         self._records.install_send(3, self._suite, self._secrets["client_application"])
         self._app_send_epoch = 3
         self._complete(now)
