@@ -723,16 +723,36 @@ async def serve(
     reuse_port: bool = False,
     on_state_change: StateCallback | None = None,
     on_alert: AlertCallback | None = None,
+    workers: int = 1,
+    sockets: Sequence[socket.socket] = (),
     **endpoint_options: Any,
-) -> Server:
+) -> Any:
     """Serve DTLS on `host`:`port` (every address it resolves to; None: all
     interfaces; port 0: any free port). `endpoint_options` go to `ServerEndpoint`:
     max_connections, max_handshakes, rate_limit_per_address, handshake_timeout,
     idle_timeout, cookie_mode, cookie_threshold. With `reuse_port` several processes can
     share the port (SO_REUSEPORT). `on_state_change` and `on_alert` are set on every
-    connection as it is handed to `handler` (its handshake complete)."""
+    connection as it is handed to `handler` (its handshake complete).
+
+    With `workers` > 1, `workers` processes serve the port, each on its own socket, and
+    records are steered to their worker by connection ID: this returns the parent's
+    `dtls.workers.Supervisor` (see there and docs/fleet.md for the further options).
+    `sockets`: serve on these bound sockets instead of resolving `host`."""
     loop = asyncio.get_running_loop()
+    if workers != 1 or "cid_layout" in endpoint_options:
+        from .workers import Supervisor
+
+        return await Supervisor.start(
+            handler, host, port, context, workers=workers,
+            on_state_change=on_state_change, on_alert=on_alert, **endpoint_options,
+        )
     server = Server(loop, handler, on_state_change=on_state_change, on_alert=on_alert)
+    if sockets:
+        for sock in sockets:
+            sock.setblocking(False)
+            endpoint = ServerEndpoint(context, **endpoint_options)
+            server._listeners.append(_Listener(server, sock, endpoint))
+        return server
     addrs = await _resolve(loop, host, port, flags=socket.AI_PASSIVE)
     seen = set()
     try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-__all__ = ["CidLayout", "MAX_WORKERS"]
+__all__ = ["MAX_WORKERS", "CidLayout"]
 
 MAX_WORKERS = 255  # one byte of worker index
 _MIN_RANDOM = 4
