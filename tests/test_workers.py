@@ -579,3 +579,29 @@ def test_two_hosts_accept_each_others_cookies(pki: Any, tmp_path: Path) -> None:
                 await sup.wait_closed()
 
     run(main(), timeout=60)
+
+
+def test_max_connections_is_per_worker_and_refusals_are_counted(pki: Any) -> None:
+    async def main() -> None:
+        ctx = server_context(pki, cookie_mode=CookieMode.ALWAYS)
+        sup = await aio.serve(tagged_echo, LOCAL, 0, ctx, workers=2, max_connections=1)
+        assert isinstance(sup, Supervisor)
+        try:
+            held = [await connect(sup.port, pki, local_port=await port_for_worker(sup, w))
+                    for w in (0, 1)]  # one each: both workers are full
+            with pytest.raises(TimeoutError):  # the ClientHello is dropped, not answered
+                await aio.connect(LOCAL, sup.port, client_context(pki), timeout=1.5,
+                                  server_name="localhost",
+                                  local_addr=(LOCAL, await port_for_worker(sup, 0)))
+            await wait_for(lambda: sup.worker_stats()[0].stats.refused_connection_limit > 0,
+                           sup)
+            assert sup.worker_stats()[1].stats.refused_connection_limit == 0
+            assert sup.stats().connections_active == 2
+            for conn in held:
+                await conn.send(b"still")
+                assert (await conn.recv()).startswith(b"still|")
+        finally:
+            sup.close()
+            await sup.wait_closed()
+
+    run(main(), timeout=60)
