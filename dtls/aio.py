@@ -31,7 +31,7 @@ import socket
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 from . import errors
 from .config import Context
@@ -64,7 +64,7 @@ from .server import (
 )
 from .session import Session
 
-__all__ = ["AsyncConnection", "Server", "connect", "serve"]
+__all__ = ["AsyncConnection", "Server", "Serving", "connect", "serve"]
 
 logger = logging.getLogger("dtls.aio")
 
@@ -613,7 +613,34 @@ class _Listener(_Link):
         self.socket.close()
 
 
-class Server:
+class Serving:
+    """What `serve()` returns, in one process (`Server`) or many
+    (`dtls.workers.Supervisor`): `close()` it, then `wait_closed()`; or `async with`."""
+
+    _done: asyncio.Future[None]
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    async def wait_closed(self) -> None:
+        """Wait until closed and every handler has returned."""
+        await asyncio.shield(self._done)
+
+    async def serve_forever(self) -> None:
+        try:
+            await self.wait_closed()
+        finally:
+            self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+class Server(Serving):
     """A DTLS server on one or more UDP sockets; `handler(conn)` runs for each
     connection once its handshake completes, and the connection is closed when it
     returns. Made by `serve()`."""
@@ -675,23 +702,6 @@ class Server:
         if not self._tasks and not self._done.done():
             self._done.set_result(None)
 
-    async def wait_closed(self) -> None:
-        """Wait until closed and every handler has returned."""
-        await asyncio.shield(self._done)
-
-    async def serve_forever(self) -> None:
-        try:
-            await self.wait_closed()
-        finally:
-            self.close()
-
-    async def __aenter__(self) -> Server:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-        await self.wait_closed()
-
     def _start_handler(self, conn: AsyncConnection) -> None:
         task = self.loop.create_task(self._run_handler(conn))
         self._tasks.add(task)
@@ -726,7 +736,7 @@ async def serve(
     workers: int = 1,
     sockets: Sequence[socket.socket] = (),
     **endpoint_options: Any,
-) -> Any:
+) -> Any:  # Server, or with workers a dtls.workers.Supervisor (both Serving)
     """Serve DTLS on `host`:`port` (every address it resolves to; None: all
     interfaces; port 0: any free port). `endpoint_options` go to `ServerEndpoint`:
     max_connections, max_handshakes, rate_limit_per_address, handshake_timeout,

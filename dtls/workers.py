@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
+from .aio import Serving
 from .cid_layout import MAX_WORKERS, CidLayout
 from .config import Context
 from .reuseport import attach_cid_steering, cid_steering_program, reuseport_group
@@ -84,7 +85,7 @@ class _Worker:
         self.started = 0.0
 
 
-class Supervisor:
+class Supervisor(Serving):
     """The parent of the worker processes (see the module docstring)."""
 
     def __init__(
@@ -143,8 +144,9 @@ class Supervisor:
         callbacks = {"on_state_change": on_state_change, "on_alert": on_alert}
 
         def run_worker(index: int, sock: socket.socket, pipe: Pipe) -> None:
-            _worker_main(handler, context, layout.for_worker(index), sock, pipe,
-                         drain_timeout, options, callbacks)
+            plan = _WorkerPlan(handler, context, layout.for_worker(index), drain_timeout,
+                               options, callbacks)
+            _worker_main(plan, sock, pipe)
 
         supervisor = cls(loop, run_worker, socks, layout, steering=steering,
                          drain_timeout=drain_timeout)
@@ -217,22 +219,6 @@ class Supervisor:
                     os.kill(worker.process.pid, signal.SIGTERM)
         self.loop.create_task(self._reap())
 
-    async def wait_closed(self) -> None:
-        await asyncio.shield(self._done)
-
-    async def serve_forever(self) -> None:
-        try:
-            await self.wait_closed()
-        finally:
-            self.close()
-
-    async def __aenter__(self) -> Supervisor:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-        await self.wait_closed()
-
     # ---- processes ----
     def _spawn(self, worker: _Worker) -> None:
         parent, child = self._fork.Pipe()
@@ -303,42 +289,35 @@ class Supervisor:
 # ---- in the worker process ----
 
 
-def _worker_main(
-    handler: Callable[[Any], Awaitable[None] | None],
-    context: Context,
-    layout: CidLayout,
-    sock: socket.socket,
-    pipe: Pipe,
-    drain_timeout: float,
-    options: dict[str, Any],
-    callbacks: dict[str, Any],
-) -> None:
+@dataclass(frozen=True)
+class _WorkerPlan:
+    """What a worker process runs: the same for every worker but its CID layout."""
+
+    handler: Callable[[Any], Awaitable[None] | None]
+    context: Context
+    layout: CidLayout
+    drain_timeout: float
+    options: dict[str, Any]
+    callbacks: dict[str, Any]
+
+
+def _worker_main(plan: _WorkerPlan, sock: socket.socket, pipe: Pipe) -> None:
     # The parent's signal wakeup fd (its event loop's) must not hear our signals.
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the parent, which drains us
-    asyncio.run(_serve_worker(handler, context, layout, sock, pipe, drain_timeout, options,
-                              callbacks))
+    asyncio.run(_serve_worker(plan, sock, pipe))
 
 
-async def _serve_worker(
-    handler: Callable[[Any], Awaitable[None] | None],
-    context: Context,
-    layout: CidLayout,
-    sock: socket.socket,
-    pipe: Pipe,
-    drain_timeout: float,
-    options: dict[str, Any],
-    callbacks: dict[str, Any],
-) -> None:
+async def _serve_worker(plan: _WorkerPlan, sock: socket.socket, pipe: Pipe) -> None:
     from . import aio
 
     loop = asyncio.get_running_loop()
+    context, layout = plan.context, plan.layout
     context.ticket_keys().issuer = layout.issuer  # RFC 9846 §8: 0-RTT only here
-    options = {**options, "cid_generator": layout.generate}
-    server = await aio.serve(handler, None, 0, context, sockets=[sock], **callbacks,
-                             **options)
+    options = {**plan.options, "cid_generator": layout.generate}
+    server = await aio.serve(plan.handler, None, 0, context, sockets=[sock],
+                             **plan.callbacks, **options)
     draining = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, draining.set)
 
@@ -367,6 +346,6 @@ async def _serve_worker(
     # the handlers get until the timeout to return.
     server.close()
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(server.wait_closed(), drain_timeout)
+        await asyncio.wait_for(server.wait_closed(), plan.drain_timeout)
     reporter.cancel()
     report()
