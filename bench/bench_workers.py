@@ -3,8 +3,9 @@
 
     python bench/bench_workers.py [--rounds 3] [--handshakes 300] [--messages 20000]
 
-Each round runs the 1-worker and the 2-worker server one after the other (interleaved, so
-load on the host hits both alike). The load generator (this script with `load`, in a
+Each round runs a plain in-process `dtls.aio` server (the anchor: no workers; its CPU is
+this process's), the 1-worker and the 2-worker server one after the other (interleaved,
+so load on the host hits all alike). The load generator (this script with `load`, in a
 subprocess) makes `--handshakes` full handshakes (cookie exchange, certificate, new socket
 each, 16 at a time), then echoes `--messages` 100-byte messages over 16 connections (32 in
 flight per connection). Server CPU is the workers' user + system time from /proc/PID/stat
@@ -104,20 +105,29 @@ async def measure(workers: int, args: argparse.Namespace) -> dict[str, Any]:
     cert, key = self_signed_certificate(["localhost"])
     ctx = dtls.Context.server()
     ctx.load_cert_chain(certdata=cert, keydata=key)
-    server = await dtls.aio.serve(echo_handler, "127.0.0.1", 0, ctx, workers=workers,
-                                  cid_layout=CidLayout(), max_connections=100_000)
+    if workers == 0:  # the anchor: one dtls.aio server in this process, no workers
+        server = await dtls.aio.serve(echo_handler, "127.0.0.1", 0, ctx, cid_length=8,
+                                      max_connections=100_000)
+    else:
+        server = await dtls.aio.serve(echo_handler, "127.0.0.1", 0, ctx, workers=workers,
+                                      cid_layout=CidLayout(), max_connections=100_000)
+
+    async def snapshot() -> tuple[float, list[Any]]:
+        if workers == 0:
+            return time.process_time(), [server.stats()]
+        await server.refresh()
+        pids = [p for p in server.pids if p is not None]
+        return sum(cpu_seconds(p) for p in pids), [w.stats for w in server.worker_stats()]
+
     try:
-        result: dict[str, Any] = {"workers": workers, "steering": server.steering}
+        result: dict[str, Any] = {"workers": workers,
+                                  "steering": getattr(server, "steering", None)}
         for phase in ("handshakes", "records"):
-            await server.refresh()
-            pids = [p for p in server.pids if p is not None]
-            before = sum(cpu_seconds(p) for p in pids)
-            before_stats = [w.stats for w in server.worker_stats()]
+            before, before_stats = await snapshot()
             loop = asyncio.get_running_loop()
             report = await loop.run_in_executor(None, run_load, server.port, args, phase)
-            await server.refresh()
-            cpu = sum(cpu_seconds(p) for p in pids) - before
-            after = [w.stats for w in server.worker_stats()]
+            now, after = await snapshot()
+            cpu = now - before
             if phase == "handshakes":
                 served = [a.handshakes_completed - b.handshakes_completed
                           for a, b in zip(after, before_stats, strict=True)]
@@ -154,7 +164,7 @@ def main() -> None:
         return
     results = []
     for _ in range(args.rounds):
-        for workers in (1, 2):  # interleaved: both see the same host load
+        for workers in (0, 1, 2):  # interleaved: all see the same host load
             results.append(asyncio.run(measure(workers, args)))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
@@ -163,16 +173,19 @@ def main() -> None:
     print("|---:|---:|---:|---:|---|---:|---:|---|")
     for i, r in enumerate(results):
         h, m = r["handshakes"], r["records"]
-        print(f"| {r['workers']} | {i // 2 + 1} | {h['per_second']:,.0f} | "
+        name = "in-process" if r["workers"] == 0 else r["workers"]
+        print(f"| {name} | {i // 3 + 1} | {h['per_second']:,.0f} | "
               f"{h['cpu_us_per_item']:,.0f} | {h['share']} | {m['per_second']:,.0f} | "
               f"{m['cpu_us_per_item']:,.1f} | {m['share']} |")
     for phase in ("handshakes", "records"):
         one = sorted(r[phase]["cpu_us_per_item"] for r in results if r["workers"] == 1)
         two = sorted(r[phase]["cpu_us_per_item"] for r in results if r["workers"] == 2)
         median1, median2 = one[len(one) // 2], two[len(two) // 2]
+        zero = sorted(r[phase]["cpu_us_per_item"] for r in results if r["workers"] == 0)
         print(f"{phase}: server CPU per item, 2 workers / 1 worker: median "
               f"{median2 / median1:.3f} ({median2:,.1f} / {median1:,.1f} µs), best "
-              f"{two[0] / one[0]:.3f} ({two[0]:,.1f} / {one[0]:,.1f} µs)")
+              f"{two[0] / one[0]:.3f} ({two[0]:,.1f} / {one[0]:,.1f} µs); in-process "
+              f"server: median {zero[len(zero) // 2]:,.1f}, best {zero[0]:,.1f} µs")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -306,7 +308,20 @@ def _worker_main(plan: _WorkerPlan, sock: socket.socket, pipe: Pipe) -> None:
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the parent, which drains us
+    _drain_when_parent_dies()
     asyncio.run(_serve_worker(plan, sock, pipe))
+
+
+def _drain_when_parent_dies() -> None:
+    """Linux prctl(PR_SET_PDEATHSIG, SIGTERM): a worker whose parent was killed drains
+    and exits rather than serve on unsupervised."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() == 1:  # the parent died before that
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _serve_worker(plan: _WorkerPlan, sock: socket.socket, pipe: Pipe) -> None:

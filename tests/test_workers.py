@@ -605,3 +605,30 @@ def test_max_connections_is_per_worker_and_refusals_are_counted(pki: Any) -> Non
             await sup.wait_closed()
 
     run(main(), timeout=60)
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_exit_when_the_parent_is_killed() -> None:
+    proc, _ = start_cli("--workers", "2", "--echo", "-q")
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        deadline = time.monotonic() + 10
+        while len(pids := children.read_text().split()) < 2:
+            assert time.monotonic() < deadline, "no workers"
+            time.sleep(0.05)
+        proc.kill()  # no drain from the parent: PR_SET_PDEATHSIG tells the workers
+        proc.wait(timeout=5)
+        deadline = time.monotonic() + 10
+        while any(running(int(pid)) for pid in pids):
+            assert time.monotonic() < deadline, "workers outlived their parent"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
