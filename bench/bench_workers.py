@@ -37,6 +37,14 @@ WINDOW = 32
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def preempted(pid: int) -> int:
+    """Times the process was descheduled while it could run (nonvoluntary switches)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("nonvoluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (/proc/PID/stat, fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -112,21 +120,22 @@ async def measure(workers: int, args: argparse.Namespace) -> dict[str, Any]:
         server = await dtls.aio.serve(echo_handler, "127.0.0.1", 0, ctx, workers=workers,
                                       cid_layout=CidLayout(), max_connections=100_000)
 
-    async def snapshot() -> tuple[float, list[Any]]:
+    async def snapshot() -> tuple[float, int, list[Any]]:
         if workers == 0:
-            return time.process_time(), [server.stats()]
+            return time.process_time(), preempted(os.getpid()), [server.stats()]
         await server.refresh()
         pids = [p for p in server.pids if p is not None]
-        return sum(cpu_seconds(p) for p in pids), [w.stats for w in server.worker_stats()]
+        return (sum(cpu_seconds(p) for p in pids), sum(preempted(p) for p in pids),
+                [w.stats for w in server.worker_stats()])
 
     try:
         result: dict[str, Any] = {"workers": workers,
                                   "steering": getattr(server, "steering", None)}
         for phase in ("handshakes", "records"):
-            before, before_stats = await snapshot()
+            before, switched, before_stats = await snapshot()
             loop = asyncio.get_running_loop()
             report = await loop.run_in_executor(None, run_load, server.port, args, phase)
-            now, after = await snapshot()
+            now, switched_now, after = await snapshot()
             cpu = now - before
             if phase == "handshakes":
                 served = [a.handshakes_completed - b.handshakes_completed
@@ -141,6 +150,7 @@ async def measure(workers: int, args: argparse.Namespace) -> dict[str, Any]:
                 "cpu_us_per_item": cpu / count * 1e6,
                 "per_second": count / report["seconds"],
                 "share": [round(s / max(1, sum(served)), 3) for s in served],
+                "preempted_per_item": (switched_now - switched) / count,
             }
         return result
     finally:
@@ -156,6 +166,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--handshakes", type=int, default=300)
     parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--configs", default="0,1,2",
+                        help="servers to run each round: 0 (in-process), 1, 2 workers")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     if args.mode == "load":
@@ -163,20 +175,24 @@ def main() -> None:
                                           args.phase))))
         return
     results = []
+    configs = [int(c) for c in args.configs.split(",")]
     for _ in range(args.rounds):
-        for workers in (0, 1, 2):  # interleaved: all see the same host load
+        for workers in configs:  # interleaved: all see the same host load
             results.append(asyncio.run(measure(workers, args)))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
-    print("| workers | round | handshakes/s | server CPU µs/handshake | share | "
-          "messages/s | server CPU µs/message | share |")
-    print("|---:|---:|---:|---:|---|---:|---:|---|")
+    print("| workers | round | handshakes/s | server CPU µs/handshake | share | preempted/"
+          "handshake | messages/s | server CPU µs/message | share |")
+    print("|---:|---:|---:|---:|---|---:|---:|---:|---|")
     for i, r in enumerate(results):
         h, m = r["handshakes"], r["records"]
         name = "in-process" if r["workers"] == 0 else r["workers"]
-        print(f"| {name} | {i // 3 + 1} | {h['per_second']:,.0f} | "
-              f"{h['cpu_us_per_item']:,.0f} | {h['share']} | {m['per_second']:,.0f} | "
+        print(f"| {name} | {i // len(configs) + 1} | {h['per_second']:,.0f} | "
+              f"{h['cpu_us_per_item']:,.0f} | {h['share']} | {h['preempted_per_item']:.2f} | "
+              f"{m['per_second']:,.0f} | "
               f"{m['cpu_us_per_item']:,.1f} | {m['share']} |")
+    if configs != [0, 1, 2]:
+        return
     for phase in ("handshakes", "records"):
         one = sorted(r[phase]["cpu_us_per_item"] for r in results if r["workers"] == 1)
         two = sorted(r[phase]["cpu_us_per_item"] for r in results if r["workers"] == 2)
