@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from test_aio import client_context, run, server_context
 
-from dtls import aio, errors
+from dtls import aio, errors, reuseport
 from dtls.cid_layout import CidLayout
 from dtls.config import Context, CookieMode
 from dtls.connection import Connection
@@ -632,3 +632,20 @@ def test_workers_exit_when_the_parent_is_killed() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_steering_that_cannot_be_attached_is_logged_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reuseport, "_logged", set())  # once per process: this test's
+    program = cid_steering_program(CidLayout(), 2)
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:  # no SO_REUSEPORT: the kernel refuses a reuseport program (EINVAL)
+        with caplog.at_level("WARNING", logger="dtls.reuseport"):
+            assert not attach_cid_steering(socks[0], program)
+            assert not attach_cid_steering(socks[1], program)
+        warnings = [r for r in caplog.records if r.name == "dtls.reuseport"]
+        assert len(warnings) == 1 and "4-tuple hash" in warnings[0].getMessage()
+    finally:
+        for sock in socks:
+            sock.close()
