@@ -31,7 +31,7 @@ import socket
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 from . import errors
 from .config import Context
@@ -64,7 +64,7 @@ from .server import (
 )
 from .session import Session
 
-__all__ = ["AsyncConnection", "Server", "connect", "serve"]
+__all__ = ["AsyncConnection", "Server", "Serving", "connect", "serve"]
 
 logger = logging.getLogger("dtls.aio")
 
@@ -563,6 +563,9 @@ async def connect(
         engine.connect(addr, loop.time())
         link.flush()
         await asyncio.wait_for(asyncio.shield(link.handshake_done), timeout)
+        rejected, engine.early_data_rejected = engine.early_data_rejected, []
+        if rejected:  # the server refused 0-RTT (RFC 9846 §4.2.10): now as 1-RTT
+            await link.conn.send_batch(rejected)
     except BaseException as exc:
         if isinstance(exc, TimeoutError):
             logger.info("%s: no handshake within %s s", addr, timeout)
@@ -644,7 +647,34 @@ class _Listener(_Link):
         self.socket.close()
 
 
-class Server:
+class Serving:
+    """What `serve()` returns, in one process (`Server`) or many
+    (`dtls.workers.Supervisor`): `close()` it, then `wait_closed()`; or `async with`."""
+
+    _done: asyncio.Future[None]
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    async def wait_closed(self) -> None:
+        """Wait until closed and every handler has returned."""
+        await asyncio.shield(self._done)
+
+    async def serve_forever(self) -> None:
+        try:
+            await self.wait_closed()
+        finally:
+            self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+class Server(Serving):
     """A DTLS server on one or more UDP sockets; `handler(conn)` runs for each
     connection once its handshake completes, and the connection is closed when it
     returns. Made by `serve()`."""
@@ -706,23 +736,6 @@ class Server:
         if not self._tasks and not self._done.done():
             self._done.set_result(None)
 
-    async def wait_closed(self) -> None:
-        """Wait until closed and every handler has returned."""
-        await asyncio.shield(self._done)
-
-    async def serve_forever(self) -> None:
-        try:
-            await self.wait_closed()
-        finally:
-            self.close()
-
-    async def __aenter__(self) -> Server:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-        await self.wait_closed()
-
     def _start_handler(self, conn: AsyncConnection) -> None:
         task = self.loop.create_task(self._run_handler(conn))
         self._tasks.add(task)
@@ -754,16 +767,36 @@ async def serve(
     reuse_port: bool = False,
     on_state_change: StateCallback | None = None,
     on_alert: AlertCallback | None = None,
+    workers: int = 1,
+    sockets: Sequence[socket.socket] = (),
     **endpoint_options: Any,
-) -> Server:
+) -> Any:  # Server, or with workers a dtls.workers.Supervisor (both Serving)
     """Serve DTLS on `host`:`port` (every address it resolves to; None: all
     interfaces; port 0: any free port). `endpoint_options` go to `ServerEndpoint`:
     max_connections, max_handshakes, rate_limit_per_address, handshake_timeout,
     idle_timeout, cookie_mode, cookie_threshold. With `reuse_port` several processes can
     share the port (SO_REUSEPORT). `on_state_change` and `on_alert` are set on every
-    connection as it is handed to `handler` (its handshake complete)."""
+    connection as it is handed to `handler` (its handshake complete).
+
+    With `workers` > 1, `workers` processes serve the port, each on its own socket, and
+    records are steered to their worker by connection ID: this returns the parent's
+    `dtls.workers.Supervisor` (see there and docs/fleet.md for the further options).
+    `sockets`: serve on these bound sockets instead of resolving `host`."""
     loop = asyncio.get_running_loop()
+    if workers != 1 or "cid_layout" in endpoint_options:
+        from .workers import Supervisor
+
+        return await Supervisor.start(
+            handler, host, port, context, workers=workers,
+            on_state_change=on_state_change, on_alert=on_alert, **endpoint_options,
+        )
     server = Server(loop, handler, on_state_change=on_state_change, on_alert=on_alert)
+    if sockets:
+        for sock in sockets:
+            sock.setblocking(False)
+            endpoint = ServerEndpoint(context, **endpoint_options)
+            server._listeners.append(_Listener(server, sock, endpoint))
+        return server
     addrs = await _resolve(loop, host, port, flags=socket.AI_PASSIVE)
     seen = set()
     try:

@@ -750,6 +750,7 @@ async def _run_server(args: argparse.Namespace, ctx: Context) -> int:
     options: dict[str, Any] = {}
     if args.max_connections is not None:
         options["max_connections"] = args.max_connections
+    options.update(_worker_options(args, ctx))
     try:
         server = await aio.serve(handle, args.host, args.port, ctx, **options)
     except socket.gaierror as exc:
@@ -770,6 +771,8 @@ async def _run_server(args: argparse.Namespace, ctx: Context) -> int:
             relay.cancel()
         server.close()
         await server.wait_closed()
+        if args.json and args.workers is not None:
+            print(json.dumps(_server_stats_report(server)), flush=True)
     return EXIT_FAILURE if args.once and totals.failed else EXIT_OK
 
 
@@ -781,6 +784,41 @@ async def _send_stdin_lines(clients: set[AsyncConnection]) -> None:
         for conn in list(clients):
             with contextlib.suppress(errors.DTLSError, OSError):
                 await conn.send(line)
+
+
+def _worker_options(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    """`aio.serve` options from --workers, --secrets, --host-id, --drain-timeout."""
+    from .cid_layout import CidLayout
+    from .server_secret import ServerSecret
+    from .workers import worker_count
+
+    if args.secrets is not None:
+        ctx.shared_secret = ServerSecret.from_file(args.secrets)
+    try:
+        workers = worker_count(args.workers) if args.workers is not None else 1
+    except ValueError as exc:
+        raise UsageError(f"--workers: {exc}") from None
+    if workers == 1 and args.host_id is None:
+        return {}
+    if args.once and workers > 1:
+        raise UsageError("--once serves one connection: it needs one worker")
+    try:
+        layout = CidLayout(host_id=args.host_id or 0)
+    except ValueError as exc:
+        raise UsageError(f"--host-id: {exc}") from None
+    return {"workers": workers, "cid_layout": layout, "drain_timeout": args.drain_timeout}
+
+
+def _server_stats_report(server: Any) -> dict[str, Any]:
+    """The last `server --json --workers` line: the summed and the per-worker stats."""
+    per_worker = getattr(server, "worker_stats", None)
+    workers = (
+        [{"worker": w.index, "pid": w.pid, "restarts": w.restarts, "stats": asdict(w.stats)}
+         for w in per_worker()]
+        if per_worker is not None
+        else [{"worker": 0, "pid": os.getpid(), "restarts": 0, "stats": asdict(server.stats())}]
+    )
+    return {"server_stats": asdict(server.stats()), "workers": workers}
 
 
 async def _watch_failed_handshakes(
@@ -1219,6 +1257,17 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--max-early-data", type=_int_at_least(0, 2**32 - 1), default=16384,
                    metavar="BYTES",
                    help="with --early-data: how much a ticket admits (default 16384)")
+    w = s.add_argument_group("workers and fleets (docs/fleet.md)")
+    w.add_argument("--workers", metavar="N",
+                   help="worker processes on the port (SO_REUSEPORT, records steered by "
+                        "CID); auto: one per CPU (default 1)")
+    w.add_argument("--secrets", metavar="FILE",
+                   help="the master secret cookie and ticket keys derive from, shared by a "
+                        "fleet (created 0600 if absent)")
+    w.add_argument("--host-id", type=int, metavar="N",
+                   help="this host's id in the CIDs it issues (one byte, default 0)")
+    w.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="on SIGTERM, how long workers may take to close (default 10)")
     s.set_defaults(func=cmd_server)
 
     d = sub.add_parser("demo", help="server and client in one process: a guided tour",

@@ -7,7 +7,6 @@ and host name by default (RFC 9846 §4.4.2.4, RFC 6125); servers need a certific
 from __future__ import annotations
 
 import os
-import secrets
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -188,6 +187,10 @@ class Context:
     #: client: send data queued before the handshake as 0-RTT when the session allows it;
     #: early data may be replayed by an attacker (RFC 9846 §8), so this is opt-in
     early_data: bool = False
+    #: server: the secret cookie and ticket keys are derived from by time period
+    #: (`dtls.server_secret.ServerSecret`); workers and hosts sharing it accept each
+    #: other's cookies and tickets. None: a random one, made on first use
+    shared_secret: Any = field(default=None, repr=False)
     #: wall-clock seconds, for ticket lifetimes and ages
     wall_clock: Callable[[], float] = field(default=time.time, repr=False)
     #: RFC 7250: send our key as a raw public key when the peer accepts one, and the
@@ -227,7 +230,6 @@ class Context:
     certificate_chain: list[Any] = field(default_factory=list, repr=False)
     private_key: Any = field(default=None, repr=False)
     trust: Any = field(default=None, repr=False)
-    _cookie_secrets: list[bytes] = field(default_factory=list, repr=False)
     _ticket_keys: Any = field(default=None, repr=False)
     _replay_filter: Any = field(default=None, repr=False)
     _chain_der: Any = field(default=None, repr=False, compare=False)
@@ -402,23 +404,29 @@ class Context:
         chosen.check()
         return chosen
 
-    def cookie_secrets(self) -> list[bytes]:
-        """Server cookie keys, newest first (RFC 9147 §5.1 recommends rotation)."""
-        if not self._cookie_secrets:
-            self._cookie_secrets.append(secrets.token_bytes(32))
-        return self._cookie_secrets
+    def server_secret(self) -> Any:
+        """The secret cookie and ticket keys derive from (`dtls.server_secret.ServerSecret`):
+        `shared_secret` when set (a fleet's), else one made on first use."""
+        if self.shared_secret is None:
+            from .server_secret import ServerSecret
 
-    def rotate_cookie_secret(self) -> None:
-        """Start a new cookie key; cookies under the previous one stay valid until the next
-        rotation (RFC 9147 §5.1)."""
-        self._cookie_secrets[:] = [secrets.token_bytes(32), *self.cookie_secrets()[:1]]
+            self.shared_secret = ServerSecret.generate()
+        return self.shared_secret
+
+    def cookie_secrets(self) -> list[bytes]:
+        """Server cookie keys, newest first: this `cookie_lifetime` period's and the
+        previous one's, derived from `server_secret()` (RFC 9147 §5.1: rotated)."""
+        secret = self.server_secret()
+        return secret.cookie_keys(self.wall_clock(), self.cookie_lifetime)  # type: ignore[no-any-return]
 
     def ticket_keys(self) -> Any:
         """The server's ticket-sealing keys (`dtls.session.TicketKeys`)."""
         if self._ticket_keys is None:
             from .session import TicketKeys
 
-            self._ticket_keys = TicketKeys(self.ticket_key_rotation)
+            self._ticket_keys = TicketKeys(
+                self.ticket_key_rotation, self.server_secret(), self.wall_clock
+            )
         return self._ticket_keys
 
     def replay_filter(self) -> Any:

@@ -628,6 +628,18 @@ class Connection:
         return self._handshake.early_data_accepted
 
     @property
+    def early_data_rejected(self) -> list[bytes]:
+        """Client: 0-RTT data the server refused (RFC 9846 §4.2.10), for the application
+        to send again or drop."""
+        handshake = self._handshake
+        return handshake.early_data_rejected if isinstance(handshake, ClientHandshake) else []
+
+    @early_data_rejected.setter
+    def early_data_rejected(self, value: list[bytes]) -> None:
+        if isinstance(self._handshake, ClientHandshake):
+            self._handshake.early_data_rejected = value
+
+    @property
     def require_cookie(self) -> bool:
         """Server: answer a ClientHello without a cookie with a cookie HRR (RFC 9147 §5.1)."""
         handshake = self._handshake

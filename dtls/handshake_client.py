@@ -108,6 +108,8 @@ class ClientHandshake(Handshake):
         self._hrr_suite: int | None = None
         self._certificate_request: CertificateRequest | None = None
         self._early_sent: list[bytes] = []  # 0-RTT data, resent if the server rejects it
+        #: 0-RTT data the server refused (RFC 9846 §4.2.10), for the application
+        self.early_data_rejected: list[bytes] = []
 
     def start(self, now: float) -> None:
         """Send the first ClientHello (and 0-RTT data with a ticket that allows it)."""
@@ -468,7 +470,7 @@ class ClientHandshake(Handshake):
         self._conn._records.drop_send(1)  # RFC 9147 §5.6: early data ends with epoch 2
         if not self.early_data_accepted:
             # Rejected 0-RTT data is not resent silently: the application decides.
-            self._early_sent.clear()
+            self.early_data_rejected, self._early_sent = self._early_sent, []
         self._conn._start_application_epoch(self.suite, self.secrets["client_application"])
         self._complete(now)
 

@@ -508,6 +508,8 @@ class ServerHandshake(Handshake):
             return None
         if ticket.cipher_suite != suite or ticket.alpn_protocol != alpn:
             return None
+        if ticket.issuer != ctx.ticket_keys().issuer:
+            return None  # RFC 9846 §8: the replay window is the issuer's (dtls.workers)
         # RFC 9846 §8.3: the ticket age the client reports must match ours closely.
         age = ((psk.obfuscated_age - ticket.age_add) & 0xFFFFFFFF) / 1000
         window = ctx.replay_filter().window

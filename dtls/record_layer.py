@@ -204,8 +204,8 @@ class RecordLayer:
     def _open_records(self, data: bytes, now: float) -> Iterator[InboundRecord]:
         counters = self.counters
         cid_len = self.receive_cid_len
-        spans, dropped = self._split(data, cid_len)
         view = memoryview(data)
+        spans, dropped = self._split_records(view, cid_len)
         base = 0
         while spans:
             for span in spans:
@@ -224,12 +224,33 @@ class RecordLayer:
                     # RFC 9147 §9: the ServerHello that negotiated a CID is followed, in the
                     # same datagram, by records carrying it: split the rest again.
                     cid_len, base = self.receive_cid_len, end
-                    spans, dropped = self._split(view[end:], cid_len)
+                    spans, dropped = self._split_records(view[end:], cid_len)
                     break
             else:
                 break
         if dropped:
             counters.malformed += 1
+
+    def _split_records(self, data: memoryview, cid_len: int) -> tuple[list[Any], int]:
+        """`split_datagram`, but 0-RTT records (epoch 1, C = 0) may follow a ClientHello
+        that negotiated a CID: they were sealed before it was (RFC 9147 §9)."""
+        spans, dropped = self._split(data, cid_len)
+        while dropped and cid_len:
+            at = len(data) - dropped
+            if data[at] & 0xF3 != 0x21:  # a unified header without C, epoch bits 1
+                break
+            early = []
+            for span in self._split(data[at:], 0)[0]:
+                if span.kind != RecordKind.CIPHERTEXT or span.first_byte & 0xF3 != 0x21:
+                    break
+                early.append(span._replace(offset=span.offset + at))
+            if not early:
+                break
+            spans.extend(early)
+            end = early[-1].offset + early[-1].length
+            more, dropped = self._split(data[end:], cid_len)
+            spans.extend(span._replace(offset=span.offset + end) for span in more)
+        return spans, dropped
 
     def _open_ciphertext(
         self, record: Any, bits: int, length: int, now: float
@@ -240,6 +261,8 @@ class RecordLayer:
             counters.unknown_epoch += 1
             return None
         cid_len = self.receive_cid_len
+        if bits == 1 and not record[0] & 0x10:
+            cid_len = 0  # 0-RTT: sealed before a CID was negotiated (RFC 9147 §9)
         # the provider's OpenedRecord (content_type, seq, plaintext), or an OpenError
         result = state.cipher.open(record, state.window, cid_len=cid_len)
         if result.__class__ is not self._opened_type:

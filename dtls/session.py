@@ -1,7 +1,8 @@
 """Pre-shared keys: external PSKs, session tickets and resumption (RFC 9846 §2.2, §4.6.1).
 
 The server's tickets are self-contained: the resumption PSK and what the server needs to
-resume are sealed with AES-128-GCM under a rotating ticket key, so the server keeps no
+resume are sealed with AES-128-GCM under a ticket key derived by time period from the server
+secret (`dtls.server_secret`), so the server keeps no
 per-session state. `Session` is what a client keeps and may save to a file.
 """
 
@@ -11,16 +12,20 @@ import base64
 import json
 import os
 import struct
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .keyschedule import suite_hash_name
+from .server_secret import ServerSecret, period_of
 
-_TICKET_VERSION = 1
+_TICKET_VERSION = 2
 _KEY_ID_LEN = 4
+_KEY_ID = struct.Struct("!I")  # the number of the time period whose key sealed it
 _NONCE_LEN = 12
 # version, suite, issued (ms, wall clock), age_add, lifetime, max_early_data
 _FIXED = struct.Struct("!BHQIII")
@@ -87,32 +92,43 @@ class TicketContents:
     psk: bytes = field(repr=False)
     alpn_protocol: str | None = None
     server_name: str | None = None
+    #: who sealed it (`TicketKeys.issuer`): the only one that accepts its early data
+    issuer: bytes = b""
 
 
 class TicketKeys:
-    """Rotating keys that seal self-contained tickets (RFC 9846 §4.6.1 leaves the format
-    to the server). The newest key seals; the previous one still opens. A key seals for
-    `rotation_interval` seconds (by the tickets' issue times), then the next one takes
-    over, so a key opens tickets for at most twice that long."""
+    """Keys that seal self-contained tickets (RFC 9846 §4.6.1 leaves the format to the
+    server), derived by time period from a `ServerSecret` (so every worker and host
+    holding it opens the others' tickets). The key of the ticket's issue period seals;
+    tickets of the current and the previous period open, so a key opens tickets for one
+    to two `rotation_interval`s. `issuer` (the host id and worker index, `dtls.cid`) is
+    sealed into each ticket: 0-RTT is accepted only by the issuer (RFC 9846 §8)."""
 
-    def __init__(self, rotation_interval: float = 3600.0) -> None:
+    def __init__(
+        self,
+        rotation_interval: float = 3600.0,
+        secret: ServerSecret | None = None,
+        clock: Callable[[], float] = time.time,
+        issuer: bytes = b"",
+    ) -> None:
         self.rotation_interval = rotation_interval
-        self._keys: list[tuple[bytes, AESGCM]] = []
-        self._since: float | None = None
-        self.rotate()
+        self.secret = secret if secret is not None else ServerSecret.generate()
+        self.clock = clock
+        self.issuer = issuer
+        self._aead: dict[int, AESGCM] = {}
 
-    def rotate(self) -> None:
-        key_id = os.urandom(_KEY_ID_LEN)
-        self._keys = [(key_id, AESGCM(AESGCM.generate_key(128))), *self._keys[:1]]
-        self._since = None
+    def _key(self, period: int) -> AESGCM:
+        aead = self._aead.get(period)
+        if aead is None:
+            if len(self._aead) >= 4:
+                del self._aead[next(iter(self._aead))]
+            aead = self._aead[period] = AESGCM(self.secret.ticket_key(period))
+        return aead
 
     def seal(self, contents: TicketContents) -> bytes:
-        if self._since is None:
-            self._since = contents.issued
-        elif contents.issued - self._since >= self.rotation_interval:
-            self.rotate()
-            self._since = contents.issued
-        key_id, aead = self._keys[0]
+        period = period_of(contents.issued, self.rotation_interval)
+        key_id = _KEY_ID.pack(period & 0xFFFFFFFF)
+        aead = self._key(period)
         alpn = (contents.alpn_protocol or "").encode()
         name = (contents.server_name or "").encode()
         plaintext = (
@@ -128,6 +144,8 @@ class TicketKeys:
             + alpn
             + bytes([len(name)])
             + name
+            + bytes([len(self.issuer)])
+            + self.issuer
             + contents.psk
         )
         nonce = os.urandom(_NONCE_LEN)
@@ -137,10 +155,13 @@ class TicketKeys:
         """The contents of a ticket we sealed, or None for anything else."""
         if len(ticket) < _KEY_ID_LEN + _NONCE_LEN + 16 + _FIXED.size:
             return None
-        key_id = ticket[:_KEY_ID_LEN]
-        aead = next((a for k, a in self._keys if k == key_id), None)
-        if aead is None:
-            return None
+        key_id = bytes(ticket[:_KEY_ID_LEN])
+        current = period_of(self.clock(), self.rotation_interval)
+        (sealed,) = _KEY_ID.unpack(key_id)
+        back = (current - sealed) & 0xFFFFFFFF
+        if back > 1:
+            return None  # sealed before the previous period (or in the future)
+        aead = self._key(current - back)
         nonce = ticket[_KEY_ID_LEN : _KEY_ID_LEN + _NONCE_LEN]
         try:
             plain = aead.decrypt(nonce, ticket[_KEY_ID_LEN + _NONCE_LEN :], key_id)
@@ -152,6 +173,8 @@ class TicketKeys:
             alpn = plain[pos + 1 : pos + 1 + plain[pos]].decode()
             pos += 1 + plain[pos]
             name = plain[pos + 1 : pos + 1 + plain[pos]].decode()
+            pos += 1 + plain[pos]
+            issuer = plain[pos + 1 : pos + 1 + plain[pos]]
             pos += 1 + plain[pos]
         except (struct.error, IndexError, UnicodeDecodeError):
             return None
@@ -166,6 +189,7 @@ class TicketKeys:
             plain[pos:],
             alpn or None,
             name or None,
+            issuer,
         )
 
 

@@ -200,6 +200,28 @@ def test_zero_rtt_accepted(pki: Any) -> None:
     exchange(second, [b"after 0-RTT"])
 
 
+@pytest.mark.parametrize("records", [1, 2, 12])
+def test_zero_rtt_with_connection_ids(pki: Any, records: int) -> None:
+    # RFC 9147 §9: 0-RTT records carry no CID (it is negotiated by the ServerHello), yet
+    # they follow a ClientHello that makes the server expect its CID on records from then.
+    clock = Clock()
+    server_settings, client_settings = early_settings()
+    early = [bytes([i]) * 300 for i in range(records)]  # 12: more than one datagram
+    _, second = full_then_resume(
+        pki,
+        clock,
+        server_settings={**server_settings, "connection_id": bytes(range(8))},
+        client_settings={**client_settings, "connection_id": b""},
+        early=early,
+    )
+    c = second.events_of("client", HandshakeCompleted)[0]
+    assert c.resumed and c.early_data_accepted
+    got = second.events_of("server", DataReceived)
+    assert [(e.data, e.early) for e in got] == [(d, True) for d in early]
+    assert second.server.record_counters.malformed == 0
+    exchange(second, [b"after 0-RTT, with CIDs"])
+
+
 def test_zero_rtt_rejected_never_reaches_the_application(pki: Any) -> None:
     clock = Clock()
     server_settings, client_settings = early_settings()
