@@ -11,7 +11,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    # What `__getattr__` loads lazily, for type checkers.
+    from . import aio, sync
+    from . import errors as errors
+    from . import events as events
+    from . import sim as sim
+    from .config import Context, CookieMode
+    from .connection import Connection
+    from .handshake import HandshakeState
+    from .handshake_server import respond_statelessly
     from .provider import ProviderInfo
+    from .server import ServerEndpoint
+    from .session import ExternalPsk, Session
+
+    openssl_version: str
 
 __version__ = "0.1.0"
 

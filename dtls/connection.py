@@ -96,7 +96,7 @@ logger = logging.getLogger("dtls.connection")  # events and failures, never a se
 
 # AEAD limits per key (RFC 9147 §4.5.3, RFC 9846 §5.5): records protected, and records
 # failing authentication. CCM_8's 2^7 forgery bound is why it is off by default.
-_AEAD_LIMITS = {
+_AEAD_LIMITS: dict[int, tuple[int, int]] = {
     CipherSuite.TLS_AES_128_GCM_SHA256: (23_726_566, 1 << 36),
     CipherSuite.TLS_AES_256_GCM_SHA384: (23_726_566, 1 << 36),
     CipherSuite.TLS_CHACHA20_POLY1305_SHA256: ((1 << 48) - 1, 1 << 36),
@@ -228,7 +228,7 @@ class Connection:
         assert isinstance(handshake, ClientHandshake)
         handshake.start(now)
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+    def receive_datagram(self, data: Buffer, addr: Address, now: float) -> None:
         """Process one datagram. Bad input is dropped and counted, or ends the connection
         with an alert and a `ConnectionClosed` event; it never raises (RFC 9147 §4.5.2)."""
         if self.state is HandshakeState.CLOSED:
@@ -257,7 +257,8 @@ class Connection:
         """`receive_datagram` for each datagram, in order. Runs of datagrams from the peer
         that each hold one record of an application epoch are opened together, with one
         C call per ~64 KB (RFC 9147 §4); the rest take the single-datagram path."""
-        records, run, run_bits = self._records, [], -1
+        records, run_bits = self._records, -1
+        run: list[Buffer] = []
         for data, addr in datagrams:
             bits = None
             if (
@@ -433,7 +434,7 @@ class Connection:
         """The next event, or None."""
         return self._events.pop(0) if self._events else None
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: Buffer) -> None:
         """Send one application-data record (RFC 9147 §6). Before the handshake completes
         the data is queued and sent once it does."""
         if self.state is not HandshakeState.CONNECTED:

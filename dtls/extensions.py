@@ -62,10 +62,12 @@ class Reader:
         return int.from_bytes(self.data[pos : pos + 3], "big")
 
     def pull_uint32(self) -> int:
-        return _U32.unpack_from(self.data, self._take(4))[0]
+        value: int = _U32.unpack_from(self.data, self._take(4))[0]
+        return value
 
     def pull_uint64(self) -> int:
-        return _U64.unpack_from(self.data, self._take(8))[0]
+        value: int = _U64.unpack_from(self.data, self._take(8))[0]
+        return value
 
     def pull_bytes(self, n: int) -> bytes:
         pos = self._take(n)

@@ -551,7 +551,7 @@ class ServerHandshake(Handshake):
             return []
         ctx = self.context
         offered = dict(ch.other_extensions)
-        out = []
+        out: list[tuple[int, bytes]] = []
         server_types = offered.get(ExtensionType.SERVER_CERTIFICATE_TYPE)
         if server_types is None and not ctx.certificate_chain:
             raise HandshakeFailure("the client accepts only certificates, and we have none")

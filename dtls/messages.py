@@ -269,6 +269,7 @@ def _encode_client_hello(m: ClientHello) -> bytes:
 
 
 def _encode_server_hello(m: ServerHello) -> bytes:
+    wrong: tuple[object, ...]
     if m.is_hello_retry_request:
         specs = HRR_EXTENSIONS
         wrong = m.key_share, m.pre_shared_key, m.connection_id

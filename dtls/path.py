@@ -38,6 +38,7 @@ from .messages import (
     decode_handshake_body,
 )
 from .record_layer import InboundRecord, RecordLayer
+from .record_py import Buffer
 from .reliability import ReceivedMessage, RetransmitTimer
 
 # draft-ietf-tls-dtls-rrc leaves both code points to IANA (TBD1, TBD2); these are the
@@ -97,7 +98,7 @@ class ConnectionIds:
     def new_local(self, count: int) -> list[bytes]:
         """`count` new CIDs of our CID's length (the length parses our records)."""
         length = len(self.local[0])
-        cids = []
+        cids: list[bytes] = []
         while len(cids) < count:
             cid = self._make() if self._make is not None else os.urandom(length)
             if len(cid) != length:
@@ -257,7 +258,7 @@ class ConnectionIdUpdates:
         if retired:
             self._conn._queue_event(ConnectionIdsRetired(tuple(retired)))
 
-    def on_new_address(self, addr: Address, data: bytes, now: float) -> None:
+    def on_new_address(self, addr: Address, data: Buffer, now: float) -> None:
         """Authentic records from another address: the connection moves there only after
         a return routability check answers from it (draft-ietf-tls-dtls-rrc §5.1)."""
         if not self.rrc or self._conn.state is not HandshakeState.CONNECTED:

@@ -76,6 +76,14 @@ class RecordCipherLike(Protocol):
         self, record: Buffer, window: Any = None, *, cid_len: int = 0, next_seq: int = 0
     ) -> Any: ...
     def mask(self, sample: bytes) -> bytes: ...
+    def seal_batch(
+        self, epoch: int, items: Sequence[tuple[int, int, Buffer]], *,
+        cid: bytes | None = None, seq16: bool = True, with_length: bool = True,
+        padding: int = 0,
+    ) -> list[bytes]: ...  # fmt: skip
+    def open_batch(
+        self, records: Sequence[Buffer], window: Any = None, *, cid_len: int = 0
+    ) -> list[Any]: ...
 
 
 def _random(n: int) -> bytes:

@@ -156,7 +156,7 @@ class RecordLayer:
     def _cid_len(self) -> int | None:
         return len(self.send_cid) if self.send_cid else None
 
-    def seal(self, epoch: int, content_type: int, payload: bytes) -> tuple[bytes, RecordNumber]:
+    def seal(self, epoch: int, content_type: int, payload: Buffer) -> tuple[bytes, RecordNumber]:
         state = self.send_epochs[epoch]
         seq = state.next_seq
         if seq > MAX_SEQUENCE:
@@ -189,7 +189,7 @@ class RecordLayer:
         return records
 
     # ---- opening ----
-    def open(self, data: bytes, now: float) -> Iterable[InboundRecord]:
+    def open(self, data: Buffer, now: float) -> Iterable[InboundRecord]:
         """Every record of a datagram that deprotects, in order; the rest are counted.
 
         Lazy when the datagram holds several records: each is opened after the previous
@@ -201,7 +201,7 @@ class RecordLayer:
             return () if record is None else (record,)
         return self._open_records(data, now)
 
-    def _open_records(self, data: bytes, now: float) -> Iterator[InboundRecord]:
+    def _open_records(self, data: Buffer, now: float) -> Iterator[InboundRecord]:
         counters = self.counters
         cid_len = self.receive_cid_len
         view = memoryview(data)
@@ -337,7 +337,7 @@ class RecordLayer:
         )
 
 
-def _single_ciphertext_record(data: bytes, cid_len: int) -> bool:
+def _single_ciphertext_record(data: Buffer, cid_len: int) -> bool:
     """True if `data` is exactly one DTLSCiphertext record (RFC 9147 §4: the unified
     header's first byte 001CSLEE; with L, its length must fill the datagram)."""
     if len(data) < 2:

@@ -401,7 +401,7 @@ class RecordCipher:
         if len(head) < 16:
             raise ValueError("mask: the sample is 16 bytes")
         if self._ecb is not None:
-            return self._ecb.update(head)  # type: ignore[no-any-return]
+            return self._ecb.update(head)
         # a cipher object per record: `cryptography` fixes the nonce when it is made
         keystream = Cipher(algorithms.ChaCha20(self._sn_key, head), None).encryptor()
         return keystream.update(bytes(16))

@@ -495,7 +495,7 @@ class ServerEndpoint:
                 run, run_peer = [(data, addr)], peer
             else:
                 run, run_peer = [], None
-                self.receive_datagram(data, addr, now)
+                self.receive_datagram(bytes(data), addr, now)  # a view: what it keeps owns
         if run_peer is not None:
             self._deliver_run(run_peer, run, now)
 

@@ -51,7 +51,7 @@ from .iana import AlertLevel
 try:
     from .record import enable_gro, receive_datagrams, send_datagrams
 except ImportError:  # no C extension: plain recvfrom / sendto, no GRO
-    from .record_py import receive_datagrams, send_datagrams  # type: ignore[assignment]
+    from .record_py import receive_datagrams, send_datagrams
 
     enable_gro = None  # type: ignore[assignment]
 from .server import (
