@@ -220,7 +220,7 @@ class Connection:
         """Start the handshake (client): sends the first ClientHello."""
         if not self.is_client:
             raise ConnectionStateError("connect() is for clients")
-        if self.state is not HandshakeState.START:
+        if self._handshake.state is not HandshakeState.START:
             raise ConnectionStateError("connect() was already called")
         self.peer_address = addr
         self.handshake_started = now
@@ -231,7 +231,7 @@ class Connection:
     def receive_datagram(self, data: Buffer, addr: Address, now: float) -> None:
         """Process one datagram. Bad input is dropped and counted, or ends the connection
         with an alert and a `ConnectionClosed` event; it never raises (RFC 9147 §4.5.2)."""
-        if self.state is HandshakeState.CLOSED:
+        if self._handshake.state is HandshakeState.CLOSED:
             return
         if self.peer_address is None:
             self.peer_address = addr
@@ -262,7 +262,7 @@ class Connection:
         for data, addr in datagrams:
             bits = None
             if (
-                self.state is HandshakeState.CONNECTED
+                self._handshake.state is HandshakeState.CONNECTED
                 and addr == self.peer_address
                 and self._path.challenge is None
             ):
@@ -283,7 +283,7 @@ class Connection:
             self._receive_run(run, run_bits, now)
 
     def _receive_run(self, run: list[Buffer], bits: int, now: float) -> None:
-        if self.state is not HandshakeState.CONNECTED:  # an earlier datagram changed that
+        if self._handshake.state is not HandshakeState.CONNECTED:  # an earlier datagram did
             for data in run:
                 self.receive_datagram(data, self.peer_address, now)
             return
@@ -297,18 +297,18 @@ class Connection:
     def _receive_records(self, records: Iterable[InboundRecord], addr: Address, now: float) -> bool:
         """Handle deprotected records in order; True if one was authenticated (epoch >= 3)."""
         authenticated = False
-        limit, events = self._receive_limit, self._events
+        limit, events, handshake = self._receive_limit, self._events, self._handshake
         for record in records:
             epoch, _, content_type, payload = record
             if len(payload) > limit:
                 raise RecordOverflow("record larger than the limit")  # RFC 8449, 9846 §5.2
             if epoch >= 3:
                 authenticated = True
-                if content_type == _APPLICATION_DATA and self.state is HandshakeState.CONNECTED:
+                if content_type == _APPLICATION_DATA and handshake.state is _CONNECTED:
                     events.append(DataReceived(payload))  # as _receive_application_data would
                     continue
             self._receive_record(record, now, addr)
-            if self.state is HandshakeState.CLOSED:
+            if handshake.state is HandshakeState.CLOSED:
                 break
         if authenticated:
             self.last_received = now
@@ -337,7 +337,7 @@ class Connection:
                     self._records.drop_receive(epoch)
             elif state.failures >= limit:
                 raise BadRecordMac("too many records failed authentication")
-            elif self.state is HandshakeState.CONNECTED and epoch >= 3:
+            elif self._handshake.state is HandshakeState.CONNECTED and epoch >= 3:
                 self.update_keys(request_peer_update=True)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
@@ -361,7 +361,7 @@ class Connection:
 
     def get_timer(self) -> float | None:
         """When `handle_timer` should next be called, or None."""
-        if self.state is HandshakeState.CLOSED:
+        if self._handshake.state is HandshakeState.CLOSED:
             return None
         times = [f.deadline for f in self._flights.values() if f.deadline is not None]
         if self._ack_deadline is not None:
@@ -379,7 +379,7 @@ class Connection:
 
     def _liveness_deadlines(self) -> tuple[float | None, float | None]:
         """When to send a keep-alive, and when to give up on a silent peer."""
-        if self.state is not HandshakeState.CONNECTED:
+        if self._handshake.state is not HandshakeState.CONNECTED:
             return None, None
         ctx = self.context
         keepalive = self.last_sent + ctx.keepalive_interval if ctx.keepalive_interval else None
@@ -387,13 +387,13 @@ class Connection:
         return keepalive, idle
 
     def _handshake_deadline(self) -> float | None:
-        if self.state is HandshakeState.CONNECTED or self.handshake_started is None:
+        if self._handshake.state is HandshakeState.CONNECTED or self.handshake_started is None:
             return None
         return self.handshake_started + self.context.handshake_timeout
 
     def handle_timer(self, now: float) -> None:
         """Retransmit flights whose timer expired (RFC 9147 §5.8), send delayed ACKs."""
-        if self.state is HandshakeState.CLOSED:
+        if self._handshake.state is HandshakeState.CLOSED:
             return
         self._records.expire(now)
         deadline = self._handshake_deadline()
@@ -437,8 +437,8 @@ class Connection:
     def send(self, data: Buffer) -> None:
         """Send one application-data record (RFC 9147 §6). Before the handshake completes
         the data is queued and sent once it does."""
-        if self.state is not HandshakeState.CONNECTED:
-            if self.state is HandshakeState.CLOSED:
+        if self._handshake.state is not HandshakeState.CONNECTED:
+            if self._handshake.state is HandshakeState.CLOSED:
                 raise ConnectionStateError("connection is closed")
             if len(data) > MAX_PLAINTEXT:
                 raise ValueError(f"a record carries at most {MAX_PLAINTEXT} bytes")
@@ -461,7 +461,7 @@ class Connection:
         sealed together, with one C call per ~64 KB (RFC 9147 §4)."""
         epoch = self._records.send_epochs.get(self._app_send_epoch)
         if (
-            self.state is not HandshakeState.CONNECTED
+            self._handshake.state is not HandshakeState.CONNECTED
             or epoch is None
             or epoch.next_seq + len(messages) >= self._confidentiality_limit * 3 // 4
             or any(len(m) > self._send_limit for m in messages)
@@ -479,7 +479,7 @@ class Connection:
     def update_keys(self, request_peer_update: bool = True) -> None:
         """Send a KeyUpdate (RFC 9147 §8); our sending epoch moves on once it is
         acknowledged. A second call while one is outstanding is merged with it."""
-        if self.state is not HandshakeState.CONNECTED:
+        if self._handshake.state is not HandshakeState.CONNECTED:
             raise ConnectionStateError("keys can be updated only on an established connection")
         if FlightKind.KEY_UPDATE in self._flights:
             return
@@ -492,7 +492,7 @@ class Connection:
 
     def close(self) -> None:
         """Send close_notify and close (RFC 9846 §6.1)."""
-        if self.state is HandshakeState.CLOSED:
+        if self._handshake.state is HandshakeState.CLOSED:
             return
         self._send_alert(AlertDescription.CLOSE_NOTIFY)
         self._close("closed")
@@ -530,7 +530,7 @@ class Connection:
         newest = epochs[max(epochs)] if epochs else None
         started, done = self.handshake_started, self.handshake_completed_at
         return ConnectionStats(
-            state=self.state.value,
+            state=self._handshake.state.value,
             records_sealed=c.records_sealed,
             bytes_sealed=c.bytes_sealed,
             records_opened=c.records_opened,
@@ -570,7 +570,7 @@ class Connection:
 
     @property
     def handshake_complete(self) -> bool:
-        return self.state is HandshakeState.CONNECTED
+        return self._handshake.state is HandshakeState.CONNECTED
 
     @property
     def send_epoch(self) -> int:
@@ -773,7 +773,7 @@ class Connection:
             self._advance_send_epoch()
             if self._ack_pending:
                 self._schedule_ack(now, immediate=True)  # what waited for this epoch
-        elif kind is FlightKind.HANDSHAKE and self.state is HandshakeState.CONNECTED:
+        elif kind is FlightKind.HANDSHAKE and self._handshake.state is HandshakeState.CONNECTED:
             # The server has our Finished: it will not resend its flight, and we will not
             # resend ours; the handshake keys can go (RFC 9147 §5.8.1).
             self._records.drop_send(2)
@@ -801,7 +801,7 @@ class Connection:
         if ready or not waiting:
             record, _ = self._records.seal(epoch, ContentType.ACK, encode_ack(ready))
             self._emit(record)
-        if self.state is HandshakeState.CONNECTED:
+        if self._handshake.state is HandshakeState.CONNECTED:
             self._ack_pending = waiting
 
     def _receive_ack(self, record: InboundRecord, now: float) -> None:
@@ -844,7 +844,7 @@ class Connection:
             return
         if record.epoch < 3:
             raise UnexpectedMessage("application data before the application epoch")
-        if self.state is HandshakeState.CONNECTED:
+        if self._handshake.state is HandshakeState.CONNECTED:
             self._events.append(DataReceived(record.payload))
         elif len(self._early_records) < MAX_EARLY_RECORDS:
             # RFC 9147 §5.8.1: the peer's Finished may still be on its way.
@@ -875,12 +875,12 @@ class Connection:
         fragments = decode_handshake_fragments(record.payload)
         accepted = old = False
         reassembler = self._reassembler
-        if record.epoch == 0 and self.state is not (
+        if record.epoch == 0 and self._handshake.state is not (
             HandshakeState.WAIT_SH if self.is_client else HandshakeState.START
         ):
             # Plaintext handshake data after the hellos is unauthenticated: it may only
             # show that the peer retransmits; it never changes our state (RFC 9147 §6).
-            if self.state is not HandshakeState.CONNECTED and any(
+            if self._handshake.state is not HandshakeState.CONNECTED and any(
                 f.message_seq < reassembler.next_receive_seq for f in fragments
             ):
                 self._on_retransmission_received(record, now)
@@ -888,7 +888,7 @@ class Connection:
         for fragment in fragments:
             if (
                 not self.is_client
-                and self.state is HandshakeState.START
+                and self._handshake.state is HandshakeState.START
                 and fragment.msg_type == HandshakeType.CLIENT_HELLO
                 and fragment.message_seq != reassembler.next_receive_seq
             ):
@@ -905,12 +905,12 @@ class Connection:
                 old = True
         if accepted:
             self._ack_pending.append((record.epoch, record.seq))
-        while self.state is not HandshakeState.CLOSED:
+        while self._handshake.state is not HandshakeState.CLOSED:
             message = reassembler.pop()
             if message is None:
                 break
             self._handle_message(message, now)
-        if self.state is HandshakeState.CLOSED:
+        if self._handshake.state is HandshakeState.CLOSED:
             return
         if old:
             self._on_retransmission_received(record, now)
@@ -1100,7 +1100,7 @@ class Connection:
     def _close(
         self, reason: str, *, alert: int | None = None, by_peer: bool = False, error: bool = False
     ) -> None:
-        if self.state is HandshakeState.CLOSED:
+        if self._handshake.state is HandshakeState.CLOSED:
             return
         _log_close(self, reason, alert, by_peer, error)
         self._handshake.state = HandshakeState.CLOSED
@@ -1110,6 +1110,7 @@ class Connection:
 
 
 _APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
+_CONNECTED = HandshakeState.CONNECTED
 
 
 def _acked_any(flight: OutgoingFlight) -> bool:
