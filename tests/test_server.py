@@ -894,3 +894,30 @@ def test_valid_cookie_proves_the_address_and_the_connection_answers_the_rest(pki
     assert replies and replies[0][0] == 21  # an alert record (RFC 9846 §6)
     assert replies[0][-1] == AlertDescription.HANDSHAKE_FAILURE
     assert endpoint.stats().handshakes_failed == 1
+
+
+def test_fragment_claiming_a_huge_client_hello_holds_only_what_arrived(pki: Any) -> None:
+    """One 25-byte datagram claiming a 65,536-byte ClientHello (RFC 9147 §5.5): a server
+    that makes a connection for it (cookie mode "never") holds the bytes received, not a
+    buffer of the claimed length."""
+    endpoint = ServerEndpoint(server_context(pki), cookie_mode=CookieMode.NEVER)
+    header = bytes([22, 0xFE, 0xFD]) + bytes(8) + (12).to_bytes(2, "big")
+    fragment = bytes([1]) + (65536).to_bytes(3, "big") + bytes(2) + bytes(3) + bytes(3)
+    datagram = header + fragment
+    assert len(datagram) == 25
+    addr = ("198.51.100.41", 5000)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        endpoint.receive_datagram(datagram, addr, 0.0)
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    [conn] = endpoint.connections.values()
+    assert conn._reassembler.buffered == 0
+    reassembly = snapshot.filter_traces([tracemalloc.Filter(True, "*/dtls/reliability.py")])
+    held = sum(stat.size for stat in reassembly.statistics("filename"))
+    assert held < 2048, held  # 64 KB (the claimed length) before
+    # The rest of the ClientHello never comes: the handshake times out and is forgotten.
+    endpoint.handle_timer(endpoint.handshake_timeout + 1)
+    assert not endpoint.connections
