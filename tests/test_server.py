@@ -303,8 +303,11 @@ def test_garbage_from_many_sources(pki: Any) -> None:
         endpoint.receive_datagram(data, (f"203.0.113.{i % 250}", 1000 + i), 1.0)
     stats = endpoint.stats()
     assert stats.handshakes_started == 0 and len(endpoint.connections) == 0
-    assert stats.garbage_dropped + stats.cookies_sent == len(garbage)
+    refused = sum(stats.refused().values())  # ClientHellos flipped into disagreement
+    assert stats.garbage_dropped + stats.cookies_sent + refused == len(garbage)
     assert stats.garbage_dropped >= 300
+    replies = endpoint.datagrams_to_send(1.0)
+    assert len(replies) == stats.cookies_sent + refused - stats.refusals_rate_limited
     net.now = 1.0
     addr = ("198.51.100.9", 4000)
     net.add_client(addr, client_context(pki))
