@@ -13,12 +13,14 @@ from . import crypto
 from .config import Context
 from .cookie import make_cookie, open_cookie
 from .errors import (
+    DecodeError,
     DecryptError,
     DTLSError,
     HandshakeFailure,
     IllegalParameter,
     MissingExtension,
     NoApplicationProtocol,
+    ProtocolError,
     ProtocolVersionError,
     UnsupportedCertificate,
 )
@@ -40,6 +42,7 @@ from .iana import (
     DTLS13_VERSION,
     AlertDescription,
     AlertLevel,
+    CipherSuite,
     ContentType,
     ExtensionType,
     HandshakeType,
@@ -114,6 +117,11 @@ def _select_suite(context: Context, ch: ClientHello, hash_name: str | None = Non
     for suite in context.cipher_suites:
         if suite in ch.cipher_suites and hash_name in (None, suite_hash_name(suite)):
             return int(suite)
+    if hash_name is None and CipherSuite.TLS_AES_128_CCM_8_SHA256 in ch.cipher_suites:
+        # RFC 9846 §6.2: we turned off the suite with the short tag, as too weak
+        raise HandshakeFailure(
+            "no cipher suite in common (CCM-8 is off)", AlertDescription.INSUFFICIENT_SECURITY
+        )
     raise HandshakeFailure("no cipher suite in common")
 
 
@@ -134,6 +142,29 @@ def _select_retry_group(context: Context, ch: ClientHello) -> int:
         if group in (ch.supported_groups or []):
             return int(group)
     raise HandshakeFailure("no group in common")
+
+
+def _check_server_authentication(context: Context, ch: ClientHello) -> None:
+    """Without a PSK the server signs with a certificate or a raw public key: refuse a
+    client that takes neither of what we have (RFC 9846 §4.4.2.2, RFC 7250 §4.2)."""
+    if ch.pre_shared_key is not None:
+        return  # the connection decides once it checked the PSK (RFC 9846 §4.2.11)
+    if context.private_key is None:
+        raise HandshakeFailure("no certificate, and no PSK the client offered")
+    types = [X509]  # RFC 7250 §4.2: without server_certificate_type, X.509 only
+    for extension_type, data in ch.other_extensions:
+        if extension_type == ExtensionType.SERVER_CERTIFICATE_TYPE:
+            types = certificate_types(data)
+    if not (X509 in types and context.certificate_chain) and not (
+        RAW_PUBLIC_KEY in types and context.raw_public_key
+    ):
+        raise UnsupportedCertificate("no certificate type in common")
+    if ch.signature_algorithms is not None:
+        crypto.choose_signature_scheme(
+            context.private_key,
+            ch.signature_algorithms,
+            certificate=context.certificate_chain[0] if context.certificate_chain else None,
+        )
 
 
 def _hello_retry_request(
@@ -198,9 +229,30 @@ class StatelessResponse:
     """What a server does with a datagram from an address it keeps no state for."""
 
     # "accept": make a connection; "retry": send `datagram` (the HRR); "reject": send
-    # `datagram` (an illegal_parameter alert for a bad cookie); "drop"
+    # `datagram`, a fatal alert: a bad cookie, or a ClientHello the two sides cannot agree
+    # on (`reason` says which part); "drop"
     action: str
     datagram: bytes | None = None
+    reason: str | None = None
+
+
+class Refusal:
+    """Why a ClientHello was rejected before the cookie (`StatelessResponse.reason`)."""
+
+    PROTOCOL_VERSION = "protocol_version"  # not DTLS 1.3 (RFC 9846 §4.2.1)
+    CIPHER_SUITE = "cipher_suite"  # no suite in common (§4.1.1)
+    GROUP = "group"  # no group in common (§4.2.7)
+    AUTHENTICATION = "authentication"  # no certificate type or signature scheme (§4.4.2.2)
+    CLIENT_HELLO = "client_hello"  # a required extension missing, a field wrong (§4.1.2)
+    COOKIE = "cookie"  # a cookie not ours, or not for this address, or expired (RFC 9147 §5.1)
+
+    ALL = (PROTOCOL_VERSION, CIPHER_SUITE, GROUP, AUTHENTICATION, CLIENT_HELLO, COOKIE)
+
+
+def _alert_record(seal_plaintext: Callable[..., bytes], error: ProtocolError, seq: int) -> bytes:
+    """A fatal alert in a plaintext epoch-0 record, numbered as the ClientHello's record:
+    15 bytes, less than any ClientHello, so answering amplifies nothing (RFC 9147 §5.1)."""
+    return seal_plaintext(ContentType.ALERT, seq, encode_alert(AlertLevel.FATAL, error.alert))
 
 
 def respond_statelessly(
@@ -209,6 +261,9 @@ def respond_statelessly(
     """Answer a first ClientHello with a cookie HelloRetryRequest, keeping no state
     (RFC 9147 §5.1). A ClientHello with a valid cookie (or, with require_cookie False, one
     that needs no retry) is accepted: the caller makes a `Connection` and feeds it `data`.
+    One the server cannot agree with (no version, suite, group or certificate type in
+    common) is rejected with the alert RFC 9846 §4.1.1 and §6.2 name; what does not
+    parse as a ClientHello is dropped.
     """
     provider = get_provider(context.provider)
     spans, _ = provider.split_datagram(data, 0)
@@ -236,28 +291,35 @@ def respond_statelessly(
             return StatelessResponse("accept")
         ch = decode_handshake_body(HandshakeType.CLIENT_HELLO, frag.fragment)
         assert isinstance(ch, ClientHello)
+    except DTLSError:
+        return StatelessResponse("drop")  # not a ClientHello: no answer (RFC 9147 §4.5.2)
+    reason = Refusal.CLIENT_HELLO
+    try:
         _check_client_hello(ch)
+        reason = Refusal.CIPHER_SUITE
         suite = _select_suite(context, ch)
         if ch.cookie is not None:
-            contents = open_cookie(
-                context.cookie_secrets(), ch.cookie, addr, now, context.cookie_lifetime
-            )
-            if contents is not None:
+            if open_cookie(context.cookie_secrets(), ch.cookie, addr, now, context.cookie_lifetime):
                 return StatelessResponse("accept")
             # RFC 9147 §5.1: an invalid cookie is answered with illegal_parameter, so the
             # client can start again without one.
-            alert = encode_alert(AlertLevel.FATAL, AlertDescription.ILLEGAL_PARAMETER)
-            rejection = provider.seal_plaintext(ContentType.ALERT, span.seq, alert)
-            return StatelessResponse("reject", rejection)
+            reason = Refusal.COOKIE
+            raise IllegalParameter("invalid cookie")
+        reason = Refusal.AUTHENTICATION
+        _check_server_authentication(context, ch)
+        reason = Refusal.GROUP
         share = _select_key_share(context, ch)
         if share is not None and not require_cookie:
             return StatelessResponse("accept")
         group = 0 if share is not None else _select_retry_group(context, ch)
         body = _hello_retry_request(context, ch, frag.fragment, addr, now, suite, group)
-    except DTLSError:
-        # Let a connection answer with the proper alert once the address is proven;
-        # until then, stay silent (RFC 9147 §5.1: no state, no amplification).
-        return StatelessResponse("drop")
+    except ProtocolError as error:
+        if isinstance(error, ProtocolVersionError):
+            reason = Refusal.PROTOCOL_VERSION
+        elif isinstance(error, DecodeError):
+            reason = Refusal.CLIENT_HELLO  # e.g. a malformed certificate type list
+        alert = _alert_record(provider.seal_plaintext, error, span.seq)
+        return StatelessResponse("reject", alert, reason)
     record = _plaintext_handshake_record(
         provider.seal_plaintext, HandshakeType.SERVER_HELLO, frag.message_seq, body, span.seq
     )

@@ -19,6 +19,9 @@ RecordNumber = tuple[int, int]  # (epoch, sequence number), RFC 9147 §4
 # Keep at most this many future messages (message_seq ahead of the next expected); RFC
 # 9147 §5.2 lets a receiver discard them, and a flight is never longer than this.
 MAX_FUTURE_MESSAGES = 16
+# Separate pieces (gaps between them) one partial message may hold; a fragment that would
+# start one more is dropped, not acknowledged (RFC 9147 §7), and comes again.
+MAX_MESSAGE_PIECES = 32
 
 
 class RetransmitTimer:
@@ -125,42 +128,78 @@ class ReceivedMessage:
 
 
 class _PartialMessage:
-    __slots__ = ("data", "epoch", "length", "msg_type", "ranges", "received")
+    """One handshake message being reassembled. It holds only the bytes received, as
+    contiguous pieces (start, data) in order, never a buffer of the length a fragment
+    claims (a 25-byte datagram can claim a 16 MB message)."""
+
+    __slots__ = ("epoch", "length", "msg_type", "pieces", "received")
 
     def __init__(self, msg_type: int, length: int, epoch: int) -> None:
         self.msg_type = msg_type
         self.length = length
         self.epoch = epoch
-        self.data: bytes | bytearray = b""
-        self.ranges: list[tuple[int, int]] = []
+        # sorted, disjoint and not adjacent: adjacent pieces are joined
+        self.pieces: list[tuple[int, bytes | bytearray]] = []
         self.received = 0
 
-    def add(self, offset: int, fragment: bytes) -> None:
+    def new_bytes(self, offset: int, size: int) -> int:
+        """How many of the bytes [offset, offset+size) are not held yet."""
+        end = offset + size
+        for start, data in self.pieces:
+            stop = start + len(data)
+            if start < end and stop > offset:
+                size -= min(end, stop) - max(offset, start)
+        return size
+
+    def add(self, offset: int, fragment: bytes) -> int | None:
+        """Keep the bytes of `fragment` not held yet: the number of bytes added, or None
+        when it would start a piece over MAX_MESSAGE_PIECES (nothing is kept)."""
         end = offset + len(fragment)
-        if not self.ranges and offset == 0 and end == self.length:
-            self.data = bytes(fragment)  # the whole message in one fragment: no copy
-            self.ranges = [(0, end)]
-            self.received = end
-            return
-        data = self.data
-        if not isinstance(data, bytearray):
-            data = self.data = bytearray(data) if data else bytearray(self.length)
-        data[offset:end] = fragment
-        merged: list[tuple[int, int]] = []
-        a, b = offset, end
-        for x, y in self.ranges:
-            if y < a or x > b:
-                merged.append((x, y))
-            else:
-                a, b = min(a, x), max(b, y)
-        merged.append((a, b))
-        merged.sort()
-        self.ranges = merged
-        self.received = sum(y - x for x, y in merged)
+        pieces = self.pieces
+        if not pieces:
+            if end == offset and self.length:
+                return 0  # an empty fragment of a non-empty message adds nothing
+            pieces.append((offset, fragment))  # often the whole message: no copy
+            self.received = len(fragment)
+            return self.received
+        # The pieces this fragment overlaps or touches are joined with it.
+        touched = [i for i, (s, d) in enumerate(pieces) if s <= end and s + len(d) >= offset]
+        if not touched:
+            if len(pieces) >= MAX_MESSAGE_PIECES:
+                return None
+            pieces.append((offset, fragment))
+            pieces.sort(key=lambda p: p[0])
+            self.received += len(fragment)
+            return len(fragment)
+        first, last = touched[0], touched[-1]
+        start = min(offset, pieces[first][0])
+        stop = max(end, pieces[last][0] + len(pieces[last][1]))
+        held = sum(len(pieces[i][1]) for i in touched)
+        grown = pieces[first][1]
+        if first == last and pieces[first][0] == start and isinstance(grown, bytearray):
+            joined = grown  # in-order arrival: grow in place
+            joined.extend(fragment[len(joined) - (offset - start) :])
+        else:
+            joined = bytearray(stop - start)
+            joined[offset - start : end - start] = fragment
+            for i in touched:  # bytes already held win (RFC 9147 §5.5: they are the same)
+                s, d = pieces[i]
+                joined[s - start : s - start + len(d)] = d
+        pieces[first : last + 1] = [(start, joined)]
+        added = (stop - start) - held
+        self.received += added
+        return added
 
     @property
     def complete(self) -> bool:
-        return self.received == self.length and (self.length > 0 or bool(self.ranges))
+        if self.length == 0:
+            return bool(self.pieces)
+        return self.received == self.length
+
+    @property
+    def body(self) -> bytes:
+        """The whole message (when `complete`)."""
+        return bytes(self.pieces[0][1]) if self.pieces else b""
 
 
 class FragmentResult:
@@ -173,7 +212,8 @@ class FragmentResult:
 
 class HandshakeReassembler:
     """Reassembles handshake fragments (RFC 9147 §5.5) from out-of-order, overlapping and
-    duplicate pieces, within a per-message and a per-connection memory bound."""
+    duplicate pieces, within a per-message and a per-connection memory bound. The bound
+    counts the bytes held, which are never more than the bytes received."""
 
     def __init__(self, max_message_size: int, max_buffered: int) -> None:
         self.next_receive_seq = 0
@@ -181,6 +221,11 @@ class HandshakeReassembler:
         self.max_buffered = max_buffered
         self._partial: dict[int, _PartialMessage] = {}
         self._buffered = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of handshake messages held (partial or complete but not yet popped)."""
+        return self._buffered
 
     def add(self, fragment: HandshakeFragment, epoch: int) -> str:
         seq = fragment.message_seq
@@ -192,16 +237,19 @@ class HandshakeReassembler:
             raise RecordOverflow("handshake message exceeds the configured limit")
         partial = self._partial.get(seq)
         if partial is None:
-            if self._buffered + fragment.length > self.max_buffered:
-                return FragmentResult.DROPPED
             partial = _PartialMessage(fragment.msg_type, fragment.length, epoch)
-            self._partial[seq] = partial
-            self._buffered += fragment.length
         elif partial.msg_type != fragment.msg_type or partial.length != fragment.length:
             raise IllegalParameter("handshake fragments of one message disagree")
         elif partial.epoch != epoch:
             raise IllegalParameter("handshake message spans epochs")
-        partial.add(fragment.fragment_offset, fragment.fragment)
+        offset, data = fragment.fragment_offset, fragment.fragment
+        if self._buffered + partial.new_bytes(offset, len(data)) > self.max_buffered:
+            return FragmentResult.DROPPED
+        added = partial.add(offset, data)
+        if added is None:
+            return FragmentResult.DROPPED
+        self._partial[seq] = partial
+        self._buffered += added
         return FragmentResult.ACCEPTED
 
     def pop(self) -> ReceivedMessage | None:
@@ -210,9 +258,9 @@ class HandshakeReassembler:
         if partial is None or not partial.complete:
             return None
         del self._partial[self.next_receive_seq]
-        self._buffered -= partial.length
+        self._buffered -= partial.received
         message = ReceivedMessage(
-            partial.msg_type, self.next_receive_seq, bytes(partial.data), partial.epoch
+            partial.msg_type, self.next_receive_seq, partial.body, partial.epoch
         )
         self.next_receive_seq += 1
         return message

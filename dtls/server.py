@@ -10,8 +10,10 @@ and events; a front-end (`dtls.aio`, `dtls.sync`, `dtls.sim`) owns the socket an
   (draft-ietf-tls-dtls-rrc); meanwhile the endpoint sends an unverified address at most
   three times what it received from it.
 - No state for unproven addresses: a ClientHello from an address without a connection is
-  answered by `respond_statelessly` (a cookie HelloRetryRequest, RFC 9147 §5.1) or
-  dropped; a `Connection` is made only for a ClientHello the endpoint accepts.
+  answered by `respond_statelessly` (a cookie HelloRetryRequest, RFC 9147 §5.1), or
+  refused with a fatal alert when the two sides cannot agree (RFC 9846 §4.1.1; rate
+  limited per host, counted by reason), or dropped; a `Connection` is made only for a
+  ClientHello the endpoint accepts.
 - Limits: connections, handshakes in progress, new handshakes per second per host,
   handshake and idle timeouts. Closed, failed and expired connections are forgotten.
 - Garbage is dropped and counted (RFC 9147 §4.5.2); nothing a peer sends raises.
@@ -41,7 +43,7 @@ from .events import (
     PeerAddressChanged,
 )
 from .handshake import HandshakeState
-from .handshake_server import respond_statelessly
+from .handshake_server import Refusal, StatelessResponse, respond_statelessly
 from .record_py import Buffer
 from .stats import format_fields
 
@@ -75,6 +77,11 @@ AMPLIFICATION_FACTOR = 3
 MAX_UNVERIFIED_ADDRESSES = 4
 # Tries of the CID generator for a CID no live connection uses.
 _CID_ATTEMPTS = 64
+# Stateless alerts (a refused ClientHello) per second to one host, and hosts remembered:
+# an alert is smaller than the ClientHello it answers, and this bounds what a spoofed
+# source can make us send to its victim.
+REFUSALS_PER_HOST = 10.0
+REFUSAL_HOSTS = 4096
 
 
 # ---- events ----
@@ -121,6 +128,18 @@ class EndpointStats:
     garbage_dropped: int = 0
     #: stateless cookie HelloRetryRequests sent (RFC 9147 §5.1)
     cookies_sent: int = 0
+    #: ClientHellos refused before the cookie with a fatal alert, by reason (see
+    #: `refused`): not DTLS 1.3 (protocol_version), no cipher suite, group, certificate
+    #: type or signature scheme in common (handshake_failure, insufficient_security,
+    #: unsupported_certificate), a malformed one, a bad cookie (illegal_parameter)
+    refused_protocol_version: int = 0
+    refused_cipher_suite: int = 0
+    refused_group: int = 0
+    refused_authentication: int = 0
+    refused_client_hello: int = 0
+    refused_cookie: int = 0
+    #: of those, the ones whose alert was not sent: over the per-host alert rate
+    refusals_rate_limited: int = 0
     handshakes_started: int = 0
     handshakes_completed: int = 0
     handshakes_failed: int = 0
@@ -169,6 +188,10 @@ class EndpointStats:
 
     def __str__(self) -> str:
         return format_fields(self)
+
+    def refused(self) -> dict[str, int]:
+        """ClientHellos refused before the cookie, by `dtls.handshake_server.Refusal`."""
+        return {reason: getattr(self, f"refused_{reason}") for reason in Refusal.ALL}
 
 
 # EndpointStats fields summed from the connections (the record layer's counter names)
@@ -401,6 +424,7 @@ class ServerEndpoint:
             _RateLimit(rate_limit_per_address, max_hosts=max(1024, 2 * max_handshakes))
             if rate_limit_per_address else None
         )
+        self._refusal_rate = _RateLimit(REFUSALS_PER_HOST, max_hosts=REFUSAL_HOSTS)
         self._routes: dict[Route, _Peer] = {}  # by the peer's address
         self._by_cid: dict[bytes, _Peer] = {}  # by each CID a connection gave its peer
         self._peers: dict[Connection, _Peer] = {}
@@ -690,13 +714,11 @@ class ServerEndpoint:
             return
         require = self.cookies_required()
         response = respond_statelessly(self.context, data, addr, now, require_cookie=require)
-        if response.action in ("retry", "reject"):
-            self._send_stateless(response.datagram, addr)
-        elif response.action != "accept":
+        if response.action == "accept":
+            self._accept(data, addr, addr, now, require)
+        elif not self._answer_statelessly(response, addr, now):
             counts["garbage_dropped"] += 1
             logger.debug("%s: datagram dropped: not a ClientHello we can answer", addr)
-        else:
-            self._accept(data, addr, addr, now, require)
 
     def _receive_new_association(
         self, peer: _Peer, data: bytes, addr: Address, now: float
@@ -705,12 +727,11 @@ class ServerEndpoint:
         the old association goes only once the client proved it is reachable there, by
         returning a cookie. Until then the ClientHello is answered statelessly."""
         response = respond_statelessly(self.context, data, addr, now, require_cookie=True)
-        if response.action == "retry":
-            self._send_stateless(response.datagram, addr)
-            return
         if response.action != "accept":
-            # Only a returned cookie proves the address: keep the old association.
-            self._counts["garbage_dropped"] += 1
+            # Only a returned cookie proves the address: keep the old association (a
+            # plaintext alert does not touch it: RFC 9147 §4.5.2, it has keys).
+            if not self._answer_statelessly(response, addr, now):
+                self._counts["garbage_dropped"] += 1
             return
         old = peer.connection
         peer.removal_reason = "replaced"
@@ -719,15 +740,30 @@ class ServerEndpoint:
         self._service(peer, now)
         self._accept(data, addr, peer.route, now, require_cookie=True)
 
-    def _send_stateless(self, datagram: bytes | None, addr: Address) -> None:
-        if datagram is None:
-            return
+    def _answer_statelessly(self, response: StatelessResponse, addr: Address, now: float) -> bool:
+        """Send a cookie HelloRetryRequest, or the alert refusing a ClientHello (rate
+        limited per host); False for a datagram to drop."""
+        counts = self._counts
+        if response.action == "retry" and response.datagram is not None:
+            if self._send_stateless(response.datagram, addr):
+                counts["cookies_sent"] += 1
+            return True
+        if response.action == "reject" and response.datagram is not None:
+            counts[f"refused_{response.reason or Refusal.CLIENT_HELLO}"] += 1
+            if not self._refusal_rate.allow(_host(addr), now):
+                counts["refusals_rate_limited"] += 1
+            else:
+                self._send_stateless(response.datagram, addr)
+            return True
+        return False
+
+    def _send_stateless(self, datagram: bytes, addr: Address) -> bool:
         if self._stateless_queued >= MAX_STATELESS_BACKLOG:
             self._counts["backlog_dropped"] += 1
-            return
+            return False
         self._stateless_queued += 1
         self._outbox.append((datagram, addr))
-        self._counts["cookies_sent"] += 1
+        return True
 
     def _accept(
         self, data: bytes, addr: Address, route: Route, now: float, require_cookie: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from dtls.errors import IllegalParameter, RecordOverflow
 from dtls.events import ConnectionClosed, HandshakeCompleted
 from dtls.messages import HandshakeFragment
 from dtls.reliability import (
+    MAX_MESSAGE_PIECES,
     FragmentResult,
     HandshakeReassembler,
     OutgoingFlight,
@@ -59,12 +61,69 @@ def test_reassembly_limits() -> None:
     r = HandshakeReassembler(1000, 1500)
     with pytest.raises(RecordOverflow):
         r.add(HandshakeFragment(11, 1001, 0, 0, 1, b"a"), 2)
-    assert r.add(HandshakeFragment(11, 1000, 0, 0, 1, b"a"), 2) == FragmentResult.ACCEPTED
-    # Over the connection budget: dropped, not buffered.
-    assert r.add(HandshakeFragment(11, 1000, 1, 0, 1, b"a"), 2) == FragmentResult.DROPPED
+    assert r.add(HandshakeFragment(11, 1000, 0, 0, 1000, bytes(1000)), 2) == FragmentResult.ACCEPTED
+    # Over the connection budget (the bytes held): dropped, not buffered.
+    assert r.add(HandshakeFragment(11, 1000, 1, 0, 501, bytes(501)), 2) == FragmentResult.DROPPED
+    assert r.buffered == 1000
+    assert r.add(HandshakeFragment(11, 1000, 1, 0, 500, bytes(500)), 2) == FragmentResult.ACCEPTED
+    assert r.buffered == 1500
+    # A duplicate adds nothing, so it fits; a byte more does not.
+    assert r.add(HandshakeFragment(11, 1000, 1, 0, 500, bytes(500)), 2) == FragmentResult.ACCEPTED
+    assert r.add(HandshakeFragment(11, 1000, 1, 0, 501, bytes(501)), 2) == FragmentResult.DROPPED
+    assert r.buffered == 1500
     assert r.add(HandshakeFragment(11, 5, 99, 0, 1, b"a"), 2) == FragmentResult.DROPPED
     with pytest.raises(IllegalParameter):
         r.add(HandshakeFragment(15, 1000, 0, 1, 1, b"b"), 2)
+
+
+def test_reassembly_holds_the_bytes_received_not_the_length_claimed() -> None:
+    # RFC 9147 §5.5: a fragment claims its message's length; only what arrived is kept.
+    r = HandshakeReassembler(65536, 262144)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert r.add(HandshakeFragment(1, 65536, 0, 0, 0, b""), 0) == FragmentResult.ACCEPTED
+        far = HandshakeFragment(1, 65536, 0, 60000, 10, bytes(10))
+        assert r.add(far, 0) == FragmentResult.ACCEPTED
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert r.buffered == 10
+    assert held < 2048, held  # a 64 KB buffer before: the claimed length
+    assert r.pop() is None
+
+
+def test_reassembly_of_pieces_in_any_order() -> None:
+    rng = random.Random(5)
+    body = rng.randbytes(5000)
+    for _ in range(50):
+        cuts = sorted(rng.sample(range(1, 5000), 12))
+        pieces = fragments(11, 0, body, cuts)
+        pieces += [HandshakeFragment(11, 5000, 0, a, b - a, body[a:b])
+                   for a, b in (sorted(rng.sample(range(5000), 2)) for _ in range(5))]
+        rng.shuffle(pieces)
+        r = HandshakeReassembler(65536, 262144)
+        for frag in pieces:
+            assert r.add(frag, 2) == FragmentResult.ACCEPTED
+            assert r.buffered <= 5000
+        assert r.buffered == 5000
+        message = r.pop()
+        assert message is not None and message.body == body and r.buffered == 0
+
+
+def test_reassembly_bounds_the_gaps_of_one_message() -> None:
+    # One byte in every other position: a piece each, up to MAX_MESSAGE_PIECES; then a
+    # fragment that would start another is dropped (not acknowledged), one that joins is not.
+    r = HandshakeReassembler(65536, 262144)
+    for i in range(MAX_MESSAGE_PIECES):
+        assert r.add(HandshakeFragment(11, 1000, 0, 2 * i, 1, b"x"), 2) == FragmentResult.ACCEPTED
+    assert r.add(HandshakeFragment(11, 1000, 0, 500, 1, b"x"), 2) == FragmentResult.DROPPED
+    assert r.add(HandshakeFragment(11, 1000, 0, 1, 1, b"y"), 2) == FragmentResult.ACCEPTED
+    assert r.buffered == MAX_MESSAGE_PIECES + 1
+    body = bytes(1000)
+    assert r.add(HandshakeFragment(11, 1000, 0, 0, 1000, body), 2) == FragmentResult.ACCEPTED
+    message = r.pop()
+    assert message is not None and message.body == b"xyx" + b"\0x" * 30 + bytes(937)
 
 
 # ---- flights ----

@@ -303,8 +303,11 @@ def test_garbage_from_many_sources(pki: Any) -> None:
         endpoint.receive_datagram(data, (f"203.0.113.{i % 250}", 1000 + i), 1.0)
     stats = endpoint.stats()
     assert stats.handshakes_started == 0 and len(endpoint.connections) == 0
-    assert stats.garbage_dropped + stats.cookies_sent == len(garbage)
+    refused = sum(stats.refused().values())  # ClientHellos flipped into disagreement
+    assert stats.garbage_dropped + stats.cookies_sent + refused == len(garbage)
     assert stats.garbage_dropped >= 300
+    replies = endpoint.datagrams_to_send(1.0)
+    assert len(replies) == stats.cookies_sent + refused - stats.refusals_rate_limited
     net.now = 1.0
     addr = ("198.51.100.9", 4000)
     net.add_client(addr, client_context(pki))
@@ -894,3 +897,30 @@ def test_valid_cookie_proves_the_address_and_the_connection_answers_the_rest(pki
     assert replies and replies[0][0] == 21  # an alert record (RFC 9846 §6)
     assert replies[0][-1] == AlertDescription.HANDSHAKE_FAILURE
     assert endpoint.stats().handshakes_failed == 1
+
+
+def test_fragment_claiming_a_huge_client_hello_holds_only_what_arrived(pki: Any) -> None:
+    """One 25-byte datagram claiming a 65,536-byte ClientHello (RFC 9147 §5.5): a server
+    that makes a connection for it (cookie mode "never") holds the bytes received, not a
+    buffer of the claimed length."""
+    endpoint = ServerEndpoint(server_context(pki), cookie_mode=CookieMode.NEVER)
+    header = bytes([22, 0xFE, 0xFD]) + bytes(8) + (12).to_bytes(2, "big")
+    fragment = bytes([1]) + (65536).to_bytes(3, "big") + bytes(2) + bytes(3) + bytes(3)
+    datagram = header + fragment
+    assert len(datagram) == 25
+    addr = ("198.51.100.41", 5000)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        endpoint.receive_datagram(datagram, addr, 0.0)
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    [conn] = endpoint.connections.values()
+    assert conn._reassembler.buffered == 0
+    reassembly = snapshot.filter_traces([tracemalloc.Filter(True, "*/dtls/reliability.py")])
+    held = sum(stat.size for stat in reassembly.statistics("filename"))
+    assert held < 2048, held  # 64 KB (the claimed length) before
+    # The rest of the ClientHello never comes: the handshake times out and is forgotten.
+    endpoint.handle_timer(endpoint.handshake_timeout + 1)
+    assert not endpoint.connections
