@@ -41,9 +41,16 @@ from .events import (
     HandshakeCompleted,
     PeerAddressChanged,
 )
-from .handshake import HandshakeState
-from .handshake_server import Refusal, StatelessResponse, respond_statelessly
+from .handshake import MAX_PLAINTEXT, HandshakeState
+from .handshake_server import (
+    Refusal,
+    StatelessResponse,
+    client_hello_record,
+    respond_statelessly,
+)
+from .messages import DTLS_HANDSHAKE_HEADER_LEN, HandshakeFragment
 from .record_py import Buffer
+from .reliability import PartialMessage
 
 __all__ = [
     "ConnectionAccepted",
@@ -78,6 +85,14 @@ _CID_ATTEMPTS = 64
 # source can make us send to its victim.
 REFUSALS_PER_HOST = 10.0
 REFUSAL_HOSTS = 4096
+# First ClientHellos arriving in fragments from addresses without a connection, held for
+# reassembly (RFC 9147 §5.5) before the cookie: at most this many at once (one per
+# address), this many bytes in all (the bytes received), for this many seconds; the
+# oldest is evicted first. A ClientHello claiming more than fits in one record is not kept.
+MAX_PARTIAL_CLIENT_HELLOS = 256
+MAX_PARTIAL_CLIENT_HELLO_BYTES = 256 * 1024
+PARTIAL_CLIENT_HELLO_LIFETIME = 2.0
+MAX_FRAGMENTED_CLIENT_HELLO = MAX_PLAINTEXT - DTLS_HANDSHAKE_HEADER_LEN
 
 
 # ---- events ----
@@ -152,6 +167,13 @@ class EndpointStats:
     rate_limited: int = 0
     #: stateless replies dropped because `datagrams_to_send` was not called
     backlog_dropped: int = 0
+    #: fragments of first ClientHellos held for reassembly before the cookie; partial
+    #: ClientHellos evicted (over the budget, or a newer one from the address) or expired;
+    #: ClientHellos reassembled (then answered as an unfragmented one)
+    client_hello_fragments_buffered: int = 0
+    partial_client_hellos_evicted: int = 0
+    partial_client_hellos_expired: int = 0
+    client_hellos_reassembled: int = 0
     #: datagrams routed by their connection ID (RFC 9147 §9)
     datagrams_routed_by_cid: int = 0
     #: datagrams with a CID no live connection has (no state is made for them)
@@ -162,6 +184,9 @@ class EndpointStats:
     amplification_dropped: int = 0
     connections_active: int = 0
     handshakes_active: int = 0
+    #: partial first ClientHellos held now, and their bytes
+    partial_client_hellos: int = 0
+    partial_client_hello_bytes: int = 0
     #: the front-end's receive buffer pool (dtls.aio servers): slabs in use, the most at
     #: once, and datagrams that found no free slab
     pool_in_use: int = 0
@@ -201,7 +226,8 @@ _RECORD_TOTALS = {
 _CONNECTION_TOTALS = (*_RECORD_TOTALS, "retransmissions", "handshake_seconds_total")
 _COUNTERS = tuple(
     f.name for f in dataclasses.fields(EndpointStats)
-    if f.name not in ("connections_active", "handshakes_active", *_CONNECTION_TOTALS)
+    if f.name not in ("connections_active", "handshakes_active", "partial_client_hellos",
+                      "partial_client_hello_bytes", *_CONNECTION_TOTALS)
 )
 
 
@@ -315,6 +341,91 @@ class _RateLimit:
         return len(self._buckets)
 
 
+class _PartialClientHello:
+    __slots__ = ("created", "message", "message_seq", "record_seq")
+
+    def __init__(self, frag: HandshakeFragment, record_seq: int, now: float) -> None:
+        self.created = now
+        self.message_seq = frag.message_seq
+        self.record_seq = record_seq
+        self.message = PartialMessage(frag.msg_type, frag.length, 0)
+
+
+class _PartialClientHellos:
+    """First ClientHellos in fragments from addresses not proven yet (RFC 9147 §5.1,
+    §5.5): one per address, within a global budget of count and bytes held (never more
+    than were received), each for `lifetime` seconds; the oldest goes first. Spoofed
+    fragments can only evict each other: the memory they take stays within the budget."""
+
+    def __init__(self, counts: dict[str, int], max_count: int, max_bytes: int,
+                 lifetime: float) -> None:
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.lifetime = lifetime
+        self.held = 0  # bytes of all partial ClientHellos
+        self._counts = counts
+        self._partial: dict[Address, _PartialClientHello] = {}  # oldest first
+
+    def __len__(self) -> int:
+        return len(self._partial)
+
+    def add(self, addr: Address, record_seq: int, frag: HandshakeFragment,
+            now: float) -> bytes | None:
+        """Keep the fragment; the whole ClientHello in one record once it is complete."""
+        counts = self._counts
+        self._expire(now)
+        partial = self._partial.get(addr)
+        if partial is not None and (
+            partial.message_seq != frag.message_seq or partial.message.length != frag.length
+        ):
+            self._evict(addr)  # a new ClientHello from the address replaces the old one
+            partial = None
+        if partial is None:
+            if not 0 < frag.length <= min(MAX_FRAGMENTED_CLIENT_HELLO, self.max_bytes):
+                return None
+            while len(self._partial) >= self.max_count:
+                self._evict(next(iter(self._partial)))
+            partial = self._partial[addr] = _PartialClientHello(frag, record_seq, now)
+        message = partial.message
+        new = message.new_bytes(frag.fragment_offset, len(frag.fragment))
+        while self.held + new > self.max_bytes:
+            oldest = next(iter(self._partial))
+            if oldest == addr:  # only this one is left, and it is within the budget
+                break
+            self._evict(oldest)
+        added = message.add(frag.fragment_offset, frag.fragment)
+        if added is None:
+            return None  # too many gaps: the client sends this fragment again
+        self.held += added
+        partial.record_seq = max(partial.record_seq, record_seq)
+        counts["client_hello_fragments_buffered"] += 1
+        if not message.complete:
+            return None
+        del self._partial[addr]
+        self.held -= message.received
+        counts["client_hellos_reassembled"] += 1
+        return client_hello_record(partial.record_seq, partial.message_seq, message.body)
+
+    def discard(self, addr: Address) -> None:
+        """Forget the address's partial ClientHello (a connection has its place now)."""
+        partial = self._partial.pop(addr, None)
+        if partial is not None:
+            self.held -= partial.message.received
+
+    def _evict(self, addr: Address) -> None:
+        self.discard(addr)
+        self._counts["partial_client_hellos_evicted"] += 1
+
+    def _expire(self, now: float) -> None:
+        partial = self._partial
+        while partial:
+            addr, oldest = next(iter(partial.items()))
+            if now < oldest.created + self.lifetime:
+                return
+            self.discard(addr)
+            self._counts["partial_client_hellos_expired"] += 1
+
+
 class _ConnectionsView(Mapping[Route, Connection]):
     """A read-only view of the endpoint's connections by route."""
 
@@ -418,6 +529,11 @@ class ServerEndpoint:
             if rate_limit_per_address else None
         )
         self._refusal_rate = _RateLimit(REFUSALS_PER_HOST, max_hosts=REFUSAL_HOSTS)
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._partial_hellos = _PartialClientHellos(
+            self._counts, MAX_PARTIAL_CLIENT_HELLOS, MAX_PARTIAL_CLIENT_HELLO_BYTES,
+            PARTIAL_CLIENT_HELLO_LIFETIME,
+        )
         self._routes: dict[Route, _Peer] = {}  # by the peer's address
         self._by_cid: dict[bytes, _Peer] = {}  # by each CID a connection gave its peer
         self._peers: dict[Connection, _Peer] = {}
@@ -428,7 +544,6 @@ class ServerEndpoint:
         self._events: deque[EndpointEvent] = deque()
         self._timers: list[tuple[float, int, _Peer]] = []
         self._timer_ids = itertools.count(1)
-        self._counts = dict.fromkeys(_COUNTERS, 0)
         # _CONNECTION_TOTALS of the connections already removed
         self._removed_totals: dict[str, float] = dict.fromkeys(_CONNECTION_TOTALS, 0)
         self._closed = False
@@ -453,6 +568,8 @@ class ServerEndpoint:
             **self._counts,
             connections_active=len(self._peers),
             handshakes_active=self._handshaking,
+            partial_client_hellos=len(self._partial_hellos),
+            partial_client_hello_bytes=self._partial_hellos.held,
             **totals,  # type: ignore[arg-type]
         )
 
@@ -707,7 +824,20 @@ class ServerEndpoint:
             return
         require = self.cookies_required()
         response = respond_statelessly(self.context, data, addr, now, require_cookie=require)
+        if response.action == "fragment":
+            complete = None
+            buffered = counts["client_hello_fragments_buffered"]
+            for record_seq, frag in response.fragments:
+                complete = self._partial_hellos.add(addr, record_seq, frag, now) or complete
+            if complete is None:
+                if counts["client_hello_fragments_buffered"] == buffered:
+                    counts["garbage_dropped"] += 1  # nothing kept (RFC 9147 §4.5.2)
+                return
+            # RFC 9147 §5.1: answered (or accepted) as the ClientHello in one record.
+            data = complete
+            response = respond_statelessly(self.context, data, addr, now, require_cookie=True)
         if response.action == "accept":
+            self._partial_hellos.discard(addr)
             self._accept(data, addr, addr, now, require)
         elif not self._answer_statelessly(response, addr, now):
             counts["garbage_dropped"] += 1
