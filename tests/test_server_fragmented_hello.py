@@ -12,6 +12,7 @@ import time
 import tracemalloc
 from typing import Any
 
+import pytest
 from test_server import SERVER, Network, client_context, completed, server_context
 
 from dtls.connection import Connection
@@ -25,8 +26,11 @@ from dtls.iana import (
     SignatureScheme,
 )
 from dtls.messages import (
+    HELLO_RETRY_REQUEST_RANDOM,
     ClientHello,
     KeyShareEntry,
+    ServerHello,
+    decode_handshake_body,
     decode_handshake_fragments,
     encode_handshake_body,
     encode_handshake_fragment,
@@ -245,3 +249,31 @@ def _post_quantum_client_hello() -> bytes:
         server_name="localhost",
     )
     return encode_handshake_body(hello)
+
+
+@pytest.mark.parametrize("mtu", [1200, 256])
+def test_post_quantum_share_in_a_fragmented_first_client_hello(pki: Any, mtu: int) -> None:
+    """fragment_first_client_hello: the X25519MLKEM768 share goes in the first ClientHello
+    however many datagrams it takes; the default server (cookie mode "always") reassembles
+    it, and its one HelloRetryRequest is for the cookie, not for a group."""
+    endpoint = ServerEndpoint(server_context(pki, max_datagram_size=mtu))
+    net = Network(endpoint)
+    ctx = client_context(pki, key_share_groups=("x25519mlkem768",),
+                         fragment_first_client_hello=True, max_datagram_size=mtu)
+    net.add_client(ADDR, ctx)
+    net.pump()
+    assert completed(net, ADDR)
+    [done] = [e for e in net.client_events[ADDR] if isinstance(e, HandshakeCompleted)]
+    assert done.group == "x25519mlkem768"
+    assert all(len(d) <= mtu for d, _ in net.to_server + net.to_clients)
+    hrrs = [d for d, _ in net.to_clients if d[13] == HandshakeType.SERVER_HELLO
+            and HELLO_RETRY_REQUEST_RANDOM in d]
+    [hrr] = hrrs  # one round trip for the cookie, none for the group
+    [span] = split_datagram(hrr)[0]
+    [frag] = decode_handshake_fragments(hrr[span.offset + 13 : span.offset + span.length])
+    retry = decode_handshake_body(HandshakeType.SERVER_HELLO, frag.fragment)
+    assert isinstance(retry, ServerHello) and retry.selected_group is None
+    assert retry.cookie is not None
+    stats = endpoint.stats()
+    assert stats.cookies_sent == 1 and stats.client_hellos_reassembled == 1
+    assert stats.handshakes_completed == 1
