@@ -48,6 +48,7 @@ from .handshake_server import (
     client_hello_record,
     respond_statelessly,
 )
+from .iana import AlertDescription
 from .messages import DTLS_HANDSHAKE_HEADER_LEN, HandshakeFragment
 from .record_py import Buffer
 from .reliability import PartialMessage
@@ -58,6 +59,7 @@ __all__ = [
     "ConnectionRemoved",
     "EndpointEvent",
     "EndpointStats",
+    "HandshakeFailed",
     "ServerEndpoint",
     "close_error",
 ]
@@ -117,6 +119,19 @@ class ConnectionEvent(EndpointEvent):
 
     connection: Connection
     event: Event
+
+
+@dataclass(frozen=True)
+class HandshakeFailed(EndpointEvent):
+    """A handshake that got past the cookie failed (just before its `ConnectionRemoved`):
+    `alert` is the fatal alert either side sent (RFC 9846 §6.2), None for a timeout;
+    `reason` says what went wrong, `by_peer` whether the client sent the alert."""
+
+    connection: Connection
+    address: Address
+    alert: AlertDescription | int | None
+    reason: str
+    by_peer: bool = False
 
 
 @dataclass(frozen=True)
@@ -253,6 +268,20 @@ def close_error(closed: ConnectionClosed) -> Exception:
     if closed.by_peer:
         return errors.AlertReceived(closed.alert)
     return errors.error_for_alert(closed.alert, closed.reason)
+
+
+def _handshake_failed(
+    conn: Connection, closed: ConnectionClosed | None, reason: str
+) -> HandshakeFailed:
+    alert: AlertDescription | int | None = None
+    if closed is not None and closed.alert is not None:
+        try:
+            alert = AlertDescription(closed.alert)
+        except ValueError:
+            alert = closed.alert
+    why = closed.reason if closed is not None and closed.alert is not None else reason
+    by_peer = closed is not None and closed.by_peer
+    return HandshakeFailed(conn, conn.peer_address, alert, why, by_peer)
 
 
 # ---- helpers ----
@@ -1009,6 +1038,8 @@ class ServerEndpoint:
             counts["connections_replaced"] += 1
         if reason is None:
             reason = "failed" if closed is not None and closed.error else "closed"
+        if not peer.established and reason in ("failed", "handshake timeout"):
+            self._events.append(_handshake_failed(conn, closed, reason))
         # The last words (close_notify, a fatal alert) still go out, unless replaced.
         final = self._limit_amplification(peer, conn.datagrams_to_send(now))
         if reason != "replaced":
