@@ -45,8 +45,8 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .frontend import FrontEndConnection, handshake_error, nothing_listens
-from .iana import AlertLevel
+from .frontend import FrontEndConnection, call_safely, handshake_error, nothing_listens
+from .iana import AlertDescription, AlertLevel
 
 try:
     from .record import BufferPool, enable_gro, receive_datagrams, send_datagrams
@@ -59,6 +59,7 @@ from .server import (
     ConnectionEvent,
     ConnectionRemoved,
     EndpointStats,
+    HandshakeFailed,
     ServerEndpoint,
     close_error,
 )
@@ -75,6 +76,9 @@ StateCallback = Callable[["AsyncConnection", HandshakeState, HandshakeState], No
 #: on_alert(conn, level, description, by_peer): an alert arrived, or we ended the
 #: connection with one (RFC 9846 §6)
 AlertCallback = Callable[["AsyncConnection", int, int, bool], None]
+#: on_handshake_failed(address, alert, reason): a server's handshake failed after the
+#: cookie (`dtls.server.HandshakeFailed`: alert an AlertDescription, None for a timeout)
+HandshakeFailedCallback = Callable[[Any, "AlertDescription | int | None", str], None]
 
 RECEIVE_BATCH = 32  # datagrams per recvmmsg
 READS_PER_WAKEUP = 8  # recvmmsg calls per readable event, then the loop gets a turn
@@ -635,6 +639,10 @@ class _Listener(_Link):
                     conn._set_closed(ConnectionClosed(event.reason))
             elif isinstance(event, ConnectionAccepted):
                 logger.debug("handshake from %s", event.address)
+            elif isinstance(event, HandshakeFailed):
+                failed = self.server.on_handshake_failed
+                if failed is not None:
+                    call_safely(failed, event.address, event.alert, event.reason)
         self.timer.set(endpoint.get_timer())
 
     async def drain(self) -> None:
@@ -680,12 +688,16 @@ class Server(Serving):
     returns. Made by `serve()`."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, handler: Handler, **callbacks: Any
+        self, loop: asyncio.AbstractEventLoop, handler: Handler,
+        on_handshake_failed: HandshakeFailedCallback | None = None, **callbacks: Any
     ) -> None:
         self.loop = loop
         self._handler = handler
         #: on_state_change / on_alert for each connection (from its handshake's completion)
         self.callbacks: dict[str, Any] = callbacks
+        #: on_handshake_failed(address, alert, reason) for handshakes that fail after the
+        #: cookie; those refused before it are counted in `stats()` (refused_*)
+        self.on_handshake_failed = on_handshake_failed
         self._listeners: list[_Listener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -769,6 +781,7 @@ async def serve(
     on_alert: AlertCallback | None = None,
     workers: int = 1,
     sockets: Sequence[socket.socket] = (),
+    on_handshake_failed: HandshakeFailedCallback | None = None,
     **endpoint_options: Any,
 ) -> Any:  # Server, or with workers a dtls.workers.Supervisor (both Serving)
     """Serve DTLS on `host`:`port` (every address it resolves to; None: all
@@ -776,7 +789,10 @@ async def serve(
     max_connections, max_handshakes, rate_limit_per_address, handshake_timeout,
     idle_timeout, cookie_mode, cookie_threshold. With `reuse_port` several processes can
     share the port (SO_REUSEPORT). `on_state_change` and `on_alert` are set on every
-    connection as it is handed to `handler` (its handshake complete).
+    connection as it is handed to `handler` (its handshake complete);
+    `on_handshake_failed(address, alert, reason)` is called for each handshake that
+    fails after the cookie (alert: the `AlertDescription` sent or received, None for a
+    timeout).
 
     With `workers` > 1, `workers` processes serve the port, each on its own socket, and
     records are steered to their worker by connection ID: this returns the parent's
@@ -788,9 +804,11 @@ async def serve(
 
         return await Supervisor.start(
             handler, host, port, context, workers=workers,
-            on_state_change=on_state_change, on_alert=on_alert, **endpoint_options,
+            on_state_change=on_state_change, on_alert=on_alert,
+            on_handshake_failed=on_handshake_failed, **endpoint_options,
         )
-    server = Server(loop, handler, on_state_change=on_state_change, on_alert=on_alert)
+    server = Server(loop, handler, on_handshake_failed, on_state_change=on_state_change,
+                    on_alert=on_alert)
     if sockets:
         for sock in sockets:
             sock.setblocking(False)

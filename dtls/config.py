@@ -135,6 +135,12 @@ class Context:
     groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
     #: groups the client sends key shares for in its first ClientHello (RFC 9846 §4.2.8)
     key_share_groups: tuple[NamedGroup, ...] | None = None
+    #: client: keep those key shares (an X25519MLKEM768 share is 1,216 bytes) in the first
+    #: ClientHello even when it then needs more than one datagram (fragmented, RFC 9147
+    #: §4.4), which saves the HelloRetryRequest for the group; the server must reassemble
+    #: a fragmented first ClientHello (ours does). False: such a ClientHello goes without
+    #: key shares, and the server's HelloRetryRequest picks the group.
+    fragment_first_client_hello: bool = False
     signature_algorithms: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_ALGORITHMS
     verify_mode: ssl.VerifyMode = ssl.CERT_REQUIRED
     check_hostname: bool = True

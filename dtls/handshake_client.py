@@ -169,10 +169,12 @@ class ClientHandshake(Handshake):
     def _fit_first_client_hello(self, ch: ClientHello) -> None:
         """A first ClientHello that would not fit in one datagram (e.g. an ML-KEM key
         share) goes with an empty key_share instead: the server's HelloRetryRequest picks
-        the group, and a stateless server can still check its cookie (RFC 9147 §5.1)."""
+        the group, and a stateless server can still check its cookie (RFC 9147 §5.1).
+        With `fragment_first_client_hello` it goes as it is, in fragments."""
         body = encode_handshake_body(ch)
         size = len(body) + DTLS_HANDSHAKE_HEADER_LEN + PLAINTEXT_HEADER_LEN
-        if size > self.context.max_datagram_size and ch.key_share:
+        fragment = self.context.fragment_first_client_hello
+        if size > self.context.max_datagram_size and ch.key_share and not fragment:
             ch.key_share = []
             self._key_shares.clear()
         else:

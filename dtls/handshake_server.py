@@ -61,6 +61,7 @@ from .messages import (
     ClientHello,
     EncryptedExtensions,
     Finished,
+    HandshakeFragment,
     KeyShareEntry,
     NewSessionTicket,
     PskIdentity,
@@ -76,7 +77,7 @@ from .messages import (
 )
 from .path import RRC_EXTENSION
 from .provider import get_provider
-from .record_py import PLAINTEXT_HEADER_LEN, RecordKind
+from .record_py import PLAINTEXT_HEADER_LEN, RecordKind, seal_plaintext
 from .reliability import (
     OutgoingFlight,
     ReceivedMessage,
@@ -206,22 +207,61 @@ def _plaintext_handshake_record(
 
 
 def _screen_fragmented_client_hello(
-    context: Context, frag: Any, addr: Address, now: float, require_cookie: bool
+    context: Context,
+    data: bytes,
+    spans: list[Any],
+    first: list[HandshakeFragment],
+    addr: Address,
+    now: float,
+    require_cookie: bool,
 ) -> StatelessResponse:
-    """A ClientHello too large for one datagram (a post-quantum key share). Without its
-    whole body there is no hash for a cookie, so our clients send a first ClientHello that
-    fits (an empty key_share) and only the second, with the cookie, is fragmented: its
-    first fragment carries the cookie, which proves the address before we keep state."""
+    """A ClientHello too large for one datagram (a post-quantum key share, a small MTU).
+    Without its whole body there is no hash for a cookie: a first fragment carrying a
+    valid cookie proves the address, so the connection reassembles the rest; any other
+    fragment goes back to the caller ("fragment") to be reassembled within a budget of
+    its own and answered once complete, as an unfragmented ClientHello would be."""
+    frag = first[0]
     if not require_cookie:
         return StatelessResponse("accept")
-    if frag.fragment_offset != 0:
-        return StatelessResponse("drop")  # the first fragment, with the cookie, comes first
-    cookie = peek_client_hello_cookie(frag.fragment)
-    if cookie is not None and open_cookie(
-        context.cookie_secrets(), cookie, addr, now, context.cookie_lifetime
-    ):
-        return StatelessResponse("accept")
-    return StatelessResponse("drop")
+    if frag.fragment_offset == 0:
+        try:
+            cookie = peek_client_hello_cookie(frag.fragment)
+        except DecodeError:
+            cookie = None  # a first fragment too short to show one
+        if cookie is not None and open_cookie(
+            context.cookie_secrets(), cookie, addr, now, context.cookie_lifetime
+        ):
+            return StatelessResponse("accept")
+    return StatelessResponse("fragment", fragments=_client_hello_fragments(data, spans, first))
+
+
+def _client_hello_fragments(
+    data: bytes, spans: list[Any], first: list[HandshakeFragment]
+) -> tuple[tuple[int, HandshakeFragment], ...]:
+    """(record sequence number, fragment) of each ClientHello fragment in the datagram's
+    plaintext epoch-0 handshake records (`first`: those of the first record); records
+    that do not parse are skipped."""
+    out = [(spans[0].seq, f) for f in first if f.msg_type == HandshakeType.CLIENT_HELLO]
+    for span in spans[1:]:
+        if span.kind != RecordKind.PLAINTEXT or span.first_byte != ContentType.HANDSHAKE:
+            continue
+        if span.epoch:
+            continue
+        payload = data[span.offset + PLAINTEXT_HEADER_LEN : span.offset + span.length]
+        try:
+            fragments = decode_handshake_fragments(payload)
+        except DTLSError:
+            continue
+        out += [(span.seq, f) for f in fragments if f.msg_type == HandshakeType.CLIENT_HELLO]
+    return tuple(out)
+
+
+def client_hello_record(record_seq: int, message_seq: int, body: bytes) -> bytes:
+    """A whole ClientHello in one plaintext record (RFC 9147 §5.2): what a reassembled
+    first ClientHello is answered (or accepted) as."""
+    return _plaintext_handshake_record(
+        seal_plaintext, HandshakeType.CLIENT_HELLO, message_seq, body, record_seq
+    )
 
 
 @dataclass(frozen=True)
@@ -230,10 +270,12 @@ class StatelessResponse:
 
     # "accept": make a connection; "retry": send `datagram` (the HRR); "reject": send
     # `datagram`, a fatal alert: a bad cookie, or a ClientHello the two sides cannot agree
-    # on (`reason` says which part); "drop"
+    # on (`reason` says which part); "fragment": part of a ClientHello, answered once
+    # the caller has the rest (`fragments`: record sequence number and fragment); "drop"
     action: str
     datagram: bytes | None = None
     reason: str | None = None
+    fragments: tuple[tuple[int, HandshakeFragment], ...] = ()
 
 
 class Refusal:
@@ -281,7 +323,9 @@ def respond_statelessly(
         if frag.msg_type != HandshakeType.CLIENT_HELLO:
             return StatelessResponse("drop")
         if frag.fragment_offset != 0 or frag.fragment_length != frag.length:
-            return _screen_fragmented_client_hello(context, frag, addr, now, require_cookie)
+            return _screen_fragmented_client_hello(
+                context, data, spans, fragments, addr, now, require_cookie
+            )
         cookie = peek_client_hello_cookie(frag.fragment)
         if cookie is not None and open_cookie(
             context.cookie_secrets(), cookie, addr, now, context.cookie_lifetime

@@ -127,7 +127,7 @@ class ReceivedMessage:
     epoch: int
 
 
-class _PartialMessage:
+class PartialMessage:
     """One handshake message being reassembled. It holds only the bytes received, as
     contiguous pieces (start, data) in order, never a buffer of the length a fragment
     claims (a 25-byte datagram can claim a 16 MB message)."""
@@ -219,7 +219,7 @@ class HandshakeReassembler:
         self.next_receive_seq = 0
         self.max_message_size = max_message_size
         self.max_buffered = max_buffered
-        self._partial: dict[int, _PartialMessage] = {}
+        self._partial: dict[int, PartialMessage] = {}
         self._buffered = 0
 
     @property
@@ -237,7 +237,7 @@ class HandshakeReassembler:
             raise RecordOverflow("handshake message exceeds the configured limit")
         partial = self._partial.get(seq)
         if partial is None:
-            partial = _PartialMessage(fragment.msg_type, fragment.length, epoch)
+            partial = PartialMessage(fragment.msg_type, fragment.length, epoch)
         elif partial.msg_type != fragment.msg_type or partial.length != fragment.length:
             raise IllegalParameter("handshake fragments of one message disagree")
         elif partial.epoch != epoch:

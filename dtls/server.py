@@ -42,9 +42,17 @@ from .events import (
     HandshakeCompleted,
     PeerAddressChanged,
 )
-from .handshake import HandshakeState
-from .handshake_server import Refusal, StatelessResponse, respond_statelessly
+from .handshake import MAX_PLAINTEXT, HandshakeState
+from .handshake_server import (
+    Refusal,
+    StatelessResponse,
+    client_hello_record,
+    respond_statelessly,
+)
+from .iana import AlertDescription
+from .messages import DTLS_HANDSHAKE_HEADER_LEN, HandshakeFragment
 from .record_py import Buffer
+from .reliability import PartialMessage
 from .stats import format_fields
 
 logger = logging.getLogger("dtls.server")  # refusals, drops and removals; never a secret
@@ -55,6 +63,7 @@ __all__ = [
     "ConnectionRemoved",
     "EndpointEvent",
     "EndpointStats",
+    "HandshakeFailed",
     "ServerEndpoint",
     "close_error",
 ]
@@ -82,6 +91,14 @@ _CID_ATTEMPTS = 64
 # source can make us send to its victim.
 REFUSALS_PER_HOST = 10.0
 REFUSAL_HOSTS = 4096
+# First ClientHellos arriving in fragments from addresses without a connection, held for
+# reassembly (RFC 9147 §5.5) before the cookie: at most this many at once (one per
+# address), this many bytes in all (the bytes received), for this many seconds; the
+# oldest is evicted first. A ClientHello claiming more than fits in one record is not kept.
+MAX_PARTIAL_CLIENT_HELLOS = 256
+MAX_PARTIAL_CLIENT_HELLO_BYTES = 256 * 1024
+PARTIAL_CLIENT_HELLO_LIFETIME = 2.0
+MAX_FRAGMENTED_CLIENT_HELLO = MAX_PLAINTEXT - DTLS_HANDSHAKE_HEADER_LEN
 
 
 # ---- events ----
@@ -106,6 +123,19 @@ class ConnectionEvent(EndpointEvent):
 
     connection: Connection
     event: Event
+
+
+@dataclass(frozen=True)
+class HandshakeFailed(EndpointEvent):
+    """A handshake that got past the cookie failed (just before its `ConnectionRemoved`):
+    `alert` is the fatal alert either side sent (RFC 9846 §6.2), None for a timeout;
+    `reason` says what went wrong, `by_peer` whether the client sent the alert."""
+
+    connection: Connection
+    address: Address
+    alert: AlertDescription | int | None
+    reason: str
+    by_peer: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +186,13 @@ class EndpointStats:
     rate_limited: int = 0
     #: stateless replies dropped because `datagrams_to_send` was not called
     backlog_dropped: int = 0
+    #: fragments of first ClientHellos held for reassembly before the cookie; partial
+    #: ClientHellos evicted (over the budget, or a newer one from the address) or expired;
+    #: ClientHellos reassembled (then answered as an unfragmented one)
+    client_hello_fragments_buffered: int = 0
+    partial_client_hellos_evicted: int = 0
+    partial_client_hellos_expired: int = 0
+    client_hellos_reassembled: int = 0
     #: datagrams routed by their connection ID (RFC 9147 §9)
     datagrams_routed_by_cid: int = 0
     #: datagrams with a CID no live connection has (no state is made for them)
@@ -166,6 +203,9 @@ class EndpointStats:
     amplification_dropped: int = 0
     connections_active: int = 0
     handshakes_active: int = 0
+    #: partial first ClientHellos held now, and their bytes
+    partial_client_hellos: int = 0
+    partial_client_hello_bytes: int = 0
     #: the front-end's receive buffer pool (dtls.aio servers): slabs in use, the most at
     #: once, and datagrams that found no free slab
     pool_in_use: int = 0
@@ -208,7 +248,8 @@ _RECORD_TOTALS = {
 _CONNECTION_TOTALS = (*_RECORD_TOTALS, "retransmissions", "handshake_seconds_total")
 _COUNTERS = tuple(
     f.name for f in dataclasses.fields(EndpointStats)
-    if f.name not in ("connections_active", "handshakes_active", *_CONNECTION_TOTALS)
+    if f.name not in ("connections_active", "handshakes_active", "partial_client_hellos",
+                      "partial_client_hello_bytes", *_CONNECTION_TOTALS)
 )
 
 
@@ -234,6 +275,20 @@ def close_error(closed: ConnectionClosed) -> Exception:
     if closed.by_peer:
         return errors.AlertReceived(closed.alert)
     return errors.error_for_alert(closed.alert, closed.reason)
+
+
+def _handshake_failed(
+    conn: Connection, closed: ConnectionClosed | None, reason: str
+) -> HandshakeFailed:
+    alert: AlertDescription | int | None = None
+    if closed is not None and closed.alert is not None:
+        try:
+            alert = AlertDescription(closed.alert)
+        except ValueError:
+            alert = closed.alert
+    why = closed.reason if closed is not None and closed.alert is not None else reason
+    by_peer = closed is not None and closed.by_peer
+    return HandshakeFailed(conn, conn.peer_address, alert, why, by_peer)
 
 
 # ---- helpers ----
@@ -320,6 +375,91 @@ class _RateLimit:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class _PartialClientHello:
+    __slots__ = ("created", "message", "message_seq", "record_seq")
+
+    def __init__(self, frag: HandshakeFragment, record_seq: int, now: float) -> None:
+        self.created = now
+        self.message_seq = frag.message_seq
+        self.record_seq = record_seq
+        self.message = PartialMessage(frag.msg_type, frag.length, 0)
+
+
+class _PartialClientHellos:
+    """First ClientHellos in fragments from addresses not proven yet (RFC 9147 §5.1,
+    §5.5): one per address, within a global budget of count and bytes held (never more
+    than were received), each for `lifetime` seconds; the oldest goes first. Spoofed
+    fragments can only evict each other: the memory they take stays within the budget."""
+
+    def __init__(self, counts: dict[str, int], max_count: int, max_bytes: int,
+                 lifetime: float) -> None:
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.lifetime = lifetime
+        self.held = 0  # bytes of all partial ClientHellos
+        self._counts = counts
+        self._partial: dict[Address, _PartialClientHello] = {}  # oldest first
+
+    def __len__(self) -> int:
+        return len(self._partial)
+
+    def add(self, addr: Address, record_seq: int, frag: HandshakeFragment,
+            now: float) -> bytes | None:
+        """Keep the fragment; the whole ClientHello in one record once it is complete."""
+        counts = self._counts
+        self._expire(now)
+        partial = self._partial.get(addr)
+        if partial is not None and (
+            partial.message_seq != frag.message_seq or partial.message.length != frag.length
+        ):
+            self._evict(addr)  # a new ClientHello from the address replaces the old one
+            partial = None
+        if partial is None:
+            if not 0 < frag.length <= min(MAX_FRAGMENTED_CLIENT_HELLO, self.max_bytes):
+                return None
+            while len(self._partial) >= self.max_count:
+                self._evict(next(iter(self._partial)))
+            partial = self._partial[addr] = _PartialClientHello(frag, record_seq, now)
+        message = partial.message
+        new = message.new_bytes(frag.fragment_offset, len(frag.fragment))
+        while self.held + new > self.max_bytes:
+            oldest = next(iter(self._partial))
+            if oldest == addr:  # only this one is left, and it is within the budget
+                break
+            self._evict(oldest)
+        added = message.add(frag.fragment_offset, frag.fragment)
+        if added is None:
+            return None  # too many gaps: the client sends this fragment again
+        self.held += added
+        partial.record_seq = max(partial.record_seq, record_seq)
+        counts["client_hello_fragments_buffered"] += 1
+        if not message.complete:
+            return None
+        del self._partial[addr]
+        self.held -= message.received
+        counts["client_hellos_reassembled"] += 1
+        return client_hello_record(partial.record_seq, partial.message_seq, message.body)
+
+    def discard(self, addr: Address) -> None:
+        """Forget the address's partial ClientHello (a connection has its place now)."""
+        partial = self._partial.pop(addr, None)
+        if partial is not None:
+            self.held -= partial.message.received
+
+    def _evict(self, addr: Address) -> None:
+        self.discard(addr)
+        self._counts["partial_client_hellos_evicted"] += 1
+
+    def _expire(self, now: float) -> None:
+        partial = self._partial
+        while partial:
+            addr, oldest = next(iter(partial.items()))
+            if now < oldest.created + self.lifetime:
+                return
+            self.discard(addr)
+            self._counts["partial_client_hellos_expired"] += 1
 
 
 class _ConnectionsView(Mapping[Route, Connection]):
@@ -425,6 +565,11 @@ class ServerEndpoint:
             if rate_limit_per_address else None
         )
         self._refusal_rate = _RateLimit(REFUSALS_PER_HOST, max_hosts=REFUSAL_HOSTS)
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._partial_hellos = _PartialClientHellos(
+            self._counts, MAX_PARTIAL_CLIENT_HELLOS, MAX_PARTIAL_CLIENT_HELLO_BYTES,
+            PARTIAL_CLIENT_HELLO_LIFETIME,
+        )
         self._routes: dict[Route, _Peer] = {}  # by the peer's address
         self._by_cid: dict[bytes, _Peer] = {}  # by each CID a connection gave its peer
         self._peers: dict[Connection, _Peer] = {}
@@ -435,7 +580,6 @@ class ServerEndpoint:
         self._events: deque[EndpointEvent] = deque()
         self._timers: list[tuple[float, int, _Peer]] = []
         self._timer_ids = itertools.count(1)
-        self._counts = dict.fromkeys(_COUNTERS, 0)
         # _CONNECTION_TOTALS of the connections already removed
         self._removed_totals: dict[str, float] = dict.fromkeys(_CONNECTION_TOTALS, 0)
         self._closed = False
@@ -460,6 +604,8 @@ class ServerEndpoint:
             **self._counts,
             connections_active=len(self._peers),
             handshakes_active=self._handshaking,
+            partial_client_hellos=len(self._partial_hellos),
+            partial_client_hello_bytes=self._partial_hellos.held,
             **totals,  # type: ignore[arg-type]
         )
 
@@ -714,7 +860,20 @@ class ServerEndpoint:
             return
         require = self.cookies_required()
         response = respond_statelessly(self.context, data, addr, now, require_cookie=require)
+        if response.action == "fragment":
+            complete = None
+            buffered = counts["client_hello_fragments_buffered"]
+            for record_seq, frag in response.fragments:
+                complete = self._partial_hellos.add(addr, record_seq, frag, now) or complete
+            if complete is None:
+                if counts["client_hello_fragments_buffered"] == buffered:
+                    counts["garbage_dropped"] += 1  # nothing kept (RFC 9147 §4.5.2)
+                return
+            # RFC 9147 §5.1: answered (or accepted) as the ClientHello in one record.
+            data = complete
+            response = respond_statelessly(self.context, data, addr, now, require_cookie=True)
         if response.action == "accept":
+            self._partial_hellos.discard(addr)
             self._accept(data, addr, addr, now, require)
         elif not self._answer_statelessly(response, addr, now):
             counts["garbage_dropped"] += 1
@@ -887,6 +1046,8 @@ class ServerEndpoint:
             counts["connections_replaced"] += 1
         if reason is None:
             reason = "failed" if closed is not None and closed.error else "closed"
+        if not peer.established and reason in ("failed", "handshake timeout"):
+            self._events.append(_handshake_failed(conn, closed, reason))
         # The last words (close_notify, a fatal alert) still go out, unless replaced.
         final = self._limit_amplification(peer, conn.datagrams_to_send(now))
         if reason != "replaced":

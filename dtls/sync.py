@@ -45,8 +45,8 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .frontend import FrontEndConnection, handshake_error, nothing_listens
-from .iana import AlertLevel
+from .frontend import FrontEndConnection, call_safely, handshake_error, nothing_listens
+from .iana import AlertDescription, AlertLevel
 
 try:
     from .record import enable_gro, receive_datagrams, send_datagrams
@@ -58,6 +58,7 @@ from .server import (
     ConnectionEvent,
     ConnectionRemoved,
     EndpointStats,
+    HandshakeFailed,
     ServerEndpoint,
     close_error,
 )
@@ -74,6 +75,9 @@ StateCallback = Callable[["SyncConnection", HandshakeState, HandshakeState], Non
 #: on_alert(conn, level, description, by_peer): an alert arrived, or we ended the
 #: connection with one (RFC 9846 §6)
 AlertCallback = Callable[["SyncConnection", int, int, bool], None]
+#: on_handshake_failed(address, alert, reason): a server's handshake failed after the
+#: cookie (`dtls.server.HandshakeFailed`: alert an AlertDescription, None for a timeout)
+HandshakeFailedCallback = Callable[[Any, "AlertDescription | int | None", str], None]
 
 RECEIVE_BATCH = 32
 READS_PER_WAKEUP = 8
@@ -607,8 +611,10 @@ class Server(_Link):
     `endpoint_options` go to `ServerEndpoint`: max_connections, max_handshakes,
     rate_limit_per_address, handshake_timeout, idle_timeout, cookie_mode, cookie_threshold.
     `on_state_change` and `on_alert` are set on every connection as its handshake
-    completes (see `SyncConnection`). `sock`: serve on this bound UDP socket of the
-    caller's instead (`address` None); the server owns it from here and closes it.
+    completes (see `SyncConnection`); `on_handshake_failed(address, alert, reason)` is
+    called (in the I/O thread) for each handshake that fails after the cookie. `sock`:
+    serve on this bound UDP socket of the caller's instead (`address` None); the server
+    owns it from here and closes it.
     """
 
     def __init__(
@@ -621,6 +627,7 @@ class Server(_Link):
         on_state_change: StateCallback | None = None,
         on_alert: AlertCallback | None = None,
         sock: socket.socket | None = None,
+        on_handshake_failed: HandshakeFailedCallback | None = None,
         **endpoint_options: Any,
     ) -> None:
         endpoint = ServerEndpoint(context, **endpoint_options)
@@ -635,6 +642,7 @@ class Server(_Link):
         self.handler = handler
         self.callbacks: dict[str, Any] = {"on_state_change": on_state_change,
                                           "on_alert": on_alert}
+        self.on_handshake_failed = on_handshake_failed
         self._conns: dict[Connection, SyncConnection] = {}
         # events (0-RTT data) of connections whose handshake has not completed yet
         self._early: dict[Connection, list[Event]] = {}
@@ -749,6 +757,8 @@ class Server(_Link):
                 conn = self._conns.pop(event.connection, None)
                 if conn is not None:
                     conn._set_closed(ConnectionClosed(event.reason))
+            elif isinstance(event, HandshakeFailed) and self.on_handshake_failed is not None:
+                call_safely(self.on_handshake_failed, event.address, event.alert, event.reason)
 
     def _established(self, conn: SyncConnection) -> None:
         if self.handler is None:

@@ -124,6 +124,7 @@ class Supervisor(Serving):
         drain_timeout: float = 10.0,
         on_state_change: Any = None,
         on_alert: Any = None,
+        on_handshake_failed: Any = None,
         **endpoint_options: Any,
     ) -> Supervisor:
         """Bind `workers` sockets on `host`:`port` (its first address), start a worker on
@@ -143,7 +144,8 @@ class Supervisor(Serving):
         )
         context.server_secret()  # made here, so that every worker has the same one
         options = dict(endpoint_options)
-        callbacks = {"on_state_change": on_state_change, "on_alert": on_alert}
+        callbacks = {"on_state_change": on_state_change, "on_alert": on_alert,
+                     "on_handshake_failed": on_handshake_failed}
 
         def run_worker(index: int, sock: socket.socket, pipe: Pipe) -> None:
             plan = _WorkerPlan(handler, context, layout.for_worker(index), drain_timeout,
