@@ -145,10 +145,12 @@ def _select_retry_group(context: Context, ch: ClientHello) -> int:
     raise HandshakeFailure("no group in common")
 
 
-def _check_server_authentication(context: Context, ch: ClientHello) -> None:
+def _check_server_authentication(
+    context: Context, ch: ClientHello, *, psk_checked: bool = False
+) -> None:
     """Without a PSK the server signs with a certificate or a raw public key: refuse a
     client that takes neither of what we have (RFC 9846 §4.4.2.2, RFC 7250 §4.2)."""
-    if ch.pre_shared_key is not None:
+    if ch.pre_shared_key is not None and not psk_checked:
         return  # the connection decides once it checked the PSK (RFC 9846 §4.2.11)
     if context.private_key is None:
         raise HandshakeFailure("no certificate, and no PSK the client offered")
@@ -430,6 +432,8 @@ class ServerHandshake(Handshake):
         # the connection too (record size, early data and verification settings)
         self.context = self._conn.context = ctx.context_for(ch.server_name)
         psk = self._accept_psk(ch, message.body, suite, now)
+        if psk is None:  # refused now, in plaintext, not under keys the client lacks
+            _check_server_authentication(self.context, ch, psk_checked=True)
         if psk is not None and not self._retried:
             suite = self._psk_suite(ch, psk)
             hash_name = suite_hash_name(suite)
@@ -660,7 +664,9 @@ class ServerHandshake(Handshake):
         out: list[tuple[int, bytes]] = []
         server_types = offered.get(ExtensionType.SERVER_CERTIFICATE_TYPE)
         if server_types is None and not ctx.certificate_chain:
-            raise HandshakeFailure("the client accepts only certificates, and we have none")
+            # RFC 7250 §4.2: no server_certificate_type means X.509 only, as the
+            # stateless refusal (_check_server_authentication) answers too
+            raise UnsupportedCertificate("the client accepts only certificates, and we have none")
         if server_types is not None:
             types = certificate_types(server_types)
             if ctx.raw_public_key and RAW_PUBLIC_KEY in types:

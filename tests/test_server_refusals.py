@@ -215,3 +215,24 @@ def test_blocking_client_is_refused_at_once(pki: Any) -> None:
         assert raised.value.description == A.HANDSHAKE_FAILURE
         print(f"refused after {time.monotonic() - started:.3f} s")
         assert server.stats().refused_cipher_suite == 1
+
+
+def test_stateful_server_refuses_a_certificate_only_client_with_the_same_alert(
+    pki: Any,
+) -> None:
+    """Without the stateless screen (a Connection of its own), a raw-public-key server
+    answers a certificate-only client with unsupported_certificate too (RFC 7250 §4.2)."""
+    server_ctx = _rpk_server(pki)
+    server_ctx.cookie_mode = "never"
+    server = Connection(server_ctx)
+    client = Connection(client_context(pki), server_name="localhost")
+    client.connect(SERVER, 0.0)
+    for hello in _first_flight(client):
+        server.receive_datagram(hello, ADDR, 0.0)
+    replies = [d for d, _ in server.datagrams_to_send(0.0)]
+    assert [a for d in replies for a in _alerts(d)] == [
+        (AlertLevel.FATAL, A.UNSUPPORTED_CERTIFICATE)
+    ]
+    for reply in replies:
+        client.receive_datagram(reply, SERVER, 0.0)
+    assert client.next_event() == AlertReceived(AlertLevel.FATAL, A.UNSUPPORTED_CERTIFICATE)
