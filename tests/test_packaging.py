@@ -1,6 +1,7 @@
 """The sdist builds and installs on its own: `python -m build --sdist`, then `pip install`
 of the tarball into a fresh venv, and `dtls._native` (compiled from the sdist's csrc/)
-imports there, from outside the source tree.
+imports there, from outside the source tree. The binary wheel, made self-contained by
+`auditwheel repair`, installs in a fresh venv and runs `python -m dtls demo`.
 
 About a minute or more (a build in an isolated environment, then cffi and cryptography
 from the package index), so it runs under CI=true (.ci/run) or DTLS13_PACKAGING=1.
@@ -8,11 +9,13 @@ from the package index), so it runs under CI=true (.ci/run) or DTLS13_PACKAGING=
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tarfile
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -28,10 +31,14 @@ pytestmark = [
 ]
 
 
-def _run(cmd: list[str], cwd: Path) -> str:
+def _call(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     # without PYTHONPATH, which would point the venv's python at this source tree
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _run(cmd: list[str], cwd: Path) -> str:
+    proc = _call(cmd, cwd)
     assert proc.returncode == 0, f"{cmd}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -58,3 +65,34 @@ def test_sdist_installs_in_a_fresh_venv(tmp_path: Path) -> None:
     assert Path(native).is_relative_to(env_dir)
     assert Path(package).is_relative_to(env_dir)
     assert has_cipher == "True"
+
+
+def test_manylinux_wheel_runs_the_demo_in_a_fresh_venv(tmp_path: Path) -> None:
+    """`python -m build --wheel`, `auditwheel repair` (the wheel then carries its
+    libcrypto), `auditwheel show`; installed in a fresh venv, the native module loads the
+    libcrypto from the wheel, `python -m dtls demo` passes and `bench` (a source-tree
+    script) is not offered."""
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)], ROOT)
+    (wheel,) = dist.glob("dtls13-*.whl")
+    fixed = tmp_path / "fixed"
+    _run([sys.executable, "-m", "auditwheel", "repair", "-w", str(fixed), str(wheel)], tmp_path)
+    (repaired,) = fixed.glob("dtls13-*manylinux*.whl")
+    show = _run([sys.executable, "-m", "auditwheel", "show", str(repaired)], tmp_path)
+    assert "is consistent with" in show
+    with zipfile.ZipFile(repaired) as z:
+        assert any(n.startswith("dtls13.libs/libcrypto") for n in z.namelist())
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = str(env_dir / "bin" / "python")
+    _run([python, "-m", "pip", "install", "-q", str(repaired)], tmp_path)
+    maps = _run([python, "-c", "import dtls._native; print(open('/proc/self/maps').read())"],
+                tmp_path)
+    crypto = {line.split()[-1] for line in maps.splitlines() if "libcrypto" in line}
+    assert crypto and all("dtls13.libs" in path for path in crypto), crypto
+    report = json.loads(_run([python, "-m", "dtls", "demo", "--json"], tmp_path))
+    assert report["ok"] is True and report["messages_checked"] == report["messages"]
+    assert "bench" not in _run([python, "-m", "dtls", "--help"], tmp_path)
+    proc = _call([python, "-m", "dtls", "bench"], tmp_path)
+    assert proc.returncode != 0 and "invalid choice: 'bench'" in proc.stderr
