@@ -1182,7 +1182,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="DTLS 1.3 (RFC 9147) from the command line.",
-        epilog=EXAMPLES.replace("python -m dtls", prog),
+        epilog=(
+            EXAMPLES if BENCH_SCRIPT.is_file()
+            else EXAMPLES.replace("  python -m dtls bench --duration 1\n", "")
+        ).replace("python -m dtls", prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"dtls13 {__version__}")
@@ -1285,9 +1288,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="one JSON object instead of the report")
     d.set_defaults(func=cmd_demo)
 
-    # These two parse their own arguments (see main()); listed here for --help.
-    sub.add_parser("bench", help="end-to-end loopback benchmark against plain UDP",
-                   add_help=False)
+    # These two parse their own arguments (see main()); listed here for --help. `bench`
+    # runs bench/bench_e2e.py, which only a source checkout has: installs from a wheel
+    # have no `bench` subcommand.
+    if BENCH_SCRIPT.is_file():
+        sub.add_parser("bench", help="end-to-end loopback benchmark against plain UDP "
+                       "(source checkouts only)", add_help=False)
     sub.add_parser("sim", help="discrete-event simulator (dtls.sim)", add_help=False)
     return parser
 
@@ -1316,7 +1322,7 @@ def _log_to_stderr(verbosity: int) -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m dtls` and the `dtls` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":
+    if argv and argv[0] == "bench" and BENCH_SCRIPT.is_file():
         return cmd_bench(argv[1:])
     if argv and argv[0] == "sim":
         return cmd_sim(argv[1:])

@@ -142,11 +142,13 @@ sys.exit(asyncio.run(main()))
 """
 
 
-#: `python -c SCRIPTED_CLIENT PORT KEYLOG CAFILE SERVER_NAME LINGER RETRY SETTLE MESSAGE...`:
+#: `python -c SCRIPTED_CLIENT PORT KEYLOG CAFILE SERVER_NAME LINGER RETRY SETTLE AWAIT MESSAGE...`:
 #: our dtls.aio client for what the command line cannot pace. SETTLE seconds after the
 #: handshake (the server's tickets and our ACK of them play out), for each MESSAGE it sends it
 #: and waits for one reply; with RETRY > 0 it resends the message when no reply came
 #: within RETRY seconds (datagram semantics: DTLS does not retransmit application data).
+#: With AWAIT = 1, after each reply but the last it waits (up to 6 s) until it has keys for a
+#: newer receive epoch than at the send, i.e. until the peer's KeyUpdate has arrived.
 #: After the last reply it keeps the connection open LINGER seconds (pending ACKs and
 #: retransmissions play out), then closes. Prints one JSON line.
 SCRIPTED_CLIENT = """
@@ -154,8 +156,8 @@ import asyncio, json, sys
 from dtls import aio
 from dtls.config import Context
 
-port, keylog, cafile, server_name, linger, retry, settle = sys.argv[1:8]
-messages = sys.argv[8:]
+port, keylog, cafile, server_name, linger, retry, settle, await_update = sys.argv[1:9]
+messages = sys.argv[9:]
 log = open(keylog, "a", buffering=1)
 ctx = Context.client(cafile=cafile, keylog=lambda line: log.write(line + "\\n"))
 
@@ -166,7 +168,8 @@ async def main() -> int:
         conn = await aio.connect("127.0.0.1", int(port), ctx, server_name=server_name,
                                  timeout=6)
         await asyncio.sleep(float(settle))
-        for message in messages:
+        for index, message in enumerate(messages):
+            epoch = max(conn.connection.stats().receive_epochs)
             for attempt in range(4):
                 await conn.send(message.encode())
                 result["sends"] += 1
@@ -179,6 +182,13 @@ async def main() -> int:
                     raise
                 result["replies"].append(reply.decode(errors="replace"))
                 break
+            if await_update == "1" and index < len(messages) - 1:
+                for _ in range(1200):
+                    if max(conn.connection.stats().receive_epochs) > epoch:
+                        break
+                    await asyncio.sleep(0.005)
+                else:
+                    raise TimeoutError("the peer's KeyUpdate did not come")
         await asyncio.sleep(float(linger))
         result["send_epoch"] = conn.connection.send_epoch
         result["retransmissions"] = conn.connection.retransmissions
@@ -469,13 +479,15 @@ class Live:
 
     def our_scripted_client(self, port: int, keylog: Path, *messages: str,
                             linger: float = 0.0, retry: float = 0.0,
-                            settle: float = 0.0) -> ClientResult:
+                            settle: float = 0.0, await_update: bool = False) -> ClientResult:
         """`SCRIPTED_CLIENT`: `settle` seconds after the handshake, the messages one by one
-        (optionally resent after `retry` seconds without a reply), then `linger` seconds
+        (optionally resent after `retry` seconds without a reply; with `await_update`, each
+        but the last followed by a wait for the peer's KeyUpdate), then `linger` seconds
         before close_notify."""
         proc, rc = self.run("our-scripted-client", [
             sys.executable, "-c", SCRIPTED_CLIENT, str(port), str(keylog), str(CA_CERT),
-            SERVER_NAME, f"{linger:g}", f"{retry:g}", f"{settle:g}", *messages])
+            SERVER_NAME, f"{linger:g}", f"{retry:g}", f"{settle:g}", str(int(await_update)),
+            *messages])
         reports = proc.json_lines()
         assert reports, f"no JSON report\n{proc.describe()}"
         return ClientResult(proc, rc, reports[-1])

@@ -280,10 +280,15 @@ def key_update_paced_run(live: Live, boringssl: BoringSSL) -> tuple[Proc, Client
     assert server.port is not None
     relay = live.relay(server.port)
     # settle: in relay traces, data that reached BoringSSL before our ACK of its
-    # NewSessionTickets was echoed without KeyUpdate(update_requested) (the test then
-    # failed depending on timing); after it, each echo follows one
+    # NewSessionTickets was echoed without KeyUpdate(update_requested).
+    # await_update: BoringSSL may queue the KeyUpdate asked for before the first echo
+    # behind its ticket flight and send it after that echo; a second message that reached
+    # it before that was merged into the same KeyUpdate (SSL_key_update does nothing while
+    # one is pending), so BoringSSL sent one KeyUpdate, not two (7 of 20 runs under load).
+    # Our client sends the second message once the first KeyUpdate has arrived; BoringSSL's
+    # ACK delay (100 ms) still leaves our answer to it unACKed when its second one comes.
     client = live.our_scripted_client(relay.port, ours, HELLO, SECOND, linger=1.0,
-                                      settle=0.3)
+                                      settle=0.3, await_update=True)
     assert server.wait() == 0
     assert client.ok(), client.report
     live.assert_keylogs_agree(ours, theirs)
