@@ -157,7 +157,7 @@ class Connection:
         self.handshake_completed_at: float | None = None
 
         self._records = RecordLayer(
-            context.replay_window, context.epoch_retention, context.provider
+            context.replay_window, context.epoch_retention, context.record_provider()
         )
         self._events: list[Event] = []  # few at a time: a list is smaller than a deque
         self._out: list[bytes | bytearray] = []  # datagrams being filled (RFC 9147 §4.3)

@@ -72,7 +72,6 @@ from .messages import (
     truncated_client_hello,
 )
 from .path import RRC_EXTENSION
-from .provider import get_provider
 from .record_py import PLAINTEXT_HEADER_LEN, RecordKind
 from .reliability import (
     OutgoingFlight,
@@ -210,7 +209,7 @@ def respond_statelessly(
     (RFC 9147 §5.1). A ClientHello with a valid cookie (or, with require_cookie False, one
     that needs no retry) is accepted: the caller makes a `Connection` and feeds it `data`.
     """
-    provider = get_provider(context.provider)
+    provider = context.record_provider()
     spans, _ = provider.split_datagram(data, 0)
     if not spans:
         return StatelessResponse("drop")
