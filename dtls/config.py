@@ -12,10 +12,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import ConfigurationError
 from .iana import CipherSuite, NamedGroup, SignatureScheme
+
+if TYPE_CHECKING:
+    from .provider import RecordProvider
 
 # RFC 9846 §9.1: AES-128-GCM is mandatory; CCM suites are for constrained devices and
 # must be asked for by name (as in OpenSSL).
@@ -239,6 +242,7 @@ class Context:
     _ticket_keys: Any = field(default=None, repr=False)
     _replay_filter: Any = field(default=None, repr=False)
     _chain_der: Any = field(default=None, repr=False, compare=False)
+    _record_provider: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Names or code points, as a string or a sequence (e.g. groups=("x25519",)).
@@ -396,6 +400,16 @@ class Context:
             from .crypto import certificate_der
 
             cached = self._chain_der = (chain, tuple(certificate_der(c) for c in chain))
+        return cached[1]  # type: ignore[no-any-return]
+
+    def record_provider(self) -> RecordProvider:
+        """`get_provider(self.provider)`, resolved on this context's first connection and
+        kept while `provider` stays the same (design §6): $DTLS13_PROVIDER is read then."""
+        cached = self._record_provider
+        if cached is None or cached[0] != self.provider:
+            from .provider import get_provider
+
+            cached = self._record_provider = (self.provider, get_provider(self.provider))
         return cached[1]  # type: ignore[no-any-return]
 
     def context_for(self, server_name: str | None) -> Context:

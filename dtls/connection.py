@@ -32,6 +32,7 @@ from .events import (
     HandshakeCompleted,
     KeyUpdated,
     PeerAddressChanged,
+    data_received,
 )
 from .handshake import (
     MAX_PLAINTEXT,
@@ -157,7 +158,7 @@ class Connection:
         self.handshake_completed_at: float | None = None
 
         self._records = RecordLayer(
-            context.replay_window, context.epoch_retention, context.provider
+            context.replay_window, context.epoch_retention, context.record_provider()
         )
         self._events: list[Event] = []  # few at a time: a list is smaller than a deque
         self._out: list[bytes | bytearray] = []  # datagrams being filled (RFC 9147 §4.3)
@@ -305,7 +306,7 @@ class Connection:
             if epoch >= 3:
                 authenticated = True
                 if content_type == _APPLICATION_DATA and handshake.state is _CONNECTED:
-                    events.append(DataReceived(payload))  # as _receive_application_data would
+                    events.append(data_received(payload))  # as _receive_application_data would
                     continue
             self._receive_record(record, now, addr)
             if handshake.state is HandshakeState.CLOSED:
@@ -845,7 +846,7 @@ class Connection:
         if record.epoch < 3:
             raise UnexpectedMessage("application data before the application epoch")
         if self._handshake.state is HandshakeState.CONNECTED:
-            self._events.append(DataReceived(record.payload))
+            self._events.append(data_received(record.payload))
         elif len(self._early_records) < MAX_EARLY_RECORDS:
             # RFC 9147 §5.8.1: the peer's Finished may still be on its way.
             self._early_records.append(record.payload)
@@ -1016,7 +1017,7 @@ class Connection:
     def _release_early_records(self) -> None:
         """Application data that arrived before the peer's Finished (RFC 9147 §5.8.1)."""
         for payload in self._early_records:
-            self._events.append(DataReceived(payload))
+            self._events.append(data_received(payload))
         self._early_records.clear()
 
     def _queue_event(self, event: Event) -> None:

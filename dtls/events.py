@@ -33,6 +33,19 @@ class DataReceived(Event):
     early: bool = False
 
 
+_object_new = object.__new__
+
+
+def data_received(data: bytes) -> DataReceived:
+    """`DataReceived(data)`, its fields set directly rather than through the frozen
+    dataclass __init__ (one event per record received: ~0.45 of ~1 µs)."""
+    event: DataReceived = _object_new(DataReceived)
+    fields = event.__dict__
+    fields["data"] = data
+    fields["early"] = False
+    return event
+
+
 @dataclass(frozen=True)
 class SessionTicketReceived(Event):
     """The server sent a NewSessionTicket (RFC 9846 §4.6.1): `session` resumes later."""

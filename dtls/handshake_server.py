@@ -76,7 +76,6 @@ from .messages import (
     truncated_client_hello,
 )
 from .path import RRC_EXTENSION
-from .provider import get_provider
 from .record_py import PLAINTEXT_HEADER_LEN, RecordKind, seal_plaintext
 from .reliability import (
     OutgoingFlight,
@@ -309,7 +308,7 @@ def respond_statelessly(
     common) is rejected with the alert RFC 9846 §4.1.1 and §6.2 name; what does not
     parse as a ClientHello is dropped.
     """
-    provider = get_provider(context.provider)
+    provider = context.record_provider()
     spans, _ = provider.split_datagram(data, 0)
     if not spans:
         return StatelessResponse("drop")

@@ -53,6 +53,7 @@ Expand = Callable[[str, bytes, bytes, int], bytes]  # (hash name, PRK, info, len
 
 # HkdfLabel up to the context: uint16 length || opaque label<7..255>, per (length, prefix, label)
 _LABEL_HEADERS: dict[tuple[int, bytes, bytes], bytes] = {}
+_UINT8 = tuple(bytes([n]) for n in range(256))  # the opaque<..255> length prefixes
 
 
 def hkdf_expand_label(
@@ -67,13 +68,16 @@ def hkdf_expand_label(
 ) -> bytes:
     """HKDF-Expand-Label (RFC 9846 §7.1) with the DTLS 1.3 prefix (RFC 9147 §5.9);
     `expand` replaces HKDF-Expand (a provider's, design §6)."""
-    header = _LABEL_HEADERS.get((length, prefix, label))
+    key = (length, prefix, label)
+    header = _LABEL_HEADERS.get(key)
     if header is None:
         full_label = prefix + label
         header = length.to_bytes(2, "big") + bytes([len(full_label)]) + full_label
         if len(_LABEL_HEADERS) < 256:  # the labels of the protocol, not exporter labels
-            _LABEL_HEADERS[(length, prefix, label)] = header
-    info = header + bytes([len(context)]) + context
+            _LABEL_HEADERS[key] = header
+    if len(context) > 255:
+        raise ValueError("HkdfLabel context is opaque<0..255>")
+    info = b"".join((header, _UINT8[len(context)], context))
     return (expand or hkdf_expand)(hash_name, secret, info, length)
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import NamedTuple
 
 from .errors import DecodeError, IllegalParameter, ProtocolVersionError, UnexpectedMessage
 from .extensions import (
@@ -587,9 +589,9 @@ def client_hello_with_binders(body: bytes, binders: Sequence[bytes]) -> bytes:
 DTLS_HANDSHAKE_HEADER_LEN = 12
 
 
-@dataclass(frozen=True)
-class HandshakeFragment:
-    """One DTLSHandshake fragment from a record (RFC 9147 §5.2, §5.5)."""
+class HandshakeFragment(NamedTuple):
+    """One DTLSHandshake fragment from a record (RFC 9147 §5.2, §5.5); a named tuple, as
+    one is made per fragment received."""
 
     msg_type: int
     length: int
@@ -597,6 +599,9 @@ class HandshakeFragment:
     fragment_offset: int
     fragment_length: int
     fragment: bytes
+
+
+_new_fragment = partial(tuple.__new__, HandshakeFragment)
 
 
 def encode_handshake_fragment(
@@ -640,9 +645,8 @@ def decode_handshake_fragments(record_plaintext: bytes) -> list[HandshakeFragmen
             raise DecodeError("handshake fragment overruns its record")
         if offset + frag_len > length:
             raise DecodeError("handshake fragment overruns its message")
-        out.append(
-            HandshakeFragment(a >> 24, length, seq, offset, frag_len, data[pos : pos + frag_len])
-        )
+        fragment = data[pos : pos + frag_len]
+        out.append(_new_fragment((a >> 24, length, seq, offset, frag_len, fragment)))
         pos += frag_len
     return out
 

@@ -108,14 +108,22 @@ class RecordLayer:
         self._seal_plaintext = provider.seal_plaintext
 
     def _receive_epochs_changed(self) -> None:
+        # at most MAX_RECEIVE_EPOCHS: plain loops, no generator per key install
         by_bits: dict[int, ReceiveEpoch] = {}
-        for epoch in sorted(self.receive_epochs):
-            by_bits[epoch & 3] = self.receive_epochs[epoch]
+        newest = 0
+        for epoch, state in sorted(self.receive_epochs.items()):
+            by_bits[epoch & 3] = state
+            newest = epoch
         self._by_bits = by_bits
-        newest = max(self.receive_epochs, default=0)
-        self._unretired = any(
-            e < newest and s.expires is None for e, s in self.receive_epochs.items()
-        )
+        self._update_unretired(newest)
+
+    def _update_unretired(self, newest: int) -> None:
+        # whether an epoch older than the newest still waits for its retention clock
+        for epoch, state in self.receive_epochs.items():
+            if epoch < newest and state.expires is None:
+                self._unretired = True
+                return
+        self._unretired = False
 
     # ---- keys ----
     def install_send(self, epoch: int, suite: int, secret: bytes) -> None:
@@ -331,10 +339,7 @@ class RecordLayer:
         for state in self.receive_epochs.values():
             if state.epoch < epoch and state.expires is None:
                 state.expires = now + self.retention
-        self._unretired = any(
-            e < max(self.receive_epochs) and s.expires is None
-            for e, s in self.receive_epochs.items()
-        )
+        self._update_unretired(max(self.receive_epochs))
 
 
 def _single_ciphertext_record(data: Buffer, cid_len: int) -> bool:

@@ -267,7 +267,8 @@ class HandshakeReassembler:
 
     def has_future(self) -> bool:
         """True if messages past the next expected one are buffered (a gap: §7.1)."""
-        return any(seq > self.next_receive_seq for seq in self._partial)
+        partial = self._partial  # max(), not any(generator): once per record received
+        return bool(partial) and max(partial) > self.next_receive_seq
 
     def has_partial(self) -> bool:
         """True if a message is partly received (the rest of a flight is pending)."""

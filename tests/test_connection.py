@@ -513,3 +513,18 @@ def test_raw_public_key_not_pinned_is_rejected(pki: Any) -> None:
     link.run()
     closed = link.events_of("client", ConnectionClosed)
     assert closed and closed[0].alert == AlertDescription.BAD_CERTIFICATE
+
+
+def test_data_received_is_the_dataclass_event() -> None:
+    """`data_received` (the receive path's constructor) makes the same event as the class."""
+    from dataclasses import FrozenInstanceError, asdict
+
+    from dtls.events import data_received
+
+    event = data_received(b"payload")
+    assert event == DataReceived(b"payload") and event.__class__ is DataReceived
+    assert (event.data, event.early) == (b"payload", False)
+    assert asdict(event) == {"data": b"payload", "early": False}
+    assert repr(event) == "DataReceived(data=b'payload', early=False)"
+    with pytest.raises(FrozenInstanceError):
+        event.data = b"other"  # type: ignore[misc]

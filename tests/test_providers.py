@@ -334,8 +334,8 @@ def _pair(
     pki: Any, monkeypatch: pytest.MonkeyPatch, client: str, server: str, **client_settings: Any
 ) -> Loopback:
     """A client on one provider and a server on another. (With Context.provider passed on
-    by Connection this would be Context(provider=...); the environment variable, read
-    when a connection is made, selects per connection today.)"""
+    by Connection this would be Context(provider=...); the environment variable is read
+    when a context makes its first connection.)"""
     cctx = Context.client(cadata=pki.ca_pem, **client_settings)
     sctx = Context.server(cookie_mode=CookieMode.ALWAYS, cipher_suites=tuple(SUITES))
     sctx.load_cert_chain(certdata=pki.server.chain_pem, keydata=pki.server.key_pem)
@@ -459,6 +459,22 @@ def test_environment_selects_the_engine_provider() -> None:
     named = os.environ.get(ENVIRONMENT_VARIABLE)
     layer = Connection(Context.client(verify=False))._records
     assert layer.provider.name == (named or "openssl")
+
+
+def test_context_resolves_its_provider_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider is resolved on a context's first connection and kept for the next
+    ones; a context made after DTLS13_PROVIDER changes, or given another provider, follows."""
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, "python")
+    ctx = Context.client(verify=False)
+    first = Connection(ctx)._records.provider
+    assert first.name == "python"
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, "openssl")
+    assert Connection(ctx)._records.provider is first  # kept: not read per connection
+    assert Connection(Context.client(verify=False))._records.provider.name == "openssl"
+    ctx.provider = "openssl"
+    assert Connection(ctx)._records.provider is get_provider("openssl")
+    ctx.provider = None
+    assert Connection(ctx)._records.provider.name == "openssl"  # the variable now
 
 
 def _run_without_native(code: str) -> subprocess.CompletedProcess[str]:
