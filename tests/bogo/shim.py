@@ -185,6 +185,12 @@ def _alpn_list(wire: str) -> list[str]:
     return out
 
 
+#: the server's ticket keys, kept from one connection of a test to the next
+_SERVER_TICKET_KEYS: list[Any] = [None]
+#: the runner's clock, in seconds: it only moves forward, across connections too
+_CLOCK: list[float] = [1000.0]
+
+
 class Shim:
     """One connection to the runner, driving a dtls.Connection."""
 
@@ -192,7 +198,7 @@ class Shim:
         self.cfg = cfg
         self.is_resume = is_resume
         self.offer_session = session
-        self.now = 1000.0
+        self.now = _CLOCK[0]
         self.new_session: Any = None
         self.sock = self._connect()
         self.conn = self._new_connection()
@@ -246,6 +252,10 @@ class Shim:
         elif cfg.has("-advertise-alpn"):
             settings["alpn_protocols"] = tuple(_alpn_list(cfg.get("-advertise-alpn")))
         ctx = dtls.Context(is_client=not server, **settings)
+        if server:
+            # one SSL_CTX across the test's connections: the same ticket keys
+            ctx._ticket_keys = _SERVER_TICKET_KEYS[0]
+            _SERVER_TICKET_KEYS[0] = ctx.ticket_keys()
         if cfg.has("-cert-file"):
             ctx.load_cert_chain(cfg.get("-cert-file"), cfg.get("-key-file"))
         if cfg.has("-trust-cert"):
@@ -296,6 +306,7 @@ class Shim:
             (ns,) = struct.unpack(">Q", self._read_exact(8))
             self.sock.sendall(b"t")
             self.now += ns / 1e9
+            _CLOCK[0] = self.now
             self.conn.handle_timer(self.now)
         elif op == b"M":
             (mtu,) = struct.unpack(">I", self._read_exact(4))
