@@ -730,29 +730,56 @@ class Connection:
         self._unsent.append(flight)  # sent by datagrams_to_send(now), which knows the time
 
     def _transmit(self, flight: OutgoingFlight, now: float) -> None:
+        # Consecutive fragments of one epoch share a record while the datagram has room
+        # (RFC 9147 §4.4 lets a record carry several handshake fragments): fewer records,
+        # and no record closed with room a fragment could have used.
+        body = bytearray()  # the open record's plaintext
+        carried: list[tuple[int, int, int]] = []  # what it carries: (index, start, end)
+        epoch = -1
+
+        def seal() -> None:
+            record, number = self._records.seal(epoch, ContentType.HANDSHAKE, bytes(body))
+            self._emit(record)
+            for index_, start_, end_ in carried:
+                flight.record_sent(number, index_, start_, end_)
+            body.clear()
+            carried.clear()
+
         for index, start, end in list(flight.unacked_ranges()):
             message = flight.messages[index]
-            overhead = self._records.overhead(message.epoch) + DTLS_HANDSHAKE_HEADER_LEN
+            if body and message.epoch != epoch:
+                seal()
+            epoch = message.epoch
+            overhead = self._records.overhead(epoch) + DTLS_HANDSHAKE_HEADER_LEN
             pos = start
             while True:
-                room = self._room() - overhead
-                if room < min(MIN_FRAGMENT, end - pos) or room <= 0:
+                room = min(
+                    self._room() - overhead - len(body),
+                    self._send_limit - DTLS_HANDSHAKE_HEADER_LEN - len(body),
+                )
+                if body and room <= 0:
+                    seal()
+                    continue
+                if not body and (room < min(MIN_FRAGMENT, end - pos) or room <= 0):
                     self._out.append(bytearray())
-                    room = self.context.max_datagram_size - overhead
-                take = min(end - pos, room, self._send_limit - DTLS_HANDSHAKE_HEADER_LEN)
-                fragment = encode_handshake_fragment(
+                    room = min(
+                        self.context.max_datagram_size - overhead,
+                        self._send_limit - DTLS_HANDSHAKE_HEADER_LEN,
+                    )
+                take = min(end - pos, room)
+                body += encode_handshake_fragment(
                     message.msg_type,
                     len(message.body),
                     message.message_seq,
                     pos,
                     message.body[pos : pos + take],
                 )
-                record, number = self._records.seal(message.epoch, ContentType.HANDSHAKE, fragment)
-                self._emit(record)
-                flight.record_sent(number, index, pos, pos + take)
+                carried.append((index, pos, pos + take))
                 pos += take
                 if pos >= end:
                     break
+        if body:
+            seal()
         flight.transmissions += 1
         flight.last_sent = now
         if flight.first_sent is None:

@@ -528,3 +528,25 @@ def test_data_received_is_the_dataclass_event() -> None:
     assert repr(event) == "DataReceived(data=b'payload', early=False)"
     with pytest.raises(FrozenInstanceError):
         event.data = b"other"  # type: ignore[misc]
+
+
+def test_flight_fragments_of_one_epoch_share_records(pki: Any) -> None:
+    # RFC 9147 §4.4: a record may carry several handshake fragments. The server's
+    # EncryptedExtensions, Certificate, CertificateVerify and Finished (epoch 2) go in one
+    # record per datagram, each record filled before a new datagram starts (BoringSSL's
+    # runner checks both).
+    link = make_pair(pki, cert="server_rsa")
+    handshake(link)
+    first_flight = [d for d in link.sent if d.direction == "s2c"][:3]
+    encrypted: list[int] = []
+    for sent in first_flight:
+        spans, dropped = split_datagram(sent.data)
+        assert dropped == 0
+        assert len(sent.data) <= 1200
+        ciphertexts = [s for s in spans if s.first_byte & 0xE0 == 0x20]
+        encrypted.append(len(ciphertexts))
+    # the flight is larger than one datagram: every datagram of it is one epoch-2 record,
+    # and every one but the last is full to within a handshake fragment header
+    assert encrypted[:2] == [1, 1]
+    assert all(len(d.data) > 1200 - 13 for d in first_flight[:1])
+    exchange(link, [b"after"])

@@ -331,3 +331,20 @@ def test_ticket_keys_rotate(pki: Any) -> None:
     clock.now += 150
     keys.seal(TicketContents(0x1301, clock.now, 0, 10, 0, bytes(32)))  # rotates again
     assert not resume(old)  # two rotations later the first key is gone
+
+
+def test_new_session_ticket_ack_is_delayed(pki: Any) -> None:
+    # RFC 9147 §7.1: the client ACKs a NewSessionTicket after 1/4 of its retransmit timer,
+    # not at once, so that tickets sent back to back can share one ACK (as BoringSSL
+    # does, and its runner expects).
+    from dtls.events import SessionTicketReceived
+
+    link = make_pair(pki, server_settings={"session_tickets": 2})
+    handshake(link)
+    assert link.events_of("client", SessionTicketReceived)
+    last_ticket = [d for d in link.sent if d.direction == "s2c"][-1]
+    after = [d for d in link.sent if d.direction == "c2s" and d.time > last_ticket.time]
+    assert len(after) == 1  # the ACK
+    arrival = last_ticket.time + link.latency
+    delay = after[0].time - arrival
+    assert delay == pytest.approx(link.client._rto.value / 4, rel=1e-6)

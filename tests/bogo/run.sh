@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run BoringSSL's runner (BoGo) against tests/bogo/shim.py, DTLS 1.3 tests only, and print
+# passed/failed/unimplemented/disabled by category. Exit 1 if any non-disabled test failed.
+# Extra arguments go to the runner (e.g. -test 'DTLS-Replay-*').
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+runner="$(bash "$here/build_runner.sh")"
+src="$(dirname "$runner")/src/ssl/test/runner"
+out="${BOGO_JSON:-$(mktemp -t bogo.XXXXXX.json)}"
+# the DTLS 1.3 subset: names with DTLS and TLS13 (e.g. Resume-Client-TLS13-DTLS, DTLS-TLS13-*)
+subset='*DTLS*TLS13*;*TLS13*DTLS*;*DTLS13*'
+set +e
+(cd "$src" && "$runner" -shim-path "$here/shim.sh" -shim-config "$here/config.json" \
+    -allow-unimplemented -loose-errors -pipe -json-output "$out" \
+    -num-workers "${BOGO_WORKERS:-2}" -test "$subset" "$@" >"$out.log" 2>&1)
+set -e
+python3 "$here/summary.py" "$out" "$here/config.json"
