@@ -39,7 +39,7 @@ from .config import (
     parse_groups,
 )
 from .crypto import self_signed_certificate
-from .iana import AlertDescription, CipherSuite
+from .iana import CipherSuite, alert_name
 
 if TYPE_CHECKING:
     from .aio import AsyncConnection
@@ -353,24 +353,17 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, errors.HandshakeRefused):
         return str(exc)  # the server refused: <alert> (<what it likely means>)
     if isinstance(exc, errors.AlertReceived):
-        return f"the peer sent a fatal alert: {_alert_name(exc.description)}"
+        return f"the peer sent a fatal alert: {alert_name(exc.description)}"
     if isinstance(exc, errors.CertificateError):
         return f"certificate verification failed: {exc}"
     if isinstance(exc, errors.ProtocolError):
-        alert = f" ({_alert_name(exc.alert)})" if exc.alert is not None else ""
+        alert = f" ({alert_name(exc.alert)})" if exc.alert is not None else ""
         return f"handshake failed{alert}: {exc}"
     if isinstance(exc, errors.DTLSError):
         return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     return str(exc) or type(exc).__name__
-
-
-def _alert_name(description: int | None) -> str:
-    try:
-        return AlertDescription(description).name.lower()  # type: ignore[arg-type]
-    except ValueError:
-        return str(description)
 
 
 def _peer_subject(conn: AsyncConnection) -> str | None:

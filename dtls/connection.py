@@ -51,6 +51,7 @@ from .iana import (
     HandshakeType,
     KeyUpdateRequest,
     NamedGroup,
+    alert_name,
 )
 from .keyschedule import (
     export_keying_material,
@@ -891,12 +892,11 @@ class Connection:
             return  # RFC 9846 §6.1: followed by close_notify
         else:
             # RFC 9846 §6: every other alert is fatal, whatever its level.
-            try:
-                name = AlertDescription(description).name.lower()
-            except ValueError:
-                name = str(description)
             self._close(
-                f"peer sent fatal alert {name}", alert=description, by_peer=True, error=True
+                f"peer sent fatal alert {alert_name(description)}",
+                alert=description,
+                by_peer=True,
+                error=True,
             )
 
     def _receive_handshake(self, record: InboundRecord, now: float) -> None:
@@ -1156,11 +1156,7 @@ def _log_close(conn: Connection, reason: str, alert: int | None, by_peer: bool,
         return
     what = "connection" if conn.handshake_completed_at is not None else "handshake"
     if alert is not None:
-        try:
-            name = AlertDescription(alert).name.lower()
-        except ValueError:
-            name = str(alert)
-        reason = f"{reason} ({name} {'received' if by_peer else 'sent'})"
+        reason = f"{reason} ({alert_name(alert)} {'received' if by_peer else 'sent'})"
     if error:
         logger.info("%s: %s failed: %s", conn.peer_address, what, reason)
     else:

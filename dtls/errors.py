@@ -7,7 +7,7 @@ them into a fatal alert and a `ConnectionClosed` event.
 
 from __future__ import annotations
 
-from .iana import AlertDescription
+from .iana import AlertDescription, alert_name
 
 
 class DTLSError(Exception):
@@ -161,8 +161,7 @@ class AlertReceived(DTLSError):
             self.description: AlertDescription | int = AlertDescription(description)
         except ValueError:
             self.description = description
-        name = getattr(self.description, "name", str(description)).lower()
-        super().__init__(f"peer sent alert {name}")
+        super().__init__(f"peer sent alert {alert_name(description)}")
 
 
 # What a server's fatal alert during the handshake most likely means (RFC 9846 §6.2).

@@ -162,3 +162,11 @@ class AlertDescription(IntEnum):
     CERTIFICATE_REQUIRED = 116
     GENERAL_ERROR = 117
     NO_APPLICATION_PROTOCOL = 120
+
+
+def alert_name(description: int) -> str:
+    """An alert's name as logs and messages show it ("handshake_failure"), or its number."""
+    try:
+        return AlertDescription(description).name.lower()
+    except ValueError:
+        return str(description)
