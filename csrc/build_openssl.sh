@@ -60,7 +60,7 @@ done < "$SRC/debian/patches/series"
 cd "$SRC"
 ./Configure "${CONFIG[@]}" >/dev/null 2>&1 \
     || { echo "build_openssl.sh: Configure failed" >&2; ./Configure "${CONFIG[@]}" >&2; exit 1; }
-quiet() { "$@" >/dev/null 2> >(grep -v '^DEBUG:' >&2); }  # the Makefile's path dumps
+quiet() { "$@" >/dev/null 2> >(grep -Ev '^(DEBUG:|No value given for)' >&2); }  # the Makefile's path dumps
 quiet make -s -j"$(nproc)" build_generated
 quiet make -s -j"$(nproc)" libcrypto.a
 
