@@ -189,21 +189,34 @@ COLUMNS = [
 ]
 
 
-def table(path: str) -> str:
-    """Per-record nanoseconds (the fastest round of each benchmark, divided by the records
-    it handled) and the ratio to the floor."""
-    with open(path) as f:
-        data = json.load(f)
+def per_record(paths: list[str]) -> dict[tuple[str, str, int], float]:
+    """Per-record nanoseconds by (suite, kind, size): the fastest round of each benchmark
+    over the runs in `paths`, divided by the records it handled."""
     cells: dict[tuple[str, str, int], float] = {}
-    for b in data["benchmarks"]:
-        info = b["extra_info"]
-        per_record = b["stats"]["min"] * 1e9 / info["records"]
-        cells[(info["suite"], info["kind"], info["size"])] = per_record
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        for b in data["benchmarks"]:
+            info = b["extra_info"]
+            key = (info["suite"], info["kind"], info["size"])
+            ns = b["stats"]["min"] * 1e9 / info["records"]
+            cells[key] = min(ns, cells.get(key, ns))
     for (suite, kind, size), refill in list(cells.items()):
         opened = cells.get((suite, "py_open_segments", size))
         if kind == "py_refill" and opened is not None:  # net of the copy back in
             cells[(suite, "py_open_segments", size)] = opened - refill
-    suites = sorted({s for s, _, _ in cells}, key=lambda s: [ids(x) for x in SUITES].index(s))
+    return cells
+
+
+def _suites(cells: dict[tuple[str, str, int], float]) -> list[str]:
+    return sorted({s for s, _, _ in cells}, key=lambda s: [ids(x) for x in SUITES].index(s))
+
+
+def table(path: str) -> str:
+    """Per-record nanoseconds (the fastest round of each benchmark, divided by the records
+    it handled) and the ratio to the floor."""
+    cells = per_record([path])
+    suites = _suites(cells)
     lines = [
         "| suite | size | " + " | ".join(title for _, title in COLUMNS) + " |",
         "|---|---:|" + "---:|" * len(COLUMNS),
@@ -229,5 +242,31 @@ def table(path: str) -> str:
     return "\n".join(lines)
 
 
+COMPARED = ["floor", "c_seal", "c_open", "py_seal", "py_open", "py_seal_segments",
+            "py_open_segments"]
+
+
+def compare(base: list[str], other: list[str]) -> str:
+    """Two builds side by side (e.g. system and bundled libcrypto): per-record ns of each,
+    the fastest over its runs, and other/base."""
+    a, b = per_record(base), per_record(other)
+    titles = dict(COLUMNS)
+    lines = [
+        "| suite | size | " + " | ".join(titles[k] for k in COMPARED) + " |",
+        "|---|---:|" + "---:|" * len(COMPARED),
+    ]
+    for suite in _suites(a):
+        for size in SIZES:
+            row = [suite, str(size)]
+            for kind in COMPARED:
+                x, y = a.get((suite, kind, size)), b.get((suite, kind, size))
+                row.append(f"{x:,.0f} → {y:,.0f} ({y / x:.2f}x)" if x and y else "")
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(table(sys.argv[1]))
+    if sys.argv[1] == "--compare":  # --compare BASE.json[,BASE2.json] OTHER.json[,...]
+        print(compare(sys.argv[2].split(","), sys.argv[3].split(",")))
+    else:
+        print(table(sys.argv[1]))

@@ -5,7 +5,13 @@ builds the extension in place as well. The cdef is csrc/dtls_native.h itself, wi
 preprocessor lines cffi cannot take rewritten (see `cdef_from_header`).
 
 Environment:
-  DTLS_OPENSSL_PREFIX  build against the OpenSSL installed under this prefix
+  DTLS13_OPENSSL       `system` (the default): link the system's libcrypto (libssl-dev);
+                       `bundled`: link a static libcrypto of OpenSSL 3.5 LTS that
+                       csrc/build_openssl.sh builds (once) into ${DTLS13_CACHE:-~/.cache/dtls13},
+                       its symbols hidden (-Wl,--exclude-libs,ALL) so they cannot clash with
+                       the libcrypto `cryptography` or the interpreter loads. The release
+                       wheel is built this way (docs/packaging.md).
+  DTLS_OPENSSL_PREFIX  (system mode) build against the OpenSSL installed under this prefix
                        (prefix/include, prefix/lib64 or prefix/lib, linked with an rpath)
   DTLS_SANITIZE=1      compile and link with AddressSanitizer and UBSan (for .ci/sanitize)
 """
@@ -62,6 +68,49 @@ def _openssl_prefix() -> tuple[list[str], list[str], list[str]]:
     return [str(base / "include")], libdirs, [f"-Wl,-rpath,{d}" for d in libdirs]
 
 
+def _bundled_openssl() -> tuple[list[str], list[str], list[str]]:
+    """include dirs, extra objects (the static libcrypto) and link args for
+    DTLS13_OPENSSL=bundled; builds the library first if it is not in the cache."""
+    proc = subprocess.run(
+        ["bash", str(HERE / "build_openssl.sh")], stdout=subprocess.PIPE, text=True
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        sys.exit("dtls13: csrc/build_openssl.sh failed (DTLS13_OPENSSL=bundled); see above")
+    prefix = Path(proc.stdout.strip().splitlines()[-1])
+    return (
+        [str(prefix / "include")],
+        [str(prefix / "lib" / "libcrypto.a")],
+        ["-Wl,--exclude-libs,ALL"],  # libcrypto's symbols stay inside the .so
+    )
+
+
+def _mode_stamp(mode: str) -> str:
+    """A file rewritten when DTLS13_OPENSSL changes between two builds in one tree; as a
+    dependency of the extension it makes setuptools relink instead of reusing a module
+    built against the other libcrypto from build/."""
+    stamp = ROOT / "build" / "dtls13-openssl-mode"  # where setuptools builds
+    if not stamp.is_file() or stamp.read_text() != mode:
+        stamp.parent.mkdir(exist_ok=True)
+        stamp.write_text(mode)
+    return _rel(stamp)
+
+
+def _openssl() -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """include dirs, library dirs, libraries, extra objects and link args for the
+    libcrypto that DTLS13_OPENSSL selects."""
+    mode = os.environ.get("DTLS13_OPENSSL", "system")
+    if mode == "bundled":
+        if os.environ.get("DTLS_OPENSSL_PREFIX"):
+            sys.exit("dtls13: DTLS_OPENSSL_PREFIX and DTLS13_OPENSSL=bundled exclude each other")
+        include_dirs, objects, link_args = _bundled_openssl()
+        return include_dirs, [], [], objects, link_args
+    if mode != "system":
+        sys.exit(f"dtls13: DTLS13_OPENSSL={mode!r}: expected 'system' or 'bundled'")
+    include_dirs, library_dirs, link_args = _openssl_prefix()
+    _check_openssl_headers(include_dirs)
+    return include_dirs, library_dirs, ["crypto"], [], link_args
+
+
 _MISSING_HEADERS = (
     "dtls13: the OpenSSL headers (openssl/evp.h) were not found{where}; install libssl-dev "
     "(Debian/Ubuntu) or openssl-devel (Fedora), or set DTLS_OPENSSL_PREFIX to an OpenSSL "
@@ -89,8 +138,7 @@ def _check_openssl_headers(include_dirs: list[str]) -> None:
 
 
 def _make_builder() -> FFI:
-    include_dirs, library_dirs, link_args = _openssl_prefix()
-    _check_openssl_headers(include_dirs)
+    include_dirs, library_dirs, libraries, objects, link_args = _openssl()
     compile_args = ["-std=c11", "-O2", "-Wall", "-Wextra"]
     if os.environ.get("DTLS_SANITIZE") == "1":
         sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
@@ -104,10 +152,15 @@ def _make_builder() -> FFI:
         sources=[_rel(HERE / name) for name in C_SOURCES],
         include_dirs=[_rel(HERE), *include_dirs],
         library_dirs=library_dirs,
-        libraries=["crypto"],
+        libraries=libraries,
+        extra_objects=objects,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
-        depends=[_rel(HERE / "dtls_native.h"), _rel(HERE / "dtls_internal.h")],
+        depends=[
+            _rel(HERE / "dtls_native.h"),
+            _rel(HERE / "dtls_internal.h"),
+            _mode_stamp(os.environ.get("DTLS13_OPENSSL", "system")),
+        ],
         # The full C API: the limited (abi3) one costs ~80 ns more per call here.
         py_limited_api=False,
     )

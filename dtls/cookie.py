@@ -2,7 +2,8 @@
 
 A cookie carries what the server needs to continue the handshake without having kept
 state: the hash of the first ClientHello (it enters the transcript as message_hash), the
-cipher suite and group the HelloRetryRequest selected, and when it was made. It is
+cipher suite and group the HelloRetryRequest selected, and when it was made (on the
+wall clock, which the hosts of a fleet share: `Context.wall_clock`). It is
 authenticated with HMAC-SHA256 under a rotating server key, bound to the client's
 address, and accepted only for `lifetime` seconds.
 """
@@ -32,10 +33,11 @@ def _address_bytes(addr: Any) -> bytes:
 
 
 def make_cookie(
-    secret: bytes, addr: Any, now: float, suite: int, group: int, client_hello_hash: bytes
+    secret: bytes, addr: Any, wall: float, suite: int, group: int, client_hello_hash: bytes
 ) -> bytes:
+    """A cookie made at wall-clock time `wall` (seconds since the epoch)."""
     body = (
-        _FIXED.pack(COOKIE_VERSION, max(0, int(now * 1000)), suite, group, len(client_hello_hash))
+        _FIXED.pack(COOKIE_VERSION, max(0, int(wall * 1000)), suite, group, len(client_hello_hash))
         + client_hello_hash
     )
     mac = hmac.digest(secret, _address_bytes(addr) + body, "sha256")
@@ -43,9 +45,10 @@ def make_cookie(
 
 
 def open_cookie(
-    secrets: list[bytes], cookie: bytes, addr: Any, now: float, lifetime: float
+    secrets: list[bytes], cookie: bytes, addr: Any, wall: float, lifetime: float
 ) -> CookieContents | None:
-    """The cookie's contents if it is authentic, for this address, and fresh; else None."""
+    """The cookie's contents if it is authentic, for this address, and fresh at
+    wall-clock time `wall`; else None."""
     if len(cookie) < _FIXED.size + _MAC_LEN:
         return None
     body, mac = cookie[:-_MAC_LEN], cookie[-_MAC_LEN:]
@@ -56,6 +59,6 @@ def open_cookie(
     if version != COOKIE_VERSION or len(body) != _FIXED.size + hash_len:
         return None
     created = millis / 1000
-    if not (created - 1.0 <= now <= created + lifetime):
+    if not (created - 1.0 <= wall <= created + lifetime):
         return None
     return CookieContents(suite, group, bytes(body[_FIXED.size :]), created)

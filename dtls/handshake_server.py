@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import crypto
 from .config import Context
-from .cookie import make_cookie, open_cookie
+from .cookie import CookieContents, make_cookie, open_cookie
 from .errors import (
     DecodeError,
     DecryptError,
@@ -174,15 +174,24 @@ def _hello_retry_request(
     ch: ClientHello,
     ch_body: bytes,
     addr: Address,
-    now: float,
     suite: int,
     group: int,
 ) -> bytes:
     """A HelloRetryRequest body carrying a stateless cookie (RFC 9147 §5.1)."""
     hash_name = suite_hash_name(suite)
     ch_hash = hashlib.new(hash_name, transcript_bytes(HandshakeType.CLIENT_HELLO, ch_body)).digest()
-    cookie = make_cookie(context.cookie_secrets()[0], addr, now, suite, group, ch_hash)
+    wall = context.wall_clock()
+    cookie = make_cookie(context.cookie_secrets()[0], addr, wall, suite, group, ch_hash)
     return _encode_hello_retry(ch, suite, group, cookie)
+
+
+def _open_cookie(context: Context, cookie: bytes, addr: Address) -> CookieContents | None:
+    """The contents of a cookie this server (or a fleet sharing its secret) made for
+    `addr`, if still fresh. Timestamps are on `Context.wall_clock`, which the hosts of a
+    fleet share, not on the engine's monotonic `now`, which differs between them."""
+    return open_cookie(
+        context.cookie_secrets(), cookie, addr, context.wall_clock(), context.cookie_lifetime
+    )
 
 
 def _encode_hello_retry(ch: ClientHello, suite: int, group: int, cookie: bytes) -> bytes:
@@ -213,7 +222,6 @@ def _screen_fragmented_client_hello(
     spans: list[Any],
     first: list[HandshakeFragment],
     addr: Address,
-    now: float,
     require_cookie: bool,
 ) -> StatelessResponse:
     """A ClientHello too large for one datagram (a post-quantum key share, a small MTU).
@@ -229,9 +237,7 @@ def _screen_fragmented_client_hello(
             cookie = peek_client_hello_cookie(frag.fragment)
         except DecodeError:
             cookie = None  # a first fragment too short to show one
-        if cookie is not None and open_cookie(
-            context.cookie_secrets(), cookie, addr, now, context.cookie_lifetime
-        ):
+        if cookie is not None and _open_cookie(context, cookie, addr):
             return StatelessResponse("accept")
     return StatelessResponse("fragment", fragments=_client_hello_fragments(data, spans, first))
 
@@ -299,7 +305,7 @@ def _alert_record(seal_plaintext: Callable[..., bytes], error: ProtocolError, se
 
 
 def respond_statelessly(
-    context: Context, data: bytes, addr: Address, now: float, *, require_cookie: bool = True
+    context: Context, data: bytes, addr: Address, *, require_cookie: bool = True
 ) -> StatelessResponse:
     """Answer a first ClientHello with a cookie HelloRetryRequest, keeping no state
     (RFC 9147 §5.1). A ClientHello with a valid cookie (or, with require_cookie False, one
@@ -325,12 +331,10 @@ def respond_statelessly(
             return StatelessResponse("drop")
         if frag.fragment_offset != 0 or frag.fragment_length != frag.length:
             return _screen_fragmented_client_hello(
-                context, data, spans, fragments, addr, now, require_cookie
+                context, data, spans, fragments, addr, require_cookie
             )
         cookie = peek_client_hello_cookie(frag.fragment)
-        if cookie is not None and open_cookie(
-            context.cookie_secrets(), cookie, addr, now, context.cookie_lifetime
-        ):
+        if cookie is not None and _open_cookie(context, cookie, addr):
             # The address is proven (RFC 9147 §5.1): the connection parses the rest and
             # answers anything wrong in it with an alert.
             return StatelessResponse("accept")
@@ -344,7 +348,7 @@ def respond_statelessly(
         reason = Refusal.CIPHER_SUITE
         suite = _select_suite(context, ch)
         if ch.cookie is not None:
-            if open_cookie(context.cookie_secrets(), ch.cookie, addr, now, context.cookie_lifetime):
+            if _open_cookie(context, ch.cookie, addr):
                 return StatelessResponse("accept")
             # RFC 9147 §5.1: an invalid cookie is answered with illegal_parameter, so the
             # client can start again without one.
@@ -357,7 +361,7 @@ def respond_statelessly(
         if share is not None and not require_cookie:
             return StatelessResponse("accept")
         group = 0 if share is not None else _select_retry_group(context, ch)
-        body = _hello_retry_request(context, ch, frag.fragment, addr, now, suite, group)
+        body = _hello_retry_request(context, ch, frag.fragment, addr, suite, group)
     except ProtocolError as error:
         if isinstance(error, ProtocolVersionError):
             reason = Refusal.PROTOCOL_VERSION
@@ -413,9 +417,7 @@ class ServerHandshake(Handshake):
         hash_name = suite_hash_name(suite)
         retry_group = 0
         if ch.cookie is not None:
-            contents = open_cookie(
-                ctx.cookie_secrets(), ch.cookie, self._conn.peer_address, now, ctx.cookie_lifetime
-            )
+            contents = _open_cookie(ctx, ch.cookie, self._conn.peer_address)
             if contents is None:
                 raise IllegalParameter("invalid cookie")  # RFC 9147 §5.1
             if contents.suite != suite:
@@ -442,7 +444,7 @@ class ServerHandshake(Handshake):
             raise IllegalParameter("second ClientHello lacks the requested key share")
         if not self._retried and ((dhe and share is None) or self.require_cookie):
             group = 0 if share is not None or not dhe else _select_retry_group(ctx, ch)
-            self._send_hello_retry(ch, message, suite, group, now)
+            self._send_hello_retry(ch, message, suite, group)
             return
         if dhe and share is None:
             raise HandshakeFailure("no acceptable key share")
@@ -635,13 +637,12 @@ class ServerHandshake(Handshake):
         return secret
 
     def _send_hello_retry(
-        self, ch: ClientHello, message: ReceivedMessage, suite: int, group: int, now: float
+        self, ch: ClientHello, message: ReceivedMessage, suite: int, group: int
     ) -> None:
         """A cookie HelloRetryRequest, keeping no state (RFC 9147 §5.1): the second
         ClientHello is handled as if this connection had just been made for it."""
         body = _hello_retry_request(
-            self._listening_context, ch, message.body, self._conn.peer_address, now, suite,
-            group,
+            self._listening_context, ch, message.body, self._conn.peer_address, suite, group
         )
         self._conn._emit(
             _plaintext_handshake_record(

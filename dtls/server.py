@@ -859,7 +859,7 @@ class ServerEndpoint:
             counts["refused_handshake_limit"] += 1
             return
         require = self.cookies_required()
-        response = respond_statelessly(self.context, data, addr, now, require_cookie=require)
+        response = respond_statelessly(self.context, data, addr, require_cookie=require)
         if response.action == "fragment":
             complete = None
             buffered = counts["client_hello_fragments_buffered"]
@@ -871,7 +871,7 @@ class ServerEndpoint:
                 return
             # RFC 9147 §5.1: answered (or accepted) as the ClientHello in one record.
             data = complete
-            response = respond_statelessly(self.context, data, addr, now, require_cookie=True)
+            response = respond_statelessly(self.context, data, addr, require_cookie=True)
         if response.action == "accept":
             self._partial_hellos.discard(addr)
             self._accept(data, addr, addr, now, require)
@@ -885,7 +885,7 @@ class ServerEndpoint:
         """An epoch-0 ClientHello from the address of a live connection (RFC 9147 §6):
         the old association goes only once the client proved it is reachable there, by
         returning a cookie. Until then the ClientHello is answered statelessly."""
-        response = respond_statelessly(self.context, data, addr, now, require_cookie=True)
+        response = respond_statelessly(self.context, data, addr, require_cookie=True)
         if response.action != "accept":
             # Only a returned cookie proves the address: keep the old association (a
             # plaintext alert does not touch it: RFC 9147 §4.5.2, it has keys).

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loopback import CLIENT_ADDR, SERVER_ADDR, Loopback, Sent
 from test_connection import make_pair
+from test_session import Clock
 
 from dtls import crypto
 from dtls.config import Context, CookieMode
@@ -1080,9 +1081,9 @@ def test_tampered_cookie(pki: Any) -> None:
     assert_aborted(run(link), "server", A.ILLEGAL_PARAMETER)
 
 
-def _cookie_exchange(pki: Any) -> tuple[Context, bytes, bytes]:
+def _cookie_exchange(pki: Any, **settings: Any) -> tuple[Context, bytes, bytes]:
     """A server context, the first ClientHello's datagram and the second's (with cookie)."""
-    server = fresh_server(pki, cookie_mode=CookieMode.ALWAYS)
+    server = fresh_server(pki, cookie_mode=CookieMode.ALWAYS, **settings)
     client, hello = started_client(pki)
     first = plaintext_handshake(hello)
     events, sent = server_receives(server, first)
@@ -1100,14 +1101,18 @@ def test_cookie_exchange_control(pki: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("addr", "now"),
+    ("addr", "later"),
     [(("198.51.100.7", 5000), 1.0), (CLIENT_ADDR, 10_000.0)],
     ids=["other_address", "expired"],
 )
-def test_cookie_not_valid_here_or_now(pki: Any, addr: Any, now: float) -> None:
-    ctx, _, second = _cookie_exchange(pki)
+def test_cookie_not_valid_here_or_now(pki: Any, addr: Any, later: float) -> None:
+    """A cookie for another address, or older than `cookie_lifetime` (60 s) on the
+    server's wall clock (`Context.wall_clock`), is refused."""
+    clock = Clock()
+    ctx, _, second = _cookie_exchange(pki, wall_clock=clock)
+    clock.now += later
     server = Connection(ctx)
-    events, sent = server_receives(server, second, addr, now)
+    events, sent = server_receives(server, second, addr, 1.0)
     assert_rejects(server, events, sent, A.ILLEGAL_PARAMETER)
 
 
@@ -1117,7 +1122,7 @@ def test_stateless_server_answers_invalid_cookie_with_alert(pki: Any) -> None:
     ctx, _, second = _cookie_exchange(pki)
     [(seq, hello)] = plaintext_messages([second])
     hello.cookie = flip(hello.cookie, 20)
-    response = respond_statelessly(ctx, plaintext_handshake(hello, seq, 1), CLIENT_ADDR, 1.0)
+    response = respond_statelessly(ctx, plaintext_handshake(hello, seq, 1), CLIENT_ADDR)
     assert response.action != "accept"
     assert response.datagram is not None
     spans, _ = split_datagram(response.datagram)
@@ -1133,7 +1138,7 @@ def test_stateless_server_accepts_valid_cookie(pki: Any) -> None:
     from dtls.handshake_server import respond_statelessly
 
     ctx, _, second = _cookie_exchange(pki)
-    assert respond_statelessly(ctx, second, CLIENT_ADDR, 1.0).action == "accept"
+    assert respond_statelessly(ctx, second, CLIENT_ADDR).action == "accept"
 
 
 # =================================================================================================

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from loopback import Loopback
 from test_connection import handshake, make_pair
+from test_handshake_errors import plaintext_messages
 from test_session import Clock
 
 from dtls.config import Context, CookieMode
@@ -18,6 +19,7 @@ from dtls.connection import Connection
 from dtls.errors import ConfigurationError
 from dtls.events import DataReceived, HandshakeCompleted, SessionTicketReceived
 from dtls.handshake_server import respond_statelessly
+from dtls.messages import ServerHello
 from dtls.server_secret import COOKIE_LABEL, TICKET_LABEL, ServerSecret
 from dtls.session import Session, TicketContents
 
@@ -36,7 +38,7 @@ def second_client_hello(pki: Any, issuer: Context, now: float) -> bytes:
     client = Connection(Context.client(cadata=pki.ca_pem), server_name="localhost")
     client.connect(SERVER, now)
     (first, _), = client.datagrams_to_send(now)
-    retry = respond_statelessly(issuer, first, CLIENT, now)
+    retry = respond_statelessly(issuer, first, CLIENT)
     assert retry.action == "retry" and retry.datagram is not None
     client.receive_datagram(retry.datagram, SERVER, now)
     (second, _), = client.datagrams_to_send(now)
@@ -60,9 +62,9 @@ def test_cookie_from_one_endpoint_accepted_by_another_with_the_secret(pki: Any) 
     b = server_context(pki, secret, clock)
     stranger = server_context(pki, ServerSecret.generate(), clock)
     hello = second_client_hello(pki, a, 5.0)
-    assert respond_statelessly(b, hello, CLIENT, 5.5).action == "accept"
+    assert respond_statelessly(b, hello, CLIENT).action == "accept"
     # Another secret: an invalid cookie, answered with illegal_parameter (RFC 9147 §5.1).
-    assert respond_statelessly(stranger, hello, CLIENT, 5.5).action == "reject"
+    assert respond_statelessly(stranger, hello, CLIENT).action == "reject"
 
 
 def test_cookie_keys_rotate_with_one_period_of_overlap(pki: Any) -> None:
@@ -71,10 +73,49 @@ def test_cookie_keys_rotate_with_one_period_of_overlap(pki: Any) -> None:
     b = server_context(pki, secret, clock, cookie_lifetime=60.0)
     clock.now = 60.0 * 30_000_000 + 59.0  # the last second of a period
     hello = second_client_hello(pki, a, 5.0)
+    sealing_key = a.cookie_secrets()[0]
     clock.now += 2.0  # the next wall-clock period: the previous key still opens
-    assert respond_statelessly(b, hello, CLIENT, 6.0).action == "accept"
-    clock.now += 60.0  # two periods on: gone (the cookie's own age is still 1 s)
-    assert respond_statelessly(b, hello, CLIENT, 6.0).action == "reject"
+    assert b.cookie_secrets()[1] == sealing_key
+    assert respond_statelessly(b, hello, CLIENT).action == "accept"
+    clock.now += 60.0  # two periods on: the key is gone (and the cookie past its lifetime)
+    assert sealing_key not in b.cookie_secrets()
+    assert respond_statelessly(b, hello, CLIENT).action == "reject"
+
+
+def _retry_then_answer(pki: Any, issuer: Context, issuer_now: float, other: Context,
+                       other_now: float) -> list[Any]:
+    """The messages `other` answers with, at its monotonic time `other_now`, to the second
+    ClientHello carrying the cookie `issuer` sent at its own `issuer_now`."""
+    client = Connection(Context.client(cadata=pki.ca_pem), server_name="localhost")
+    client.connect(SERVER, 0.0)
+    (first, _), = client.datagrams_to_send(0.0)
+    a = Connection(issuer)
+    a.receive_datagram(first, CLIENT, issuer_now)
+    (retry, _), = a.datagrams_to_send(issuer_now)
+    assert isinstance(plaintext_messages([retry])[0][1], ServerHello)  # the HelloRetryRequest
+    client.receive_datagram(retry, SERVER, 0.1)
+    (second, _), = client.datagrams_to_send(0.1)
+    b = Connection(other)
+    b.receive_datagram(second, CLIENT, other_now)
+    return [m for _, m in plaintext_messages([d for d, _ in b.datagrams_to_send(other_now)])]
+
+
+@pytest.mark.parametrize("issuer_first", [True, False], ids=["a_issues", "b_issues"])
+def test_fleet_hosts_with_different_monotonic_clocks_accept_each_others_cookies(
+    pki: Any, issuer_first: bool
+) -> None:
+    """Two hosts of a fleet share the secret and the wall clock (NTP), not the monotonic
+    clock (its origin is each host's boot): a day apart here. Cookies carry wall-clock
+    time, so each host accepts the other's (RFC 9147 §5.1)."""
+    clock, secret = Clock(), ServerSecret.generate()
+    hosts = [
+        (server_context(pki, secret, clock, cookie_mode=CookieMode.ALWAYS), 5.0),
+        (server_context(pki, secret, clock, cookie_mode=CookieMode.ALWAYS), 5.0 + 86_400.0),
+    ]
+    (issuer, issuer_now), (other, other_now) = hosts if issuer_first else hosts[::-1]
+    answer = _retry_then_answer(pki, issuer, issuer_now, other, other_now + 1.0)
+    assert answer and isinstance(answer[0], ServerHello)
+    assert not answer[0].is_hello_retry_request  # the cookie was accepted: the handshake goes on
 
 
 def resume_on(pki: Any, session: Session, server: Context, early: bytes | None = None) -> Loopback:
