@@ -70,15 +70,20 @@ static void hmac_key_free(hmac_key *h)
     EVP_MD_CTX_free(h->work);
 }
 
+/* Key h with `key`, reusing its contexts when it was keyed before (h zeroed the first
+ * time; hmac_key_free releases it either way). */
 static int hmac_key_init(hmac_key *h, const EVP_MD *md, const uint8_t *key, size_t key_len)
 {
     uint8_t pad[MAX_BLOCK], hashed[MAX_HASH];
     int block = EVP_MD_get_block_size(md), hash_len = EVP_MD_get_size(md);
     int ok = 0;
 
-    h->inner = EVP_MD_CTX_new();
-    h->outer = EVP_MD_CTX_new();
-    h->work = EVP_MD_CTX_new();
+    if (h->inner == NULL)
+        h->inner = EVP_MD_CTX_new();
+    if (h->outer == NULL)
+        h->outer = EVP_MD_CTX_new();
+    if (h->work == NULL)
+        h->work = EVP_MD_CTX_new();
     h->hash_len = (size_t)hash_len;
     if (h->inner == NULL || h->outer == NULL || h->work == NULL || block <= 0 ||
         block > MAX_BLOCK || hash_len <= 0 || hash_len > MAX_HASH)
@@ -131,7 +136,7 @@ int dtls_hkdf_extract(unsigned hash, const uint8_t *salt, size_t salt_len, const
 {
     const EVP_MD *md = get_md(hash);
     static const uint8_t empty[1] = {0};
-    hmac_key h;
+    hmac_key h = {0};
 
     if (md == NULL || (salt == NULL && salt_len) || (ikm == NULL && ikm_len) || out == NULL)
         return DTLS_ERR_ARGUMENT;
@@ -168,7 +173,7 @@ int dtls_hkdf_expand(unsigned hash, const uint8_t *prk, size_t prk_len, const ui
 {
     const EVP_MD *md = get_md(hash);
     static const uint8_t empty[1] = {0};
-    hmac_key h;
+    hmac_key h = {0};
 
     if (md == NULL || prk == NULL || prk_len == 0 || (info == NULL && info_len) ||
         out == NULL || out_len == 0 || out_len > 255 * (size_t)EVP_MD_get_size(md))
@@ -203,7 +208,7 @@ int dtls_traffic_keys(uint16_t suite, const uint8_t *secret, size_t secret_len, 
     unsigned hash = suite == DTLS_TLS_AES_256_GCM_SHA384 ? DTLS_HASH_SHA384 : DTLS_HASH_SHA256;
     const EVP_MD *md = get_md(hash);
     uint8_t info[32];
-    hmac_key h;
+    hmac_key h = {0};
 
     if (md == NULL || secret == NULL || secret_len == 0 ||
         key == NULL || iv == NULL || sn_key == NULL || key_len == 0 || key_len > MAX_HASH)
@@ -230,4 +235,101 @@ dtls_cipher *dtls_cipher_from_secret(uint16_t suite, const uint8_t *secret, size
     OPENSSL_cleanse(iv, sizeof(iv));
     OPENSSL_cleanse(sn_key, sizeof(sn_key));
     return c;
+}
+
+/* HkdfLabel (RFC 9846 §7.1): uint16 length || opaque label<7..255> = prefix + label ||
+ * opaque context<0..255>. info holds at least 2 + 1 + 255 + 1 + 255 bytes. */
+static size_t hkdf_label(uint8_t *info, const uint8_t *prefix, size_t prefix_len,
+                         const uint8_t *label, size_t label_len, const uint8_t *context,
+                         size_t context_len, size_t length)
+{
+    size_t n = 0;
+    info[n++] = (uint8_t)(length >> 8);
+    info[n++] = (uint8_t)length;
+    info[n++] = (uint8_t)(prefix_len + label_len);
+    memcpy(info + n, prefix, prefix_len);
+    n += prefix_len;
+    memcpy(info + n, label, label_len);
+    n += label_len;
+    info[n++] = (uint8_t)context_len;
+    if (context_len)
+        memcpy(info + n, context, context_len);
+    return n + context_len;
+}
+
+#define MAX_STAGE_LABELS 8
+
+int dtls_key_stage(unsigned hash, const uint8_t *prefix, size_t prefix_len, const uint8_t *prev,
+                   size_t prev_len, const uint8_t *ikm, size_t ikm_len, const uint8_t *context,
+                   size_t context_len, const uint8_t *labels, size_t labels_len,
+                   size_t n_finished, uint8_t *out, size_t out_cap)
+{
+    static const uint8_t derived[] = "derived", finished[] = "finished";
+    const EVP_MD *md = get_md(hash);
+    uint8_t info[2 + 1 + 255 + 1 + 255], zeros[MAX_HASH] = {0}, empty_hash[MAX_HASH];
+    uint8_t secret[MAX_HASH], salt[MAX_HASH];
+    const uint8_t *label_at[MAX_STAGE_LABELS];
+    size_t label_len[MAX_STAGE_LABELS], n_labels = 0;
+    hmac_key h = {0};
+    int ok = 0;
+
+    if (md == NULL || prefix == NULL || (prev == NULL && prev_len) || ikm == NULL ||
+        ikm_len == 0 || (context == NULL && context_len) || context_len > 255 ||
+        (labels == NULL && labels_len) || out == NULL)
+        return DTLS_ERR_ARGUMENT;
+    for (size_t at = 0; at < labels_len; at += 1 + label_len[n_labels++]) {
+        if (n_labels == MAX_STAGE_LABELS || labels[at] == 0 || at + 1 + labels[at] > labels_len)
+            return DTLS_ERR_ARGUMENT;
+        label_at[n_labels] = labels + at + 1;
+        label_len[n_labels] = labels[at];
+    }
+    size_t hl = (size_t)EVP_MD_get_size(md);
+    if (n_finished > n_labels || prefix_len + sizeof(finished) - 1 > 255 ||
+        (prev != NULL && prev_len != hl))
+        return DTLS_ERR_ARGUMENT;
+    for (size_t i = 0; i < n_labels; i++)
+        if (prefix_len + label_len[i] > 255)
+            return DTLS_ERR_ARGUMENT;
+    size_t total = (1 + n_labels + n_finished) * hl;
+    if (out_cap < total)
+        return DTLS_ERR_BUFFER;
+    if (EVP_Digest(NULL, 0, empty_hash, NULL, md, NULL) != 1)
+        return DTLS_ERR_CRYPTO;
+
+    /* the previous stage's secret; none: the Early Secret without a PSK, Extract(0, 0) */
+    if (prev == NULL) {
+        if (!hmac_key_init(&h, md, zeros, hl) || !hmac3(&h, zeros, hl, zeros, 0, zeros, 0, secret))
+            goto done;
+        prev = secret;
+    }
+    /* salt = Derive-Secret(prev, "derived", ""); secret = HKDF-Extract(salt, ikm) */
+    if (!hmac_key_init(&h, md, prev, hl) ||
+        !expand(&h, info, hkdf_label(info, prefix, prefix_len, derived, sizeof(derived) - 1,
+                                     empty_hash, hl, hl), salt, hl) ||
+        !hmac_key_init(&h, md, salt, hl) || !hmac3(&h, ikm, ikm_len, zeros, 0, zeros, 0, out))
+        goto done;
+    /* Derive-Secret(secret, label, context) for each label */
+    if (n_labels && !hmac_key_init(&h, md, out, hl))
+        goto done;
+    for (size_t i = 0; i < n_labels; i++)
+        if (!expand(&h, info, hkdf_label(info, prefix, prefix_len, label_at[i], label_len[i],
+                                         context, context_len, hl), out + (1 + i) * hl, hl))
+            goto done;
+    /* finished_key = HKDF-Expand-Label(secret_i, "finished", "", HashLen) (RFC 9846 §4.4.4) */
+    for (size_t i = 0; i < n_finished; i++)
+        if (!hmac_key_init(&h, md, out + (1 + i) * hl, hl) ||
+            !expand(&h, info, hkdf_label(info, prefix, prefix_len, finished,
+                                         sizeof(finished) - 1, NULL, 0, hl),
+                    out + (1 + n_labels + i) * hl, hl))
+            goto done;
+    ok = 1;
+done:
+    hmac_key_free(&h);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    OPENSSL_cleanse(salt, sizeof(salt));
+    if (!ok) {
+        OPENSSL_cleanse(out, total);
+        return DTLS_ERR_CRYPTO;
+    }
+    return (int)total;
 }

@@ -50,6 +50,11 @@ def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
 
 Extract = Callable[[str, bytes, bytes], bytes]  # (hash name, salt, ikm) -> PRK
 Expand = Callable[[str, bytes, bytes, int], bytes]  # (hash name, PRK, info, length) -> OKM
+#: One stage of the schedule in one call (csrc/kdf.c's dtls_key_stage): (hash name, prefix,
+#: previous stage secret or None for the Early Secret without a PSK, ikm, context, labels,
+#: n_finished) -> [secret, Derive-Secret(secret, label, context) per label, the finished_key
+#: of the first n_finished of those]
+KeyStage = Callable[[str, bytes, bytes | None, bytes, bytes, tuple[bytes, ...], int], list[bytes]]
 
 # HkdfLabel up to the context: uint16 length || opaque label<7..255>, per (length, prefix, label)
 _LABEL_HEADERS: dict[tuple[int, bytes, bytes], bytes] = {}
@@ -179,11 +184,16 @@ class KeySchedule:
     """The secrets of RFC 9846 §7.1, one stage after the other.
 
     `early_secret()`, `handshake_secret()` and `master_secret()` advance the stage; the other
-    methods derive the secrets of the current stage from a transcript hash. The current
+    methods derive the secrets of the current stage from a transcript hash.
+    `handshake_stage()` and `application_stage()` advance a stage and derive what the
+    handshake needs of it together (in one call with a provider's `key_stage`). The current
     stage secret is kept privately and never shown in a repr.
     """
 
-    __slots__ = ("_expand", "_extract", "_secret", "_stage", "hash_len", "hash_name", "prefix")
+    __slots__ = (
+        "_expand", "_extract", "_finished_keys", "_key_stage", "_secret", "_stage", "hash_len",
+        "hash_name", "prefix",
+    )  # fmt: skip
 
     _EARLY = 1
     _HANDSHAKE = 2
@@ -196,10 +206,14 @@ class KeySchedule:
         *,
         extract: Extract | None = None,
         expand: Expand | None = None,
+        key_stage: KeyStage | None = None,
     ) -> None:
-        # HKDF-Extract and -Expand: a provider's (design §6), else hashlib's HMAC
+        # HKDF-Extract and -Expand: a provider's (design §6), else hashlib's HMAC; key_stage:
+        # a whole stage in one call, in place of them for handshake_stage/application_stage
         self._extract = extract or hkdf_extract
         self._expand = expand or hkdf_expand
+        self._key_stage = key_stage
+        self._finished_keys: dict[bytes, bytes] = {}  # traffic secret -> its finished_key
         self.hash_name = suite_hash_name(suite)
         self.hash_len = len(empty_hash(self.hash_name))
         self.prefix = prefix
@@ -277,6 +291,39 @@ class KeySchedule:
         """Derive-Secret(., "s hs traffic") over ClientHello...ServerHello."""
         return self._derive(self._HANDSHAKE, b"s hs traffic", transcript_hash)
 
+    def handshake_stage(
+        self, shared_secret: bytes | None, transcript_hash: bytes
+    ) -> tuple[bytes, bytes]:
+        """The Handshake Secret, then client_ and server_handshake_traffic_secret over
+        ClientHello...ServerHello (and their finished keys, RFC 9846 §4.4.4): one call with
+        a `key_stage`."""
+        if self._key_stage is None:
+            self.handshake_secret(shared_secret)
+            return (
+                self.client_handshake_traffic_secret(transcript_hash),
+                self.server_handshake_traffic_secret(transcript_hash),
+            )
+        if self._stage not in (0, self._EARLY):
+            raise ValueError("handshake secret after the early stage")
+        ikm = shared_secret if shared_secret is not None else bytes(self.hash_len)
+        prev = self._secret if self._stage == self._EARLY else None
+        secret, client, server, client_finished, server_finished = self._key_stage(
+            self.hash_name, self.prefix, prev, ikm, transcript_hash, _HANDSHAKE_LABELS, 2
+        )
+        self._secret = secret
+        self._stage = self._HANDSHAKE
+        self._finished_keys = {client: client_finished, server: server_finished}
+        return client, server
+
+    def verify_data(self, base_key: bytes, transcript_hash: bytes) -> bytes:
+        """Finished.verify_data (RFC 9846 §4.4.4) for a traffic secret of this schedule."""
+        finished_key = self._finished_keys.get(base_key)
+        if finished_key is None:
+            return finished_verify_data(
+                self.hash_name, base_key, transcript_hash, self.prefix, expand=self._expand
+            )
+        return hmac.digest(finished_key, transcript_hash, self.hash_name)
+
     # -- Main Secret
     def master_secret(self) -> None:
         """Main Secret = HKDF-Extract(Derive-Secret(HS, "derived", ""), 0)."""
@@ -294,6 +341,27 @@ class KeySchedule:
         """Derive-Secret(., "s ap traffic") over ClientHello...server Finished."""
         return self._derive(self._MAIN, b"s ap traffic", transcript_hash)
 
+    def application_stage(self, transcript_hash: bytes) -> tuple[bytes, bytes, bytes]:
+        """The Main Secret, then client_ and server_application_traffic_secret_0 and
+        exporter_master_secret over ClientHello...server Finished: one call with a
+        `key_stage`."""
+        if self._key_stage is None:
+            self.master_secret()
+            return (
+                self.client_application_traffic_secret(transcript_hash),
+                self.server_application_traffic_secret(transcript_hash),
+                self.exporter_master_secret(transcript_hash),
+            )
+        if self._stage != self._HANDSHAKE:
+            raise ValueError("main secret before the handshake secret")
+        secret, client, server, exporter = self._key_stage(
+            self.hash_name, self.prefix, self._secret, bytes(self.hash_len), transcript_hash,
+            _APPLICATION_LABELS, 0,
+        )  # fmt: skip
+        self._secret = secret
+        self._stage = self._MAIN
+        return client, server, exporter
+
     def exporter_master_secret(self, transcript_hash: bytes) -> bytes:
         """Derive-Secret(., "exp master") over ClientHello...server Finished."""
         return self._derive(self._MAIN, b"exp master", transcript_hash)
@@ -301,6 +369,10 @@ class KeySchedule:
     def resumption_master_secret(self, transcript_hash: bytes) -> bytes:
         """Derive-Secret(., "res master") over ClientHello...client Finished."""
         return self._derive(self._MAIN, b"res master", transcript_hash)
+
+
+_HANDSHAKE_LABELS = (b"c hs traffic", b"s hs traffic")
+_APPLICATION_LABELS = (b"c ap traffic", b"s ap traffic", b"exp master")
 
 
 def _hash_len(hash_name: str) -> int:
