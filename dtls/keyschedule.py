@@ -322,7 +322,9 @@ class KeySchedule:
             return finished_verify_data(
                 self.hash_name, base_key, transcript_hash, self.prefix, expand=self._expand
             )
-        return hmac.digest(finished_key, transcript_hash, self.hash_name)
+        # HMAC(finished_key, transcript hash) is HKDF-Extract with the key as salt (RFC 5869
+        # §2.2): the provider's HMAC, which beats hashlib's one-shot HMAC here
+        return self._extract(self.hash_name, finished_key, transcript_hash)
 
     # -- Main Secret
     def master_secret(self) -> None:
