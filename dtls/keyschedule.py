@@ -22,6 +22,20 @@ LABEL_PREFIX = b"dtls13"  # RFC 9147 §5.9; TLS 1.3 uses b"tls13 "
 _EMPTY_HASH: dict[str, bytes] = {}
 
 
+# hashlib's named constructors: hashlib.new(name) looks the digest up by name every time
+# (an OpenSSL 3 fetch), these use one fetched once
+_CONSTRUCTORS: dict[str, Callable[[], hashlib._Hash]] = {
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+}
+
+
+def new_hash(hash_name: str) -> hashlib._Hash:
+    """A fresh hash object of `hash_name` (hashlib.new's, faster for the suites' hashes)."""
+    constructor = _CONSTRUCTORS.get(hash_name)
+    return constructor() if constructor is not None else hashlib.new(hash_name)
+
+
 def suite_hash_name(suite: CipherSuite | int) -> str:
     """The hash of a cipher suite, as a hashlib name (RFC 9846 Appendix B.4)."""
     return "sha384" if suite == CipherSuite.TLS_AES_256_GCM_SHA384 else "sha256"
@@ -118,7 +132,7 @@ class Transcript:
             if hash_name != self.hash_name:
                 raise ValueError("the transcript hash is already set to another algorithm")
             return
-        h = hashlib.new(hash_name)
+        h = new_hash(hash_name)
         for data in self._buffer:
             h.update(data)
         self._buffer.clear()
@@ -145,7 +159,7 @@ class Transcript:
         if self._hash is not None:
             h = self._hash.copy()
         else:
-            h = hashlib.new(hash_name or "sha256")
+            h = new_hash(hash_name or "sha256")
             for chunk in self._buffer:
                 h.update(chunk)
         h.update(data)
@@ -170,7 +184,7 @@ class Transcript:
             raise ValueError("the transcript hash is not known yet (call set_hash)")
         if client_hello1_hash is None:
             client_hello1_hash = self._hash.digest()
-        h = hashlib.new(self.hash_name)
+        h = new_hash(self.hash_name)
         h.update(message_hash(client_hello1_hash))
         self._hash = h
 
