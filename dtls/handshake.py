@@ -63,6 +63,10 @@ class HandshakeState(Enum):
     CONNECTED = "CONNECTED"
     CLOSED = "CLOSED"
 
+    # members are singletons compared by identity: hash them so too (Enum's hash of the
+    # name is a Python call per dict lookup, and states key the handler tables)
+    __hash__ = object.__hash__
+
 
 class FlightKind(Enum):
     HANDSHAKE = "handshake"
@@ -70,6 +74,8 @@ class FlightKind(Enum):
     NEW_SESSION_TICKET = "new_session_ticket"
     NEW_CONNECTION_ID = "new_connection_id"
     REQUEST_CONNECTION_ID = "request_connection_id"
+
+    __hash__ = object.__hash__  # as HandshakeState's
 
 
 @dataclass

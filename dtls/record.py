@@ -349,9 +349,9 @@ class RecordCipher:
     def from_secret(cls, suite: int, secret: bytes) -> RecordCipher:
         """The cipher of a traffic secret: key, iv and sn_key derived in C (RFC 9846 §7.3,
         RFC 9147 §4.2.3, §5.9), never held by Python."""
-        _key_length(suite)
         ctx = lib.dtls_cipher_from_secret(suite, secret, len(secret))
         if ctx == _NULL:
+            _key_length(suite)  # ConfigurationError for a suite we do not know
             raise ValueError("empty traffic secret")
         cipher = cls.__new__(cls)
         cipher._adopt(ctx, suite)
