@@ -313,6 +313,11 @@ _SCHEMES: dict[int, tuple[str, hashes.HashAlgorithm | None]] = {
     SignatureScheme.RSA_PSS_PSS_SHA384: ("pss", _SHA384),
     SignatureScheme.RSA_PSS_PSS_SHA512: ("pss", _SHA512),
 }
+# key kind -> its schemes, in _SCHEMES order
+_SCHEMES_OF_KIND: dict[str, tuple[SignatureScheme, ...]] = {
+    kind: tuple(SignatureScheme(s) for s, (k, _) in _SCHEMES.items() if k == kind)
+    for kind, _ in _SCHEMES.values()
+}
 # the ECDSA signature algorithm objects of the ECDSA schemes, made once
 _ECDSA = {
     scheme: ec.ECDSA(algorithm)
@@ -421,6 +426,8 @@ def schemes_for_private_key(
     if isinstance(key, rsa.RSAPrivateKey):
         kind = "pss" if spki_oid == PublicKeyAlgorithmOID.RSASSA_PSS else "rsae"
         return [s for s in _RSA_SCHEMES[kind] if _rsa_pss_fits(key, _SCHEMES[s][1])]  # type: ignore[arg-type]
+    if len(kinds) == 1:
+        return list(_SCHEMES_OF_KIND.get(kinds[0], ()))
     return [SignatureScheme(s) for s, (kind, _) in _SCHEMES.items() if kind in kinds]
 
 
