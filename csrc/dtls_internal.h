@@ -21,10 +21,13 @@
 enum dtls_aead_kind { DTLS_AEAD_GCM = 1, DTLS_AEAD_CHACHA = 2, DTLS_AEAD_CCM = 3 };
 
 struct dtls_cipher {
-    /* The record AEAD, keyed once; per record only the nonce changes. One context per
-     * direction: OpenSSL binds some AEAD contexts (CCM) to a direction when keyed. */
+    /* The record AEAD, keyed once per direction on first use (an epoch is sealed or
+     * opened, rarely both); per record only the nonce changes. One context per direction:
+     * OpenSSL binds some AEAD contexts (CCM) to a direction when keyed. */
     EVP_CIPHER_CTX *seal_ctx;
     EVP_CIPHER_CTX *open_ctx;
+    const EVP_CIPHER *aead;
+    uint8_t key[32]; /* for the direction not keyed yet; wiped with the cipher */
     EVP_CIPHER_CTX *sn_ecb;     /* record-number encryption with AES-ECB (RFC 9147 §4.2.3) */
     uint32_t sn_chacha_key[8];  /* ... or with the ChaCha20 block function (RFC 8439 §2.3) */
     uint16_t suite;
@@ -32,6 +35,14 @@ struct dtls_cipher {
     uint8_t tag_len; /* 16, or 8 for CCM_8 */
     uint8_t iv[DTLS_NONCE_LEN];
 };
+
+/* The AEAD context of one direction (enc: sealing), keyed on first use; NULL on failure. */
+EVP_CIPHER_CTX *dtls__key_direction(dtls_cipher *c, int enc);
+static inline EVP_CIPHER_CTX *dtls__aead_ctx(dtls_cipher *c, int enc)
+{
+    EVP_CIPHER_CTX *a = enc ? c->seal_ctx : c->open_ctx;
+    return a != NULL ? a : dtls__key_direction(c, enc);
+}
 
 /* The AEAD key length of a cipher suite, 16 or 32 (RFC 9846 Appendix B.4); 0 if unknown. */
 size_t dtls__suite_key_len(uint16_t suite);

@@ -65,6 +65,20 @@ int dtls_hkdf_expand(unsigned hash_id, const uint8_t *prk, size_t prk_len, const
  * "dtls13" label prefix (§5.9), on the suite's hash; secret_len > 0. Returns 0. */
 int dtls_traffic_keys(uint16_t suite, const uint8_t *secret, size_t secret_len, uint8_t *key,
                       size_t key_len, uint8_t *iv, uint8_t *sn_key);
+/* One stage of the key schedule (RFC 9846 §7.1) in one call, HkdfLabels with `prefix`
+ * ("dtls13", RFC 9147 §5.9; "tls13 " for TLS 1.3 vectors):
+ *   salt   = Derive-Secret(prev, "derived", ""), prev the previous stage's secret (HashLen
+ *            bytes; NULL: the Early Secret without a PSK, HKDF-Extract(0, 0));
+ *   secret = HKDF-Extract(salt, ikm), ikm_len > 0;
+ *   out    = secret || Derive-Secret(secret, label_i, context) for each label ||
+ *            HKDF-Expand-Label(that secret, "finished", "", HashLen) for the first n_finished
+ *            labels (the finished_key, §4.4.4).
+ * labels: up to 8, each a uint8 length then the label. Returns the bytes written,
+ * (1 + n_labels + n_finished) * HashLen. */
+int dtls_key_stage(unsigned hash_id, const uint8_t *prefix, size_t prefix_len, const uint8_t *prev,
+                   size_t prev_len, const uint8_t *ikm, size_t ikm_len, const uint8_t *context,
+                   size_t context_len, const uint8_t *labels, size_t labels_len,
+                   size_t n_finished, uint8_t *out, size_t out_cap);
 /* dtls_cipher_new with the keys of a traffic secret (wiped after use). */
 dtls_cipher *dtls_cipher_from_secret(uint16_t suite, const uint8_t *secret, size_t secret_len);
 

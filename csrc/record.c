@@ -145,12 +145,8 @@ dtls_cipher *dtls_cipher_new(uint16_t suite, const uint8_t *key, size_t key_len,
     c->kind = kind;
     c->tag_len = tag_len;
     memcpy(c->iv, iv, DTLS_NONCE_LEN);
-    c->seal_ctx = EVP_CIPHER_CTX_new();
-    c->open_ctx = EVP_CIPHER_CTX_new();
-    if (c->seal_ctx == NULL || c->open_ctx == NULL ||
-        !aead_ctx_init(c->seal_ctx, aead, kind, tag_len, key, 1) ||
-        !aead_ctx_init(c->open_ctx, aead, kind, tag_len, key, 0))
-        goto fail;
+    memcpy(c->key, key, key_len);
+    c->aead = aead; /* the AEAD contexts are keyed on first use (dtls__key_direction) */
     if (kind == DTLS_AEAD_CHACHA) {
         for (int i = 0; i < 8; i++)
             c->sn_chacha_key[i] = load32_le(sn_key + 4 * i);
@@ -164,6 +160,19 @@ dtls_cipher *dtls_cipher_new(uint16_t suite, const uint8_t *key, size_t key_len,
 fail:
     dtls_cipher_free(c);
     return NULL;
+}
+
+EVP_CIPHER_CTX *dtls__key_direction(dtls_cipher *c, int enc)
+{
+    EVP_CIPHER_CTX **slot = enc ? &c->seal_ctx : &c->open_ctx;
+    if (*slot != NULL)
+        return *slot;
+    EVP_CIPHER_CTX *a = EVP_CIPHER_CTX_new();
+    if (a == NULL || !aead_ctx_init(a, c->aead, c->kind, c->tag_len, c->key, enc)) {
+        EVP_CIPHER_CTX_free(a);
+        return NULL;
+    }
+    return *slot = a;
 }
 
 void dtls_cipher_free(dtls_cipher *c)
@@ -241,9 +250,9 @@ int dtls_cipher_mask(dtls_cipher *c, const uint8_t *sample, size_t sample_len, u
 int dtls__aead_seal(dtls_cipher *c, const uint8_t nonce[DTLS_NONCE_LEN], const uint8_t *aad,
                     size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *ct, uint8_t *tag)
 {
-    EVP_CIPHER_CTX *a = c->seal_ctx;
+    EVP_CIPHER_CTX *a = dtls__aead_ctx(c, 1);
     int outl = 0;
-    if (EVP_CipherInit_ex(a, NULL, NULL, NULL, nonce, 1) != 1)
+    if (a == NULL || EVP_CipherInit_ex(a, NULL, NULL, NULL, nonce, 1) != 1)
         return 0;
     /* CCM needs the total plaintext length before the additional data. */
     if (c->kind == DTLS_AEAD_CCM && EVP_CipherUpdate(a, NULL, &outl, NULL, (int)in_len) != 1)
@@ -271,9 +280,9 @@ static int aead_seal_inner(dtls_cipher *c, const uint8_t nonce[DTLS_NONCE_LEN],
         return dtls__aead_seal(c, nonce, aad, aad_len, ct, payload_len + tail_len, ct,
                                ct + payload_len + tail_len);
     }
-    EVP_CIPHER_CTX *a = c->seal_ctx;
+    EVP_CIPHER_CTX *a = dtls__aead_ctx(c, 1);
     int outl = 0;
-    if (EVP_CipherInit_ex(a, NULL, NULL, NULL, nonce, 1) != 1 ||
+    if (a == NULL || EVP_CipherInit_ex(a, NULL, NULL, NULL, nonce, 1) != 1 ||
         EVP_CipherUpdate(a, NULL, &outl, aad, (int)aad_len) != 1 ||
         EVP_CipherUpdate(a, ct, &outl, payload, (int)payload_len) != 1 ||
         EVP_CipherUpdate(a, ct + payload_len, &outl, ct + payload_len, (int)tail_len) != 1 ||
@@ -289,11 +298,11 @@ static int aead_open(dtls_cipher *c, const uint8_t nonce[DTLS_NONCE_LEN], const 
                      size_t aad_len, const uint8_t *ct, size_t ct_len, const uint8_t *tag,
                      uint8_t *out)
 {
-    EVP_CIPHER_CTX *a = c->open_ctx;
+    EVP_CIPHER_CTX *a = dtls__aead_ctx(c, 0);
     int outl = 0;
     /* The EVP API takes the expected tag as void *; it only reads it. */
     void *tagp = (void *)(uintptr_t)tag;
-    if (EVP_CipherInit_ex(a, NULL, NULL, NULL, nonce, 0) != 1 ||
+    if (a == NULL || EVP_CipherInit_ex(a, NULL, NULL, NULL, nonce, 0) != 1 ||
         EVP_CIPHER_CTX_ctrl(a, EVP_CTRL_AEAD_SET_TAG, c->tag_len, tagp) != 1)
         return -1;
     if (c->kind == DTLS_AEAD_CCM) {

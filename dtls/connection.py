@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -189,16 +190,19 @@ class Connection:
         # the handshake (RFC 9846 Appendix A), with key exchange, signatures and
         # randomness from the record layer's provider (design §6)
         provider = self._records.provider.handshake
+        # the parts hold the connection weakly: a dropped connection is freed at once by
+        # its reference count, not by the cyclic garbage collector
+        me = weakref.proxy(self)
         self._handshake: ClientHandshake | ServerHandshake
         if self.is_client:
             self._handshake = ClientHandshake(
-                self, context, provider, server_name=server_name, session=session
+                me, context, provider, server_name=server_name, session=session
             )
         else:
             # a ClientHello without a cookie gets a cookie HRR (RFC 9147 §5.1); None
             # follows context.cookie_mode (an endpoint decides "auto" itself)
             self._handshake = ServerHandshake(
-                self,
+                me,
                 context,
                 provider,
                 require_cookie=(
@@ -214,7 +218,7 @@ class Connection:
         # unique ones), else the context's
         cid = connection_id if connection_id is not None else context.connection_id
         self._path = ConnectionIdUpdates(
-            self, ConnectionIds(cid() if callable(cid) else cid, cid if callable(cid) else None)
+            me, ConnectionIds(cid() if callable(cid) else cid, cid if callable(cid) else None)
         )
 
     # ---- public API ----

@@ -313,6 +313,17 @@ _SCHEMES: dict[int, tuple[str, hashes.HashAlgorithm | None]] = {
     SignatureScheme.RSA_PSS_PSS_SHA384: ("pss", _SHA384),
     SignatureScheme.RSA_PSS_PSS_SHA512: ("pss", _SHA512),
 }
+# key kind -> its schemes, in _SCHEMES order
+_SCHEMES_OF_KIND: dict[str, tuple[SignatureScheme, ...]] = {
+    kind: tuple(SignatureScheme(s) for s, (k, _) in _SCHEMES.items() if k == kind)
+    for kind, _ in _SCHEMES.values()
+}
+# the ECDSA signature algorithm objects of the ECDSA schemes, made once
+_ECDSA = {
+    scheme: ec.ECDSA(algorithm)
+    for scheme, (kind, algorithm) in _SCHEMES.items()
+    if kind.startswith("secp") and algorithm is not None
+}
 
 # What we sign and accept in CertificateVerify, in preference order: no RSASSA-PKCS1-v1_5
 # and no SHA-1 (RFC 9846 §4.2.3, §4.4.3).
@@ -356,17 +367,35 @@ def certificate_verify_content(is_server: bool, transcript_hash: bytes) -> bytes
     return (_SERVER_CONTEXT if is_server else _CLIENT_CONTEXT) + transcript_hash
 
 
+def _key_family(key: PrivateKey | PublicKey) -> str:
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return "ec"
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return "ed25519"
+    if isinstance(key, (ed448.Ed448PrivateKey, ed448.Ed448PublicKey)):
+        return "ed448"
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return "rsa"
+    return ""
+
+
+# key class -> _key_family: the isinstance checks against cryptography's ABCs, once per class
+_FAMILIES: dict[type, str] = {}
+
+
 def _key_kinds(
     key: PrivateKey | PublicKey, spki_oid: x509.ObjectIdentifier | None
 ) -> tuple[str, ...]:
     """The `_SCHEMES` key kinds a key can sign or verify for."""
-    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
-        return (key.curve.name,) if key.curve.name in _ECDSA_SCHEMES else ()
-    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
-        return ("ed25519",)
-    if isinstance(key, (ed448.Ed448PrivateKey, ed448.Ed448PublicKey)):
-        return ("ed448",)
-    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+    family = _FAMILIES.get(type(key))
+    if family is None:
+        family = _FAMILIES[type(key)] = _key_family(key)
+    if family == "ec":
+        name = key.curve.name  # type: ignore[union-attr]
+        return (name,) if name in _ECDSA_SCHEMES else ()
+    if family in ("ed25519", "ed448"):
+        return (family,)
+    if family == "rsa":
         # RFC 9846 §4.2.3: rsae needs the rsaEncryption OID, pss the RSASSA-PSS OID. A bare
         # key (no certificate) does not say which, so it may do both.
         if spki_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
@@ -397,6 +426,8 @@ def schemes_for_private_key(
     if isinstance(key, rsa.RSAPrivateKey):
         kind = "pss" if spki_oid == PublicKeyAlgorithmOID.RSASSA_PSS else "rsae"
         return [s for s in _RSA_SCHEMES[kind] if _rsa_pss_fits(key, _SCHEMES[s][1])]  # type: ignore[arg-type]
+    if len(kinds) == 1:
+        return list(_SCHEMES_OF_KIND.get(kinds[0], ()))
     return [SignatureScheme(s) for s, (kind, _) in _SCHEMES.items() if kind in kinds]
 
 
@@ -421,7 +452,7 @@ def sign(private_key: PrivateKey, scheme: int, data: bytes) -> bytes:
     algorithm = params[1]
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
         assert algorithm is not None
-        return private_key.sign(data, ec.ECDSA(algorithm))
+        return private_key.sign(data, _ECDSA[scheme])
     if isinstance(private_key, rsa.RSAPrivateKey):
         assert algorithm is not None
         return private_key.sign(data, _pss_padding(algorithm), algorithm)
@@ -460,7 +491,7 @@ def verify_signature(
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             assert algorithm is not None
-            key.verify(bytes(signature), data, ec.ECDSA(algorithm))
+            key.verify(bytes(signature), data, _ECDSA[scheme])
         elif isinstance(key, rsa.RSAPublicKey):
             assert algorithm is not None
             key.verify(bytes(signature), data, _pss_padding(algorithm), algorithm)

@@ -25,7 +25,7 @@ from .errors import (
 )
 from .events import Event
 from .iana import CipherSuite, HandshakeType
-from .keyschedule import KeySchedule, Transcript, finished_verify_data
+from .keyschedule import KeySchedule, Transcript
 from .messages import (
     Certificate,
     CertificateEntry,
@@ -63,6 +63,10 @@ class HandshakeState(Enum):
     CONNECTED = "CONNECTED"
     CLOSED = "CLOSED"
 
+    # members are singletons compared by identity: hash them so too (Enum's hash of the
+    # name is a Python call per dict lookup, and states key the handler tables)
+    __hash__ = object.__hash__
+
 
 class FlightKind(Enum):
     HANDSHAKE = "handshake"
@@ -70,6 +74,8 @@ class FlightKind(Enum):
     NEW_SESSION_TICKET = "new_session_ticket"
     NEW_CONNECTION_ID = "new_connection_id"
     REQUEST_CONNECTION_ID = "request_connection_id"
+
+    __hash__ = object.__hash__  # as HandshakeState's
 
 
 @dataclass
@@ -267,13 +273,14 @@ class Handshake:
         finished = self._decode(message)
         assert isinstance(finished, Finished)
         self._conn._implicit_ack(now)
-        expected = finished_verify_data(
-            self.hash_name, base_key, self.transcript.digest(), expand=self._crypto.hkdf_expand
-        )
+        expected = self._schedule_required().verify_data(base_key, self.transcript.digest())
         if not hmac.compare_digest(expected, finished.verify_data):
             raise DecryptError("Finished does not verify")  # RFC 9846 §4.4.4
 
     # ---- messages out ----
+    def _own_finished(self, base_key: bytes) -> Finished:
+        return Finished(self._schedule_required().verify_data(base_key, self.transcript.digest()))
+
     def _own_certificate(self, context: bytes) -> Certificate:
         if self.own_certificate_type == RAW_PUBLIC_KEY:
             assert self.context.private_key is not None
@@ -302,12 +309,10 @@ class Handshake:
         suite = self.suite
         self._conn._apply_aead_limits(suite)
         schedule = self._crypto.key_schedule(suite)
-        schedule.early_secret(self._psk.key if self._psk is not None else None)
-        schedule.handshake_secret(shared_secret)
+        if self._psk is not None:
+            schedule.early_secret(self._psk.key)
         self._schedule = schedule
-        digest = self.transcript.digest()
-        client = schedule.client_handshake_traffic_secret(digest)
-        server = schedule.server_handshake_traffic_secret(digest)
+        client, server = schedule.handshake_stage(shared_secret, self.transcript.digest())
         self.secrets["client_handshake"] = client
         self.secrets["server_handshake"] = server
         self.log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", client)
@@ -318,12 +323,9 @@ class Handshake:
         records.install_receive(2, suite, peer)
 
     def _derive_application_secrets(self) -> None:
-        schedule = self._schedule_required()
-        schedule.master_secret()
-        digest = self.transcript.digest()
-        client = schedule.client_application_traffic_secret(digest)
-        server = schedule.server_application_traffic_secret(digest)
-        exporter = schedule.exporter_master_secret(digest)
+        client, server, exporter = self._schedule_required().application_stage(
+            self.transcript.digest()
+        )
         self.secrets.update(client_application=client, server_application=server, exporter=exporter)
         self.log_secret("CLIENT_TRAFFIC_SECRET_0", client)
         self.log_secret("SERVER_TRAFFIC_SECRET_0", server)

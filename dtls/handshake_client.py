@@ -34,7 +34,6 @@ from .iana import (
 )
 from .keyschedule import (
     compute_binder,
-    finished_verify_data,
     resumption_psk,
     suite_hash_name,
 )
@@ -44,7 +43,6 @@ from .messages import (
     CertificateRequest,
     ClientHello,
     EncryptedExtensions,
-    Finished,
     KeyShareEntry,
     NewSessionTicket,
     OfferedPsks,
@@ -456,14 +454,7 @@ class ClientHandshake(Handshake):
                 out.append(self._conn._handshake_message(2, self._own_certificate_verify()))
             else:
                 out.append(self._conn._handshake_message(2, Certificate(request.context, [])))
-        finished = Finished(
-            finished_verify_data(
-                self.hash_name,
-                self.secrets["client_handshake"],
-                self.transcript.digest(),
-                expand=self._crypto.hkdf_expand,
-            )
-        )
+        finished = self._own_finished(self.secrets["client_handshake"])
         out.append(self._conn._handshake_message(2, finished))
         self.secrets["resumption"] = self._schedule_required().resumption_master_secret(
             self.transcript.digest()

@@ -51,7 +51,6 @@ from .iana import (
 from .keyschedule import (
     Transcript,
     compute_binder,
-    finished_verify_data,
     resumption_psk,
     suite_hash_name,
 )
@@ -60,7 +59,6 @@ from .messages import (
     CertificateRequest,
     ClientHello,
     EncryptedExtensions,
-    Finished,
     HandshakeFragment,
     KeyShareEntry,
     NewSessionTicket,
@@ -520,14 +518,7 @@ class ServerHandshake(Handshake):
         if certificate_auth:
             messages.append(self._conn._handshake_message(2, self._own_certificate(b"")))
             messages.append(self._conn._handshake_message(2, self._own_certificate_verify()))
-        finished = Finished(
-            finished_verify_data(
-                hash_name,
-                self.secrets["server_handshake"],
-                self.transcript.digest(),
-                expand=self._crypto.hkdf_expand,
-            )
-        )
+        finished = self._own_finished(self.secrets["server_handshake"])
         messages.append(self._conn._handshake_message(2, finished))
         self._derive_application_secrets()
         self._conn._start_application_epoch(suite, self.secrets["server_application"])

@@ -22,6 +22,20 @@ LABEL_PREFIX = b"dtls13"  # RFC 9147 §5.9; TLS 1.3 uses b"tls13 "
 _EMPTY_HASH: dict[str, bytes] = {}
 
 
+# hashlib's named constructors: hashlib.new(name) looks the digest up by name every time
+# (an OpenSSL 3 fetch), these use one fetched once
+_CONSTRUCTORS: dict[str, Callable[[], hashlib._Hash]] = {
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+}
+
+
+def new_hash(hash_name: str) -> hashlib._Hash:
+    """A fresh hash object of `hash_name` (hashlib.new's, faster for the suites' hashes)."""
+    constructor = _CONSTRUCTORS.get(hash_name)
+    return constructor() if constructor is not None else hashlib.new(hash_name)
+
+
 def suite_hash_name(suite: CipherSuite | int) -> str:
     """The hash of a cipher suite, as a hashlib name (RFC 9846 Appendix B.4)."""
     return "sha384" if suite == CipherSuite.TLS_AES_256_GCM_SHA384 else "sha256"
@@ -50,6 +64,11 @@ def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
 
 Extract = Callable[[str, bytes, bytes], bytes]  # (hash name, salt, ikm) -> PRK
 Expand = Callable[[str, bytes, bytes, int], bytes]  # (hash name, PRK, info, length) -> OKM
+#: One stage of the schedule in one call (csrc/kdf.c's dtls_key_stage): (hash name, prefix,
+#: previous stage secret or None for the Early Secret without a PSK, ikm, context, labels,
+#: n_finished) -> [secret, Derive-Secret(secret, label, context) per label, the finished_key
+#: of the first n_finished of those]
+KeyStage = Callable[[str, bytes, bytes | None, bytes, bytes, tuple[bytes, ...], int], list[bytes]]
 
 # HkdfLabel up to the context: uint16 length || opaque label<7..255>, per (length, prefix, label)
 _LABEL_HEADERS: dict[tuple[int, bytes, bytes], bytes] = {}
@@ -113,7 +132,7 @@ class Transcript:
             if hash_name != self.hash_name:
                 raise ValueError("the transcript hash is already set to another algorithm")
             return
-        h = hashlib.new(hash_name)
+        h = new_hash(hash_name)
         for data in self._buffer:
             h.update(data)
         self._buffer.clear()
@@ -140,7 +159,7 @@ class Transcript:
         if self._hash is not None:
             h = self._hash.copy()
         else:
-            h = hashlib.new(hash_name or "sha256")
+            h = new_hash(hash_name or "sha256")
             for chunk in self._buffer:
                 h.update(chunk)
         h.update(data)
@@ -165,7 +184,7 @@ class Transcript:
             raise ValueError("the transcript hash is not known yet (call set_hash)")
         if client_hello1_hash is None:
             client_hello1_hash = self._hash.digest()
-        h = hashlib.new(self.hash_name)
+        h = new_hash(self.hash_name)
         h.update(message_hash(client_hello1_hash))
         self._hash = h
 
@@ -179,11 +198,16 @@ class KeySchedule:
     """The secrets of RFC 9846 §7.1, one stage after the other.
 
     `early_secret()`, `handshake_secret()` and `master_secret()` advance the stage; the other
-    methods derive the secrets of the current stage from a transcript hash. The current
+    methods derive the secrets of the current stage from a transcript hash.
+    `handshake_stage()` and `application_stage()` advance a stage and derive what the
+    handshake needs of it together (in one call with a provider's `key_stage`). The current
     stage secret is kept privately and never shown in a repr.
     """
 
-    __slots__ = ("_expand", "_extract", "_secret", "_stage", "hash_len", "hash_name", "prefix")
+    __slots__ = (
+        "_expand", "_extract", "_finished_keys", "_key_stage", "_secret", "_stage", "hash_len",
+        "hash_name", "prefix",
+    )  # fmt: skip
 
     _EARLY = 1
     _HANDSHAKE = 2
@@ -196,10 +220,14 @@ class KeySchedule:
         *,
         extract: Extract | None = None,
         expand: Expand | None = None,
+        key_stage: KeyStage | None = None,
     ) -> None:
-        # HKDF-Extract and -Expand: a provider's (design §6), else hashlib's HMAC
+        # HKDF-Extract and -Expand: a provider's (design §6), else hashlib's HMAC; key_stage:
+        # a whole stage in one call, in place of them for handshake_stage/application_stage
         self._extract = extract or hkdf_extract
         self._expand = expand or hkdf_expand
+        self._key_stage = key_stage
+        self._finished_keys: dict[bytes, bytes] = {}  # traffic secret -> its finished_key
         self.hash_name = suite_hash_name(suite)
         self.hash_len = len(empty_hash(self.hash_name))
         self.prefix = prefix
@@ -277,6 +305,41 @@ class KeySchedule:
         """Derive-Secret(., "s hs traffic") over ClientHello...ServerHello."""
         return self._derive(self._HANDSHAKE, b"s hs traffic", transcript_hash)
 
+    def handshake_stage(
+        self, shared_secret: bytes | None, transcript_hash: bytes
+    ) -> tuple[bytes, bytes]:
+        """The Handshake Secret, then client_ and server_handshake_traffic_secret over
+        ClientHello...ServerHello (and their finished keys, RFC 9846 §4.4.4): one call with
+        a `key_stage`."""
+        if self._key_stage is None:
+            self.handshake_secret(shared_secret)
+            return (
+                self.client_handshake_traffic_secret(transcript_hash),
+                self.server_handshake_traffic_secret(transcript_hash),
+            )
+        if self._stage not in (0, self._EARLY):
+            raise ValueError("handshake secret after the early stage")
+        ikm = shared_secret if shared_secret is not None else bytes(self.hash_len)
+        prev = self._secret if self._stage == self._EARLY else None
+        secret, client, server, client_finished, server_finished = self._key_stage(
+            self.hash_name, self.prefix, prev, ikm, transcript_hash, _HANDSHAKE_LABELS, 2
+        )
+        self._secret = secret
+        self._stage = self._HANDSHAKE
+        self._finished_keys = {client: client_finished, server: server_finished}
+        return client, server
+
+    def verify_data(self, base_key: bytes, transcript_hash: bytes) -> bytes:
+        """Finished.verify_data (RFC 9846 §4.4.4) for a traffic secret of this schedule."""
+        finished_key = self._finished_keys.get(base_key)
+        if finished_key is None:
+            return finished_verify_data(
+                self.hash_name, base_key, transcript_hash, self.prefix, expand=self._expand
+            )
+        # HMAC(finished_key, transcript hash) is HKDF-Extract with the key as salt (RFC 5869
+        # §2.2): the provider's HMAC, which beats hashlib's one-shot HMAC here
+        return self._extract(self.hash_name, finished_key, transcript_hash)
+
     # -- Main Secret
     def master_secret(self) -> None:
         """Main Secret = HKDF-Extract(Derive-Secret(HS, "derived", ""), 0)."""
@@ -294,6 +357,27 @@ class KeySchedule:
         """Derive-Secret(., "s ap traffic") over ClientHello...server Finished."""
         return self._derive(self._MAIN, b"s ap traffic", transcript_hash)
 
+    def application_stage(self, transcript_hash: bytes) -> tuple[bytes, bytes, bytes]:
+        """The Main Secret, then client_ and server_application_traffic_secret_0 and
+        exporter_master_secret over ClientHello...server Finished: one call with a
+        `key_stage`."""
+        if self._key_stage is None:
+            self.master_secret()
+            return (
+                self.client_application_traffic_secret(transcript_hash),
+                self.server_application_traffic_secret(transcript_hash),
+                self.exporter_master_secret(transcript_hash),
+            )
+        if self._stage != self._HANDSHAKE:
+            raise ValueError("main secret before the handshake secret")
+        secret, client, server, exporter = self._key_stage(
+            self.hash_name, self.prefix, self._secret, bytes(self.hash_len), transcript_hash,
+            _APPLICATION_LABELS, 0,
+        )  # fmt: skip
+        self._secret = secret
+        self._stage = self._MAIN
+        return client, server, exporter
+
     def exporter_master_secret(self, transcript_hash: bytes) -> bytes:
         """Derive-Secret(., "exp master") over ClientHello...server Finished."""
         return self._derive(self._MAIN, b"exp master", transcript_hash)
@@ -301,6 +385,10 @@ class KeySchedule:
     def resumption_master_secret(self, transcript_hash: bytes) -> bytes:
         """Derive-Secret(., "res master") over ClientHello...client Finished."""
         return self._derive(self._MAIN, b"res master", transcript_hash)
+
+
+_HANDSHAKE_LABELS = (b"c hs traffic", b"s hs traffic")
+_APPLICATION_LABELS = (b"c ap traffic", b"s ap traffic", b"exp master")
 
 
 def _hash_len(hash_name: str) -> int:

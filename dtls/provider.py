@@ -18,7 +18,6 @@ environment variable DTLS13_PROVIDER does (for running a test suite under each),
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -87,7 +86,7 @@ class RecordCipherLike(Protocol):
 
 
 def _random(n: int) -> bytes:
-    return secrets.token_bytes(n)
+    return os.urandom(n)  # what secrets.token_bytes returns, one call less
 
 
 @dataclass(frozen=True)
@@ -106,10 +105,15 @@ class HandshakeCrypto:
     #: HKDF-Extract and HKDF-Expand (RFC 5869) under the key schedule (RFC 9846 §7.1)
     hkdf_extract: keyschedule.Extract = keyschedule.hkdf_extract
     hkdf_expand: keyschedule.Expand = keyschedule.hkdf_expand
+    #: a whole stage of the key schedule in one call, on the same HKDF as the two above;
+    #: None: the schedule calls them per secret
+    key_stage: keyschedule.KeyStage | None = None
 
     def key_schedule(self, suite: int) -> keyschedule.KeySchedule:
         """A key schedule for `suite` on this provider's HKDF."""
-        return keyschedule.KeySchedule(suite, extract=self.hkdf_extract, expand=self.hkdf_expand)
+        return keyschedule.KeySchedule(
+            suite, extract=self.hkdf_extract, expand=self.hkdf_expand, key_stage=self.key_stage
+        )
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,11 @@ def _load_openssl() -> RecordProvider:
         derive_traffic_keys=record.derive_traffic_keys,
         next_traffic_secret=record.next_traffic_secret,
         opened_type=record.OpenedRecord,
-        handshake=HandshakeCrypto(hkdf_extract=record.hkdf_extract, hkdf_expand=record.hkdf_expand),
+        handshake=HandshakeCrypto(
+            hkdf_extract=record.hkdf_extract,
+            hkdf_expand=record.hkdf_expand,
+            key_stage=record.key_stage,
+        ),
     )
 
 

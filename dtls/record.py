@@ -60,6 +60,7 @@ __all__ = [
     "gso_supported",
     "hkdf_expand",
     "hkdf_extract",
+    "key_stage",
     "next_traffic_secret",
     "receive_datagrams",
     "seal_plaintext",
@@ -223,6 +224,37 @@ def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
     return _unpack(out, length)
 
 
+_STAGE_LABELS: dict[tuple[bytes, ...], bytes] = {}  # labels -> uint8 length || label, each
+
+
+def key_stage(
+    hash_name: str,
+    prefix: bytes,
+    prev: bytes | None,
+    ikm: bytes,
+    context: bytes,
+    labels: tuple[bytes, ...],
+    n_finished: int,
+) -> list[bytes]:
+    """One stage of the key schedule in one C call; `keyschedule.KeyStage`'s contract."""
+    hash_id, size = _HASHES[hash_name]
+    packed = _STAGE_LABELS.get(labels)
+    if packed is None:
+        packed = b"".join(bytes([len(label)]) + label for label in labels)
+        if len(_STAGE_LABELS) < 16:
+            _STAGE_LABELS[labels] = packed
+    cap = (1 + len(labels) + n_finished) * size
+    out = _new("char[]", cap)
+    n = lib.dtls_key_stage(
+        hash_id, prefix, len(prefix), prev if prev is not None else _NULL,
+        len(prev) if prev is not None else 0, ikm, len(ikm), context, len(context),
+        packed, len(packed), n_finished, out, cap,
+    )  # fmt: skip
+    _check(n, "key stage")
+    raw = _unpack(out, cap)
+    return [raw[i : i + size] for i in range(0, cap, size)]
+
+
 def derive_traffic_keys(suite: int, secret: bytes) -> TrafficKeys:
     """key and iv (RFC 9846 §7.3) and sn_key (RFC 9147 §4.2.3) from a traffic secret."""
     key_len = _key_length(suite)
@@ -317,9 +349,9 @@ class RecordCipher:
     def from_secret(cls, suite: int, secret: bytes) -> RecordCipher:
         """The cipher of a traffic secret: key, iv and sn_key derived in C (RFC 9846 §7.3,
         RFC 9147 §4.2.3, §5.9), never held by Python."""
-        _key_length(suite)
         ctx = lib.dtls_cipher_from_secret(suite, secret, len(secret))
         if ctx == _NULL:
+            _key_length(suite)  # ConfigurationError for a suite we do not know
             raise ValueError("empty traffic secret")
         cipher = cls.__new__(cls)
         cipher._adopt(ctx, suite)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import ssl
+import weakref
 from typing import Any
 
 import pytest
@@ -550,3 +552,18 @@ def test_flight_fragments_of_one_epoch_share_records(pki: Any) -> None:
     assert encrypted[:2] == [1, 1]
     assert all(len(d.data) > 1200 - 13 for d in first_flight[:1])
     exchange(link, [b"after"])
+
+
+def test_dropped_connections_are_freed_without_the_cycle_collector(pki: Any) -> None:
+    """A connection's parts (handshake, connection-ID updates) hold it weakly: dropping an
+    established connection frees it and its record keys at once, by reference count."""
+    link = make_pair(pki)
+    handshake(link)
+    exchange(link, [b"ping"])
+    refs = [weakref.ref(link.client), weakref.ref(link.server)]
+    gc.disable()
+    try:
+        del link
+        assert [r() for r in refs] == [None, None]
+    finally:
+        gc.enable()

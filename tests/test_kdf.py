@@ -115,3 +115,23 @@ def test_openssl_provider_key_schedule_runs_in_c() -> None:
     assert crypto.hkdf_expand is record.hkdf_expand
     assert crypto.hkdf_extract is record.hkdf_extract
     assert provider.get_provider("python").handshake.hkdf_expand is keyschedule.hkdf_expand
+
+    assert crypto.key_stage is record.key_stage  # a whole stage in one C call
+    assert provider.get_provider("python").handshake.key_stage is None
+
+
+def test_key_stage_rejects_bad_arguments() -> None:
+    """dtls_key_stage checks every length (csrc/kdf.c) rather than reading past a buffer."""
+    labels = (b"c hs traffic",)
+    assert len(record.key_stage("sha256", b"dtls13", None, bytes(32), bytes(32), labels, 1)) == 3
+    for prev, ikm, context, labels_, n_finished in [
+        (bytes(31), bytes(32), bytes(32), labels, 0),  # previous secret not HashLen
+        (None, b"", bytes(32), labels, 0),  # no ikm
+        (None, bytes(32), bytes(256), labels, 0),  # context<0..255>
+        (None, bytes(32), bytes(32), labels, 2),  # more finished keys than labels
+        (None, bytes(32), bytes(32), (b"",), 0),  # empty label
+        (None, bytes(32), bytes(32), (b"x" * 250,), 0),  # prefix + label > 255
+        (None, bytes(32), bytes(32), (b"l",) * 9, 0),  # more than 8 labels
+    ]:
+        with pytest.raises(ValueError):
+            record.key_stage("sha256", b"dtls13", prev, ikm, context, labels_, n_finished)

@@ -192,6 +192,47 @@ def test_rfc8448_resumption_binder_and_early_secret() -> None:
 
 
 # ---------------------------------------------------------------------------------------
+def _key_stages() -> list[object]:
+    """The KeyStage implementations: none (the schedule's own HKDF calls) and the C one."""
+    record = pytest.importorskip("dtls.record")
+    return [None, record.key_stage]
+
+
+@pytest.mark.parametrize("c_stage", [False, True], ids=["python", "c"])
+def test_rfc8448_simple_1rtt_handshake_by_stage(c_stage: bool) -> None:
+    """§3 again through handshake_stage/application_stage/verify_data, the calls the
+    handshake makes: in one C call per stage, or the schedule's own HKDF calls."""
+    ks = KeySchedule(AES128, prefix=TLS13, key_stage=_key_stages()[c_stage])  # type: ignore[arg-type]
+    c_hs, s_hs = ks.handshake_stage(ECDHE, HASH_CH_SH)
+    assert (c_hs, s_hs) == (C_HS_TRAFFIC, S_HS_TRAFFIC)
+    transcript = Transcript("sha256")
+    for message in (CLIENT_HELLO, SERVER_HELLO, ENCRYPTED_EXTENSIONS, CERTIFICATE):
+        transcript.add(message)
+    transcript.add(CERTIFICATE_VERIFY)
+    assert ks.verify_data(s_hs, transcript.digest()) == SERVER_FINISHED
+    transcript.add(bytes([HandshakeType.FINISHED, 0, 0, 32]) + SERVER_FINISHED)
+    assert ks.application_stage(HASH_CH_SF) == (C_AP_TRAFFIC, S_AP_TRAFFIC, EXP_MASTER)
+    assert ks.verify_data(c_hs, transcript.digest()) == CLIENT_FINISHED
+    assert ks.resumption_master_secret(HASH_CH_CF) == RES_MASTER
+    # a secret the stage did not derive: its finished key is derived on demand
+    assert ks.verify_data(C_AP_TRAFFIC, HASH_CH_CF) == finished_verify_data(
+        "sha256", C_AP_TRAFFIC, HASH_CH_CF, TLS13
+    )
+
+
+@pytest.mark.parametrize("c_stage", [False, True], ids=["python", "c"])
+def test_stage_calls_enforce_the_order(c_stage: bool) -> None:
+    ks = KeySchedule(AES128, key_stage=_key_stages()[c_stage])  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ks.application_stage(HASH_CH_SF)
+    ks.handshake_stage(ECDHE, HASH_CH_SH)
+    with pytest.raises(ValueError):
+        ks.handshake_stage(ECDHE, HASH_CH_SH)
+    ks.application_stage(HASH_CH_SF)
+    with pytest.raises(ValueError):
+        ks.application_stage(HASH_CH_SF)
+
+
 # An independent reference (cryptography's HKDFExpand) for the DTLS prefix and SHA-384
 # ---------------------------------------------------------------------------------------
 
@@ -260,6 +301,33 @@ def test_dtls13_schedule_matches_reference(suite: int, with_psk: bool, with_dhe:
     assert ks.exporter_master_secret(th2) == ref["exp master"]
     assert ks.resumption_master_secret(th3) == ref["res master"]
     assert all(len(v) == n for v in ref.values())
+
+
+@pytest.mark.parametrize("suite", [AES128, AES256])
+@pytest.mark.parametrize("with_psk", [False, True])
+@pytest.mark.parametrize("with_dhe", [False, True])
+@pytest.mark.parametrize("c_stage", [False, True], ids=["python", "c"])
+def test_dtls13_stages_match_reference(
+    suite: int, with_psk: bool, with_dhe: bool, c_stage: bool
+) -> None:
+    hash_name = suite_hash_name(suite)
+    n = hashlib.new(hash_name).digest_size
+    psk = b"\x42" * n if with_psk else None
+    shared = b"\x17" * 32 if with_dhe else None
+    ref = ref_schedule(hash_name, psk, shared)
+    th1, th2, th3 = (hashlib.new(hash_name, bytes([i])).digest() for i in (1, 2, 3))
+
+    ks = KeySchedule(suite, key_stage=_key_stages()[c_stage])  # type: ignore[arg-type]
+    if psk is not None:
+        ks.early_secret(psk)
+    client, server = ks.handshake_stage(shared, th1)
+    assert (client, server) == (ref["c hs traffic"], ref["s hs traffic"])
+    for secret in (client, server):
+        finished_key = ref_expand_label(hash_name, secret, b"finished", b"", n, b"dtls13")
+        assert ks.verify_data(secret, th2) == hmac.new(finished_key, th2, hash_name).digest()
+    application = (ref["c ap traffic"], ref["s ap traffic"], ref["exp master"])
+    assert ks.application_stage(th2) == application
+    assert ks.resumption_master_secret(th3) == ref["res master"]
 
 
 def test_dtls13_prefix_separates_from_tls13() -> None:
