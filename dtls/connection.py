@@ -110,6 +110,10 @@ _AEAD_LIMITS: dict[int, tuple[int, int]] = {
 MAX_EARLY_RECORDS = 32
 # A fragment smaller than this is not worth starting in the rest of a datagram.
 MIN_FRAGMENT = 64
+# An ACK names at most this many records, the most recent (RFC 9147 §7 favours those not
+# yet acknowledged), and only as many as fit in one datagram.
+MAX_ACK_RECORDS = 32
+ACK_RECORD_NUMBER_LEN = 16
 
 
 def _group_name(group: int | None) -> str | None:
@@ -828,7 +832,11 @@ class Connection:
         ready = [n for n in numbers if n[0] <= epoch]
         waiting = [n for n in numbers if n[0] > epoch]
         if ready or not waiting:
-            record, _ = self._records.seal(epoch, ContentType.ACK, encode_ack(ready))
+            room = self.context.max_datagram_size - self._records.overhead(epoch) - 2
+            fit = min(MAX_ACK_RECORDS, room // ACK_RECORD_NUMBER_LEN)
+            record, _ = self._records.seal(
+                epoch, ContentType.ACK, encode_ack(ready[-fit:] if fit > 0 else [])
+            )
             self._emit(record)
         if self._handshake.state is HandshakeState.CONNECTED:
             self._ack_pending = waiting
