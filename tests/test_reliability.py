@@ -99,8 +99,10 @@ def test_reassembly_of_pieces_in_any_order() -> None:
     for _ in range(50):
         cuts = sorted(rng.sample(range(1, 5000), 12))
         pieces = fragments(11, 0, body, cuts)
-        pieces += [HandshakeFragment(11, 5000, 0, a, b - a, body[a:b])
-                   for a, b in (sorted(rng.sample(range(5000), 2)) for _ in range(5))]
+        pieces += [
+            HandshakeFragment(11, 5000, 0, a, b - a, body[a:b])
+            for a, b in (sorted(rng.sample(range(5000), 2)) for _ in range(5))
+        ]
         rng.shuffle(pieces)
         r = HandshakeReassembler(65536, 262144)
         for frag in pieces:
@@ -244,7 +246,11 @@ def _split_plaintext_records(datagram: bytes, first_seq: int) -> list[bytes]:
         for f in decode_handshake_fragments(datagram[pos + 13 : pos + 13 + length]):
             for i in range(f.fragment_length):
                 body = encode_handshake_fragment(
-                    f.msg_type, f.length, f.message_seq, f.fragment_offset + i, f.fragment[i : i + 1]
+                    f.msg_type,
+                    f.length,
+                    f.message_seq,
+                    f.fragment_offset + i,
+                    f.fragment[i : i + 1],
                 )
                 header = b"\x16\xfe\xfd\x00\x00" + seq.to_bytes(6, "big")
                 out.append(header + len(body).to_bytes(2, "big") + body)
