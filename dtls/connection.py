@@ -965,7 +965,11 @@ class Connection:
             return
         if self._version_known:
             self._ack_pending.append((record.epoch, record.seq))
-            self._schedule_ack(now, immediate=True)
+            # A duplicate within the flight we are still receiving (ours was implicitly
+            # acknowledged by its start) is no disruption: the flight's own delayed ACK,
+            # or our answer, covers it (RFC 9147 §7.1). Otherwise ACK at once.
+            receiving = flight is None and self._handshake.state is not HandshakeState.CONNECTED
+            self._schedule_ack(now, immediate=not receiving)
 
     # ---- handshake messages ----
     def _handle_message(self, message: ReceivedMessage, now: float) -> None:

@@ -293,3 +293,36 @@ def test_ack_of_many_records_fits_one_datagram(pki: Any, monkeypatch: Any) -> No
     for d in sent:
         server.receive_datagram(d, None, timer)
     assert not [e for e in link.server_events if isinstance(e, ConnectionClosed)]
+
+
+def test_duplicate_within_the_flight_being_received_is_not_acked(
+    pki: Any, monkeypatch: Any
+) -> None:
+    # RFC 9147 §7.1: the server's flight is acknowledged by the client's answer; a copy of
+    # its ServerHello arriving while the rest of the flight is on its way is no disruption
+    # and draws no ACK of its own (BoGo's DTLS-Replay: the peer then sees an ACK before
+    # the Finished it waits for).
+    import dtls.connection as connection
+
+    acked: list[list[tuple[int, int]]] = []
+    real_encode_ack = connection.encode_ack
+    monkeypatch.setattr(
+        connection,
+        "encode_ack",
+        lambda numbers: acked.append(list(numbers)) or real_encode_ack(numbers),
+    )
+    link = make_pair(pki)
+    client, server = link.client, link.server
+    client.connect(None, 0.0)
+    for d, _ in client.datagrams_to_send(0.0):
+        server.receive_datagram(d, None, 0.0)
+    flight = [d for d, _ in server.datagrams_to_send(0.0)]
+    sent = []
+    for d in [flight[0], flight[0], *flight[1:]]:  # each datagram as it comes, one twice
+        client.receive_datagram(d, None, 0.0)
+        sent += [d for d, _ in client.datagrams_to_send(0.0)]
+    assert acked == []
+    assert sent  # the client's Finished, which acknowledges the whole flight
+    for d in sent:
+        server.receive_datagram(d, None, 0.0)
+    assert link.server.handshake_complete
