@@ -193,7 +193,14 @@ class Handshake:
         if name is None:
             raise UnexpectedMessage(f"{type_name(msg_type)} in state {state.value}")
         expected_epoch = (
-            0 if msg_type in (HandshakeType.CLIENT_HELLO, HandshakeType.SERVER_HELLO) else 2
+            0
+            if msg_type
+            in (
+                HandshakeType.CLIENT_HELLO,
+                HandshakeType.SERVER_HELLO,
+                HandshakeType.HELLO_VERIFY_REQUEST,
+            )
+            else 2
         )
         if message.epoch != expected_epoch:
             raise UnexpectedMessage(f"{type_name(msg_type)} in epoch {message.epoch}")
