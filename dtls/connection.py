@@ -727,9 +727,11 @@ class Connection:
         self._ack_deadline = None
         self._transmit(flight, now)
 
-    def _send_post_handshake(self, kind: FlightKind, message: Any) -> None:
+    def _send_post_handshake(self, kind: FlightKind, *messages: Any) -> None:
+        """One post-handshake flight (RFC 9147 §5.8.4) of one message, or of several
+        NewSessionTickets sent together."""
         flight = OutgoingFlight(
-            [self._handshake_message(self._app_send_epoch, message)], needs_ack=True
+            [self._handshake_message(self._app_send_epoch, m) for m in messages], needs_ack=True
         )
         self._flights[kind] = flight
         self._unsent.append(flight)  # sent by datagrams_to_send(now), which knows the time
