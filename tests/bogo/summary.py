@@ -1,11 +1,12 @@
 """Summarise the runner's -json-output: passed/failed/unimplemented/disabled per category.
 
-    summary.py RESULTS CONFIG [ALL]
+    summary.py RESULTS CONFIG [ALL] [-v]
 
 RESULTS is the run's -json-output, CONFIG the shim config, ALL the -json-output of
 run.sh's listing pass (every test of the subset, disabled ones included): the runner
 leaves disabled tests out of RESULTS, so they are counted from ALL. Exit status 1 if a
 test that is not disabled failed, or if a test of ALL neither ran nor is disabled.
+-v also lists how many tests each DisabledTests pattern took, with its reason.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ def category(name: str) -> str:
 
 def classify(
     results: dict[str, dict[str, str]], disabled: dict[str, str], listed: list[str]
-) -> tuple[dict[str, Counter[str]], list[str], list[str]]:
-    """Per category, how many tests are of each kind; the failed tests; and the listed
-    tests that did not run although no pattern disables them."""
+) -> tuple[dict[str, Counter[str]], list[str], list[str], Counter[str]]:
+    """Per category, how many tests are of each kind; the failed tests; the listed tests
+    that did not run although no pattern disables them; and how many each pattern
+    disabled (the first that matches)."""
     table: dict[str, Counter[str]] = defaultdict(Counter)
     failed, missing = [], []
+    by_pattern: Counter[str] = Counter()
     for name, result in results.items():
         actual = result["actual"]
         kind = "passed" if actual == "PASS" else "unimplemented" if actual == "SKIP" else "failed"
@@ -40,11 +43,13 @@ def classify(
     for name in listed:
         if name in results:
             continue
-        if any(fnmatch.fnmatchcase(name, p) for p in disabled):
+        pattern = next((p for p in disabled if fnmatch.fnmatchcase(name, p)), None)
+        if pattern is not None:
             table[category(name)]["disabled"] += 1
+            by_pattern[pattern] += 1
         else:
             missing.append(name)
-    return table, sorted(failed), sorted(missing)
+    return table, sorted(failed), sorted(missing), by_pattern
 
 
 def main(result_file: str, config_file: str, all_file: str | None = None) -> int:
@@ -56,7 +61,7 @@ def main(result_file: str, config_file: str, all_file: str | None = None) -> int
     if all_file is not None:
         with open(all_file) as f:
             listed = list(json.load(f)["tests"])
-    table, failed, missing = classify(results, disabled, listed)
+    table, failed, missing, by_pattern = classify(results, disabled, listed)
     print(f"{'category':40} " + " ".join(f"{k:>13}" for k in KINDS))
     total: Counter[str] = Counter()
     for cat in sorted(table):
@@ -66,6 +71,9 @@ def main(result_file: str, config_file: str, all_file: str | None = None) -> int
     ran = total["passed"] + total["failed"]
     if ran:
         print(f"passed {total['passed']} of {ran} run ({100 * total['passed'] / ran:.1f}%)")
+    if "-v" in sys.argv:
+        for pattern, n in by_pattern.most_common():
+            print(f"disabled {n:4} {pattern}: {disabled[pattern]}")
     for name in failed:
         print("FAILED", name)
     for name in missing:
@@ -74,4 +82,4 @@ def main(result_file: str, config_file: str, all_file: str | None = None) -> int
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(*[a for a in sys.argv[1:] if a != "-v"][:3]))
