@@ -111,6 +111,10 @@ _AEAD_LIMITS: dict[int, tuple[int, int]] = {
 MAX_EARLY_RECORDS = 32
 # A fragment smaller than this is not worth starting in the rest of a datagram.
 MIN_FRAGMENT = 64
+# An ACK names at most this many records, the most recent (RFC 9147 §7 favours those not
+# yet acknowledged), and only as many as fit in one datagram.
+MAX_ACK_RECORDS = 32
+ACK_RECORD_NUMBER_LEN = 16
 
 
 def _group_name(group: int | None) -> str | None:
@@ -727,9 +731,11 @@ class Connection:
         self._ack_deadline = None
         self._transmit(flight, now)
 
-    def _send_post_handshake(self, kind: FlightKind, message: Any) -> None:
+    def _send_post_handshake(self, kind: FlightKind, *messages: Any) -> None:
+        """One post-handshake flight (RFC 9147 §5.8.4) of one message, or of several
+        NewSessionTickets sent together."""
         flight = OutgoingFlight(
-            [self._handshake_message(self._app_send_epoch, message)], needs_ack=True
+            [self._handshake_message(self._app_send_epoch, m) for m in messages], needs_ack=True
         )
         self._flights[kind] = flight
         self._unsent.append(flight)  # sent by datagrams_to_send(now), which knows the time
@@ -832,7 +838,11 @@ class Connection:
         ready = [n for n in numbers if n[0] <= epoch]
         waiting = [n for n in numbers if n[0] > epoch]
         if ready or not waiting:
-            record, _ = self._records.seal(epoch, ContentType.ACK, encode_ack(ready))
+            room = self.context.max_datagram_size - self._records.overhead(epoch) - 2
+            fit = min(MAX_ACK_RECORDS, room // ACK_RECORD_NUMBER_LEN)
+            record, _ = self._records.seal(
+                epoch, ContentType.ACK, encode_ack(ready[-fit:] if fit > 0 else [])
+            )
             self._emit(record)
         if self._handshake.state is HandshakeState.CONNECTED:
             self._ack_pending = waiting
@@ -961,7 +971,11 @@ class Connection:
             return
         if self._version_known:
             self._ack_pending.append((record.epoch, record.seq))
-            self._schedule_ack(now, immediate=True)
+            # A duplicate within the flight we are still receiving (ours was implicitly
+            # acknowledged by its start) is no disruption: the flight's own delayed ACK,
+            # or our answer, covers it (RFC 9147 §7.1). Otherwise ACK at once.
+            receiving = flight is None and self._handshake.state is not HandshakeState.CONNECTED
+            self._schedule_ack(now, immediate=not receiving)
 
     # ---- handshake messages ----
     def _handle_message(self, message: ReceivedMessage, now: float) -> None:

@@ -77,7 +77,10 @@ class ClientHandshake(Handshake):
 
     is_client = True
     _handlers = {
-        HandshakeState.WAIT_SH: {HandshakeType.SERVER_HELLO: "_client_server_hello"},
+        HandshakeState.WAIT_SH: {
+            HandshakeType.SERVER_HELLO: "_client_server_hello",
+            HandshakeType.HELLO_VERIFY_REQUEST: "_client_hello_verify_request",
+        },
         HandshakeState.WAIT_EE: {
             HandshakeType.ENCRYPTED_EXTENSIONS: "_client_encrypted_extensions"
         },
@@ -262,6 +265,11 @@ class ClientHandshake(Handshake):
             record, _ = self._conn._records.seal(1, ContentType.APPLICATION_DATA, data)
             self._conn._emit(record)
             self._early_sent.append(data)
+
+    def _client_hello_verify_request(self, message: ReceivedMessage, now: float) -> None:
+        # Only a DTLS 1.2 (or older) server answers with HelloVerifyRequest (RFC 6347
+        # §4.2.1); DTLS 1.3 has none (RFC 9147 §5.1): the versions do not meet.
+        raise ProtocolVersionError("server answered with HelloVerifyRequest (DTLS 1.2 or older)")
 
     def _client_server_hello(self, message: ReceivedMessage, now: float) -> None:
         sh = self._decode(message)

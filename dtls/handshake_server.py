@@ -719,12 +719,15 @@ class ServerHandshake(Handshake):
         if self.context.session_tickets > 0 and self._client_psk_modes & set(
             self.context.psk_key_exchange_modes
         ):
-            self._send_new_session_ticket()
+            self._conn._send_post_handshake(
+                FlightKind.NEW_SESSION_TICKET,
+                *[self._new_session_ticket() for _ in range(self.context.session_tickets)],
+            )
         self._conn._release_early_records()
 
-    def _send_new_session_ticket(self) -> None:
-        """A self-contained ticket (RFC 9846 §4.6.1), acknowledged like every
-        post-handshake message (RFC 9147 §5.8.4)."""
+    def _new_session_ticket(self) -> NewSessionTicket:
+        """A self-contained ticket (RFC 9846 §4.6.1); the tickets of a connection go in one
+        flight, acknowledged like every post-handshake message (RFC 9147 §5.8.4)."""
         ctx = self.context
         nonce = self._tickets_sent.to_bytes(8, "big")
         self._tickets_sent += 1
@@ -749,4 +752,4 @@ class ServerHandshake(Handshake):
             ticket=ctx.ticket_keys().seal(contents),
             max_early_data_size=max_early or None,
         )
-        self._conn._send_post_handshake(FlightKind.NEW_SESSION_TICKET, ticket)
+        return ticket

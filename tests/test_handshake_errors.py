@@ -1484,3 +1484,21 @@ def test_fuzz_mutated_handshake_datagrams(
         link.client.send(b"after the storm")
         link.run(until=link.now + 60)
         assert link.events_of("server", DataReceived)[-1] == DataReceived(b"after the storm")
+
+
+def test_hello_verify_request_is_answered_with_protocol_version(pki: Any) -> None:
+    # A DTLS 1.2 server answers a ClientHello with HelloVerifyRequest (RFC 6347 §4.2.1),
+    # which DTLS 1.3 does not have (RFC 9147 §5.1): the versions do not meet, and the
+    # alert says so (protocol_version), rather than unexpected_message.
+    client = Connection(Context.client(cadata=pki.ca_pem), server_name="localhost")
+    client.connect(SERVER_ADDR, 0.0)
+    client.datagrams_to_send(0.0)
+    body = b"\xfe\xfd" + bytes([8]) + b"cookie!!"  # server_version, cookie<0..255>
+    fragment = bytes([3]) + struct.pack(">I", len(body))[1:] + b"\x00\x00" + b"\x00\x00\x00"
+    fragment += struct.pack(">I", len(body))[1:] + body
+    record = b"\x16\xfe\xff" + bytes(8) + struct.pack(">H", len(fragment)) + fragment
+    client.receive_datagram(record, SERVER_ADDR, 0.0)
+    closed = [e for e in iter(client.next_event, None) if isinstance(e, ConnectionClosed)]
+    assert closed and closed[0].alert == AlertDescription.PROTOCOL_VERSION
+    alerts = [d for d, _ in client.datagrams_to_send(0.0)]
+    assert alerts and alerts[0][0] == 21 and alerts[0][-2:] == bytes([2, 70])

@@ -99,8 +99,10 @@ def test_reassembly_of_pieces_in_any_order() -> None:
     for _ in range(50):
         cuts = sorted(rng.sample(range(1, 5000), 12))
         pieces = fragments(11, 0, body, cuts)
-        pieces += [HandshakeFragment(11, 5000, 0, a, b - a, body[a:b])
-                   for a, b in (sorted(rng.sample(range(5000), 2)) for _ in range(5))]
+        pieces += [
+            HandshakeFragment(11, 5000, 0, a, b - a, body[a:b])
+            for a, b in (sorted(rng.sample(range(5000), 2)) for _ in range(5))
+        ]
         rng.shuffle(pieces)
         r = HandshakeReassembler(65536, 262144)
         for frag in pieces:
@@ -231,3 +233,96 @@ def test_random_loss(pki: Any) -> None:
         done = link.events_of("client", HandshakeCompleted)
         closed = link.events_of("client", ConnectionClosed)
         assert done or closed
+
+
+def _split_plaintext_records(datagram: bytes, first_seq: int) -> list[bytes]:
+    """The datagram's epoch-0 handshake records re-sent as one-byte fragments, each in a
+    record of its own (the peer BoGo's SplitHandshakeRecords plays)."""
+    from dtls.messages import decode_handshake_fragments, encode_handshake_fragment
+
+    out, pos, seq = [], 0, first_seq
+    while pos + 13 <= len(datagram) and datagram[pos] == 22:
+        length = int.from_bytes(datagram[pos + 11 : pos + 13], "big")
+        for f in decode_handshake_fragments(datagram[pos + 13 : pos + 13 + length]):
+            for i in range(f.fragment_length):
+                body = encode_handshake_fragment(
+                    f.msg_type,
+                    f.length,
+                    f.message_seq,
+                    f.fragment_offset + i,
+                    f.fragment[i : i + 1],
+                )
+                header = b"\x16\xfe\xfd\x00\x00" + seq.to_bytes(6, "big")
+                out.append(header + len(body).to_bytes(2, "big") + body)
+                seq += 1
+        pos += 13 + length
+    return out
+
+
+def test_ack_of_many_records_fits_one_datagram(pki: Any, monkeypatch: Any) -> None:
+    # RFC 9147 §7: an ACK names as many records as fit, favouring the most recent; a
+    # ServerHello in ~100 one-byte records must not make an ACK larger than a datagram.
+    import dtls.connection as connection
+
+    acked: list[list[tuple[int, int]]] = []
+    real_encode_ack = connection.encode_ack
+
+    def encode_ack(numbers: Any) -> bytes:
+        acked.append(list(numbers))
+        return real_encode_ack(numbers)
+
+    monkeypatch.setattr(connection, "encode_ack", encode_ack)
+    link = make_pair(pki)
+    client, server = link.client, link.server
+    client.connect(None, 0.0)
+    for d, _ in client.datagrams_to_send(0.0):
+        server.receive_datagram(d, None, 0.0)
+    flight = [d for d, _ in server.datagrams_to_send(0.0)]
+    records = _split_plaintext_records(flight[0], first_seq=0)
+    assert len(records) > 64
+    for r in records:
+        client.receive_datagram(r, None, 0.0)
+    # the encrypted rest of the flight is lost: the ACK timer fires
+    timer = client.get_timer()
+    assert timer is not None
+    client.handle_timer(timer)
+    sent = [d for d, _ in client.datagrams_to_send(timer)]
+    assert sent and all(len(d) <= client.context.max_datagram_size for d in sent)
+    assert acked and acked[-1] == [(0, s) for s in range(len(records))][-len(acked[-1]) :]
+    assert 10 < len(acked[-1]) <= connection.MAX_ACK_RECORDS
+    for d in sent:
+        server.receive_datagram(d, None, timer)
+    assert not [e for e in link.server_events if isinstance(e, ConnectionClosed)]
+
+
+def test_duplicate_within_the_flight_being_received_is_not_acked(
+    pki: Any, monkeypatch: Any
+) -> None:
+    # RFC 9147 §7.1: the server's flight is acknowledged by the client's answer; a copy of
+    # its ServerHello arriving while the rest of the flight is on its way is no disruption
+    # and draws no ACK of its own (BoGo's DTLS-Replay: the peer then sees an ACK before
+    # the Finished it waits for).
+    import dtls.connection as connection
+
+    acked: list[list[tuple[int, int]]] = []
+    real_encode_ack = connection.encode_ack
+    monkeypatch.setattr(
+        connection,
+        "encode_ack",
+        lambda numbers: acked.append(list(numbers)) or real_encode_ack(numbers),
+    )
+    link = make_pair(pki)
+    client, server = link.client, link.server
+    client.connect(None, 0.0)
+    for d, _ in client.datagrams_to_send(0.0):
+        server.receive_datagram(d, None, 0.0)
+    flight = [d for d, _ in server.datagrams_to_send(0.0)]
+    sent = []
+    for d in [flight[0], flight[0], *flight[1:]]:  # each datagram as it comes, one twice
+        client.receive_datagram(d, None, 0.0)
+        sent += [d for d, _ in client.datagrams_to_send(0.0)]
+    assert acked == []
+    assert sent  # the client's Finished, which acknowledges the whole flight
+    for d in sent:
+        server.receive_datagram(d, None, 0.0)
+    assert link.server.handshake_complete

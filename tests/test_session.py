@@ -348,3 +348,17 @@ def test_new_session_ticket_ack_is_delayed(pki: Any) -> None:
     arrival = last_ticket.time + link.latency
     delay = after[0].time - arrival
     assert delay == pytest.approx(link.client._rto.value / 4, rel=1e-6)
+
+
+def test_server_sends_session_tickets_count_in_one_flight(pki: Any) -> None:
+    # Context.session_tickets is how many NewSessionTickets the server sends (RFC 9846
+    # §4.6.1 allows several); they go as one post-handshake flight, one ACK for all
+    # (RFC 9147 §5.8.4). BoGo's runner expects BoringSSL's two.
+    link = make_pair(pki, server_settings={"session_tickets": 2})
+    handshake(link)
+    link.run(until=link.now + 60)
+    tickets = link.events_of("client", SessionTicketReceived)
+    assert len(tickets) == 2
+    assert tickets[0].session.ticket != tickets[1].session.ticket
+    assert not link.server._flights  # both acknowledged, nothing left to retransmit
+    assert link.server.retransmissions == 0

@@ -16,6 +16,8 @@ apart with -allow-unimplemented).
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import socket
 import struct
 import sys
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 UNIMPLEMENTED = 89
+_log = logging.getLogger("bogo.shim")
 DTLS13 = 0xFEFC
 
 # flags that take no value (the ones this shim knows; others exit 89)
@@ -53,7 +56,6 @@ _BOOL_FLAGS = {
     "-expect-no-session-id",
     "-no-ticket",
     "-decline-alpn",
-    "-select-empty-alpn",
     "-expect-accept-early-data",
     "-expect-reject-early-data",
     "-expect-no-offer-early-data",
@@ -62,10 +64,25 @@ _BOOL_FLAGS = {
     "-reverify-on-resume",
     "-allow-unknown-alpn-protos",
     "-is-handshaker-supported",
+    "-expect-verify-result",
+    "-use-old-client-cert-callback",
+    "-no-tls1",
+    "-no-tls11",
+    "-no-tls12",
+    "-no-tls13",
 }
 # flags whose effect here is none: BoringSSL internals the engine has no counterpart for
 # and that do not change what goes on the wire (sync vs async BIOs, callback styles)
-_IGNORED = {"-async", "-use-custom-verify-callback", "-reverify-on-resume"}
+_IGNORED = {
+    "-async",
+    "-use-custom-verify-callback",
+    "-reverify-on-resume",
+    "-use-old-client-cert-callback",
+    # we implement DTLS 1.3 only: turning the older versions off changes nothing
+    "-no-tls1",
+    "-no-tls11",
+    "-no-tls12",
+}
 _VALUE_FLAGS = {
     "-port",
     "-shim-id",
@@ -74,7 +91,6 @@ _VALUE_FLAGS = {
     "-trust-cert",
     "-resume-count",
     "-mtu",
-    "-expect-verify-result",
     "-export-keying-material",
     "-export-label",
     "-export-context",
@@ -99,6 +115,7 @@ _VALUE_FLAGS = {
     "-expect-advertised-alpn",
     "-signing-prefs",
     "-verify-prefs",
+    "-srtp-profiles",
 }
 # flags that are repeated, one value each
 _LIST_FLAGS = {"-curves", "-signing-prefs", "-verify-prefs"}
@@ -169,7 +186,7 @@ def check_supported(cfg: Config) -> None:
         raise Unimplemented("a DTLS version other than 1.3")
     if cfg.has("-min-version") and int(cfg.get("-min-version")) < DTLS13:
         pass  # a lower minimum still negotiates 1.3 with us
-    for flag in ("-send-alert", "-enable-early-data"):
+    for flag in ("-send-alert", "-enable-early-data", "-no-tls13"):
         if cfg.has(flag):
             raise Unimplemented(flag)
 
@@ -189,6 +206,8 @@ def _alpn_list(wire: str) -> list[str]:
 _SERVER_TICKET_KEYS: list[Any] = [None]
 #: the runner's clock, in seconds: it only moves forward, across connections too
 _CLOCK: list[float] = [1000.0]
+#: the verify callback refused a chain (SSL_get_verify_result; a resumed session keeps it)
+_VERIFY_FAILED: list[bool] = [False]
 
 
 class Shim:
@@ -220,7 +239,10 @@ class Shim:
         import ssl
 
         import dtls
+        from dtls.errors import CertificateError
+        from dtls.iana import AlertDescription
         from dtls.session import ExternalPsk
+        from dtls.srtp import SrtpProfile
 
         cfg = self.cfg
         server = cfg.has("-server")
@@ -231,6 +253,13 @@ class Shim:
             # BoringSSL's DTLS 1.3 initial retransmit timeout (d1_lib.cc), which the
             # runner's timeout checks expect
             "initial_retransmit_timeout": 0.4,
+            # BoringSSL fails a handshake after 12 timeouts (DTLS1_MAX_TIMEOUTS) and has
+            # no overall handshake deadline; the runner's timeout schedule expects both
+            "max_retransmissions": 12,
+            "handshake_timeout": float("inf"),
+            # BoringSSL's replay window (DTLSReplayBitmap: 256 records), which
+            # DTLS-Replay-NonMonotonic's reordering by up to 255 records needs
+            "replay_window": 256,
         }
         if cfg.has("-mtu"):
             settings["max_datagram_size"] = int(cfg.get("-mtu"))
@@ -245,6 +274,20 @@ class Shim:
                 cfg.get("-psk-identity", "").encode(), cfg.get("-psk").encode()
             )
             settings["psk_key_exchange_modes"] = (1, 0)
+        if cfg.has("-srtp-profiles"):
+            # OpenSSL's names (SRTP_AES128_CM_SHA1_80), RFC 5764 §4.1.2's code points
+            names = {
+                "SRTP_AES128_CM_SHA1_80": SrtpProfile.SRTP_AES128_CM_HMAC_SHA1_80,
+                "SRTP_AES128_CM_SHA1_32": SrtpProfile.SRTP_AES128_CM_HMAC_SHA1_32,
+                "SRTP_AEAD_AES_128_GCM": SrtpProfile.SRTP_AEAD_AES_128_GCM,
+                "SRTP_AEAD_AES_256_GCM": SrtpProfile.SRTP_AEAD_AES_256_GCM,
+            }
+            try:
+                settings["srtp_profiles"] = tuple(
+                    names[n] for n in cfg.get("-srtp-profiles").split(":")
+                )
+            except KeyError as exc:
+                raise Unimplemented(f"SRTP profile {exc}") from None
         if server:
             settings["cookie_mode"] = dtls.CookieMode.NEVER
             if cfg.has("-select-alpn"):
@@ -266,11 +309,20 @@ class Shim:
             if server:
                 ctx.request_client_certificate = True
         if cfg.has("-verify-fail"):
+            # As bssl_shim's callbacks: the custom one fails with certificate_unknown, the
+            # X509 one with handshake_failure; without -verify-peer (SSL_VERIFY_NONE) the
+            # failure is only recorded (the soft-fail tests read it back).
+            alert = (
+                AlertDescription.CERTIFICATE_UNKNOWN
+                if cfg.has("-use-custom-verify-callback")
+                else AlertDescription.HANDSHAKE_FAILURE
+            )
+            hard = cfg.has("-verify-peer") or cfg.has("-require-any-client-certificate")
 
             def refuse(chain: Any, name: str | None) -> None:
-                from dtls.errors import BadCertificate
-
-                raise BadCertificate("verify callback refused the chain")
+                _VERIFY_FAILED[0] = True
+                if hard:
+                    raise CertificateError("verify callback refused the chain", alert=alert)
 
             ctx.verify_callback = refuse
         conn = dtls.Connection(
@@ -293,12 +345,24 @@ class Shim:
 
     def flush(self) -> None:
         out = self.conn.datagrams_to_send(self.now)
-        if out:
+        for d, _ in out:
+            _log.debug("%.3f send %d bytes: %s", self.now, len(d), d[:24].hex())
+        if not out:
+            return
+        try:
             self.sock.sendall(b"".join(b"P" + struct.pack(">I", len(d)) + d for d, _ in out))
+        except OSError:
+            from dtls.connection import HandshakeState
+
+            # The runner may close its end as soon as it has sent close_notify: our
+            # answering close_notify then meets a closed socket, which is no failure.
+            if self.conn.state is not HandshakeState.CLOSED:
+                raise
 
     def pump(self) -> None:
         """Read one thing from the runner and act on it."""
         op = self._read_exact(1)
+        _log.debug("%.3f runner %r", self.now, op)
         if op == b"P":
             (n,) = struct.unpack(">I", self._read_exact(4))
             self.conn.receive_datagram(self._read_exact(n), ("runner", 0), self.now)
@@ -314,6 +378,8 @@ class Shim:
         elif op == b"E":
             (ns,) = struct.unpack(">Q", self._read_exact(8))
             timer = self.conn.get_timer()
+            if timer == float("inf"):
+                timer = None  # the handshake deadline, which we turned off
             if ns == (1 << 64) - 1:
                 if timer is not None:
                     raise Failure(f"Expected no timeout, but got {timer - self.now:.6f}s.")
@@ -411,13 +477,23 @@ class Shim:
                 raise Failure("no close_notify from the peer") from None
         return self.new_session
 
+    def linger(self) -> None:
+        """After a failure: send what is queued (our alert), then read until the runner
+        closes, so that it reads the alert rather than a reset connection."""
+        with contextlib.suppress(OSError):
+            self.flush()
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(10)
+            while self.sock.recv(65536):
+                pass
+
     def write(self, data: bytes) -> None:
         self.conn.send(data)
         self.flush()
 
     def check_handshake(self) -> None:
         cfg, conn = self.cfg, self.conn
-        retried = bool(getattr(conn, "_retried", False)) if conn.is_client else False
+        retried = bool(getattr(conn._handshake, "_retried", False)) if conn.is_client else False
         if cfg.has("-expect-hrr") and conn.is_client and not retried:
             raise Failure("Got no HRR, but wanted opposite.")
         if cfg.has("-expect-no-hrr") and retried:
@@ -440,6 +516,10 @@ class Shim:
             raise Failure(f"Bad cipher: {conn.cipher_suite}")
         if cfg.has("-expect-version") and int(cfg.get("-expect-version")) != DTLS13:
             raise Failure("Bad version")
+        if not conn.resumed and not cfg.has("-verify-fail"):
+            _VERIFY_FAILED[0] = False
+        if cfg.has("-expect-verify-result") and _VERIFY_FAILED[0] != cfg.has("-verify-fail"):
+            raise Failure("Wrong certificate verification result")
         needs_cert = not cfg.has("-psk") and (
             not cfg.has("-server") or cfg.has("-require-any-client-certificate")
         )
@@ -471,25 +551,39 @@ def main(argv: list[str]) -> int:
     if "-is-handshaker-supported" in argv:
         print("No")
         return 0
+    if os.environ.get("BOGO_SHIM_LOG"):
+        # debugging: the engine's log and the runner's opcodes, appended to this file
+        logging.basicConfig(
+            filename=os.environ["BOGO_SHIM_LOG"], level=logging.DEBUG, format="%(message)s"
+        )
+        logging.debug("shim %s", " ".join(argv))
     try:
         initial, resume, _retry = parse(argv)
         for cfg in (initial, resume):
             check_supported(cfg)
         session: Any = None
+        shim: Shim | None = None
         for i in range(int(initial.get("-resume-count", "0")) + 1):
             cfg = resume if i else initial
             if i and not cfg.has("-server") and session is None and not cfg.has("-psk"):
                 print("No session to offer.", file=sys.stderr)
                 return 1
-            session = Shim(cfg, session, is_resume=i > 0).run() or session
+            shim = None
+            shim = Shim(cfg, session, is_resume=i > 0)
+            session = shim.run() or session
     except Unimplemented as exc:
         print(f"unimplemented: {exc}", file=sys.stderr)
         return UNIMPLEMENTED
     except Failure as exc:
         print(exc, file=sys.stderr)
+        if shim is not None:
+            shim.linger()
         return 1
     except EOFError:
         print("runner closed the connection early", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"runner connection failed: {exc!r}", file=sys.stderr)
         return 1
     return 0
 

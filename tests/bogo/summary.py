@@ -1,6 +1,12 @@
 """Summarise the runner's -json-output: passed/failed/unimplemented/disabled per category.
 
-Exit status 1 if a test that is not disabled failed.
+    summary.py RESULTS CONFIG [ALL] [-v]
+
+RESULTS is the run's -json-output, CONFIG the shim config, ALL the -json-output of
+run.sh's listing pass (every test of the subset, disabled ones included): the runner
+leaves disabled tests out of RESULTS, so they are counted from ALL. Exit status 1 if a
+test that is not disabled failed, or if a test of ALL neither ran nor is disabled.
+-v also lists how many tests each DisabledTests pattern took, with its reason.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ import json
 import sys
 from collections import Counter, defaultdict
 
+KINDS = ("passed", "failed", "unimplemented", "disabled")
+
 
 def category(name: str) -> str:
     """The test family: the name's first word (two for DTLS-*)."""
@@ -17,36 +25,61 @@ def category(name: str) -> str:
     return "-".join(parts[:2]) if parts[0] == "DTLS" and len(parts) > 1 else parts[0]
 
 
-def main(result_file: str, config_file: str) -> int:
-    with open(result_file) as f:
-        tests: dict[str, dict[str, str]] = json.load(f)["tests"]
-    with open(config_file) as f:
-        disabled: dict[str, str] = json.load(f)["DisabledTests"]
+def classify(
+    results: dict[str, dict[str, str]], disabled: dict[str, str], listed: list[str]
+) -> tuple[dict[str, Counter[str]], list[str], list[str], Counter[str]]:
+    """Per category, how many tests are of each kind; the failed tests; the listed tests
+    that did not run although no pattern disables them; and how many each pattern
+    disabled (the first that matches)."""
     table: dict[str, Counter[str]] = defaultdict(Counter)
-    failed = []
-    for name, result in tests.items():
+    failed, missing = [], []
+    by_pattern: Counter[str] = Counter()
+    for name, result in results.items():
         actual = result["actual"]
-        if actual == "SKIP" and any(fnmatch.fnmatchcase(name, p) for p in disabled):
-            kind = "disabled"
-        elif actual == "PASS":
-            kind = "passed"
-        elif actual == "SKIP":
-            kind = "unimplemented"
-        else:
-            kind = "failed"
+        kind = "passed" if actual == "PASS" else "unimplemented" if actual == "SKIP" else "failed"
+        if kind == "failed":
             failed.append(name)
         table[category(name)][kind] += 1
-    kinds = ("passed", "failed", "unimplemented", "disabled")
-    print(f"{'category':40} " + " ".join(f"{k:>13}" for k in kinds))
+    for name in listed:
+        if name in results:
+            continue
+        pattern = next((p for p in disabled if fnmatch.fnmatchcase(name, p)), None)
+        if pattern is not None:
+            table[category(name)]["disabled"] += 1
+            by_pattern[pattern] += 1
+        else:
+            missing.append(name)
+    return table, sorted(failed), sorted(missing), by_pattern
+
+
+def main(result_file: str, config_file: str, all_file: str | None = None) -> int:
+    with open(result_file) as f:
+        results: dict[str, dict[str, str]] = json.load(f)["tests"]
+    with open(config_file) as f:
+        disabled: dict[str, str] = json.load(f)["DisabledTests"]
+    listed: list[str] = []
+    if all_file is not None:
+        with open(all_file) as f:
+            listed = list(json.load(f)["tests"])
+    table, failed, missing, by_pattern = classify(results, disabled, listed)
+    print(f"{'category':40} " + " ".join(f"{k:>13}" for k in KINDS))
     total: Counter[str] = Counter()
     for cat in sorted(table):
         total.update(table[cat])
-        print(f"{cat:40} " + " ".join(f"{table[cat][k]:>13}" for k in kinds))
-    print(f"{'total':40} " + " ".join(f"{total[k]:>13}" for k in kinds))
-    for name in sorted(failed):
+        print(f"{cat:40} " + " ".join(f"{table[cat][k]:>13}" for k in KINDS))
+    print(f"{'total':40} " + " ".join(f"{total[k]:>13}" for k in KINDS))
+    ran = total["passed"] + total["failed"]
+    if ran:
+        print(f"passed {total['passed']} of {ran} run ({100 * total['passed'] / ran:.1f}%)")
+    if "-v" in sys.argv:
+        for pattern, n in by_pattern.most_common():
+            print(f"disabled {n:4} {pattern}: {disabled[pattern]}")
+    for name in failed:
         print("FAILED", name)
-    return 1 if failed else 0
+    for name in missing:
+        print("NOT RUN", name)
+    return 1 if failed or missing else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(*[a for a in sys.argv[1:] if a != "-v"][:3]))
