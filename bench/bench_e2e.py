@@ -138,7 +138,7 @@ def _app_cipher(lines: list[str], conn: Any) -> Any:
 
 def run_receiver(cfg: dict[str, Any]) -> None:
     from dtls.connection import Connection
-    from dtls.events import DataReceived
+    from dtls.events import DataReceived, DataReceivedBatch
     from dtls.record import (
         BufferPool,
         OpenError,
@@ -182,7 +182,9 @@ def run_receiver(cfg: dict[str, Any]) -> None:
     def engine_events() -> int:
         n = 0
         while (event := conn.next_event()) is not None:
-            if type(event) is DataReceived and len(event.data) == PAYLOAD_SIZE:
+            if type(event) is DataReceivedBatch:  # receive_datagrams: one event per run
+                n += list(map(len, event.data)).count(PAYLOAD_SIZE)
+            elif type(event) is DataReceived and len(event.data) == PAYLOAD_SIZE:
                 n += 1
         return n
 

@@ -32,7 +32,7 @@ from pki import build_pki
 
 from dtls.config import Context, CookieMode
 from dtls.connection import Connection
-from dtls.events import DataReceived
+from dtls.events import DataReceived, DataReceivedBatch
 
 PAYLOAD = bytes(1200)
 HOST = b"localhost"
@@ -60,6 +60,24 @@ def dtls13_records(pair: tuple[Connection, Connection], count: int) -> None:
         event = server.next_event()
         if event.__class__ is not DataReceived:
             raise RuntimeError(f"expected the record, got {event!r}")
+
+
+BATCH = 64
+
+
+def dtls13_records_batched(pair: tuple[Connection, Connection], count: int) -> None:
+    """`count` batches of BATCH records: send_batch, then receive_datagrams (one
+    DataReceivedBatch event per batch)."""
+    client, server = pair
+    payloads = [PAYLOAD] * BATCH
+    for _ in range(count):
+        client.send_batch(payloads)
+        server.receive_datagrams([(d, CLIENT) for d, _ in client.datagrams_to_send(0.0)], 0.0)
+        got = 0
+        while (event := server.next_event()) is not None:
+            got += len(event.data) if event.__class__ is DataReceivedBatch else 1
+        if got != BATCH:
+            raise RuntimeError(f"expected {BATCH} records, got {got}")
 
 
 # ---- pyOpenSSL (DTLS 1.2) ----
@@ -158,15 +176,21 @@ def main() -> None:
         raise RuntimeError(f"pyOpenSSL negotiated {o_pair[0].get_group_name()}")
     if d_pair[0].cipher_suite != 0x1301 or d_pair[0].group != 0x001D:
         raise RuntimeError("dtls13 did not negotiate AES-128-GCM with X25519")
-    rows: dict[str, list[float]] = {k: [] for k in ("d_hs", "o_hs", "d_rec", "o_rec")}
+    rows: dict[str, list[float]] = {k: [] for k in ("d_hs", "o_hs", "d_rec", "o_rec", "d_bat")}
     for _ in range(args.rounds):  # interleaved: each round runs every figure once
         rows["d_hs"].append(timed(lambda: handshake(d_client, d_server), args.handshakes))
         rows["o_hs"].append(timed(lambda: openssl_handshake(o_client, o_server), args.handshakes))
         rows["d_rec"].append(timed(lambda: dtls13_records(d_pair, 1), args.records))
         rows["o_rec"].append(timed(lambda: openssl_records(o_pair, 1), args.records))
+        batches = max(1, args.records // BATCH)
+        rows["d_bat"].append(timed(lambda: dtls13_records_batched(d_pair, 1), batches) / BATCH)
     print(f"{args.rounds} interleaved rounds; min / median")
     _report("full handshakes, both ends (/s)", rows["d_hs"], rows["o_hs"], rate=True)
     _report("one 1200 B record, send + receive (us)", rows["d_rec"], rows["o_rec"], rate=False)
+    _report(
+        f"1200 B records, dtls13 send_batch + receive_datagrams of {BATCH} (us per record)",
+        rows["d_bat"], rows["o_rec"], rate=False,
+    )  # fmt: skip
 
 
 def _report(what: str, ours: list[float], theirs: list[float], *, rate: bool) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice, repeat
 from typing import Any
 
 from .config import Context, CookieMode
@@ -28,6 +29,7 @@ from .events import (
     AlertReceived,
     ConnectionClosed,
     DataReceived,
+    DataReceivedBatch,
     Event,
     HandshakeCompleted,
     KeyUpdated,
@@ -256,45 +258,55 @@ class Connection:
             self._fail_on(exc)
 
     def receive_datagrams(self, datagrams: Iterable[tuple[Buffer, Address]], now: float) -> None:
-        """`receive_datagram` for each datagram, in order. Runs of datagrams from the peer
-        that each hold one record of an application epoch are opened together, with one
-        C call per ~64 KB (RFC 9147 §4); the rest take the single-datagram path."""
-        records, run_bits = self._records, -1
-        run: list[Buffer] = []
-        for data, addr in datagrams:
-            bits = None
-            if (
-                self._handshake.state is HandshakeState.CONNECTED
-                and addr == self.peer_address
-                and self._path.challenge is None
-            ):
-                bits = records.batchable(data)
-            if bits is not None and (bits == run_bits or not run):
-                run.append(data)
-                run_bits = bits
-                continue
-            if run:
-                self._receive_run(run, run_bits, now)
-                run = []
-            if bits is not None:
-                run.append(data)
-                run_bits = bits
-            else:
-                self.receive_datagram(data, addr, now)
-        if run:
-            self._receive_run(run, run_bits, now)
-
-    def _receive_run(self, run: list[Buffer], bits: int, now: float) -> None:
-        if self._handshake.state is not HandshakeState.CONNECTED:  # an earlier datagram did
-            for data in run:
-                self.receive_datagram(data, self.peer_address, now)
+        """`receive_datagram` for each datagram, in order, but the application data of a
+        run of datagrams from the peer that each hold one record of an application epoch
+        is opened in one C call and comes as one `DataReceivedBatch` event (RFC 9147 §4);
+        drops, counters and the other events are those of `receive_datagram`."""
+        batch = datagrams if isinstance(datagrams, list | tuple) else list(datagrams)
+        if not batch:
             return
+        datas, addrs = zip(*batch, strict=True)
+        n, i = len(datas), 0
+        while i < n:
+            if (
+                self._handshake.state is not HandshakeState.CONNECTED
+                or self._path.challenge is not None
+                or addrs[i] != self.peer_address
+            ):
+                self.receive_datagram(datas[i], addrs[i], now)
+                i += 1
+                continue
+            # the datagrams from the peer from here on
+            peer = self.peer_address
+            end = n if addrs.count(peer) == n else i + 1
+            while end < n and addrs[end] == peer:
+                end += 1
+            taken, rest = self._receive_run(datas[i:end], now)
+            if rest:  # the records after the one just handled, as the general path would
+                self.receive_datagram(memoryview(datas[i + taken])[rest:], addrs[i], now)
+                taken += 1
+            elif not taken:
+                self.receive_datagram(datas[i], addrs[i], now)
+                taken = 1
+            i += taken
+
+    def _receive_run(self, run: Sequence[Buffer], now: float) -> tuple[int, int]:
+        """The leading datagrams of `run` that `RecordLayer.open_run` takes: their data as
+        one event, then any other record they ended with. Returns how many datagrams it
+        took whole, and where the rest of the next one begins (0: it took none of it)."""
         try:
-            self._receive_records(self._records.open_run(run, bits, now), self.peer_address, now)
-            if self._records.counters.failed_authentication:
+            taken, rest, data, last = self._records.open_run(run, self._receive_limit, now)
+            if data:
+                self._events.append(DataReceivedBatch(data))
+                self.last_received = now  # authentic records arrived
+            if last is not None:
+                self._receive_records((last,), self.peer_address, now)
+            if (taken or rest) and self._records.counters.failed_authentication:
                 self._check_integrity_limit()
         except Exception as exc:
             self._fail_on(exc)
+            return len(run), 0
+        return taken, rest
 
     def _receive_records(self, records: Iterable[InboundRecord], addr: Address, now: float) -> bool:
         """Handle deprotected records in order; True if one was authenticated (epoch >= 3)."""
@@ -351,8 +363,13 @@ class Connection:
                 self._transmit(flight, now)
             self._unsent.clear()
         addr = self.peer_address
-        out = [(bytes(d), addr) for d in self._out if d]  # bytes(a bytes object) copies not
-        self._out.clear()
+        # bytes(a bytes object) copies not; empty ones were started and left unused
+        pending = self._out
+        if len(pending) == 1:
+            out = [(bytes(pending[0]), addr)] if pending[0] else []
+        else:
+            out = list(zip(map(bytes, filter(None, pending)), repeat(addr)))
+        pending.clear()
         if out:
             self.last_sent = now
         probes = self._path.probes
@@ -466,7 +483,7 @@ class Connection:
             self._handshake.state is not HandshakeState.CONNECTED
             or epoch is None
             or epoch.next_seq + len(messages) >= self._confidentiality_limit * 3 // 4
-            or any(len(m) > self._send_limit for m in messages)
+            or (messages and max(map(len, messages)) > self._send_limit)
         ):
             for message in messages:  # errors and limits as `send` has them
                 self.send(message)
@@ -475,8 +492,14 @@ class Connection:
             sealed = self._records.seal_batch(
                 self._app_send_epoch, ContentType.APPLICATION_DATA, messages
             )
-            for record in sealed:
-                self._emit(record)
+            if min(map(len, sealed)) * 2 > self.context.max_datagram_size:
+                # no two of them share a datagram (RFC 9147 §4.3): only the first may join
+                # the one being filled
+                self._emit(sealed[0])
+                self._out += islice(sealed, 1, None)
+            else:
+                for record in sealed:
+                    self._emit(record)
 
     def update_keys(self, request_peer_update: bool = True) -> None:
         """Send a KeyUpdate (RFC 9147 §8); our sending epoch moves on once it is

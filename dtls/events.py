@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,22 @@ def data_received(data: bytes) -> DataReceived:
     fields["early"] = False
     return event
 
+
+
+@dataclass(frozen=True)
+class DataReceivedBatch(Event):
+    """Application-data records that `receive_datagrams` opened together (RFC 9147 §6), in
+    order, one item per record: read-only views of one buffer that holds the whole run
+    (nothing reuses it; `bytes(view)` keeps one record without the rest). Other events
+    keep their place: data after a KeyUpdate or an alert comes in a later batch."""
+
+    data: tuple[memoryview, ...]
+
+    def __iter__(self) -> Iterator[memoryview]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
 
 @dataclass(frozen=True)
 class SessionTicketReceived(Event):

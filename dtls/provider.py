@@ -84,6 +84,10 @@ class RecordCipherLike(Protocol):
     def open_batch(
         self, records: Sequence[Buffer], window: Any = None, *, cid_len: int = 0
     ) -> list[Any]: ...
+    def open_run(
+        self, datagrams: Sequence[Buffer], window: Any, *, epoch_bits: int,
+        cid: bytes | None = None, content_type: int = 23, max_plaintext: int = 1 << 14,
+    ) -> Any: ...  # fmt: skip
 
 
 def _random(n: int) -> bytes:

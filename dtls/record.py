@@ -26,11 +26,14 @@ from typing import Any
 
 from . import keyschedule, record_py
 from ._native import ffi, lib
+from .iana import ContentType
 from .record_py import (  # the definitions both record providers share
+    MAX_PLAINTEXT,
     PLAINTEXT_HEADER_LEN,
     Address,
     Buffer,
     OpenedRecord,
+    OpenedRun,
     OpenedSegments,
     OpenError,
     ReceivedDatagram,
@@ -84,6 +87,7 @@ _open_in_place = lib.dtls_open_in_place
 _open_records = lib.dtls_open_records
 _seal_segments = lib.dtls_seal_segments
 _open_segments = lib.dtls_open_segments
+_open_run = lib.dtls_open_run
 _unpack_ints: Callable[[Any, int], list[int]] = ffi.unpack  # of integer arrays: lists
 _split = lib.dtls_split_datagram
 _seal_plaintext = lib.dtls_seal_plaintext
@@ -661,6 +665,42 @@ class RecordCipher:
             _unpack_ints(starts_c, n), _unpack_ints(sizes_c, n),
         )  # fmt: skip
 
+
+    def open_run(
+        self,
+        datagrams: Sequence[Buffer],
+        window: ReplayWindow,
+        *,
+        epoch_bits: int,
+        cid: bytes | None = None,
+        content_type: int = ContentType.APPLICATION_DATA,
+        max_plaintext: int = MAX_PLAINTEXT,
+    ) -> OpenedRun:
+        """The engine's receive path after the handshake, in one C call: `datagrams` copied
+        back to back into one new buffer, and the records of the leading ones that hold
+        only DTLSCiphertext records (RFC 9147 §4.1) of the epoch with these low bits,
+        carrying `cid` (C=1; None: C=0), opened there in order. The run stops before the
+        first datagram that does not fit, and after the first record that opened with
+        another content type or a plaintext longer than `max_plaintext`."""
+        n = len(datagrams)
+        data = bytearray().join(datagrams)
+        cid_len = len(cid) if cid else 0
+        # records: at least 18 bytes (a 2-byte header, 16 of ciphertext: RFC 9147 §4.2.3)
+        seqs_c, types_c, starts_c, sizes_c, status_c = _segment_arrays(len(data) // 18 + 1)
+        progress = _new("uint32_t[4]")
+        lens = _new("uint32_t[]", list(map(len, datagrams)))
+        opened = _open_run(
+            self._ctx, window._w, cid if cid_len else _NULL, cid_len, epoch_bits, content_type,
+            max_plaintext, _from_buffer(data), len(data), lens, n, len(status_c),
+            seqs_c, types_c, starts_c, sizes_c, status_c, progress,
+        )  # fmt: skip
+        _check(opened, "open_run")
+        taken, k, opened_bytes, rest = progress
+        status = [0] * k if opened == k else _unpack_ints(status_c, k)
+        return OpenedRun(
+            memoryview(data), opened, status, _unpack_ints(types_c, k), _unpack_ints(seqs_c, k),
+            _unpack_ints(starts_c, k), _unpack_ints(sizes_c, k), taken, rest, opened_bytes,
+        )  # fmt: skip
 
 def _segment_arrays(n: int) -> tuple[Any, Any, Any, Any, Any]:
     """Per-thread result arrays for open_segments, for at least n segments (their values

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+from operator import add as _add
 from typing import Any, NamedTuple
 
 from .iana import ContentType
@@ -287,41 +288,52 @@ class RecordLayer:
             plaintext = bytes(plaintext)
         return _new_inbound((state.epoch, seq, content_type, plaintext))
 
-    def open_run(self, records: Sequence[Buffer], bits: int, now: float) -> list[InboundRecord]:
-        """The records that deprotect of a run of single-record datagrams of the epoch with
-        these low bits (`batchable`), opened with one C call per ~64 KB; the rest are
-        counted (RFC 9147 §4.5.2)."""
-        state = self._by_bits[bits]
-        results = state.cipher.open_batch(records, state.window, cid_len=self.receive_cid_len)
-        opened_type, epoch = self._opened_type, state.epoch
-        inbound: list[InboundRecord] = []
-        opened_bytes = 0
-        for record, result in zip(records, results, strict=True):
-            if result.__class__ is not opened_type:
-                self._count_failure(state, result)
-                continue
-            opened_bytes += len(record)
-            content_type, seq, plaintext = result
-            inbound.append(_new_inbound((epoch, seq, content_type, bytes(plaintext))))
-        self.counters.records_opened += len(inbound)
-        self.counters.bytes_opened += opened_bytes
-        if inbound and self._unretired:
-            self._retire_older(epoch, now)
-        return inbound
-
-    def batchable(self, data: Buffer) -> int | None:
-        """The epoch's low bits if `data` is one DTLSCiphertext record of an application
-        epoch, carrying the CID in use (if any): what `open_run` takes. Else None."""
-        cid_len = self.receive_cid_len
-        if not _single_ciphertext_record(data, cid_len):
-            return None
-        bits = data[0] & 3
+    def open_run(
+        self, datagrams: Sequence[Buffer], limit: int, now: float
+    ) -> tuple[int, int, tuple[memoryview, ...], InboundRecord | None]:
+        """Open the leading datagrams that hold only records of the application epoch the
+        first one names, carrying the CID in use (if any), in one C call
+        (`RecordCipher.open_run`); the rest are counted (RFC 9147 §4.5.2). Returns how many
+        datagrams were taken whole (0 and no rest: the first needs `open`), where the
+        records not taken of the next one begin (0: none were), the application data in
+        order, and the last record taken when it is other content or longer than `limit`
+        (for the caller to handle after the data)."""
+        first = datagrams[0]
+        bits = first[0] & 3 if len(first) else 0
         state = self._by_bits.get(bits)
-        if state is None or state.epoch < 3:
-            return None
-        if cid_len and data[1 : 1 + cid_len] != self.last_cid:
-            return None  # the peer moves to another CID: the single-record path tracks it
-        return bits
+        cid_len = self.receive_cid_len
+        if state is None or state.epoch < 3 or len(self.last_cid) != cid_len:
+            return 0, 0, (), None
+        run = state.cipher.open_run(
+            datagrams, state.window, epoch_bits=bits, cid=self.last_cid or None,
+            max_plaintext=limit,
+        )  # fmt: skip
+        status = run.status
+        if not status:
+            return 0, 0, (), None
+        data, offsets, lengths, opened = run.data.toreadonly(), run.offsets, run.lengths, run.opened
+        counters = self.counters
+        counters.records_opened += opened
+        counters.bytes_opened += run.opened_bytes
+        if opened == len(status):
+            ends = map(_add, offsets, lengths)
+            plaintexts = tuple(map(data.__getitem__, map(slice, offsets, ends)))
+        else:
+            kept = []
+            for i, rc in enumerate(status):
+                if rc:
+                    self._count_failure(state, rc)
+                else:
+                    kept.append(data[offsets[i] : offsets[i] + lengths[i]])
+            plaintexts = tuple(kept)
+        last = None
+        content_type = run.content_types[-1]
+        if not status[-1] and (content_type != ContentType.APPLICATION_DATA or lengths[-1] > limit):
+            last = _new_inbound((state.epoch, run.seqs[-1], content_type, bytes(plaintexts[-1])))
+            plaintexts = plaintexts[:-1]
+        if opened and self._unretired:
+            self._retire_older(state.epoch, now)
+        return run.datagrams, run.rest, plaintexts, last
 
     def _count_failure(self, state: ReceiveEpoch, error: Any) -> None:
         counters = self.counters
