@@ -81,6 +81,11 @@ class RecordCipherLike(Protocol):
         cid: bytes | None = None, seq16: bool = True, with_length: bool = True,
         padding: int = 0,
     ) -> list[bytes]: ...  # fmt: skip
+    def seal_run(
+        self, epoch: int, seq: int, content_type: int, payloads: Sequence[Buffer], *,
+        cid: bytes | None = None, seq16: bool = True, with_length: bool = True,
+        padding: int = 0,
+    ) -> list[bytes]: ...  # fmt: skip
     def open_batch(
         self, records: Sequence[Buffer], window: Any = None, *, cid_len: int = 0
     ) -> list[Any]: ...

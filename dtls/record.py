@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import threading
+from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -486,7 +487,41 @@ class RecordCipher:
         if not items:
             return []
         seqs, types, payloads = zip(*items, strict=True)
-        lens = list(map(len, payloads))
+        return self._seal_many(epoch, seqs, bytes(types), payloads, cid, seq16, with_length,
+                               padding)  # fmt: skip
+
+    def seal_run(
+        self,
+        epoch: int,
+        seq: int,
+        content_type: int,
+        payloads: Sequence[Buffer],
+        *,
+        cid: bytes | None = None,
+        seq16: bool = True,
+        with_length: bool = True,
+        padding: int = 0,
+    ) -> list[bytes]:
+        """`seal_batch` of payloads of one content type with the sequence numbers seq,
+        seq + 1, ... (what a sender's queue is)."""
+        if not payloads:
+            return []
+        seqs = array("Q", range(seq, seq + len(payloads)))
+        return self._seal_many(epoch, seqs, bytes([content_type]) * len(payloads), payloads,
+                               cid, seq16, with_length, padding)  # fmt: skip
+
+    def _seal_many(
+        self,
+        epoch: int,
+        seqs: Sequence[int],
+        types: bytes,
+        payloads: Sequence[Buffer],
+        cid: bytes | None,
+        seq16: bool,
+        with_length: bool,
+        padding: int,
+    ) -> list[bytes]:
+        lens = array("I", map(len, payloads))
         cid_len = len(cid) if cid else 0
         flags = _flags(cid_len, seq16, with_length)
         overhead = _sealed_len(self._ctx, flags, cid_len, 0, padding)
@@ -500,6 +535,8 @@ class RecordCipher:
                      padding=padding)
                 for seq, ct, p in zip(seqs, types, payloads, strict=True)
             ]  # fmt: skip
+        seqs_c = _from_buffer("uint64_t[]", seqs if type(seqs) is array else array("Q", seqs))
+        lens_c = _from_buffer("uint32_t[]", lens)
         cid_ptr = cid if cid_len else _NULL
         sealed: list[bytes] = []
         for a, b in _chunks(lens, _CHUNK_BYTES):
@@ -509,9 +546,8 @@ class RecordCipher:
             out = _scratch(cap)
             sizes_c = _new("uint32_t[]", n)
             got = _seal_records(
-                self._ctx, epoch, flags, cid_ptr, cid_len, padding,
-                _new("uint64_t[]", seqs[a:b]), bytes(types[a:b]), joined, len(joined),
-                _new("uint32_t[]", lens[a:b]), n, out, cap, sizes_c,
+                self._ctx, epoch, flags, cid_ptr, cid_len, padding, seqs_c + a, types[a:b],
+                joined, len(joined), lens_c + a, n, out, cap, sizes_c,
             )  # fmt: skip
             _check(got, "seal_batch")
             if got != n:
@@ -519,11 +555,9 @@ class RecordCipher:
             sizes = _unpack(sizes_c, n)
             ends = list(accumulate(sizes))
             starts = [0, *ends[:-1]]
-            if ends[-1] <= 512 * n:  # small records: one copy out, then slices
-                data = _unpack(out, ends[-1])
-                sealed += map(data.__getitem__, map(slice, starts, ends))
-            else:
-                sealed += map(_unpack, map(out.__add__, starts), sizes)
+            # one copy out, then a bytes per record
+            data = _buffer(out, ends[-1]) if ends[-1] > 512 * n else _unpack(out, ends[-1])
+            sealed += map(data.__getitem__, map(slice, starts, ends))
         return sealed
 
     def open_batch(
@@ -715,7 +749,7 @@ def _segment_arrays(n: int) -> tuple[Any, Any, Any, Any, Any]:
     return arrays
 
 
-def _chunks(sizes: list[int], limit: int) -> Iterator[tuple[int, int]]:
+def _chunks(sizes: Sequence[int], limit: int) -> Iterator[tuple[int, int]]:
     """[start, end) runs of consecutive items of about `limit` bytes (at least one item)."""
     n = len(sizes)
     ends = list(accumulate(sizes))

@@ -189,8 +189,8 @@ class RecordLayer:
             raise OverflowError("sequence numbers of this epoch are exhausted")
         if state.cipher is None:
             raise ValueError("batches are for protected epochs")
-        items = [(seq + i, content_type, p) for i, p in enumerate(payloads)]
-        records: list[bytes] = state.cipher.seal_batch(epoch, items, cid=self.send_cid or None)
+        cid = self.send_cid or None
+        records = state.cipher.seal_run(epoch, seq, content_type, payloads, cid=cid)
         state.next_seq = seq + len(payloads)
         counters = self.counters
         counters.records_sealed += len(records)

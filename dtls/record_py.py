@@ -641,6 +641,24 @@ class RecordCipher:
                 raise ValueError(f"seal_batch: item {i} could not be sealed") from None
         return sealed
 
+    def seal_run(
+        self,
+        epoch: int,
+        seq: int,
+        content_type: int,
+        payloads: Sequence[Buffer],
+        *,
+        cid: bytes | None = None,
+        seq16: bool = True,
+        with_length: bool = True,
+        padding: int = 0,
+    ) -> list[bytes]:
+        """`seal_batch` of payloads of one content type with the sequence numbers seq,
+        seq + 1, ..."""
+        items = [(seq + i, content_type, payload) for i, payload in enumerate(payloads)]
+        return self.seal_batch(epoch, items, cid=cid, seq16=seq16, with_length=with_length,
+                               padding=padding)  # fmt: skip
+
     def open_batch(
         self,
         records: Sequence[Buffer],

@@ -308,6 +308,15 @@ def test_batches_agree() -> None:
     assert [int(r) for r in got_py[10:15]] == [int(record_c.OpenError.REPLAYED)] * 5  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         py.seal_batch(3, [(0, 23, b"ok"), (2**48, 23, b"bad")])
+    # seal_run: consecutive numbers, one content type; also past a 64 KB chunk
+    payloads = [bytes([n % 256]) * (n * 53 % 1400) for n in range(120)]
+    run = c.seal_run(3, 2**40, 23, payloads, cid=b"\x05", padding=2)
+    assert run == c.seal_batch(3, [(2**40 + n, 23, p) for n, p in enumerate(payloads)],
+                               cid=b"\x05", padding=2)  # fmt: skip
+    assert py.seal_run(3, 2**40, 23, payloads, cid=b"\x05", padding=2) == run
+    for cipher in (c, py):
+        with pytest.raises(ValueError):
+            cipher.seal_run(3, 2**48 - 1, 23, [b"ok", b"beyond 2**48 - 1"])
 
 
 
