@@ -521,13 +521,14 @@ class RecordCipher:
         with_length: bool,
         padding: int,
     ) -> list[bytes]:
-        lens = array("I", map(len, payloads))
+        sizes = list(map(len, payloads))
+        lens = array("I", sizes)
         cid_len = len(cid) if cid else 0
         flags = _flags(cid_len, seq16, with_length)
         overhead = _sealed_len(self._ctx, flags, cid_len, 0, padding)
         if overhead == 0:
             raise ValueError("padding too long for one record")
-        if sum(lens) >= _LARGE_RECORD * len(lens):
+        if sum(sizes) >= _LARGE_RECORD * len(sizes):
             # large records: a copy into one buffer costs more than a call per record
             seal = self.seal
             return [
@@ -539,7 +540,7 @@ class RecordCipher:
         lens_c = _from_buffer("uint32_t[]", lens)
         cid_ptr = cid if cid_len else _NULL
         sealed: list[bytes] = []
-        for a, b in _chunks(lens, _CHUNK_BYTES):
+        for a, b in _chunks(sizes, _CHUNK_BYTES):
             n = b - a
             joined = b"".join(payloads[a:b])
             cap = len(joined) + n * overhead
@@ -722,7 +723,7 @@ class RecordCipher:
         # records: at least 18 bytes (a 2-byte header, 16 of ciphertext: RFC 9147 §4.2.3)
         seqs_c, types_c, starts_c, sizes_c, status_c = _segment_arrays(len(data) // 18 + 1)
         progress = _new("uint32_t[4]")
-        lens = _new("uint32_t[]", list(map(len, datagrams)))
+        lens = _from_buffer("uint32_t[]", array("I", list(map(len, datagrams))))
         opened = _open_run(
             self._ctx, window._w, cid if cid_len else _NULL, cid_len, epoch_bits, content_type,
             max_plaintext, _from_buffer(data), len(data), lens, n, len(status_c),
