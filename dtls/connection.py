@@ -235,7 +235,7 @@ class Connection:
     def receive_datagram(self, data: Buffer, addr: Address, now: float) -> None:
         """Process one datagram. Bad input is dropped and counted, or ends the connection
         with an alert and a `ConnectionClosed` event; it never raises (RFC 9147 §4.5.2)."""
-        if self._handshake.state is HandshakeState.CLOSED:
+        if self._handshake.state is _CLOSED:
             return
         if self.peer_address is None:
             self.peer_address = addr
@@ -269,7 +269,7 @@ class Connection:
         n, i = len(datas), 0
         while i < n:
             if (
-                self._handshake.state is not HandshakeState.CONNECTED
+                self._handshake.state is not _CONNECTED
                 or self._path.challenge is not None
                 or addrs[i] != self.peer_address
             ):
@@ -322,7 +322,7 @@ class Connection:
                     events.append(data_received(payload))  # as _receive_application_data would
                     continue
             self._receive_record(record, now, addr)
-            if handshake.state is HandshakeState.CLOSED:
+            if handshake.state is _CLOSED:
                 break
         if authenticated:
             self.last_received = now
@@ -456,8 +456,8 @@ class Connection:
     def send(self, data: Buffer) -> None:
         """Send one application-data record (RFC 9147 §6). Before the handshake completes
         the data is queued and sent once it does."""
-        if self._handshake.state is not HandshakeState.CONNECTED:
-            if self._handshake.state is HandshakeState.CLOSED:
+        if self._handshake.state is not _CONNECTED:
+            if self._handshake.state is _CLOSED:
                 raise ConnectionStateError("connection is closed")
             if len(data) > MAX_PLAINTEXT:
                 raise ValueError(f"a record carries at most {MAX_PLAINTEXT} bytes")
@@ -470,7 +470,7 @@ class Connection:
         epoch = self._records.send_epochs[self._app_send_epoch]
         if epoch.next_seq >= self._confidentiality_limit:
             raise ConnectionStateError("AEAD limit reached: waiting for the KeyUpdate's ACK")
-        record, _ = self._records.seal(self._app_send_epoch, ContentType.APPLICATION_DATA, data)
+        record, _ = self._records.seal(self._app_send_epoch, _APPLICATION_DATA, data)
         self._emit(record)
         if epoch.next_seq >= self._confidentiality_limit * 3 // 4:
             self.update_keys(request_peer_update=False)  # RFC 9147 §4.5.3
@@ -480,7 +480,7 @@ class Connection:
         sealed together, with one C call per ~64 KB (RFC 9147 §4)."""
         epoch = self._records.send_epochs.get(self._app_send_epoch)
         if (
-            self._handshake.state is not HandshakeState.CONNECTED
+            self._handshake.state is not _CONNECTED
             or epoch is None
             or epoch.next_seq + len(messages) >= self._confidentiality_limit * 3 // 4
             or (messages and max(map(len, messages)) > self._send_limit)
@@ -490,7 +490,7 @@ class Connection:
             return
         if messages:
             sealed = self._records.seal_batch(
-                self._app_send_epoch, ContentType.APPLICATION_DATA, messages
+                self._app_send_epoch, _APPLICATION_DATA, messages
             )
             if min(map(len, sealed)) * 2 > self.context.max_datagram_size:
                 # no two of them share a datagram (RFC 9147 §4.3): only the first may join
@@ -1162,6 +1162,7 @@ class Connection:
 
 _APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
 _CONNECTED = HandshakeState.CONNECTED
+_CLOSED = HandshakeState.CLOSED  # module constants: an enum member's lookup costs ~0.2 µs
 
 
 def _acked_any(flight: OutgoingFlight) -> bool:
