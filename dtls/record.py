@@ -553,8 +553,7 @@ class RecordCipher:
             _check(got, "seal_batch")
             if got != n:
                 raise ValueError(f"seal_batch: item {a + got} could not be sealed")
-            sizes = _unpack(sizes_c, n)
-            ends = list(accumulate(sizes))
+            ends = list(accumulate(_unpack(sizes_c, n)))
             starts = [0, *ends[:-1]]
             # one copy out, then a bytes per record
             data = _buffer(out, ends[-1]) if ends[-1] > 512 * n else _unpack(out, ends[-1])
