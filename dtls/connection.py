@@ -258,10 +258,10 @@ class Connection:
             self._fail_on(exc)
 
     def receive_datagrams(self, datagrams: Iterable[tuple[Buffer, Address]], now: float) -> None:
-        """`receive_datagram` for each datagram, in order, but the application data of a
-        run of datagrams from the peer that each hold one record of an application epoch
-        is opened in one C call and comes as one `DataReceivedBatch` event (RFC 9147 §4);
-        drops, counters and the other events are those of `receive_datagram`."""
+        """`receive_datagram` for each datagram, in order, but a run of datagrams from the
+        peer that hold only records of an application epoch is opened in one C call and
+        its application data comes as one `DataReceivedBatch` event (RFC 9147 §4); drops,
+        counters and the other events are those of `receive_datagram`."""
         batch = datagrams if isinstance(datagrams, list | tuple) else list(datagrams)
         if not batch:
             return
