@@ -136,6 +136,24 @@ def _group_name(group: int | None) -> str | None:
 __all__ = ["Connection", "HandshakeState"]
 
 
+class SegmentRun:
+    """Records `send_segments` sealed back to back at a fixed stride (one per datagram,
+    the last may be shorter): an entry of the output that no other record joins."""
+
+    __slots__ = ("data", "stride")
+
+    def __init__(self, data: memoryview, stride: int) -> None:
+        self.data = data
+        self.stride = stride
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def datagrams(self) -> list[bytes]:
+        whole, stride = self.data.tobytes(), self.stride
+        return [whole[i : i + stride] for i in range(0, len(whole), stride)]
+
+
 class Connection:
     """One DTLS 1.3 association, client or server, as the context says."""
 
@@ -164,7 +182,8 @@ class Connection:
             context.replay_window, context.epoch_retention, context.record_provider()
         )
         self._events: list[Event] = []  # few at a time: a list is smaller than a deque
-        self._out: list[bytes | bytearray] = []  # datagrams being filled (RFC 9147 §4.3)
+        # datagrams being filled (RFC 9147 §4.3), and runs of them from send_segments
+        self._out: list[bytes | bytearray | SegmentRun] = []
         self._rto = RetransmitTimer(
             context.initial_retransmit_timeout, context.max_retransmit_timeout
         )
@@ -268,45 +287,84 @@ class Connection:
         datas, addrs = zip(*batch, strict=True)
         n, i = len(datas), 0
         while i < n:
-            if (
-                self._handshake.state is not _CONNECTED
-                or self._path.challenge is not None
-                or addrs[i] != self.peer_address
-            ):
-                self.receive_datagram(datas[i], addrs[i], now)
+            addr = addrs[i]
+            if not self._takes_runs_from(addr):
+                self.receive_datagram(datas[i], addr, now)
                 i += 1
                 continue
-            # the datagrams from the peer from here on
-            peer = self.peer_address
-            end = n if addrs.count(peer) == n else i + 1
-            while end < n and addrs[end] == peer:
+            end = n if addrs.count(addr) == n else i + 1
+            while end < n and addrs[end] == addr:
                 end += 1
-            taken, rest = self._receive_run(datas[i:end], now)
+            run = datas[i:end]  # opened in a copy: the views of the event own it
+            self._receive_run(memoryview(bytearray().join(run)), list(map(len, run)),
+                              run.__getitem__, addr, now)  # fmt: skip
+            i = end
+
+    def receive_segments(self, data: Buffer, segment_size: int, addr: Address, now: float) -> None:
+        """A UDP_GRO run (`ReceivedDatagram.data` and `.segment_size`): datagrams of
+        `segment_size` bytes back to back, the last may be shorter (0: one datagram), as
+        `receive_datagrams` of each. A writable buffer is opened in place: the views of
+        its `DataReceivedBatch` are then of `data`, valid until the caller reuses it."""
+        view = memoryview(data)
+        if view.format != "B":
+            view = view.cast("B")
+        size = len(view)
+        seg = segment_size if 0 < segment_size < size else size
+        if not size:
+            return self.receive_datagram(view, addr, now)
+        count = (size - 1) // seg + 1
+        if view.readonly or not self._takes_runs_from(addr):
+            datagrams = [view[o : o + seg] for o in range(0, size, seg)]
+            return self.receive_datagrams([(d, addr) for d in datagrams], now)
+        lengths = [seg] * (count - 1) + [size - (count - 1) * seg]
+        self._receive_run(view, lengths, lambda k: view[k * seg : (k + 1) * seg], addr, now)
+        return None
+
+    def _takes_runs_from(self, addr: Address) -> bool:
+        # established, from the peer's address, no return routability check on (RFC 9147 §9)
+        return (
+            self._handshake.state is _CONNECTED
+            and self._path.challenge is None
+            and addr == self.peer_address
+        )
+
+    def _receive_run(
+        self, data: memoryview, lengths: list[int], datagram: Callable[[int], Buffer],
+        addr: Address, now: float,
+    ) -> None:  # fmt: skip
+        """The datagrams of a run from the peer (`lengths` of them back to back in the
+        writable `data`; datagram k also as it came, `datagram(k)`, for the general path):
+        what `RecordLayer.open_run` takes as one event, then any other record it ended
+        with; the datagrams it does not take go to `receive_datagram`."""
+        k, offset, n = 0, 0, len(lengths)
+        while k < n:
+            if not self._takes_runs_from(addr):
+                for j in range(k, n):
+                    self.receive_datagram(datagram(j), addr, now)
+                return
+            try:
+                records = self._records
+                taken, rest, where, last = records.open_run(
+                    data[offset:], lengths[k:], self._receive_limit, now
+                )
+                if where is not None:
+                    self._events.append(DataReceivedBatch(*where))
+                    self.last_received = now  # authentic records arrived
+                if last is not None:
+                    self._receive_records((last,), addr, now)
+                if (taken or rest) and records.counters.failed_authentication:
+                    self._check_integrity_limit()
+            except Exception as exc:
+                self._fail_on(exc)
+                return
             if rest:  # the records after the one just handled, as the general path would
-                self.receive_datagram(memoryview(datas[i + taken])[rest:], addrs[i], now)
+                self.receive_datagram(memoryview(datagram(k + taken))[rest:], addr, now)
                 taken += 1
             elif not taken:
-                self.receive_datagram(datas[i], addrs[i], now)
+                self.receive_datagram(datagram(k), addr, now)
                 taken = 1
-            i += taken
-
-    def _receive_run(self, run: Sequence[Buffer], now: float) -> tuple[int, int]:
-        """The leading datagrams of `run` that `RecordLayer.open_run` takes: their data as
-        one event, then any other record they ended with. Returns how many datagrams it
-        took whole, and where the rest of the next one begins (0: it took none of it)."""
-        try:
-            taken, rest, data, last = self._records.open_run(run, self._receive_limit, now)
-            if data:
-                self._events.append(DataReceivedBatch(data))
-                self.last_received = now  # authentic records arrived
-            if last is not None:
-                self._receive_records((last,), self.peer_address, now)
-            if (taken or rest) and self._records.counters.failed_authentication:
-                self._check_integrity_limit()
-        except Exception as exc:
-            self._fail_on(exc)
-            return len(run), 0
-        return taken, rest
+            offset += sum(lengths[k : k + taken])
+            k += taken
 
     def _receive_records(self, records: Iterable[InboundRecord], addr: Address, now: float) -> bool:
         """Handle deprotected records in order; True if one was authenticated (epoch >= 3)."""
@@ -356,20 +414,17 @@ class Connection:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Datagrams ready for the network, with their destination."""
-        if self._ack_deadline is not None and now >= self._ack_deadline:
-            self._send_ack()
-        if self._unsent:
-            for flight in self._unsent:
-                self._transmit(flight, now)
-            self._unsent.clear()
+        self._prepare_output(now)
         addr = self.peer_address
         # bytes(a bytes object) copies not; empty ones were started and left unused
-        pending = self._out
+        pending: list[Any] = self._out
+        if any(d.__class__ is SegmentRun for d in pending):
+            pending = [x for d in pending for x in _datagrams_of(d)]
         if len(pending) == 1:
             out = [(bytes(pending[0]), addr)] if pending[0] else []
         else:
             out = list(zip(map(bytes, filter(None, pending)), repeat(addr)))
-        pending.clear()
+        self._out.clear()
         if out:
             self.last_sent = now
         probes = self._path.probes
@@ -377,6 +432,40 @@ class Connection:
             out.extend(probes)
             probes.clear()
         return out
+
+    def segments_to_send(self, now: float) -> list[tuple[Buffer, int, Address]]:
+        """`datagrams_to_send` for UDP GSO: (data, segment_size, destination) each, for
+        `dtls.record.send_segments(sock, data, segment_size, destination)`. What
+        `send_segments` sealed comes as it was sealed, one buffer of segment_size-byte
+        datagrams (the last may be shorter); any other datagram alone."""
+        self._prepare_output(now)
+        if not any(d.__class__ is SegmentRun for d in self._out):
+            return [(d, len(d), a) for d, a in self.datagrams_to_send(now)]
+        addr = self.peer_address
+        out: list[tuple[Buffer, int, Address]] = []
+        for entry in self._out:
+            if entry.__class__ is SegmentRun:
+                run: Any = entry
+                out.append((run.data, run.stride, addr))
+            elif entry:
+                datagram: Any = entry
+                out.append((bytes(datagram), len(datagram), addr))
+        self._out.clear()
+        self.last_sent = now
+        probes = self._path.probes
+        if probes:
+            out += [(d, len(d), a) for d, a in probes]
+            probes.clear()
+        return out
+
+    def _prepare_output(self, now: float) -> None:
+        """A due ACK, and the flights waiting for the time, into the output."""
+        if self._ack_deadline is not None and now >= self._ack_deadline:
+            self._send_ack()
+        if self._unsent:
+            for flight in self._unsent:
+                self._transmit(flight, now)
+            self._unsent.clear()
 
     def get_timer(self) -> float | None:
         """When `handle_timer` should next be called, or None."""
@@ -500,6 +589,33 @@ class Connection:
             else:
                 for record in sealed:
                     self._emit(record)
+
+    def send_segments(self, data: Buffer, payload_len: int) -> None:
+        """`send_batch` of `data` cut into `payload_len`-byte messages (the last may be
+        shorter), sealed straight into one buffer at a fixed stride, one record per
+        datagram (`RecordCipher.seal_segments`): `segments_to_send` hands it out as it is,
+        for UDP GSO; `datagrams_to_send` as one datagram per record."""
+        view = memoryview(data)
+        if view.format != "B":
+            view = view.cast("B")
+        if payload_len <= 0:
+            raise ValueError("payload_len must be at least 1")
+        count = -(-len(view) // payload_len)
+        epoch = self._records.send_epochs.get(self._app_send_epoch)
+        if (
+            self._handshake.state is not _CONNECTED
+            or epoch is None
+            or epoch.next_seq + count >= self._confidentiality_limit * 3 // 4
+            or payload_len > self._send_limit
+        ):
+            messages = [view[i : i + payload_len] for i in range(0, len(view), payload_len)]
+            return self.send_batch(messages)  # errors and limits as `send` has them
+        if count:
+            records, stride = self._records.seal_segments(
+                self._app_send_epoch, _APPLICATION_DATA, view, payload_len
+            )
+            self._out.append(SegmentRun(records, stride))
+        return None
 
     def update_keys(self, request_peer_update: bool = True) -> None:
         """Send a KeyUpdate (RFC 9147 §8); our sending epoch moves on once it is
@@ -711,13 +827,18 @@ class Connection:
             last = out[-1]
             if last.__class__ is bytes:  # a second record joins it: copy once
                 out[-1] = last = bytearray(last)
-            last += record
+            elif last.__class__ is SegmentRun:  # a run is never joined
+                out.append(record)
+                return
+            last += record  # type: ignore[operator]
         else:
             out.append(record)
 
     def _room(self) -> int:
         limit = self.context.max_datagram_size
-        return limit - len(self._out[-1]) if self._out else limit
+        if not self._out or self._out[-1].__class__ is SegmentRun:
+            return limit
+        return limit - len(self._out[-1])
 
     # ---- flights (RFC 9147 §5.8) ----
     def _handshake_message(self, epoch: int, message: Any) -> OutgoingMessage:
@@ -1163,6 +1284,10 @@ class Connection:
 _APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
 _CONNECTED = HandshakeState.CONNECTED
 _CLOSED = HandshakeState.CLOSED  # module constants: an enum member's lookup costs ~0.2 µs
+
+
+def _datagrams_of(entry: bytes | bytearray | SegmentRun) -> Sequence[bytes | bytearray]:
+    return entry.datagrams() if isinstance(entry, SegmentRun) else (entry,)
 
 
 def _acked_any(flight: OutgoingFlight) -> bool:

@@ -702,7 +702,8 @@ class RecordCipher:
 
     def open_run(
         self,
-        datagrams: Sequence[Buffer],
+        data: bytearray | memoryview,
+        lengths: Sequence[int],
         window: ReplayWindow,
         *,
         epoch_bits: int,
@@ -710,31 +711,36 @@ class RecordCipher:
         content_type: int = ContentType.APPLICATION_DATA,
         max_plaintext: int = MAX_PLAINTEXT,
     ) -> OpenedRun:
-        """The engine's receive path after the handshake, in one C call: `datagrams` copied
-        back to back into one new buffer, and the records of the leading ones that hold
-        only DTLSCiphertext records (RFC 9147 §4.1) of the epoch with these low bits,
-        carrying `cid` (C=1; None: C=0), opened there in order. The run stops before the
-        first datagram that does not fit, and after the first record that opened with
-        another content type or a plaintext longer than `max_plaintext`."""
-        n = len(datagrams)
-        data = bytearray().join(datagrams)
+        """The engine's receive path after the handshake, in one C call: `data` holds
+        datagrams of these `lengths` back to back (writable: opened in place); the records
+        of the leading ones that hold only DTLSCiphertext records (RFC 9147 §4.1) of the
+        epoch with these low bits, carrying `cid` (C=1; None: C=0), are opened in order.
+        The run stops before the first datagram that does not fit (left as it was), and
+        after the first record that opened with another content type or a plaintext
+        longer than `max_plaintext`. Offsets are into `data`."""
+        view = memoryview(data)
+        if view.readonly:
+            raise BufferError("open_run: the buffer is read-only")
+        if view.format != "B":
+            view = view.cast("B")
         cid_len = len(cid) if cid else 0
         # records: at least 18 bytes (a 2-byte header, 16 of ciphertext: RFC 9147 §4.2.3)
-        seqs_c, types_c, starts_c, sizes_c, status_c = _segment_arrays(len(data) // 18 + 1)
+        seqs_c, types_c, starts_c, sizes_c, status_c = _segment_arrays(len(view) // 18 + 1)
         progress = _new("uint32_t[4]")
-        lens = _from_buffer("uint32_t[]", array("I", list(map(len, datagrams))))
+        lens = _from_buffer("uint32_t[]", array("I", lengths))
         opened = _open_run(
             self._ctx, window._w, cid if cid_len else _NULL, cid_len, epoch_bits, content_type,
-            max_plaintext, _from_buffer(data), len(data), lens, n, len(status_c),
+            max_plaintext, _from_buffer(view), len(view), lens, len(lengths), len(status_c),
             seqs_c, types_c, starts_c, sizes_c, status_c, progress,
         )  # fmt: skip
         _check(opened, "open_run")
         taken, k, opened_bytes, rest = progress
         status = [0] * k if opened == k else _unpack_ints(status_c, k)
         return OpenedRun(
-            memoryview(data), opened, status, _unpack_ints(types_c, k), _unpack_ints(seqs_c, k),
+            view, opened, status, _unpack_ints(types_c, k), _unpack_ints(seqs_c, k),
             _unpack_ints(starts_c, k), _unpack_ints(sizes_c, k), taken, rest, opened_bytes,
         )  # fmt: skip
+
 
 def _segment_arrays(n: int) -> tuple[Any, Any, Any, Any, Any]:
     """Per-thread result arrays for open_segments, for at least n segments (their values

@@ -769,7 +769,8 @@ class RecordCipher:
 
     def open_run(
         self,
-        datagrams: Sequence[Buffer],
+        data: bytearray | memoryview,
+        lengths: Sequence[int],
         window: ReplayWindow,
         *,
         epoch_bits: int,
@@ -778,9 +779,14 @@ class RecordCipher:
         max_plaintext: int = MAX_PLAINTEXT,
     ) -> OpenedRun:
         """As `dtls.record.RecordCipher.open_run` (the engine's receive path after the
-        handshake), an `open` per record in one new buffer."""
-        data = bytearray().join(datagrams)
+        handshake), an `open` per record, in place in `data`."""
         view = memoryview(data)
+        if view.readonly:
+            raise BufferError("open_run: the buffer is read-only")
+        if view.format != "B":
+            view = view.cast("B")
+        if sum(lengths) > len(view):
+            raise ValueError("open_run: invalid argument")
         columns: tuple[list[int], list[int], list[int], list[int], list[int]] = (
             [], [], [], [], []
         )
@@ -788,8 +794,7 @@ class RecordCipher:
         # 001C..EE: C=1 with our CID when one is in use, else C=0 (RFC 9147 §9)
         want = 0x20 | (0x10 if cid_len else 0) | epoch_bits
         opened = pos = taken = opened_bytes = 0
-        for datagram in datagrams:
-            size = len(datagram)
+        for size in lengths:
             spans, dropped = split_datagram(view[pos : pos + size], cid_len)
             if not spans or dropped or len(spans) > _RUN_MAX_SPANS or any(
                 span.kind != RecordKind.CIPHERTEXT

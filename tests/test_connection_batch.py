@@ -228,3 +228,70 @@ def test_records_packed_around_a_key_update_match_the_single_path(pki: Any) -> N
     data = [e.data for e in outcomes[1][0] if isinstance(e, DataReceived)]
     assert data == [b"before %d" % i for i in range(5)] + [b"after %d" % i for i in range(5)]
     assert outcomes[1][1][2] > 0  # the replayed datagram's records were dropped
+
+
+def test_send_segments_seals_one_gso_buffer_in_order_with_other_datagrams(pki: Any) -> None:
+    """Connection.send_segments: records at a fixed stride in one buffer that
+    segments_to_send hands out as it is (UDP GSO), between the datagrams before and after
+    it; datagrams_to_send gives the same records one datagram each."""
+    link = established(pki, batched=True)
+    client, server = link.client, link.server
+    stream = bytes(range(256)) * 4  # 1024 bytes: three 300-byte messages and 124
+    client.send(b"before")
+    client.send_segments(stream, 300)
+    client.send(b"after")
+    out = client.segments_to_send(link.now)
+    assert len(out) == 3 and out[0][1] == len(out[0][0]) and out[2][1] == len(out[2][0])
+    data, stride, _ = out[1]
+    run = [bytes(data[i : i + stride]) for i in range(0, len(data), stride)]
+    assert len(run) == 4 and all(len(d) == stride for d in run[:3]) and len(run[3]) < stride
+    datagrams = [bytes(out[0][0]), *run, bytes(out[2][0])]
+    server.receive_datagrams([(d, CLIENT_ADDR) for d in datagrams], link.now)
+    got = one_per_record(list(iter(server.next_event, None)))
+    assert [e.data for e in got] == [b"before", stream[:300], stream[300:600], stream[600:900],
+                                     stream[900:], b"after"]  # fmt: skip
+    client.send_segments(stream, 300)  # and through datagrams_to_send: one per record
+    again = [d for d, _ in client.datagrams_to_send(link.now)]
+    assert len(again) == 4 and len(again[0]) == stride
+    server.receive_datagrams([(d, CLIENT_ADDR) for d in again], link.now)
+    assert b"".join(e.data for e in one_per_record(list(iter(server.next_event, None)))) == stream
+    assert client.segments_to_send(link.now) == []
+
+
+def test_send_segments_before_the_handshake_queues_like_send_batch(pki: Any) -> None:
+    link = make_pair(pki)
+    link.client.send_segments(b"abcdefgh", 3)
+    handshake(link)
+    link.run(until=link.now + 10)
+    assert received(link, "server") == [b"abc", b"def", b"gh"]
+
+
+def test_receive_segments_matches_receive_datagrams(pki: Any) -> None:
+    """A GRO run opened in place in its buffer: the same data, drops and counters as its
+    datagrams through receive_datagrams, with a forged, a replayed and a short segment."""
+    outcomes = []
+    for in_place in (False, True):
+        link = established(pki, batched=True)
+        link.client.send_segments(bytes(range(200)) * 30, 1000)  # 6 datagrams
+        [(data, stride, _)] = link.client.segments_to_send(link.now)
+        segments = [bytearray(data[i : i + stride]) for i in range(0, len(data), stride)]
+        segments[2][-1] ^= 1  # forged
+        segments.insert(4, bytearray(segments[1]))  # replayed
+        segments.append(bytearray(b"\x2f\x00\x05short"))  # the last may be shorter: garbage
+        server = link.server
+        if in_place:
+            buffer = bytearray().join(segments)
+            server.receive_segments(buffer, stride, CLIENT_ADDR, link.now)
+        else:
+            server.receive_datagrams([(bytes(s), CLIENT_ADDR) for s in segments], link.now)
+        events = list(iter(server.next_event, None))
+        if in_place:
+            assert [type(e) for e in events] == [DataReceivedBatch]
+        counters = server.record_counters
+        outcomes.append((
+            [bytes(e.data) for e in one_per_record(events)],
+            (counters.records_opened, counters.bytes_opened, counters.replayed,
+             counters.failed_authentication, counters.malformed),
+        ))  # fmt: skip
+    assert outcomes[0] == outcomes[1]
+    assert len(outcomes[1][0]) == 5 and outcomes[1][1][2:] == (1, 1, 1)

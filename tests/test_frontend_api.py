@@ -178,13 +178,12 @@ def test_a_batch_of_records_is_queued_as_bytes_up_to_max_queued(front_end: type)
 
     conn = FrontEndConnection(Connection(Context.client(verify=False)), None, None, None)
     conn.max_queued = front_end.max_queued
-    buffer = memoryview(b"..one..two..three").toreadonly()
-    views = (buffer[2:5], buffer[7:10], buffer[12:17])
-    assert conn._queue_data(DataReceivedBatch(views))
+    batch = DataReceivedBatch(memoryview(b"..one..two..three"), [2, 7, 12], [3, 3, 5])
+    assert conn._queue_data(batch)
     assert list(conn._messages) == [b"one", b"two", b"three"]
     assert all(type(m) is bytes for m in conn._messages)
     conn.max_queued = 4
-    assert conn._queue_data(DataReceivedBatch(views))  # room for one of the three
+    assert conn._queue_data(batch)  # room for one of the three
     assert not conn._queue_data(DataReceived(b"four"))
     assert list(conn._messages) == [b"one", b"two", b"three", b"one"]
     assert conn.dropped_messages == 3

@@ -325,7 +325,8 @@ def _runs(cipher: Any, window: Any, datagrams: list[bytes], **kwargs: Any) -> li
     where the next call starts (past a datagram it did not take, or the rest of one)."""
     results = []
     while datagrams:
-        run = cipher.open_run(datagrams, window, **kwargs)
+        run = cipher.open_run(bytearray().join(datagrams), list(map(len, datagrams)), window,
+                              **kwargs)  # fmt: skip
         pt = [bytes(run.data[a : a + n]) for a, n in zip(run.offsets, run.lengths, strict=True)]
         results.append((*run[1:], pt))
         skip = run.datagrams + (1 if run.rest or not (run.datagrams or run.status) else 0)
