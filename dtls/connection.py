@@ -184,6 +184,7 @@ class Connection:
         self._events: list[Event] = []  # few at a time: a list is smaller than a deque
         # datagrams being filled (RFC 9147 §4.3), and runs of them from send_segments
         self._out: list[bytes | bytearray | SegmentRun] = []
+        self._segment_runs = 0  # how many SegmentRun entries _out holds
         self._rto = RetransmitTimer(
             context.initial_retransmit_timeout, context.max_retransmit_timeout
         )
@@ -414,11 +415,13 @@ class Connection:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Datagrams ready for the network, with their destination."""
-        self._prepare_output(now)
+        if self._unsent or (self._ack_deadline is not None and now >= self._ack_deadline):
+            self._prepare_output(now)
         addr = self.peer_address
         # bytes(a bytes object) copies not; empty ones were started and left unused
         pending: list[Any] = self._out
-        if any(d.__class__ is SegmentRun for d in pending):
+        if self._segment_runs:
+            self._segment_runs = 0
             pending = [x for d in pending for x in _datagrams_of(d)]
         if len(pending) == 1:
             out = [(bytes(pending[0]), addr)] if pending[0] else []
@@ -439,8 +442,9 @@ class Connection:
         `send_segments` sealed comes as it was sealed, one buffer of segment_size-byte
         datagrams (the last may be shorter); any other datagram alone."""
         self._prepare_output(now)
-        if not any(d.__class__ is SegmentRun for d in self._out):
+        if not self._segment_runs:
             return [(d, len(d), a) for d, a in self.datagrams_to_send(now)]
+        self._segment_runs = 0
         addr = self.peer_address
         out: list[tuple[Buffer, int, Address]] = []
         for entry in self._out:
@@ -615,6 +619,7 @@ class Connection:
                 self._app_send_epoch, _APPLICATION_DATA, view, payload_len
             )
             self._out.append(SegmentRun(records, stride))
+            self._segment_runs += 1
         return None
 
     def update_keys(self, request_peer_update: bool = True) -> None:
