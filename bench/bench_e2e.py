@@ -13,7 +13,7 @@ deprotected and replay-checked) and both report their CPU time. The I/O paths:
   gso       UDP GSO send (dtls.record.send_segments: one sendmsg per up to 64 datagrams)
             and UDP GRO receive (dtls.record.receive_datagrams into one buffer: recvmmsg of
             coalesced runs, one UDP_GRO cmsg each); the engine takes each run's datagrams
-            as views of the GRO buffer (Connection.receive_datagrams). Where the kernel
+            in place in the GRO buffer (Connection.receive_segments). Where the kernel
             refuses UDP_GRO the receiver gets one datagram per message through the same
             call.
 
@@ -25,9 +25,10 @@ and what is sent over each:
             seal_segments / open_segments), keyed with the connection's real application
             traffic secret (taken from the key log after a real handshake between the two
             processes)
-  engine    the full sans-I/O engine: Connection.send (per-call path) or send_batch (the
-            batched paths) and datagrams_to_send on one side; receive_datagram (per-call)
-            or receive_datagrams (batched) and next_event on the other
+  engine    the full sans-I/O engine: Connection.send (per-call path), send_batch (mmsg) or
+            send_segments (gso) and datagrams_to_send / segments_to_send on one side;
+            receive_datagram (per-call), receive_datagrams (mmsg) or receive_segments (gso)
+            and next_event on the other
 
 Then server handshakes per second: a dtls.aio server in one process, many concurrent
 dtls.aio clients in another; the server's rate per CPU-second is the per-core figure.
@@ -138,7 +139,7 @@ def _app_cipher(lines: list[str], conn: Any) -> Any:
 
 def run_receiver(cfg: dict[str, Any]) -> None:
     from dtls.connection import Connection
-    from dtls.events import DataReceived
+    from dtls.events import DataReceived, DataReceivedBatch
     from dtls.record import (
         BufferPool,
         OpenError,
@@ -182,7 +183,9 @@ def run_receiver(cfg: dict[str, Any]) -> None:
     def engine_events() -> int:
         n = 0
         while (event := conn.next_event()) is not None:
-            if type(event) is DataReceived and len(event.data) == PAYLOAD_SIZE:
+            if type(event) is DataReceivedBatch:  # one event per run; as the record
+                n += event.lengths.count(PAYLOAD_SIZE)  # case, no object per record
+            elif type(event) is DataReceived and len(event.data) == PAYLOAD_SIZE:
                 n += 1
         return n
 
@@ -216,7 +219,7 @@ def run_receiver(cfg: dict[str, Any]) -> None:
                     segments = cipher.open_segments(run.data, run.segment_size, window)
                     good += segments.lengths.count(PAYLOAD_SIZE)
                 else:  # each datagram of the run, opened in place in the GRO buffer
-                    conn.receive_datagrams([(d, peer) for d in run.datagrams()], time.monotonic())
+                    conn.receive_segments(run.data, run.segment_size, peer, time.monotonic())
                     good += engine_events()
         else:
             batch = receive_datagrams(fd, BATCH, pool)
@@ -336,8 +339,9 @@ def run_sender(cfg: dict[str, Any]) -> None:
             seq += BATCH
             send_segments(fd, data, segment_size, peer)
         else:
-            batch = records()
-            send_segments(fd, b"".join(batch), len(batch[0]), peer)
+            conn.send_segments(plain_joined, PAYLOAD_SIZE)  # sealed into one GSO buffer
+            for data, segment_size, _ in conn.segments_to_send(time.monotonic()):
+                send_segments(fd, data, segment_size, peer)
 
     sent = rounds = 0
     deadline = time.monotonic() + cfg["duration"] + 15

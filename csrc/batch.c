@@ -471,3 +471,72 @@ int dtls_open_segments(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, s
     }
     return ok;
 }
+
+#define RUN_MAX_SPANS 128 /* records per datagram on the run path; more take the general one */
+
+int dtls_open_run(dtls_cipher *c, dtls_replay *window, const uint8_t *cid, size_t cid_len,
+                  unsigned epoch_bits, uint8_t content_type, size_t max_plaintext, uint8_t *data,
+                  size_t data_len, const uint32_t *datagram_lens, size_t n, size_t max_records,
+                  uint64_t *seqs, uint8_t *content_types, uint32_t *plaintext_offsets,
+                  uint32_t *plaintext_lens, int8_t *status, uint32_t *progress)
+{
+    if (progress == NULL)
+        return DTLS_ERR_ARGUMENT;
+    memset(progress, 0, 4 * sizeof(*progress));
+    if (n == 0)
+        return 0;
+    if (c == NULL || window == NULL || data == NULL || datagram_lens == NULL || seqs == NULL ||
+        content_types == NULL || plaintext_offsets == NULL || plaintext_lens == NULL ||
+        status == NULL || max_records > INT32_MAX || data_len > UINT32_MAX ||
+        cid_len > DTLS_MAX_CID || (cid == NULL && cid_len > 0) || epoch_bits > 3)
+        return DTLS_ERR_ARGUMENT;
+    const dtls__open_columns out = {seqs, content_types, plaintext_offsets, plaintext_lens, status};
+    /* C=1 with our CID when one is in use, else C=0 (RFC 9147 §9) */
+    const unsigned want = 0x20u | (cid_len > 0 ? 0x10u : 0u) | epoch_bits;
+    dtls_record_span spans[RUN_MAX_SPANS];
+    size_t pos = 0, r = 0, opened_bytes = 0;
+    uint64_t next = 0;
+    int ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = datagram_lens[i];
+        if (len > data_len - pos)
+            return DTLS_ERR_ARGUMENT;
+        uint8_t *dgram = data + pos;
+        /* DTLSCiphertext records only (RFC 9147 §4.1), all of this epoch and CID, filling
+         * the datagram; else the run ends before it, untouched */
+        size_t dropped = 0;
+        int found = dtls_split_datagram(dgram, len, cid_len, spans, RUN_MAX_SPANS, &dropped);
+        if (found <= 0 || dropped != 0 || (size_t)found > max_records - r)
+            break;
+        int fits = 1;
+        for (int k = 0; k < found && fits; k++) {
+            const uint8_t *rec = dgram + spans[k].offset;
+            fits = spans[k].kind == DTLS_RECORD_CIPHERTEXT && (rec[0] & 0xF3u) == want &&
+                   (cid_len == 0 || memcmp(rec + 1, cid, cid_len) == 0);
+        }
+        if (!fits)
+            break;
+        for (int k = 0; k < found; k++) {
+            dtls_open_result res;
+            size_t at = pos + spans[k].offset;
+            int rc = dtls_open_in_place(c, window, next, data + at, spans[k].length, cid_len,
+                                        &res);
+            ok += dtls__store_opened(&out, r++, at, rc, &res, &next);
+            if (rc == 0)
+                opened_bytes += spans[k].length;
+            /* the caller handles any other content before what follows it */
+            if (rc == 0 && (res.content_type != content_type || res.plaintext_len > max_plaintext)) {
+                progress[0] = (uint32_t)(k + 1 == found ? i + 1 : i);
+                progress[3] = k + 1 == found ? 0 : spans[k + 1].offset;
+                progress[1] = (uint32_t)r;
+                progress[2] = (uint32_t)opened_bytes;
+                return ok;
+            }
+        }
+        pos += len;
+        progress[0] = (uint32_t)(i + 1);
+    }
+    progress[1] = (uint32_t)r;
+    progress[2] = (uint32_t)opened_bytes;
+    return ok;
+}

@@ -246,6 +246,23 @@ int dtls_open_segments(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, s
                        uint64_t *seqs, uint8_t *content_types, uint32_t *plaintext_offsets,
                        uint32_t *plaintext_lens, int8_t *status);
 
+/* The engine's receive path for a run of datagrams after the handshake: datagram i is
+ * datagram_lens[i] bytes and follows datagram i-1 in data. Datagrams are taken in order
+ * while each holds only DTLSCiphertext records (RFC 9147 §4.1, at most 128) with these low
+ * epoch bits and the connection ID cid (C=1 and those cid_len bytes; cid_len 0: C=0) and
+ * nothing else; their records are opened in place, one entry each in the arrays (as
+ * dtls_open_records; at most max_records). The run stops before the first datagram that
+ * does not fit (left as it was), and after the first record that opened with a content
+ * type other than content_type or a plaintext longer than max_plaintext. The window is
+ * required. progress[0..3] receives: datagrams taken whole, records taken, bytes of the
+ * records that opened, and the offset in the next datagram where its records not taken
+ * begin (0: none of it was taken). Returns the number opened, or DTLS_ERR_ARGUMENT. */
+int dtls_open_run(dtls_cipher *c, dtls_replay *window, const uint8_t *cid, size_t cid_len,
+                  unsigned epoch_bits, uint8_t content_type, size_t max_plaintext, uint8_t *data,
+                  size_t data_len, const uint32_t *datagram_lens, size_t n, size_t max_records,
+                  uint64_t *seqs, uint8_t *content_types, uint32_t *plaintext_offsets,
+                  uint32_t *plaintext_lens, int8_t *status, uint32_t *progress);
+
 /* ---- buffer pool of datagram-sized slabs ---- */
 typedef struct dtls_pool dtls_pool;
 typedef struct {

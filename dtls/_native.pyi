@@ -209,6 +209,28 @@ class _Lib:
         status: Any,
         /,
     ) -> int: ...
+    def dtls_open_run(
+        self,
+        c: Any,
+        window: Any,
+        cid: Any,
+        cid_len: int,
+        epoch_bits: int,
+        content_type: int,
+        max_plaintext: int,
+        data: Any,
+        data_len: int,
+        datagram_lens: Any,
+        n: int,
+        max_records: int,
+        seqs: Any,
+        content_types: Any,
+        plaintext_offsets: Any,
+        plaintext_lens: Any,
+        status: Any,
+        progress: Any,
+        /,
+    ) -> int: ...
     def dtls_pool_new(self, slab_size: int, count: int, /) -> Any: ...
     def dtls_pool_free(self, p: Any, /) -> None: ...
     def dtls_pool_acquire(self, p: Any, /) -> int: ...

@@ -40,6 +40,7 @@ from .events import (
     AlertReceived,
     ConnectionClosed,
     DataReceived,
+    DataReceivedBatch,
     Event,
     HandshakeCompleted,
     KeyUpdated,
@@ -377,12 +378,9 @@ class AsyncConnection(FrontEndConnection):
             raise close_error(self._closed)
 
     def _event(self, event: Event) -> None:
-        if isinstance(event, DataReceived):
-            if len(self._messages) >= self.max_queued:
-                self.dropped_messages += 1
-                return
-            self._messages.append(event.data)
-            self._wake()
+        if isinstance(event, DataReceived | DataReceivedBatch):
+            if self._queue_data(event):
+                self._wake()
         elif isinstance(event, KeyUpdated):
             if event.direction == "send":
                 for target, future in list(self._key_updates):
@@ -630,7 +628,7 @@ class _Listener(_Link):
                     self.server._start_handler(conn)
                 elif conn is not None:
                     conn._event(event.event)
-                elif isinstance(event.event, DataReceived):
+                elif isinstance(event.event, DataReceived | DataReceivedBatch):
                     self._early.setdefault(event.connection, []).append(event.event)
             elif isinstance(event, ConnectionRemoved):
                 self._early.pop(event.connection, None)

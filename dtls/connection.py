@@ -12,6 +12,7 @@ import logging
 import ssl
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice, repeat
 from typing import Any
 
 from .config import Context, CookieMode
@@ -29,6 +30,7 @@ from .events import (
     AlertReceived,
     ConnectionClosed,
     DataReceived,
+    DataReceivedBatch,
     Event,
     HandshakeCompleted,
     KeyUpdated,
@@ -139,6 +141,24 @@ def _group_name(group: int | None) -> str | None:
 __all__ = ["Connection", "HandshakeState"]
 
 
+class SegmentRun:
+    """Records `send_segments` sealed back to back at a fixed stride (one per datagram,
+    the last may be shorter): an entry of the output that no other record joins."""
+
+    __slots__ = ("data", "stride")
+
+    def __init__(self, data: memoryview, stride: int) -> None:
+        self.data = data
+        self.stride = stride
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def datagrams(self) -> list[bytes]:
+        whole, stride = self.data.tobytes(), self.stride
+        return [whole[i : i + stride] for i in range(0, len(whole), stride)]
+
+
 class Connection:
     """One DTLS 1.3 association, client or server, as the context says."""
 
@@ -167,7 +187,9 @@ class Connection:
             context.replay_window, context.epoch_retention, context.record_provider()
         )
         self._events: list[Event] = []  # few at a time: a list is smaller than a deque
-        self._out: list[bytes | bytearray] = []  # datagrams being filled (RFC 9147 §4.3)
+        # datagrams being filled (RFC 9147 §4.3), and runs of them from send_segments
+        self._out: list[bytes | bytearray | SegmentRun] = []
+        self._segment_runs = 0  # how many SegmentRun entries _out holds
         self._rto = RetransmitTimer(
             context.initial_retransmit_timeout, context.max_retransmit_timeout
         )
@@ -241,7 +263,7 @@ class Connection:
     def receive_datagram(self, data: Buffer, addr: Address, now: float) -> None:
         """Process one datagram. Bad input is dropped and counted, or ends the connection
         with an alert and a `ConnectionClosed` event; it never raises (RFC 9147 §4.5.2)."""
-        if self._handshake.state is HandshakeState.CLOSED:
+        if self._handshake.state is _CLOSED:
             return
         if self.peer_address is None:
             self.peer_address = addr
@@ -264,45 +286,94 @@ class Connection:
             self._fail_on(exc)
 
     def receive_datagrams(self, datagrams: Iterable[tuple[Buffer, Address]], now: float) -> None:
-        """`receive_datagram` for each datagram, in order. Runs of datagrams from the peer
-        that each hold one record of an application epoch are opened together, with one
-        C call per ~64 KB (RFC 9147 §4); the rest take the single-datagram path."""
-        records, run_bits = self._records, -1
-        run: list[Buffer] = []
-        for data, addr in datagrams:
-            bits = None
-            if (
-                self._handshake.state is HandshakeState.CONNECTED
-                and addr == self.peer_address
-                and self._path.challenge is None
-            ):
-                bits = records.batchable(data)
-            if bits is not None and (bits == run_bits or not run):
-                run.append(data)
-                run_bits = bits
-                continue
-            if run:
-                self._receive_run(run, run_bits, now)
-                run = []
-            if bits is not None:
-                run.append(data)
-                run_bits = bits
-            else:
-                self.receive_datagram(data, addr, now)
-        if run:
-            self._receive_run(run, run_bits, now)
-
-    def _receive_run(self, run: list[Buffer], bits: int, now: float) -> None:
-        if self._handshake.state is not HandshakeState.CONNECTED:  # an earlier datagram did
-            for data in run:
-                self.receive_datagram(data, self.peer_address, now)
+        """`receive_datagram` for each datagram, in order, but a run of datagrams from the
+        peer that hold only records of an application epoch is opened in one C call and
+        its application data comes as one `DataReceivedBatch` event (RFC 9147 §4); drops,
+        counters and the other events are those of `receive_datagram`."""
+        batch = datagrams if isinstance(datagrams, list | tuple) else list(datagrams)
+        if not batch:
             return
-        try:
-            self._receive_records(self._records.open_run(run, bits, now), self.peer_address, now)
-            if self._records.counters.failed_authentication:
-                self._check_integrity_limit()
-        except Exception as exc:
-            self._fail_on(exc)
+        datas, addrs = zip(*batch, strict=True)
+        n, i = len(datas), 0
+        while i < n:
+            addr = addrs[i]
+            if not self._takes_runs_from(addr):
+                self.receive_datagram(datas[i], addr, now)
+                i += 1
+                continue
+            end = n if addrs.count(addr) == n else i + 1
+            while end < n and addrs[end] == addr:
+                end += 1
+            run = datas[i:end]  # opened in a copy: the views of the event own it
+            self._receive_run(memoryview(bytearray().join(run)), list(map(len, run)),
+                              run.__getitem__, addr, now)  # fmt: skip
+            i = end
+
+    def receive_segments(self, data: Buffer, segment_size: int, addr: Address, now: float) -> None:
+        """A UDP_GRO run (`ReceivedDatagram.data` and `.segment_size`): datagrams of
+        `segment_size` bytes back to back, the last may be shorter (0: one datagram), as
+        `receive_datagrams` of each. A writable buffer is opened in place: the views of
+        its `DataReceivedBatch` are then of `data`, valid until the caller reuses it."""
+        view = memoryview(data)
+        if view.format != "B":
+            view = view.cast("B")
+        size = len(view)
+        seg = segment_size if 0 < segment_size < size else size
+        if not size:
+            return self.receive_datagram(view, addr, now)
+        count = (size - 1) // seg + 1
+        if view.readonly or not self._takes_runs_from(addr):
+            datagrams = [view[o : o + seg] for o in range(0, size, seg)]
+            return self.receive_datagrams([(d, addr) for d in datagrams], now)
+        lengths = [seg] * (count - 1) + [size - (count - 1) * seg]
+        self._receive_run(view, lengths, lambda k: view[k * seg : (k + 1) * seg], addr, now)
+        return None
+
+    def _takes_runs_from(self, addr: Address) -> bool:
+        # established, from the peer's address, no return routability check on (RFC 9147 §9)
+        return (
+            self._handshake.state is _CONNECTED
+            and self._path.challenge is None
+            and addr == self.peer_address
+        )
+
+    def _receive_run(
+        self, data: memoryview, lengths: list[int], datagram: Callable[[int], Buffer],
+        addr: Address, now: float,
+    ) -> None:  # fmt: skip
+        """The datagrams of a run from the peer (`lengths` of them back to back in the
+        writable `data`; datagram k also as it came, `datagram(k)`, for the general path):
+        what `RecordLayer.open_run` takes as one event, then any other record it ended
+        with; the datagrams it does not take go to `receive_datagram`."""
+        k, offset, n = 0, 0, len(lengths)
+        while k < n:
+            if not self._takes_runs_from(addr):
+                for j in range(k, n):
+                    self.receive_datagram(datagram(j), addr, now)
+                return
+            try:
+                records = self._records
+                taken, rest, where, last = records.open_run(
+                    data[offset:], lengths[k:], self._receive_limit, now
+                )
+                if where is not None:
+                    self._events.append(DataReceivedBatch(*where))
+                    self.last_received = now  # authentic records arrived
+                if last is not None:
+                    self._receive_records((last,), addr, now)
+                if (taken or rest) and records.counters.failed_authentication:
+                    self._check_integrity_limit()
+            except Exception as exc:
+                self._fail_on(exc)
+                return
+            if rest:  # the records after the one just handled, as the general path would
+                self.receive_datagram(memoryview(datagram(k + taken))[rest:], addr, now)
+                taken += 1
+            elif not taken:
+                self.receive_datagram(datagram(k), addr, now)
+                taken = 1
+            offset += sum(lengths[k : k + taken])
+            k += taken
 
     def _receive_records(self, records: Iterable[InboundRecord], addr: Address, now: float) -> bool:
         """Handle deprotected records in order; True if one was authenticated (epoch >= 3)."""
@@ -318,7 +389,7 @@ class Connection:
                     events.append(data_received(payload))  # as _receive_application_data would
                     continue
             self._receive_record(record, now, addr)
-            if handshake.state is HandshakeState.CLOSED:
+            if handshake.state is _CLOSED:
                 break
         if authenticated:
             self.last_received = now
@@ -352,14 +423,18 @@ class Connection:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Datagrams ready for the network, with their destination."""
-        if self._ack_deadline is not None and now >= self._ack_deadline:
-            self._send_ack()
-        if self._unsent:
-            for flight in self._unsent:
-                self._transmit(flight, now)
-            self._unsent.clear()
+        if self._unsent or (self._ack_deadline is not None and now >= self._ack_deadline):
+            self._prepare_output(now)
         addr = self.peer_address
-        out = [(bytes(d), addr) for d in self._out if d]  # bytes(a bytes object) copies not
+        # bytes(a bytes object) copies not; empty ones were started and left unused
+        pending: list[Any] = self._out
+        if self._segment_runs:
+            self._segment_runs = 0
+            pending = [x for d in pending for x in _datagrams_of(d)]
+        if len(pending) == 1:
+            out = [(bytes(pending[0]), addr)] if pending[0] else []
+        else:
+            out = list(zip(map(bytes, filter(None, pending)), repeat(addr)))
         self._out.clear()
         if out:
             self.last_sent = now
@@ -368,6 +443,41 @@ class Connection:
             out.extend(probes)
             probes.clear()
         return out
+
+    def segments_to_send(self, now: float) -> list[tuple[Buffer, int, Address]]:
+        """`datagrams_to_send` for UDP GSO: (data, segment_size, destination) each, for
+        `dtls.record.send_segments(sock, data, segment_size, destination)`. What
+        `send_segments` sealed comes as it was sealed, one buffer of segment_size-byte
+        datagrams (the last may be shorter); any other datagram alone."""
+        self._prepare_output(now)
+        if not self._segment_runs:
+            return [(d, len(d), a) for d, a in self.datagrams_to_send(now)]
+        self._segment_runs = 0
+        addr = self.peer_address
+        out: list[tuple[Buffer, int, Address]] = []
+        for entry in self._out:
+            if entry.__class__ is SegmentRun:
+                run: Any = entry
+                out.append((run.data, run.stride, addr))
+            elif entry:
+                datagram: Any = entry
+                out.append((bytes(datagram), len(datagram), addr))
+        self._out.clear()
+        self.last_sent = now
+        probes = self._path.probes
+        if probes:
+            out += [(d, len(d), a) for d, a in probes]
+            probes.clear()
+        return out
+
+    def _prepare_output(self, now: float) -> None:
+        """A due ACK, and the flights waiting for the time, into the output."""
+        if self._ack_deadline is not None and now >= self._ack_deadline:
+            self._send_ack()
+        if self._unsent:
+            for flight in self._unsent:
+                self._transmit(flight, now)
+            self._unsent.clear()
 
     def get_timer(self) -> float | None:
         """When `handle_timer` should next be called, or None."""
@@ -447,8 +557,8 @@ class Connection:
     def send(self, data: Buffer) -> None:
         """Send one application-data record (RFC 9147 §6). Before the handshake completes
         the data is queued and sent once it does."""
-        if self._handshake.state is not HandshakeState.CONNECTED:
-            if self._handshake.state is HandshakeState.CLOSED:
+        if self._handshake.state is not _CONNECTED:
+            if self._handshake.state is _CLOSED:
                 raise ConnectionStateError("connection is closed")
             if len(data) > MAX_PLAINTEXT:
                 raise ValueError(f"a record carries at most {MAX_PLAINTEXT} bytes")
@@ -461,7 +571,7 @@ class Connection:
         epoch = self._records.send_epochs[self._app_send_epoch]
         if epoch.next_seq >= self._confidentiality_limit:
             raise ConnectionStateError("AEAD limit reached: waiting for the KeyUpdate's ACK")
-        record, _ = self._records.seal(self._app_send_epoch, ContentType.APPLICATION_DATA, data)
+        record, _ = self._records.seal(self._app_send_epoch, _APPLICATION_DATA, data)
         self._emit(record)
         if epoch.next_seq >= self._confidentiality_limit * 3 // 4:
             self.update_keys(request_peer_update=False)  # RFC 9147 §4.5.3
@@ -471,20 +581,54 @@ class Connection:
         sealed together, with one C call per ~64 KB (RFC 9147 §4)."""
         epoch = self._records.send_epochs.get(self._app_send_epoch)
         if (
-            self._handshake.state is not HandshakeState.CONNECTED
+            self._handshake.state is not _CONNECTED
             or epoch is None
             or epoch.next_seq + len(messages) >= self._confidentiality_limit * 3 // 4
-            or any(len(m) > self._send_limit for m in messages)
+            or (messages and max(map(len, messages)) > self._send_limit)
         ):
             for message in messages:  # errors and limits as `send` has them
                 self.send(message)
             return
         if messages:
             sealed = self._records.seal_batch(
-                self._app_send_epoch, ContentType.APPLICATION_DATA, messages
+                self._app_send_epoch, _APPLICATION_DATA, messages
             )
-            for record in sealed:
-                self._emit(record)
+            if min(map(len, sealed)) * 2 > self.context.max_datagram_size:
+                # no two of them share a datagram (RFC 9147 §4.3): only the first may join
+                # the one being filled
+                self._emit(sealed[0])
+                self._out += islice(sealed, 1, None)
+            else:
+                for record in sealed:
+                    self._emit(record)
+
+    def send_segments(self, data: Buffer, payload_len: int) -> None:
+        """`send_batch` of `data` cut into `payload_len`-byte messages (the last may be
+        shorter), sealed straight into one buffer at a fixed stride, one record per
+        datagram (`RecordCipher.seal_segments`): `segments_to_send` hands it out as it is,
+        for UDP GSO; `datagrams_to_send` as one datagram per record."""
+        view = memoryview(data)
+        if view.format != "B":
+            view = view.cast("B")
+        if payload_len <= 0:
+            raise ValueError("payload_len must be at least 1")
+        count = -(-len(view) // payload_len)
+        epoch = self._records.send_epochs.get(self._app_send_epoch)
+        if (
+            self._handshake.state is not _CONNECTED
+            or epoch is None
+            or epoch.next_seq + count >= self._confidentiality_limit * 3 // 4
+            or payload_len > self._send_limit
+        ):
+            messages = [view[i : i + payload_len] for i in range(0, len(view), payload_len)]
+            return self.send_batch(messages)  # errors and limits as `send` has them
+        if count:
+            records, stride = self._records.seal_segments(
+                self._app_send_epoch, _APPLICATION_DATA, view, payload_len
+            )
+            self._out.append(SegmentRun(records, stride))
+            self._segment_runs += 1
+        return None
 
     def update_keys(self, request_peer_update: bool = True) -> None:
         """Send a KeyUpdate (RFC 9147 §8); our sending epoch moves on once it is
@@ -696,13 +840,18 @@ class Connection:
             last = out[-1]
             if last.__class__ is bytes:  # a second record joins it: copy once
                 out[-1] = last = bytearray(last)
-            last += record
+            elif last.__class__ is SegmentRun:  # a run is never joined
+                out.append(record)
+                return
+            last += record  # type: ignore[operator]
         else:
             out.append(record)
 
     def _room(self) -> int:
         limit = self.context.max_datagram_size
-        return limit - len(self._out[-1]) if self._out else limit
+        if not self._out or self._out[-1].__class__ is SegmentRun:
+            return limit
+        return limit - len(self._out[-1])
 
     # ---- flights (RFC 9147 §5.8) ----
     def _handshake_message(self, epoch: int, message: Any) -> OutgoingMessage:
@@ -1157,6 +1306,11 @@ class Connection:
 
 _APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
 _CONNECTED = HandshakeState.CONNECTED
+_CLOSED = HandshakeState.CLOSED  # module constants: an enum member's lookup costs ~0.2 µs
+
+
+def _datagrams_of(entry: bytes | bytearray | SegmentRun) -> Sequence[bytes | bytearray]:
+    return entry.datagrams() if isinstance(entry, SegmentRun) else (entry,)
 
 
 def _acked_any(flight: OutgoingFlight) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import add
 from typing import Any
 
 
@@ -45,6 +47,43 @@ def data_received(data: bytes) -> DataReceived:
     fields["early"] = False
     return event
 
+
+
+@dataclass(frozen=True, eq=False)
+class DataReceivedBatch(Event):
+    """Application-data records that `receive_datagrams` (or `receive_segments`) opened
+    together (RFC 9147 §6), in order. `data` has one read-only view per record, made when
+    first asked for; record i is also `buffer[offsets[i] : offsets[i] + lengths[i]]`, for
+    code that wants no object per record. The buffer holds the whole run (nothing reuses
+    it, but `receive_segments`' caller's own buffer; `bytes(view)` keeps one record
+    without the rest). Other events keep their place: data after a KeyUpdate or an alert
+    comes in a later batch."""
+
+    buffer: memoryview  # read-only
+    offsets: Sequence[int]
+    lengths: Sequence[int]
+
+    @property
+    def data(self) -> tuple[memoryview, ...]:
+        views: tuple[memoryview, ...] | None = self.__dict__.get("_views")
+        if views is None:
+            ends = map(add, self.offsets, self.lengths)
+            views = tuple(map(self.buffer.__getitem__, map(slice, self.offsets, ends)))
+            self.__dict__["_views"] = views  # frozen: set once, past __setattr__
+        return views
+
+    def __iter__(self) -> Iterator[memoryview]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __eq__(self, other: object) -> bool:  # the records, wherever they lie
+        if other.__class__ is not DataReceivedBatch:
+            return NotImplemented
+        return self.data == other.data
+
+    __hash__ = None  # type: ignore[assignment]
 
 @dataclass(frozen=True)
 class SessionTicketReceived(Event):

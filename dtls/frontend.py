@@ -12,7 +12,7 @@ from typing import Any
 
 from . import errors
 from .connection import Connection, HandshakeState
-from .events import ConnectionClosed, HandshakeCompleted
+from .events import ConnectionClosed, DataReceived, DataReceivedBatch, HandshakeCompleted
 from .handshake import Address
 from .iana import AlertDescription, AlertLevel
 from .server import close_error
@@ -23,6 +23,8 @@ logger = logging.getLogger("dtls")
 
 class FrontEndConnection:
     """A front-end's view of one sans-I/O `Connection`."""
+
+    max_queued: int  # each front-end's, for `_queue_data`
 
     def __init__(
         self,
@@ -103,6 +105,21 @@ class FrontEndConnection:
     def fileno(self) -> int:
         """The UDP socket's file descriptor (a server's is shared by its connections)."""
         return int(self._link.fileno())
+
+    def _queue_data(self, event: DataReceived | DataReceivedBatch) -> bool:
+        """Keep a record's data, or a batch's, for `recv` as bytes (the batch's views share
+        a buffer), dropping what exceeds `max_queued`. True if something was kept."""
+        room = self.max_queued - len(self._messages)
+        if event.__class__ is DataReceived:
+            data: list[bytes] = [event.data] if room > 0 else []
+            wanted = 1
+        else:
+            views = event.data
+            wanted = len(views)
+            data = list(map(bytes, views[:room] if room < wanted else views))
+        self._messages.extend(data)
+        self.dropped_messages += wanted - len(data)
+        return bool(data)
 
     def _check_state(self) -> None:
         """Tell on_state_change when the engine's state moved since last looked at."""

@@ -80,9 +80,24 @@ class RecordCipherLike(Protocol):
         cid: bytes | None = None, seq16: bool = True, with_length: bool = True,
         padding: int = 0,
     ) -> list[bytes]: ...  # fmt: skip
+    def seal_run(
+        self, epoch: int, seq: int, content_type: int, payloads: Sequence[Buffer], *,
+        cid: bytes | None = None, seq16: bool = True, with_length: bool = True,
+        padding: int = 0,
+    ) -> list[bytes]: ...  # fmt: skip
     def open_batch(
         self, records: Sequence[Buffer], window: Any = None, *, cid_len: int = 0
     ) -> list[Any]: ...
+    def open_run(
+        self, data: bytearray | memoryview, lengths: Sequence[int], window: Any, *,
+        epoch_bits: int, cid: bytes | None = None, content_type: int = 23,
+        max_plaintext: int = 1 << 14,
+    ) -> Any: ...  # fmt: skip
+    def seal_segments(
+        self, epoch: int, seq: int, content_type: int, data: Buffer, payload_len: int,
+        out: bytearray | memoryview | None = None, *, cid: bytes | None = None,
+        seq16: bool = True, with_length: bool = True, padding: int = 0,
+    ) -> tuple[memoryview, int]: ...  # fmt: skip
 
 
 def _random(n: int) -> bytes:

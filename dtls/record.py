@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import threading
+from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,11 +27,14 @@ from typing import Any
 
 from . import keyschedule, record_py
 from ._native import ffi, lib
+from .iana import ContentType
 from .record_py import (  # the definitions both record providers share
+    MAX_PLAINTEXT,
     PLAINTEXT_HEADER_LEN,
     Address,
     Buffer,
     OpenedRecord,
+    OpenedRun,
     OpenedSegments,
     OpenError,
     ReceivedDatagram,
@@ -85,6 +89,7 @@ _open_in_place = lib.dtls_open_in_place
 _open_records = lib.dtls_open_records
 _seal_segments = lib.dtls_seal_segments
 _open_segments = lib.dtls_open_segments
+_open_run = lib.dtls_open_run
 _unpack_ints: Callable[[Any, int], list[int]] = ffi.unpack  # of integer arrays: lists
 _split = lib.dtls_split_datagram
 _seal_plaintext = lib.dtls_seal_plaintext
@@ -514,13 +519,48 @@ class RecordCipher:
         if not items:
             return []
         seqs, types, payloads = zip(*items, strict=True)
-        lens = list(map(len, payloads))
+        return self._seal_many(epoch, seqs, bytes(types), payloads, cid, seq16, with_length,
+                               padding)  # fmt: skip
+
+    def seal_run(
+        self,
+        epoch: int,
+        seq: int,
+        content_type: int,
+        payloads: Sequence[Buffer],
+        *,
+        cid: bytes | None = None,
+        seq16: bool = True,
+        with_length: bool = True,
+        padding: int = 0,
+    ) -> list[bytes]:
+        """`seal_batch` of payloads of one content type with the sequence numbers seq,
+        seq + 1, ... (what a sender's queue is)."""
+        if not payloads:
+            return []
+        seqs = array("Q", range(seq, seq + len(payloads)))
+        return self._seal_many(epoch, seqs, bytes([content_type]) * len(payloads), payloads,
+                               cid, seq16, with_length, padding)  # fmt: skip
+
+    def _seal_many(
+        self,
+        epoch: int,
+        seqs: Sequence[int],
+        types: bytes,
+        payloads: Sequence[Buffer],
+        cid: bytes | None,
+        seq16: bool,
+        with_length: bool,
+        padding: int,
+    ) -> list[bytes]:
+        sizes = list(map(len, payloads))
+        lens = array("I", sizes)
         cid_len = len(cid) if cid else 0
         flags = _flags(cid_len, seq16, with_length)
         overhead = _sealed_len(self._ctx, flags, cid_len, 0, padding)
         if overhead == 0:
             raise ValueError("padding too long for one record")
-        if sum(lens) >= _LARGE_RECORD * len(lens):
+        if sum(sizes) >= _LARGE_RECORD * len(sizes):
             # large records: a copy into one buffer costs more than a call per record
             seal = self.seal
             return [
@@ -528,30 +568,28 @@ class RecordCipher:
                      padding=padding)
                 for seq, ct, p in zip(seqs, types, payloads, strict=True)
             ]  # fmt: skip
+        seqs_c = _from_buffer("uint64_t[]", seqs if type(seqs) is array else array("Q", seqs))
+        lens_c = _from_buffer("uint32_t[]", lens)
         cid_ptr = cid if cid_len else _NULL
         sealed: list[bytes] = []
-        for a, b in _chunks(lens, _CHUNK_BYTES):
+        for a, b in _chunks(sizes, _CHUNK_BYTES):
             n = b - a
             joined = b"".join(payloads[a:b])
             cap = len(joined) + n * overhead
             out = _scratch(cap)
             sizes_c = _new("uint32_t[]", n)
             got = _seal_records(
-                self._ctx, epoch, flags, cid_ptr, cid_len, padding,
-                _new("uint64_t[]", seqs[a:b]), bytes(types[a:b]), joined, len(joined),
-                _new("uint32_t[]", lens[a:b]), n, out, cap, sizes_c,
+                self._ctx, epoch, flags, cid_ptr, cid_len, padding, seqs_c + a, types[a:b],
+                joined, len(joined), lens_c + a, n, out, cap, sizes_c,
             )  # fmt: skip
             _check(got, "seal_batch")
             if got != n:
                 raise ValueError(f"seal_batch: item {a + got} could not be sealed")
-            sizes = _unpack(sizes_c, n)
-            ends = list(accumulate(sizes))
+            ends = list(accumulate(_unpack(sizes_c, n)))
             starts = [0, *ends[:-1]]
-            if ends[-1] <= 512 * n:  # small records: one copy out, then slices
-                data = _unpack(out, ends[-1])
-                sealed += map(data.__getitem__, map(slice, starts, ends))
-            else:
-                sealed += map(_unpack, map(out.__add__, starts), sizes)
+            # one copy out, then a bytes per record
+            data = _buffer(out, ends[-1]) if ends[-1] > 512 * n else _unpack(out, ends[-1])
+            sealed += map(data.__getitem__, map(slice, starts, ends))
         return sealed
 
     def open_batch(
@@ -694,6 +732,48 @@ class RecordCipher:
         )  # fmt: skip
 
 
+    def open_run(
+        self,
+        data: bytearray | memoryview,
+        lengths: Sequence[int],
+        window: ReplayWindow,
+        *,
+        epoch_bits: int,
+        cid: bytes | None = None,
+        content_type: int = ContentType.APPLICATION_DATA,
+        max_plaintext: int = MAX_PLAINTEXT,
+    ) -> OpenedRun:
+        """The engine's receive path after the handshake, in one C call: `data` holds
+        datagrams of these `lengths` back to back (writable: opened in place); the records
+        of the leading ones that hold only DTLSCiphertext records (RFC 9147 §4.1) of the
+        epoch with these low bits, carrying `cid` (C=1; None: C=0), are opened in order.
+        The run stops before the first datagram that does not fit (left as it was), and
+        after the first record that opened with another content type or a plaintext
+        longer than `max_plaintext`. Offsets are into `data`."""
+        view = memoryview(data)
+        if view.readonly:
+            raise BufferError("open_run: the buffer is read-only")
+        if view.format != "B":
+            view = view.cast("B")
+        cid_len = len(cid) if cid else 0
+        # records: at least 18 bytes (a 2-byte header, 16 of ciphertext: RFC 9147 §4.2.3)
+        seqs_c, types_c, starts_c, sizes_c, status_c = _segment_arrays(len(view) // 18 + 1)
+        progress = _new("uint32_t[4]")
+        lens = _from_buffer("uint32_t[]", array("I", lengths))
+        opened = _open_run(
+            self._ctx, window._w, cid if cid_len else _NULL, cid_len, epoch_bits, content_type,
+            max_plaintext, _from_buffer(view), len(view), lens, len(lengths), len(status_c),
+            seqs_c, types_c, starts_c, sizes_c, status_c, progress,
+        )  # fmt: skip
+        _check(opened, "open_run")
+        taken, k, opened_bytes, rest = progress
+        status = [0] * k if opened == k else _unpack_ints(status_c, k)
+        return OpenedRun(
+            view, opened, status, _unpack_ints(types_c, k), _unpack_ints(seqs_c, k),
+            _unpack_ints(starts_c, k), _unpack_ints(sizes_c, k), taken, rest, opened_bytes,
+        )  # fmt: skip
+
+
 def _segment_arrays(n: int) -> tuple[Any, Any, Any, Any, Any]:
     """Per-thread result arrays for open_segments, for at least n segments (their values
     are copied out before the call returns)."""
@@ -707,7 +787,7 @@ def _segment_arrays(n: int) -> tuple[Any, Any, Any, Any, Any]:
     return arrays
 
 
-def _chunks(sizes: list[int], limit: int) -> Iterator[tuple[int, int]]:
+def _chunks(sizes: Sequence[int], limit: int) -> Iterator[tuple[int, int]]:
     """[start, end) runs of consecutive items of about `limit` bytes (at least one item)."""
     n = len(sizes)
     ends = list(accumulate(sizes))

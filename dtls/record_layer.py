@@ -188,13 +188,36 @@ class RecordLayer:
             raise OverflowError("sequence numbers of this epoch are exhausted")
         if state.cipher is None:
             raise ValueError("batches are for protected epochs")
-        items = [(seq + i, content_type, p) for i, p in enumerate(payloads)]
-        records: list[bytes] = state.cipher.seal_batch(epoch, items, cid=self.send_cid or None)
+        cid = self.send_cid or None
+        records = state.cipher.seal_run(epoch, seq, content_type, payloads, cid=cid)
         state.next_seq = seq + len(payloads)
         counters = self.counters
         counters.records_sealed += len(records)
         counters.bytes_sealed += sum(map(len, records))
         return records
+
+    def seal_segments(
+        self, epoch: int, content_type: int, data: Buffer, payload_len: int
+    ) -> tuple[memoryview, int]:
+        """`seal_batch` of `data` cut into `payload_len`-byte payloads (the last may be
+        shorter), sealed straight into one new buffer at a fixed stride for UDP GSO
+        (`RecordCipher.seal_segments`): (records, stride)."""
+        state = self.send_epochs[epoch]
+        seq = state.next_seq
+        count = -(-len(data) // payload_len)
+        if seq + count - 1 > MAX_SEQUENCE:
+            raise OverflowError("sequence numbers of this epoch are exhausted")
+        if state.cipher is None:
+            raise ValueError("batches are for protected epochs")
+        cid = self.send_cid or None
+        records, stride = state.cipher.seal_segments(
+            epoch, seq, content_type, data, payload_len, cid=cid
+        )
+        state.next_seq = seq + count
+        counters = self.counters
+        counters.records_sealed += count
+        counters.bytes_sealed += len(records)
+        return records, stride
 
     # ---- opening ----
     def open(self, data: Buffer, now: float) -> Iterable[InboundRecord]:
@@ -287,41 +310,51 @@ class RecordLayer:
             plaintext = bytes(plaintext)
         return _new_inbound((state.epoch, seq, content_type, plaintext))
 
-    def open_run(self, records: Sequence[Buffer], bits: int, now: float) -> list[InboundRecord]:
-        """The records that deprotect of a run of single-record datagrams of the epoch with
-        these low bits (`batchable`), opened with one C call per ~64 KB; the rest are
-        counted (RFC 9147 §4.5.2)."""
-        state = self._by_bits[bits]
-        results = state.cipher.open_batch(records, state.window, cid_len=self.receive_cid_len)
-        opened_type, epoch = self._opened_type, state.epoch
-        inbound: list[InboundRecord] = []
-        opened_bytes = 0
-        for record, result in zip(records, results, strict=True):
-            if result.__class__ is not opened_type:
-                self._count_failure(state, result)
-                continue
-            opened_bytes += len(record)
-            content_type, seq, plaintext = result
-            inbound.append(_new_inbound((epoch, seq, content_type, bytes(plaintext))))
-        self.counters.records_opened += len(inbound)
-        self.counters.bytes_opened += opened_bytes
-        if inbound and self._unretired:
-            self._retire_older(epoch, now)
-        return inbound
-
-    def batchable(self, data: Buffer) -> int | None:
-        """The epoch's low bits if `data` is one DTLSCiphertext record of an application
-        epoch, carrying the CID in use (if any): what `open_run` takes. Else None."""
-        cid_len = self.receive_cid_len
-        if not _single_ciphertext_record(data, cid_len):
-            return None
-        bits = data[0] & 3
+    def open_run(
+        self, data: memoryview, lengths: Sequence[int], limit: int, now: float
+    ) -> tuple[int, int, tuple[memoryview, list[int], list[int]] | None, InboundRecord | None]:
+        """Open, in place in `data` (datagrams of these `lengths` back to back), the
+        leading datagrams that hold only records of the application epoch the first one
+        names, carrying the CID in use (if any), in one C call (`RecordCipher.open_run`);
+        the rest are counted (RFC 9147 §4.5.2). Returns how many datagrams were taken
+        whole (0 and no rest: the first needs `open`), where the records not taken of the
+        next one begin (0: none were), where the application data lies in order (a
+        read-only view of `data`, offsets, lengths; None: none), and the last record taken
+        when it is other content or longer than `limit` (for the caller to handle after
+        the data)."""
+        bits = data[0] & 3 if lengths[0] else 0
         state = self._by_bits.get(bits)
-        if state is None or state.epoch < 3:
-            return None
-        if cid_len and data[1 : 1 + cid_len] != self.last_cid:
-            return None  # the peer moves to another CID: the single-record path tracks it
-        return bits
+        cid_len = self.receive_cid_len
+        if state is None or state.epoch < 3 or len(self.last_cid) != cid_len:
+            return 0, 0, None, None
+        run = state.cipher.open_run(
+            data, lengths, state.window, epoch_bits=bits, cid=self.last_cid or None,
+            max_plaintext=limit,
+        )  # fmt: skip
+        status = run.status
+        if not status:
+            return 0, 0, None, None
+        view, offsets, sizes, opened = run.data.toreadonly(), run.offsets, run.lengths, run.opened
+        counters = self.counters
+        counters.records_opened += opened
+        counters.bytes_opened += run.opened_bytes
+        if opened != len(status):  # drop and count the records that did not open
+            kept = []
+            for i, rc in enumerate(status):
+                if rc:
+                    self._count_failure(state, rc)
+                else:
+                    kept.append(i)
+            offsets, sizes = [offsets[i] for i in kept], [sizes[i] for i in kept]
+        last = None
+        content_type = run.content_types[-1]
+        if not status[-1] and (content_type != ContentType.APPLICATION_DATA or sizes[-1] > limit):
+            at = offsets.pop()
+            last = _new_inbound((state.epoch, run.seqs[-1], content_type,
+                                 bytes(view[at : at + sizes.pop()])))  # fmt: skip
+        if opened and self._unretired:
+            self._retire_older(state.epoch, now)
+        return run.datagrams, run.rest, (view, offsets, sizes) if sizes else None, last
 
     def _count_failure(self, state: ReceiveEpoch, error: Any) -> None:
         counters = self.counters

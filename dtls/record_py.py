@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 from .errors import ConfigurationError
-from .iana import CipherSuite
+from .iana import CipherSuite, ContentType
 from .keyschedule import Expand, hkdf_expand_label, suite_hash_name
 
 Buffer = bytes | bytearray | memoryview
@@ -64,6 +64,7 @@ MAX_INNER = MAX_PLAINTEXT + 1  # RFC 9846 §5.4: TLSInnerPlaintext
 MAX_CIPHERTEXT = MAX_PLAINTEXT + 256  # RFC 9846 §5.2
 MAX_SEQ = (1 << 48) - 1  # RFC 9147 §4: 48-bit sequence numbers
 MAX_CID = 255  # RFC 9146 §3: opaque cid<0..2^8-1>
+_RUN_MAX_SPANS = 128  # records per datagram on `open_run`'s path (as csrc/batch.c)
 IV_LENGTH = 12  # RFC 9846 §5.3
 KEY_LENGTHS = {  # RFC 9846 Appendix B.4
     CipherSuite.TLS_AES_128_GCM_SHA256: 16,
@@ -142,6 +143,22 @@ class OpenedSegments(NamedTuple):
         fields = zip(self.status, self.content_types, self.seqs, self.plaintexts(), strict=True)
         return [OpenError(s) if s else OpenedRecord(t, q, p) for s, t, q, p in fields]
 
+
+
+class OpenedRun(NamedTuple):
+    """The datagrams `RecordCipher.open_run` took, their records opened in place in one
+    buffer: per record, as `OpenedSegments` (offsets into `data`)."""
+
+    data: memoryview
+    opened: int  # records that opened
+    status: list[int]
+    content_types: list[int]
+    seqs: list[int]
+    offsets: list[int]
+    lengths: list[int]
+    datagrams: int  # datagrams taken whole
+    rest: int  # where the records not taken of the next datagram begin (0: none taken)
+    opened_bytes: int  # the length of the records that opened
 
 @dataclass(frozen=True, repr=False)
 class TrafficKeys:
@@ -624,6 +641,24 @@ class RecordCipher:
                 raise ValueError(f"seal_batch: item {i} could not be sealed") from None
         return sealed
 
+    def seal_run(
+        self,
+        epoch: int,
+        seq: int,
+        content_type: int,
+        payloads: Sequence[Buffer],
+        *,
+        cid: bytes | None = None,
+        seq16: bool = True,
+        with_length: bool = True,
+        padding: int = 0,
+    ) -> list[bytes]:
+        """`seal_batch` of payloads of one content type with the sequence numbers seq,
+        seq + 1, ..."""
+        items = [(seq + i, content_type, payload) for i, payload in enumerate(payloads)]
+        return self.seal_batch(epoch, items, cid=cid, seq16=seq16, with_length=with_length,
+                               padding=padding)  # fmt: skip
+
     def open_batch(
         self,
         records: Sequence[Buffer],
@@ -731,6 +766,64 @@ class RecordCipher:
                 column.append(value)
         return out._replace(opened=opened)
 
+
+    def open_run(
+        self,
+        data: bytearray | memoryview,
+        lengths: Sequence[int],
+        window: ReplayWindow,
+        *,
+        epoch_bits: int,
+        cid: bytes | None = None,
+        content_type: int = ContentType.APPLICATION_DATA,
+        max_plaintext: int = MAX_PLAINTEXT,
+    ) -> OpenedRun:
+        """As `dtls.record.RecordCipher.open_run` (the engine's receive path after the
+        handshake), an `open` per record, in place in `data`."""
+        view = memoryview(data)
+        if view.readonly:
+            raise BufferError("open_run: the buffer is read-only")
+        if view.format != "B":
+            view = view.cast("B")
+        if sum(lengths) > len(view):
+            raise ValueError("open_run: invalid argument")
+        columns: tuple[list[int], list[int], list[int], list[int], list[int]] = (
+            [], [], [], [], []
+        )
+        cid_len = len(cid) if cid else 0
+        # 001C..EE: C=1 with our CID when one is in use, else C=0 (RFC 9147 §9)
+        want = 0x20 | (0x10 if cid_len else 0) | epoch_bits
+        opened = pos = taken = opened_bytes = 0
+        for size in lengths:
+            spans, dropped = split_datagram(view[pos : pos + size], cid_len)
+            if not spans or dropped or len(spans) > _RUN_MAX_SPANS or any(
+                span.kind != RecordKind.CIPHERTEXT
+                or view[pos + span.offset] & 0xF3 != want
+                or view[pos + span.offset + 1 : pos + span.offset + 1 + cid_len] != (cid or b"")
+                for span in spans
+            ):
+                break  # not only records of this epoch and CID (RFC 9147 §4.1)
+            for k, span in enumerate(spans):
+                at = pos + span.offset
+                rec = view[at : at + span.length]
+                one = self.open(rec, window, cid_len=cid_len)
+                if isinstance(one, OpenError):
+                    entry = (int(one), 0, 0, at, 0)
+                else:
+                    opened += 1
+                    opened_bytes += span.length
+                    entry = (0, one.content_type, one.seq, at + _header_len(rec[0], cid_len),
+                             len(one.plaintext))  # fmt: skip
+                for column, value in zip(columns, entry, strict=True):
+                    column.append(value)
+                if entry[0] == 0 and (entry[1] != content_type or entry[4] > max_plaintext):
+                    # the caller handles this record before what follows it
+                    last = k + 1 == len(spans)
+                    rest = 0 if last else spans[k + 1].offset
+                    return OpenedRun(view, opened, *columns, taken + last, rest, opened_bytes)
+            pos += size
+            taken += 1
+        return OpenedRun(view, opened, *columns, taken, 0, opened_bytes)
 
 # ---- datagram I/O without the C extension: one system call per datagram ----
 

@@ -40,6 +40,7 @@ from .events import (
     AlertReceived,
     ConnectionClosed,
     DataReceived,
+    DataReceivedBatch,
     Event,
     HandshakeCompleted,
     KeyUpdated,
@@ -391,11 +392,8 @@ class SyncConnection(FrontEndConnection):
             raise close_error(self._closed)
 
     def _event(self, event: Event) -> None:
-        if isinstance(event, DataReceived):
-            if len(self._messages) >= self.max_queued:
-                self.dropped_messages += 1
-                return
-            self._messages.append(event.data)
+        if isinstance(event, DataReceived | DataReceivedBatch):
+            self._queue_data(event)
         elif isinstance(event, HandshakeCompleted):
             self.handshake = event
             self._check_state()
@@ -750,7 +748,7 @@ class Server(_Link):
                     self._established(conn)
                 elif conn is not None:
                     conn._event(event.event)
-                elif isinstance(event.event, DataReceived):  # 0-RTT, before completion
+                elif isinstance(event.event, DataReceived | DataReceivedBatch):  # before completion
                     self._early.setdefault(event.connection, []).append(event.event)
             elif isinstance(event, ConnectionRemoved):
                 self._early.pop(event.connection, None)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dtls.connection import Connection
-from dtls.events import Event
+from dtls.events import DataReceived, DataReceivedBatch, Event
 
 CLIENT_ADDR = ("192.0.2.1", 5000)
 SERVER_ADDR = ("192.0.2.2", 4433)
@@ -128,4 +128,18 @@ class Loopback:
 
     def events_of(self, side: str, cls: type) -> list[Any]:
         events = self.client_events if side == "client" else self.server_events
+        if cls is DataReceived:  # a batch counts as its records, each as DataReceived
+            events = one_per_record(events)
         return [e for e in events if isinstance(e, cls)]
+
+
+def one_per_record(events: list[Event]) -> list[Event]:
+    """`events` with each DataReceivedBatch replaced by a DataReceived per record, its data
+    as bytes: what the same datagrams give through `receive_datagram`."""
+    out: list[Event] = []
+    for event in events:
+        if isinstance(event, DataReceivedBatch):
+            out += [DataReceived(bytes(view)) for view in event.data]
+        else:
+            out.append(event)
+    return out

@@ -474,6 +474,7 @@ def test_send_batch_both_ways(pki: Any) -> None:
                     await conn.send_batch(messages[i : i + 50])
                 replies = [await asyncio.wait_for(conn.recv(), 10) for _ in messages]
                 assert replies == [m[::-1] for m in messages]
+                assert all(type(r) is bytes for r in replies)  # not views of a batch's buffer
             with pytest.raises(errors.ConnectionStateError):
                 await conn.send_batch([b"closed"])
 

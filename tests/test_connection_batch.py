@@ -11,12 +11,18 @@ import random
 from typing import Any
 
 import pytest
-from loopback import CLIENT_ADDR, Loopback
+from loopback import CLIENT_ADDR, Loopback, one_per_record
 from test_connection import handshake, make_pair
 
 from dtls.connection import HandshakeState
 from dtls.errors import ConnectionStateError
-from dtls.events import ConnectionClosed, DataReceived, KeyUpdated, SessionTicketReceived
+from dtls.events import (
+    ConnectionClosed,
+    DataReceived,
+    DataReceivedBatch,
+    KeyUpdated,
+    SessionTicketReceived,
+)
 from dtls.iana import AlertDescription
 
 
@@ -63,7 +69,7 @@ def test_batched_delivery_is_complete_and_in_order(pki: Any) -> None:
 def test_batched_path_matches_single_path_under_loss_and_reordering(pki: Any, seed: int) -> None:
     """Same seed, same network: identical events and counters with and without batching,
     with loss, duplication, jitter (reordering) and a KeyUpdate from each side."""
-    outcomes = []
+    outcomes, batches = [], []
     for batched in (False, True):
         link = established(pki, batched=batched)
         rng = random.Random(seed)
@@ -85,16 +91,18 @@ def test_batched_path_matches_single_path_under_loss_and_reordering(pki: Any, se
             link.run(until=link.now + 0.05)
         link.run(until=link.now + 60)
         counters = link.server.record_counters
+        batches.append(len(link.events_of("server", DataReceivedBatch)))
         outcomes.append(
             (
-                [comparable(e) for e in link.client_events],
-                [comparable(e) for e in link.server_events],
+                [comparable(e) for e in one_per_record(link.client_events)],
+                [comparable(e) for e in one_per_record(link.server_events)],
                 (counters.records_opened, counters.replayed, counters.failed_authentication),
                 link.client.send_epoch,
                 link.server.send_epoch,
             )
         )
     assert outcomes[0] == outcomes[1]
+    assert batches[1] > 10 and batches[0] == 0  # the batched run did take the batch path
     _, server_events, (opened, replayed, _), client_epoch, _ = outcomes[1]
     assert replayed > 0 and client_epoch == 4  # duplicates were dropped; keys moved on
     assert any(isinstance(e, KeyUpdated) for e in server_events)
@@ -115,8 +123,9 @@ def test_forged_and_replayed_records_in_a_run_are_counted(pki: Any) -> None:
          (sent[2], CLIENT_ADDR), (b"\x2f\x00", CLIENT_ADDR)],
         link.now,
     )  # fmt: skip
-    data = [e.data for e in iter(server.next_event, None) if isinstance(e, DataReceived)]
-    assert data == [a, c]
+    events = list(iter(server.next_event, None))
+    assert [type(e) for e in events] == [DataReceivedBatch]  # one event for the run
+    assert [bytes(v) for v in events[0].data] == [a, c]
     counters = server.record_counters
     assert counters.failed_authentication == 1 and counters.replayed == 1
     assert counters.malformed == 1
@@ -130,7 +139,7 @@ def test_close_notify_inside_a_run_ends_it(pki: Any) -> None:
     link.client.close()  # close_notify: a record of the same epoch
     closing = [d for d, _ in link.client.datagrams_to_send(link.now)]
     link.server.receive_datagrams([(d, CLIENT_ADDR) for d in first + closing + first], link.now)
-    events = list(iter(link.server.next_event, None))
+    events = one_per_record(list(iter(link.server.next_event, None)))
     assert [e.data for e in events if isinstance(e, DataReceived)] == [b"one", b"two"]
     closed = [e for e in events if isinstance(e, ConnectionClosed)]
     assert closed and closed[0].alert == AlertDescription.CLOSE_NOTIFY
@@ -149,7 +158,7 @@ def test_a_datagram_from_a_new_address_leaves_the_run(pki: Any) -> None:
     link.server.receive_datagrams(
         [(sent[0], CLIENT_ADDR), (sent[1], moved), (sent[2], CLIENT_ADDR)], link.now
     )
-    events = list(iter(link.server.next_event, None))
+    events = one_per_record(list(iter(link.server.next_event, None)))
     assert [e.data for e in events if isinstance(e, DataReceived)] == [x, y, z]
     assert link.server.peer_address == CLIENT_ADDR  # not moved before the check
     probes = [addr for _, addr in link.server.datagrams_to_send(link.now)]
@@ -184,3 +193,105 @@ def test_send_batch_near_the_confidentiality_limit_updates_keys(pki: Any) -> Non
     link.run(until=link.now + 10)
     assert link.client.send_epoch == 4
     assert len(received(link, "server")) == below + 2
+
+
+def test_records_packed_around_a_key_update_match_the_single_path(pki: Any) -> None:
+    """Small records share datagrams (RFC 9147 §4.3) with the KeyUpdate between them: the
+    run stops after the handshake record, the general path takes the rest of that
+    datagram, and events and counters are those of receive_datagram."""
+    outcomes = []
+    for batched in (False, True):
+        link = established(pki, batched=batched)
+        client = link.client
+        client.send_batch([b"before %d" % i for i in range(5)])
+        client.update_keys(request_peer_update=False)
+        client.send_batch([b"after %d" % i for i in range(5)])
+        sent = [d for d, _ in client.datagrams_to_send(link.now)]
+        assert len(sent) < 11  # packed: several records a datagram
+        batch = [(d, CLIENT_ADDR) for d in sent + sent[:1]]  # and a replayed datagram
+        server = link.server
+        if batched:
+            server.receive_datagrams(batch, link.now)
+        else:
+            for data, addr in batch:
+                server.receive_datagram(data, addr, link.now)
+        events = list(iter(server.next_event, None))
+        if batched:
+            assert any(isinstance(e, DataReceivedBatch) for e in events)
+        counters = server.record_counters
+        outcomes.append((
+            [comparable(e) for e in one_per_record(events)],
+            (counters.records_opened, counters.bytes_opened, counters.replayed,
+             counters.malformed, counters.unknown_epoch),
+        ))  # fmt: skip
+    assert outcomes[0] == outcomes[1]
+    data = [e.data for e in outcomes[1][0] if isinstance(e, DataReceived)]
+    assert data == [b"before %d" % i for i in range(5)] + [b"after %d" % i for i in range(5)]
+    assert outcomes[1][1][2] > 0  # the replayed datagram's records were dropped
+
+
+def test_send_segments_seals_one_gso_buffer_in_order_with_other_datagrams(pki: Any) -> None:
+    """Connection.send_segments: records at a fixed stride in one buffer that
+    segments_to_send hands out as it is (UDP GSO), between the datagrams before and after
+    it; datagrams_to_send gives the same records one datagram each."""
+    link = established(pki, batched=True)
+    client, server = link.client, link.server
+    stream = bytes(range(256)) * 4  # 1024 bytes: three 300-byte messages and 124
+    client.send(b"before")
+    client.send_segments(stream, 300)
+    client.send(b"after")
+    out = client.segments_to_send(link.now)
+    assert len(out) == 3 and out[0][1] == len(out[0][0]) and out[2][1] == len(out[2][0])
+    data, stride, _ = out[1]
+    run = [bytes(data[i : i + stride]) for i in range(0, len(data), stride)]
+    assert len(run) == 4 and all(len(d) == stride for d in run[:3]) and len(run[3]) < stride
+    datagrams = [bytes(out[0][0]), *run, bytes(out[2][0])]
+    server.receive_datagrams([(d, CLIENT_ADDR) for d in datagrams], link.now)
+    got = one_per_record(list(iter(server.next_event, None)))
+    assert [e.data for e in got] == [b"before", stream[:300], stream[300:600], stream[600:900],
+                                     stream[900:], b"after"]  # fmt: skip
+    client.send_segments(stream, 300)  # and through datagrams_to_send: one per record
+    again = [d for d, _ in client.datagrams_to_send(link.now)]
+    assert len(again) == 4 and len(again[0]) == stride
+    server.receive_datagrams([(d, CLIENT_ADDR) for d in again], link.now)
+    assert b"".join(e.data for e in one_per_record(list(iter(server.next_event, None)))) == stream
+    assert client.segments_to_send(link.now) == []
+
+
+def test_send_segments_before_the_handshake_queues_like_send_batch(pki: Any) -> None:
+    link = make_pair(pki)
+    link.client.send_segments(b"abcdefgh", 3)
+    handshake(link)
+    link.run(until=link.now + 10)
+    assert received(link, "server") == [b"abc", b"def", b"gh"]
+
+
+def test_receive_segments_matches_receive_datagrams(pki: Any) -> None:
+    """A GRO run opened in place in its buffer: the same data, drops and counters as its
+    datagrams through receive_datagrams, with a forged, a replayed and a short segment."""
+    outcomes = []
+    for in_place in (False, True):
+        link = established(pki, batched=True)
+        link.client.send_segments(bytes(range(200)) * 30, 1000)  # 6 datagrams
+        [(data, stride, _)] = link.client.segments_to_send(link.now)
+        segments = [bytearray(data[i : i + stride]) for i in range(0, len(data), stride)]
+        segments[2][-1] ^= 1  # forged
+        segments.insert(4, bytearray(segments[1]))  # replayed
+        segments.append(bytearray(b"\x2f\x00\x05short"))  # the last may be shorter: garbage
+        server = link.server
+        if in_place:
+            buffer = bytearray().join(segments)
+            server.receive_segments(buffer, stride, CLIENT_ADDR, link.now)
+        else:
+            server.receive_datagrams([(bytes(s), CLIENT_ADDR) for s in segments], link.now)
+        events = list(iter(server.next_event, None))
+        if in_place:
+            assert [type(e) for e in events] == [DataReceivedBatch]
+        counters = server.record_counters
+        outcomes.append((
+            [bytes(e.data) for e in one_per_record(events)],
+            (counters.records_opened, counters.bytes_opened, counters.replayed,
+             counters.failed_authentication, counters.malformed),
+        ))  # fmt: skip
+    assert outcomes[0] == outcomes[1]
+    assert len(outcomes[1][0]) == 5 and outcomes[1][1][2:] == (1, 1, 1)

@@ -166,3 +166,24 @@ def test_aio_wait_session(pki: Any) -> None:
         await quiet.wait_closed()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("front_end", [aio.AsyncConnection, sync.SyncConnection])
+def test_a_batch_of_records_is_queued_as_bytes_up_to_max_queued(front_end: type) -> None:
+    """A DataReceivedBatch (views of one buffer) reaches recv() as one bytes object per
+    record, in order; past max_queued the rest are dropped and counted, as single ones."""
+    from dtls.connection import Connection
+    from dtls.events import DataReceived, DataReceivedBatch
+    from dtls.frontend import FrontEndConnection
+
+    conn = FrontEndConnection(Connection(Context.client(verify=False)), None, None, None)
+    conn.max_queued = front_end.max_queued
+    batch = DataReceivedBatch(memoryview(b"..one..two..three"), [2, 7, 12], [3, 3, 5])
+    assert conn._queue_data(batch)
+    assert list(conn._messages) == [b"one", b"two", b"three"]
+    assert all(type(m) is bytes for m in conn._messages)
+    conn.max_queued = 4
+    assert conn._queue_data(batch)  # room for one of the three
+    assert not conn._queue_data(DataReceived(b"four"))
+    assert list(conn._messages) == [b"one", b"two", b"three", b"one"]
+    assert conn.dropped_messages == 3

@@ -11,6 +11,7 @@ import tracemalloc
 from typing import Any
 
 import pytest
+from loopback import one_per_record
 
 from dtls import aio
 from dtls import path as path_module
@@ -20,6 +21,7 @@ from dtls.events import (
     ConnectionClosed,
     ConnectionIdsIssued,
     DataReceived,
+    DataReceivedBatch,
     HandshakeCompleted,
     KeyUpdated,
     PeerAddressChanged,
@@ -508,7 +510,9 @@ def _has_cid(data: bytes) -> bool:
 
 
 def _data(net: Network, conn: Connection) -> list[bytes]:
-    return [e.data for c, e in net.connection_events(DataReceived) if c is conn]
+    """What `conn` received, a record at a time (a DataReceivedBatch as its records)."""
+    events = [e for c, e in net.connection_events(DataReceived | DataReceivedBatch) if c is conn]
+    return [e.data for e in one_per_record(events)]
 
 
 def _client_data(net: Network, addr: Any) -> list[bytes]:
