@@ -959,8 +959,6 @@ class Connection:
             self._rto.measured(now - flight.first_sent)  # RFC 9147 §5.8.2
         if kind is FlightKind.KEY_UPDATE:
             self._advance_send_epoch()
-            if self._ack_pending:
-                self._schedule_ack(now, immediate=True)  # what waited for this epoch
         elif kind is FlightKind.HANDSHAKE and self._handshake.state is HandshakeState.CONNECTED:
             # The server has our Finished: it will not resend its flight, and we will not
             # resend ours; the handshake keys can go (RFC 9147 §5.8.1).
@@ -968,7 +966,20 @@ class Connection:
             self._records.drop_receive(2)
 
     # ---- ACKs (RFC 9147 §7) ----
+    def _to_acknowledge(self, number: RecordNumber) -> None:
+        """Add a handshake record to the ACK list, which keeps the latest MAX_ACK_RECORDS
+        (RFC 9147 §7): the current flight's during the handshake, after it the latest
+        post-handshake records, repeated in every ACK (they "MAY cover more than one
+        flight", §7.1) so that a lost ACK costs no retransmission."""
+        pending = self._ack_pending
+        if number in pending:
+            return
+        pending.append(number)
+        if len(pending) > MAX_ACK_RECORDS:
+            del pending[0]
+
     def _schedule_ack(self, now: float, immediate: bool) -> None:
+        """ACK what `_ack_pending` holds at once, or after 1/4 of the retransmit timer."""
         if not self._version_known or not self._ack_pending:
             return
         if immediate:
@@ -981,27 +992,34 @@ class Connection:
         if not self._ack_pending:
             return
         numbers = sorted(set(self._ack_pending))
+        # RFC 9147 §7: the highest available sending epoch, never 1 (early data).
         epoch = max(e for e in self._records.send_epochs if e != 1)
-        # An ACK names no record of an epoch above its own (RFC 9147 §7.2): a peer's
-        # KeyUpdate that overtook ours waits until our own KeyUpdate is acknowledged.
-        ready = [n for n in numbers if n[0] <= epoch]
-        waiting = [n for n in numbers if n[0] > epoch]
-        if ready or not waiting:
-            room = self.context.max_datagram_size - self._records.overhead(epoch) - 2
-            fit = min(MAX_ACK_RECORDS, room // ACK_RECORD_NUMBER_LEN)
-            record, _ = self._records.seal(
-                epoch, ContentType.ACK, encode_ack(ready[-fit:] if fit > 0 else [])
-            )
-            self._emit(record)
-        if self._handshake.state is HandshakeState.CONNECTED:
-            self._ack_pending = waiting
+        if self._handshake.state is not HandshakeState.CONNECTED:
+            # During the handshake an ACK's epoch is at least that of every record it
+            # acknowledges; after it the epochs of the two directions are apart.
+            numbers = [n for n in numbers if n[0] <= epoch]
+            if not numbers:
+                return
+        room = self.context.max_datagram_size - self._records.overhead(epoch) - 2
+        fit = min(MAX_ACK_RECORDS, room // ACK_RECORD_NUMBER_LEN)
+        record, _ = self._records.seal(
+            epoch, ContentType.ACK, encode_ack(numbers[-fit:] if fit > 0 else [])
+        )
+        self._emit(record)
 
     def _receive_ack(self, record: InboundRecord, now: float) -> None:
         if record.epoch == 0 and not self._version_known:
             return  # RFC 9147 §7: ignored until DTLS 1.3 is selected
         numbers = decode_ack(record.payload)
-        if any(epoch > record.epoch for epoch, _ in numbers):
-            raise IllegalParameter("ACK for an epoch above its own")  # RFC 9147 §7.2
+        if self._handshake.state is not HandshakeState.CONNECTED or record.epoch < 3:
+            # RFC 9147 §7: during the handshake an ACK's epoch is at least that of
+            # every record it acknowledges.
+            if any(epoch > record.epoch for epoch, _ in numbers):
+                raise IllegalParameter("ACK for an epoch above its own")
+        elif any(not self._records.was_sent(number) for number in numbers):
+            # After it the peer ACKs in its own highest epoch, which may be below ours
+            # (RFC 9147 §7, §8), but never a record we have not sent.
+            raise IllegalParameter("ACK for a record never sent")
         for kind, flight in list(self._flights.items()):
             if not flight.on_ack(numbers):
                 continue
@@ -1095,7 +1113,7 @@ class Connection:
             elif result == FragmentResult.OLD:
                 old = True
         if accepted:
-            self._ack_pending.append((record.epoch, record.seq))
+            self._to_acknowledge((record.epoch, record.seq))
         while self._handshake.state is not HandshakeState.CLOSED:
             message = reassembler.pop()
             if message is None:
@@ -1106,8 +1124,9 @@ class Connection:
         if old:
             self._on_retransmission_received(record, now)
         elif accepted:
-            # RFC 9147 §7.1: ACK a gap at once, a partial flight after a short delay.
-            self._schedule_ack(now, immediate=reassembler.has_future())
+            # RFC 9147 §7.1: ACK a gap in a handshake flight at once, a partial flight
+            # after a short delay; post-handshake records always after the delay.
+            self._schedule_ack(now, immediate=record.epoch < 3 and reassembler.has_future())
 
     def _on_retransmission_received(self, record: InboundRecord, now: float) -> None:
         """The peer resent messages we already processed (RFC 9147 §5.8.1): resend our
@@ -1119,12 +1138,13 @@ class Connection:
                 self._retransmit(flight, now)
             return
         if self._version_known:
-            self._ack_pending.append((record.epoch, record.seq))
+            self._to_acknowledge((record.epoch, record.seq))
             # A duplicate within the flight we are still receiving (ours was implicitly
             # acknowledged by its start) is no disruption: the flight's own delayed ACK,
-            # or our answer, covers it (RFC 9147 §7.1). Otherwise ACK at once.
+            # or our answer, covers it (RFC 9147 §7.1). Otherwise ACK at once, but a
+            # post-handshake record after the delay, as its first copy.
             receiving = flight is None and self._handshake.state is not HandshakeState.CONNECTED
-            self._schedule_ack(now, immediate=not receiving)
+            self._schedule_ack(now, immediate=not receiving and record.epoch < 3)
 
     # ---- handshake messages ----
     def _handle_message(self, message: ReceivedMessage, now: float) -> None:
@@ -1227,9 +1247,6 @@ class Connection:
         self._events.append(PeerAddressChanged(old, addr))
 
     # ---- post-handshake (RFC 9147 §5.8.4, §8) ----
-    def _ack_post_handshake(self, message: ReceivedMessage, now: float) -> None:
-        self._schedule_ack(now, immediate=True)
-
     def _receive_key_update(self, message: ReceivedMessage, now: float) -> None:
         update = decode_handshake_body(message.msg_type, message.body)
         assert isinstance(update, KeyUpdate)
@@ -1247,7 +1264,6 @@ class Connection:
         label = "SERVER" if self.is_client else "CLIENT"
         handshake.log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
         self._events.append(KeyUpdated("receive", epoch + 1))
-        self._ack_post_handshake(message, now)
         if update.request_update == KeyUpdateRequest.UPDATE_REQUESTED:
             self.update_keys(request_peer_update=False)
 

@@ -145,7 +145,6 @@ class CidConnection(Protocol):
     def state(self) -> HandshakeState: ...
     def _awaiting_ack(self, kind: FlightKind) -> bool: ...
     def _send_post_handshake(self, kind: FlightKind, *messages: HandshakeMessage) -> None: ...
-    def _schedule_ack(self, now: float, immediate: bool) -> None: ...
     def _queue_event(self, event: Event) -> None: ...
     def _path_validated(self, addr: Address) -> None: ...
 
@@ -238,7 +237,6 @@ class ConnectionIdUpdates:
         self.cids.add_peer(update.cids, immediate=update.usage == 0)
         self._conn._records.send_cid = self.cids.peer or None
         self.cids.request_outstanding = False
-        self._conn._schedule_ack(now, immediate=True)
 
     def receive_request_connection_id(self, message: ReceivedMessage, now: float) -> None:
         request = decode_handshake_body(message.msg_type, message.body)
@@ -248,7 +246,6 @@ class ConnectionIdUpdates:
         self.cids.requests_received += 1
         if self.cids.requests_received > 16:
             raise TooManyCidsRequested("too many RequestConnectionId messages")
-        self._conn._schedule_ack(now, immediate=True)
         if not self._conn._awaiting_ack(FlightKind.NEW_CONNECTION_ID):
             self.issue_connection_ids(min(request.num_cids, 4))
 
