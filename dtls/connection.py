@@ -116,6 +116,7 @@ MIN_FRAGMENT = 64
 # An ACK names at most this many records, the most recent (RFC 9147 §7 favours those not
 # yet acknowledged), and only as many as fit in one datagram.
 MAX_ACK_RECORDS = 32
+MAX_MESSAGE_SEQ = 0xFFFF  # RFC 9147 §5.2
 ACK_RECORD_NUMBER_LEN = 16
 
 
@@ -198,6 +199,8 @@ class Connection:
         )
         self._flights: dict[FlightKind, OutgoingFlight] = {}
         self._unsent: list[OutgoingFlight] = []
+        # post-handshake flights not yet started, in order (`_start_post_handshake`)
+        self._post_handshake_queue: list[tuple[FlightKind, tuple[Any, ...]]] = []
         self._ack_pending: list[RecordNumber] = []
         self._ack_deadline: float | None = None
         self._version_known = False  # RFC 9147 §7: no ACKs before DTLS 1.3 is selected
@@ -635,7 +638,7 @@ class Connection:
         acknowledged. A second call while one is outstanding is merged with it."""
         if self._handshake.state is not HandshakeState.CONNECTED:
             raise ConnectionStateError("keys can be updated only on an established connection")
-        if FlightKind.KEY_UPDATE in self._flights:
+        if self._awaiting_ack(FlightKind.KEY_UPDATE):
             return
         request = (
             KeyUpdateRequest.UPDATE_REQUESTED
@@ -882,12 +885,37 @@ class Connection:
 
     def _send_post_handshake(self, kind: FlightKind, *messages: Any) -> None:
         """One post-handshake flight (RFC 9147 §5.8.4) of one message, or of several
-        NewSessionTickets sent together."""
-        flight = OutgoingFlight(
-            [self._handshake_message(self._app_send_epoch, m) for m in messages], needs_ack=True
-        )
-        self._flights[kind] = flight
-        self._unsent.append(flight)  # sent by datagrams_to_send(now), which knows the time
+        NewSessionTickets sent together, started in turn by `_start_post_handshake`."""
+        if not self._message_seq_room(len(messages)):
+            raise ConnectionStateError("message_seq is exhausted (RFC 9147 §5.2: 16 bits)")
+        self._post_handshake_queue.append((kind, messages))
+        self._start_post_handshake()
+
+    def _message_seq_room(self, count: int) -> bool:
+        """Whether `count` more handshake messages fit in the 16-bit message_seq."""
+        queued = sum(len(messages) for _, messages in self._post_handshake_queue)
+        return self._next_message_seq + queued + count <= MAX_MESSAGE_SEQ + 1
+
+    def _start_post_handshake(self) -> None:
+        """Start the queued post-handshake flights that may go (RFC 9147 §8): a KeyUpdate
+        once every earlier flight is acknowledged, so that its ACK moves us to the new
+        epoch ("the KeyUpdate and all preceding messages have been acknowledged"); a
+        later message once the KeyUpdate is ("A KeyUpdate message terminates the
+        post-handshake stream in an epoch")."""
+        queue = self._post_handshake_queue
+        while queue and self._handshake.state is HandshakeState.CONNECTED:
+            kind, messages = queue[0]
+            if FlightKind.KEY_UPDATE in self._flights or (
+                kind is FlightKind.KEY_UPDATE and any(f.needs_ack for f in self._flights.values())
+            ):
+                return
+            del queue[0]
+            flight = OutgoingFlight(
+                [self._handshake_message(self._app_send_epoch, m) for m in messages],
+                needs_ack=True,
+            )
+            self._flights[kind] = flight
+            self._unsent.append(flight)  # sent by datagrams_to_send(now), which knows the time
 
     def _transmit(self, flight: OutgoingFlight, now: float) -> None:
         # Consecutive fragments of one epoch share a record while the datagram has room
@@ -964,6 +992,7 @@ class Connection:
             # resend ours; the handshake keys can go (RFC 9147 §5.8.1).
             self._records.drop_send(2)
             self._records.drop_receive(2)
+        self._start_post_handshake()
 
     # ---- ACKs (RFC 9147 §7) ----
     def _to_acknowledge(self, number: RecordNumber) -> None:
@@ -1155,6 +1184,10 @@ class Connection:
         msg_type = message.msg_type
         if message.epoch < 3:
             raise UnexpectedMessage("handshake message in a handshake epoch after completion")
+        if message.epoch != max(self._records.receive_epochs):
+            # RFC 9147 §8: it follows a KeyUpdate of its epoch, which ended the epoch's
+            # post-handshake stream (messages are handled in message_seq order).
+            raise UnexpectedMessage("post-handshake message after a KeyUpdate in its epoch")
         handler = self._post_handshake_handlers().get(msg_type)
         if handler is None:
             raise UnexpectedMessage(f"{type_name(msg_type)} in state {handshake.state.value}")
@@ -1238,7 +1271,7 @@ class Connection:
         self._events.append(event)
 
     def _awaiting_ack(self, kind: FlightKind) -> bool:
-        return kind in self._flights
+        return kind in self._flights or any(k is kind for k, _ in self._post_handshake_queue)
 
     def _path_validated(self, addr: Address) -> None:
         """A return routability check answered from `addr`: the connection moves there
@@ -1253,9 +1286,7 @@ class Connection:
         if update.request_update not in (0, 1):
             raise IllegalParameter("invalid KeyUpdate request")
         epoch = message.epoch
-        current = self._records.receive_epochs.get(epoch)
-        if current is None or epoch != max(self._records.receive_epochs):
-            raise UnexpectedMessage("KeyUpdate outside the current epoch")
+        current = self._records.receive_epochs[epoch]  # the newest (`_handle_message`)
         handshake = self._handshake
         secret = next_application_traffic_secret(
             handshake.hash_name, current.secret, expand=self._records.provider.handshake.hkdf_expand
@@ -1264,7 +1295,10 @@ class Connection:
         label = "SERVER" if self.is_client else "CLIENT"
         handshake.log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
         self._events.append(KeyUpdated("receive", epoch + 1))
-        if update.request_update == KeyUpdateRequest.UPDATE_REQUESTED:
+        if update.request_update == KeyUpdateRequest.UPDATE_REQUESTED and (
+            self._awaiting_ack(FlightKind.KEY_UPDATE) or self._message_seq_room(1)
+        ):
+            # RFC 9147 §8: a request we cannot honour within the limits is ignored
             self.update_keys(request_peer_update=False)
 
     def _advance_send_epoch(self) -> None:
@@ -1316,6 +1350,7 @@ class Connection:
         _log_close(self, reason, alert, by_peer, error)
         self._handshake.state = HandshakeState.CLOSED
         self._flights.clear()
+        self._post_handshake_queue.clear()
         self._ack_deadline = None
         self._events.append(ConnectionClosed(reason, alert, by_peer, error))
 

@@ -10,6 +10,7 @@ from loopback import CLIENT_ADDR, SERVER_ADDR, Loopback
 from test_connection import exchange, handshake, make_pair
 
 from dtls.connection import Connection
+from dtls.errors import ConnectionStateError
 from dtls.events import ConnectionClosed, KeyUpdated
 from dtls.iana import AlertDescription, ContentType
 from dtls.messages import encode_ack
@@ -112,3 +113,21 @@ def test_ack_in_a_lower_epoch_is_refused_during_the_handshake(pki: Any) -> None:
     assert injected and injected[0] != "connected"
     closed = [e for e in link.server_events if isinstance(e, ConnectionClosed)]
     assert closed and closed[0].alert == AlertDescription.ILLEGAL_PARAMETER
+
+
+def test_message_seq_exhausted(pki: Any) -> None:
+    """RFC 9147 §5.2: message_seq has 16 bits. Past 0xffff `update_keys` refuses, and a
+    peer's update_requested is ignored (§8: "SHOULD instead ignore" it) rather than
+    raising out of the engine."""
+    link = make_pair(pki)
+    handshake(link)
+    exchange(link, [b"x"])
+    link.server._next_message_seq = 0x10000  # as after 65536 handshake messages
+    with pytest.raises(ConnectionStateError):
+        link.server.update_keys()
+    link.client.update_keys(request_peer_update=True)
+    link.run(until=link.now + 10)
+    assert link.client.send_epoch == 4
+    assert link.server.send_epoch == 3
+    exchange(link, [b"still flowing"])
+    assert not link.events_of("server", ConnectionClosed)
