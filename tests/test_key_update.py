@@ -9,11 +9,18 @@ import pytest
 from loopback import CLIENT_ADDR, SERVER_ADDR, Loopback
 from test_connection import exchange, handshake, make_pair
 
-from dtls.connection import Connection
+from dtls.connection import Connection, HandshakeState
 from dtls.errors import ConnectionStateError
 from dtls.events import ConnectionClosed, KeyUpdated
-from dtls.iana import AlertDescription, ContentType
-from dtls.messages import encode_ack
+from dtls.handshake import FlightKind
+from dtls.iana import AlertDescription, ContentType, HandshakeType
+from dtls.messages import (
+    KeyUpdate,
+    NewSessionTicket,
+    encode_ack,
+    encode_handshake_body,
+    encode_handshake_fragment,
+)
 
 
 def _sides(link: Loopback, initiator: str) -> tuple[Connection, Connection, str]:
@@ -131,3 +138,52 @@ def test_message_seq_exhausted(pki: Any) -> None:
     assert link.server.send_epoch == 3
     exchange(link, [b"still flowing"])
     assert not link.events_of("server", ConnectionClosed)
+
+
+def test_key_update_waits_until_earlier_flights_are_acknowledged(pki: Any) -> None:
+    """RFC 9147 §8: new keys only once "the KeyUpdate and all preceding messages have been
+    acknowledged": a KeyUpdate asked for while the client's Finished is unacknowledged
+    goes once it is, and its ACK then moves the client to epoch 4."""
+    link = make_pair(pki)
+    seen: dict[str, Any] = {}
+
+    def lose_server_acks(sent: Any) -> list[bytes]:
+        if link.client.state is HandshakeState.CONNECTED and "asked" not in seen:
+            link.client.update_keys(request_peer_update=False)
+            seen["asked"] = link.now
+        flights = link.client._flights
+        if "asked" in seen and "started" not in seen and FlightKind.KEY_UPDATE in flights:
+            seen["started"] = FlightKind.HANDSHAKE not in flights
+        if sent.direction == "s2c" and link.server.state is HandshakeState.CONNECTED:
+            # the ACK of the client's Finished is lost, for a while
+            return [] if link.now < 2.0 else [sent.data]
+        return [sent.data]
+
+    link.filter = lose_server_acks
+    link.start()
+    link.run(until=30)
+    assert seen["asked"] < 2.0
+    assert seen["started"] is True  # not before the Finished flight was acknowledged
+    assert link.client.send_epoch == 4
+    assert KeyUpdated("receive", 4) in link.events_of("server", KeyUpdated)
+    assert not link.events_of("client", ConnectionClosed)
+
+
+def test_post_handshake_message_after_a_key_update_in_its_epoch(pki: Any) -> None:
+    """RFC 9147 §8: "A KeyUpdate message terminates the post-handshake stream in an epoch";
+    a NewSessionTicket after it in the same epoch is unexpected_message."""
+    link = make_pair(pki)
+    handshake(link)
+    exchange(link, [b"x"])
+    link.run(until=link.now + 10)
+    server = link.server
+    seq = server._next_message_seq
+    update = encode_handshake_body(KeyUpdate(0))
+    ticket = encode_handshake_body(NewSessionTicket(3600, 0, b"n", b"ticket", None))
+    body = encode_handshake_fragment(
+        HandshakeType.KEY_UPDATE, len(update), seq, 0, update
+    ) + encode_handshake_fragment(HandshakeType.NEW_SESSION_TICKET, len(ticket), seq + 1, 0, ticket)
+    record, _ = server._records.seal(3, ContentType.HANDSHAKE, body)
+    link.client.receive_datagram(record, SERVER_ADDR, link.now)
+    closed = [e for e in _events(link.client) if isinstance(e, ConnectionClosed)]
+    assert closed and closed[0].alert == AlertDescription.UNEXPECTED_MESSAGE
