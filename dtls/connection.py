@@ -633,6 +633,17 @@ class Connection:
             self._segment_runs += 1
         return None
 
+    @property
+    def send_blocked(self) -> bool:
+        """True while `send` refuses: the AEAD confidentiality limit is reached and the
+        KeyUpdate's ACK, which moves the send epoch on, has not come (RFC 9147 §4.5.3)."""
+        epoch = self._records.send_epochs.get(self._app_send_epoch)
+        return (
+            self._handshake.state is _CONNECTED
+            and epoch is not None
+            and epoch.next_seq >= self._confidentiality_limit
+        )
+
     def update_keys(self, request_peer_update: bool = True) -> None:
         """Send a KeyUpdate (RFC 9147 §8); our sending epoch moves on once it is
         acknowledged. A second call while one is outstanding is merged with it."""

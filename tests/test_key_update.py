@@ -187,3 +187,20 @@ def test_post_handshake_message_after_a_key_update_in_its_epoch(pki: Any) -> Non
     link.client.receive_datagram(record, SERVER_ADDR, link.now)
     closed = [e for e in _events(link.client) if isinstance(e, ConnectionClosed)]
     assert closed and closed[0].alert == AlertDescription.UNEXPECTED_MESSAGE
+
+
+def test_send_blocked_until_the_key_update_is_acknowledged(pki: Any) -> None:
+    """RFC 9147 §4.5.3: at 3/4 of the confidentiality limit a KeyUpdate goes; at the limit
+    `send` refuses (`send_blocked`) until its ACK, which comes after the ACK delay."""
+    link = make_pair(pki, client_settings={"confidentiality_limit": 8})
+    handshake(link)
+    client = link.client
+    for i in range(8 - client._records.send_epochs[3].next_seq):
+        client.send(b"%d" % i)
+    assert client.send_blocked
+    with pytest.raises(ConnectionStateError):
+        client.send(b"over the limit")
+    link.run(until=link.now + 10)
+    assert not client.send_blocked
+    assert client.send_epoch == 4
+    client.send(b"under the new keys")
