@@ -294,7 +294,7 @@ class AsyncConnection(FrontEndConnection):
     async def send(self, data: bytes) -> None:
         """Send one message (one record of up to 16384 bytes, RFC 9846 §5.1). Returns once
         it is queued for the socket; waits while the socket's backlog is long."""
-        self._check_open()
+        await self._wait_sendable()
         self.connection.send(data)
         self._link.changed(self.connection)
         await self._link.drain()
@@ -302,10 +302,17 @@ class AsyncConnection(FrontEndConnection):
     async def send_batch(self, messages: Sequence[bytes]) -> None:
         """`send` for many messages, in order: their records are sealed together
         (`Connection.send_batch`)."""
-        self._check_open()
+        await self._wait_sendable()
         self.connection.send_batch(messages)
         self._link.changed(self.connection)
         await self._link.drain()
+
+    async def _wait_sendable(self) -> None:
+        """Wait while the AEAD limit holds sending until the KeyUpdate's ACK (RFC 9147
+        §4.5.3) moves the send epoch on."""
+        self._check_open()
+        if self.connection.send_blocked:
+            await self._send_epoch(self.connection.send_epoch + 1)
 
     async def recv(self) -> bytes:
         """The next message. Raises once the connection is closed and nothing is left:
@@ -345,10 +352,14 @@ class AsyncConnection(FrontEndConnection):
         sending keys have moved to the next epoch."""
         self._check_open()
         target = self.connection.send_epoch + 1
-        future = self._loop.create_future()
-        self._key_updates.append((target, future))
         self.connection.update_keys(request_peer_update=request_peer_update)
         self._link.changed(self.connection)
+        await self._send_epoch(target)
+
+    async def _send_epoch(self, target: int) -> None:
+        """Until our send epoch reaches `target` (a KeyUpdate acknowledged)."""
+        future = self._loop.create_future()
+        self._key_updates.append((target, future))
         await future
 
     async def close(self) -> None:

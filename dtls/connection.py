@@ -116,6 +116,7 @@ MIN_FRAGMENT = 64
 # An ACK names at most this many records, the most recent (RFC 9147 §7 favours those not
 # yet acknowledged), and only as many as fit in one datagram.
 MAX_ACK_RECORDS = 32
+MAX_MESSAGE_SEQ = 0xFFFF  # RFC 9147 §5.2
 ACK_RECORD_NUMBER_LEN = 16
 
 
@@ -198,6 +199,8 @@ class Connection:
         )
         self._flights: dict[FlightKind, OutgoingFlight] = {}
         self._unsent: list[OutgoingFlight] = []
+        # post-handshake flights not yet started, in order (`_start_post_handshake`)
+        self._post_handshake_queue: list[tuple[FlightKind, tuple[Any, ...]]] = []
         self._ack_pending: list[RecordNumber] = []
         self._ack_deadline: float | None = None
         self._version_known = False  # RFC 9147 §7: no ACKs before DTLS 1.3 is selected
@@ -630,12 +633,23 @@ class Connection:
             self._segment_runs += 1
         return None
 
+    @property
+    def send_blocked(self) -> bool:
+        """True while `send` refuses: the AEAD confidentiality limit is reached and the
+        KeyUpdate's ACK, which moves the send epoch on, has not come (RFC 9147 §4.5.3)."""
+        epoch = self._records.send_epochs.get(self._app_send_epoch)
+        return (
+            self._handshake.state is _CONNECTED
+            and epoch is not None
+            and epoch.next_seq >= self._confidentiality_limit
+        )
+
     def update_keys(self, request_peer_update: bool = True) -> None:
         """Send a KeyUpdate (RFC 9147 §8); our sending epoch moves on once it is
         acknowledged. A second call while one is outstanding is merged with it."""
         if self._handshake.state is not HandshakeState.CONNECTED:
             raise ConnectionStateError("keys can be updated only on an established connection")
-        if FlightKind.KEY_UPDATE in self._flights:
+        if self._awaiting_ack(FlightKind.KEY_UPDATE):
             return
         request = (
             KeyUpdateRequest.UPDATE_REQUESTED
@@ -882,12 +896,37 @@ class Connection:
 
     def _send_post_handshake(self, kind: FlightKind, *messages: Any) -> None:
         """One post-handshake flight (RFC 9147 §5.8.4) of one message, or of several
-        NewSessionTickets sent together."""
-        flight = OutgoingFlight(
-            [self._handshake_message(self._app_send_epoch, m) for m in messages], needs_ack=True
-        )
-        self._flights[kind] = flight
-        self._unsent.append(flight)  # sent by datagrams_to_send(now), which knows the time
+        NewSessionTickets sent together, started in turn by `_start_post_handshake`."""
+        if not self._message_seq_room(len(messages)):
+            raise ConnectionStateError("message_seq is exhausted (RFC 9147 §5.2: 16 bits)")
+        self._post_handshake_queue.append((kind, messages))
+        self._start_post_handshake()
+
+    def _message_seq_room(self, count: int) -> bool:
+        """Whether `count` more handshake messages fit in the 16-bit message_seq."""
+        queued = sum(len(messages) for _, messages in self._post_handshake_queue)
+        return self._next_message_seq + queued + count <= MAX_MESSAGE_SEQ + 1
+
+    def _start_post_handshake(self) -> None:
+        """Start the queued post-handshake flights that may go (RFC 9147 §8): a KeyUpdate
+        once every earlier flight is acknowledged, so that its ACK moves us to the new
+        epoch ("the KeyUpdate and all preceding messages have been acknowledged"); a
+        later message once the KeyUpdate is ("A KeyUpdate message terminates the
+        post-handshake stream in an epoch")."""
+        queue = self._post_handshake_queue
+        while queue and self._handshake.state is HandshakeState.CONNECTED:
+            kind, messages = queue[0]
+            if FlightKind.KEY_UPDATE in self._flights or (
+                kind is FlightKind.KEY_UPDATE and any(f.needs_ack for f in self._flights.values())
+            ):
+                return
+            del queue[0]
+            flight = OutgoingFlight(
+                [self._handshake_message(self._app_send_epoch, m) for m in messages],
+                needs_ack=True,
+            )
+            self._flights[kind] = flight
+            self._unsent.append(flight)  # sent by datagrams_to_send(now), which knows the time
 
     def _transmit(self, flight: OutgoingFlight, now: float) -> None:
         # Consecutive fragments of one epoch share a record while the datagram has room
@@ -959,16 +998,28 @@ class Connection:
             self._rto.measured(now - flight.first_sent)  # RFC 9147 §5.8.2
         if kind is FlightKind.KEY_UPDATE:
             self._advance_send_epoch()
-            if self._ack_pending:
-                self._schedule_ack(now, immediate=True)  # what waited for this epoch
         elif kind is FlightKind.HANDSHAKE and self._handshake.state is HandshakeState.CONNECTED:
             # The server has our Finished: it will not resend its flight, and we will not
             # resend ours; the handshake keys can go (RFC 9147 §5.8.1).
             self._records.drop_send(2)
             self._records.drop_receive(2)
+        self._start_post_handshake()
 
     # ---- ACKs (RFC 9147 §7) ----
+    def _to_acknowledge(self, number: RecordNumber) -> None:
+        """Add a handshake record to the ACK list, which keeps the latest MAX_ACK_RECORDS
+        (RFC 9147 §7): the current flight's during the handshake, after it the latest
+        post-handshake records, repeated in every ACK (they "MAY cover more than one
+        flight", §7.1) so that a lost ACK costs no retransmission."""
+        pending = self._ack_pending
+        if number in pending:
+            return
+        pending.append(number)
+        if len(pending) > MAX_ACK_RECORDS:
+            del pending[0]
+
     def _schedule_ack(self, now: float, immediate: bool) -> None:
+        """ACK what `_ack_pending` holds at once, or after 1/4 of the retransmit timer."""
         if not self._version_known or not self._ack_pending:
             return
         if immediate:
@@ -981,27 +1032,34 @@ class Connection:
         if not self._ack_pending:
             return
         numbers = sorted(set(self._ack_pending))
+        # RFC 9147 §7: the highest available sending epoch, never 1 (early data).
         epoch = max(e for e in self._records.send_epochs if e != 1)
-        # An ACK names no record of an epoch above its own (RFC 9147 §7.2): a peer's
-        # KeyUpdate that overtook ours waits until our own KeyUpdate is acknowledged.
-        ready = [n for n in numbers if n[0] <= epoch]
-        waiting = [n for n in numbers if n[0] > epoch]
-        if ready or not waiting:
-            room = self.context.max_datagram_size - self._records.overhead(epoch) - 2
-            fit = min(MAX_ACK_RECORDS, room // ACK_RECORD_NUMBER_LEN)
-            record, _ = self._records.seal(
-                epoch, ContentType.ACK, encode_ack(ready[-fit:] if fit > 0 else [])
-            )
-            self._emit(record)
-        if self._handshake.state is HandshakeState.CONNECTED:
-            self._ack_pending = waiting
+        if self._handshake.state is not HandshakeState.CONNECTED:
+            # During the handshake an ACK's epoch is at least that of every record it
+            # acknowledges; after it the epochs of the two directions are apart.
+            numbers = [n for n in numbers if n[0] <= epoch]
+            if not numbers:
+                return
+        room = self.context.max_datagram_size - self._records.overhead(epoch) - 2
+        fit = min(MAX_ACK_RECORDS, room // ACK_RECORD_NUMBER_LEN)
+        record, _ = self._records.seal(
+            epoch, ContentType.ACK, encode_ack(numbers[-fit:] if fit > 0 else [])
+        )
+        self._emit(record)
 
     def _receive_ack(self, record: InboundRecord, now: float) -> None:
         if record.epoch == 0 and not self._version_known:
             return  # RFC 9147 §7: ignored until DTLS 1.3 is selected
         numbers = decode_ack(record.payload)
-        if any(epoch > record.epoch for epoch, _ in numbers):
-            raise IllegalParameter("ACK for an epoch above its own")  # RFC 9147 §7.2
+        if self._handshake.state is not HandshakeState.CONNECTED or record.epoch < 3:
+            # RFC 9147 §7: during the handshake an ACK's epoch is at least that of
+            # every record it acknowledges.
+            if any(epoch > record.epoch for epoch, _ in numbers):
+                raise IllegalParameter("ACK for an epoch above its own")
+        elif any(not self._records.was_sent(number) for number in numbers):
+            # After it the peer ACKs in its own highest epoch, which may be below ours
+            # (RFC 9147 §7, §8), but never a record we have not sent.
+            raise IllegalParameter("ACK for a record never sent")
         for kind, flight in list(self._flights.items()):
             if not flight.on_ack(numbers):
                 continue
@@ -1095,7 +1153,7 @@ class Connection:
             elif result == FragmentResult.OLD:
                 old = True
         if accepted:
-            self._ack_pending.append((record.epoch, record.seq))
+            self._to_acknowledge((record.epoch, record.seq))
         while self._handshake.state is not HandshakeState.CLOSED:
             message = reassembler.pop()
             if message is None:
@@ -1106,8 +1164,9 @@ class Connection:
         if old:
             self._on_retransmission_received(record, now)
         elif accepted:
-            # RFC 9147 §7.1: ACK a gap at once, a partial flight after a short delay.
-            self._schedule_ack(now, immediate=reassembler.has_future())
+            # RFC 9147 §7.1: ACK a gap in a handshake flight at once, a partial flight
+            # after a short delay; post-handshake records always after the delay.
+            self._schedule_ack(now, immediate=record.epoch < 3 and reassembler.has_future())
 
     def _on_retransmission_received(self, record: InboundRecord, now: float) -> None:
         """The peer resent messages we already processed (RFC 9147 §5.8.1): resend our
@@ -1119,12 +1178,13 @@ class Connection:
                 self._retransmit(flight, now)
             return
         if self._version_known:
-            self._ack_pending.append((record.epoch, record.seq))
+            self._to_acknowledge((record.epoch, record.seq))
             # A duplicate within the flight we are still receiving (ours was implicitly
             # acknowledged by its start) is no disruption: the flight's own delayed ACK,
-            # or our answer, covers it (RFC 9147 §7.1). Otherwise ACK at once.
+            # or our answer, covers it (RFC 9147 §7.1). Otherwise ACK at once, but a
+            # post-handshake record after the delay, as its first copy.
             receiving = flight is None and self._handshake.state is not HandshakeState.CONNECTED
-            self._schedule_ack(now, immediate=not receiving)
+            self._schedule_ack(now, immediate=not receiving and record.epoch < 3)
 
     # ---- handshake messages ----
     def _handle_message(self, message: ReceivedMessage, now: float) -> None:
@@ -1135,6 +1195,10 @@ class Connection:
         msg_type = message.msg_type
         if message.epoch < 3:
             raise UnexpectedMessage("handshake message in a handshake epoch after completion")
+        if message.epoch != max(self._records.receive_epochs):
+            # RFC 9147 §8: it follows a KeyUpdate of its epoch, which ended the epoch's
+            # post-handshake stream (messages are handled in message_seq order).
+            raise UnexpectedMessage("post-handshake message after a KeyUpdate in its epoch")
         handler = self._post_handshake_handlers().get(msg_type)
         if handler is None:
             raise UnexpectedMessage(f"{type_name(msg_type)} in state {handshake.state.value}")
@@ -1218,7 +1282,7 @@ class Connection:
         self._events.append(event)
 
     def _awaiting_ack(self, kind: FlightKind) -> bool:
-        return kind in self._flights
+        return kind in self._flights or any(k is kind for k, _ in self._post_handshake_queue)
 
     def _path_validated(self, addr: Address) -> None:
         """A return routability check answered from `addr`: the connection moves there
@@ -1227,18 +1291,13 @@ class Connection:
         self._events.append(PeerAddressChanged(old, addr))
 
     # ---- post-handshake (RFC 9147 §5.8.4, §8) ----
-    def _ack_post_handshake(self, message: ReceivedMessage, now: float) -> None:
-        self._schedule_ack(now, immediate=True)
-
     def _receive_key_update(self, message: ReceivedMessage, now: float) -> None:
         update = decode_handshake_body(message.msg_type, message.body)
         assert isinstance(update, KeyUpdate)
         if update.request_update not in (0, 1):
             raise IllegalParameter("invalid KeyUpdate request")
         epoch = message.epoch
-        current = self._records.receive_epochs.get(epoch)
-        if current is None or epoch != max(self._records.receive_epochs):
-            raise UnexpectedMessage("KeyUpdate outside the current epoch")
+        current = self._records.receive_epochs[epoch]  # the newest (`_handle_message`)
         handshake = self._handshake
         secret = next_application_traffic_secret(
             handshake.hash_name, current.secret, expand=self._records.provider.handshake.hkdf_expand
@@ -1247,8 +1306,10 @@ class Connection:
         label = "SERVER" if self.is_client else "CLIENT"
         handshake.log_secret(f"{label}_TRAFFIC_SECRET_{epoch - 2}", secret)
         self._events.append(KeyUpdated("receive", epoch + 1))
-        self._ack_post_handshake(message, now)
-        if update.request_update == KeyUpdateRequest.UPDATE_REQUESTED:
+        if update.request_update == KeyUpdateRequest.UPDATE_REQUESTED and (
+            self._awaiting_ack(FlightKind.KEY_UPDATE) or self._message_seq_room(1)
+        ):
+            # RFC 9147 §8: a request we cannot honour within the limits is ignored
             self.update_keys(request_peer_update=False)
 
     def _advance_send_epoch(self) -> None:
@@ -1300,6 +1361,7 @@ class Connection:
         _log_close(self, reason, alert, by_peer, error)
         self._handshake.state = HandshakeState.CLOSED
         self._flights.clear()
+        self._post_handshake_queue.clear()
         self._ack_deadline = None
         self._events.append(ConnectionClosed(reason, alert, by_peer, error))
 

@@ -478,9 +478,6 @@ class ClientHandshake(Handshake):
     def receive_new_session_ticket(self, message: ReceivedMessage, now: float) -> None:
         ticket = self._decode(message)
         assert isinstance(ticket, NewSessionTicket)
-        # RFC 9147 §5.8.4, §7.1: ACKed after a short delay (1/4 of the retransmit timer),
-        # so that the tickets a server sends back to back share one ACK
-        self._conn._schedule_ack(now, immediate=False)
         if not ticket.ticket or ticket.lifetime == 0:
             return
         session = Session(

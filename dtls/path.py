@@ -144,8 +144,8 @@ class CidConnection(Protocol):
     @property
     def state(self) -> HandshakeState: ...
     def _awaiting_ack(self, kind: FlightKind) -> bool: ...
+    def _message_seq_room(self, count: int) -> bool: ...
     def _send_post_handshake(self, kind: FlightKind, *messages: HandshakeMessage) -> None: ...
-    def _schedule_ack(self, now: float, immediate: bool) -> None: ...
     def _queue_event(self, event: Event) -> None: ...
     def _path_validated(self, addr: Address) -> None: ...
 
@@ -238,7 +238,6 @@ class ConnectionIdUpdates:
         self.cids.add_peer(update.cids, immediate=update.usage == 0)
         self._conn._records.send_cid = self.cids.peer or None
         self.cids.request_outstanding = False
-        self._conn._schedule_ack(now, immediate=True)
 
     def receive_request_connection_id(self, message: ReceivedMessage, now: float) -> None:
         request = decode_handshake_body(message.msg_type, message.body)
@@ -248,8 +247,8 @@ class ConnectionIdUpdates:
         self.cids.requests_received += 1
         if self.cids.requests_received > 16:
             raise TooManyCidsRequested("too many RequestConnectionId messages")
-        self._conn._schedule_ack(now, immediate=True)
-        if not self._conn._awaiting_ack(FlightKind.NEW_CONNECTION_ID):
+        conn = self._conn
+        if not conn._awaiting_ack(FlightKind.NEW_CONNECTION_ID) and conn._message_seq_room(1):
             self.issue_connection_ids(min(request.num_cids, 4))
 
     def peer_switched_cid(self, cid: bytes) -> None:

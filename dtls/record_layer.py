@@ -154,6 +154,16 @@ class RecordLayer:
         return min(times) if times else None
 
     # ---- sealing ----
+    def was_sent(self, number: RecordNumber) -> bool:
+        """Whether `number` may name a record we sealed: not in an epoch above our newest,
+        nor at or beyond the next sequence number of an epoch we still hold (the numbers
+        of an epoch already dropped are not kept)."""
+        epoch, seq = number
+        if epoch > max(self.send_epochs):
+            return False
+        state = self.send_epochs.get(epoch)
+        return state is None or seq < state.next_seq
+
     def overhead(self, epoch: int) -> int:
         """Bytes a record in `epoch` adds around its content."""
         state = self.send_epochs[epoch]

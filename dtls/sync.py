@@ -300,7 +300,7 @@ class SyncConnection(FrontEndConnection):
     def send(self, data: bytes) -> None:
         """Send one message (one record of up to 16384 bytes, RFC 9846 §5.1)."""
         with self._cond:
-            self._check_open()
+            self._wait_sendable()
             self.connection.send(data)
             self._link.changed(self.connection)
 
@@ -308,7 +308,7 @@ class SyncConnection(FrontEndConnection):
         """`send` for many messages, in order: their records are sealed together
         (`Connection.send_batch`)."""
         with self._cond:
-            self._check_open()
+            self._wait_sendable()
             self.connection.send_batch(messages)
             self._link.changed(self.connection)
 
@@ -385,6 +385,14 @@ class SyncConnection(FrontEndConnection):
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.connection.state.value
         return f"<SyncConnection {self.peer_address!r} {state} {self.cipher_suite or ''}>"
+
+    def _wait_sendable(self) -> None:
+        """Wait while the AEAD limit holds sending until the KeyUpdate's ACK (RFC 9147
+        §4.5.3); its retransmissions give up by closing the connection."""
+        self._check_open()
+        while self.connection.send_blocked:
+            self._cond.wait()
+            self._check_open()
 
     # ---- from the link (lock held) ----
     def _check_open(self) -> None:

@@ -205,12 +205,24 @@ def test_key_update_in_the_middle_of_a_stream(pki: Any) -> None:
                 for _ in messages:
                     received.append(await conn.recv())
 
+            async def epochs(client: int, server: int) -> None:
+                # the earlier update is over (its ACK comes after a delay, RFC 9147 §7):
+                # an update while one is outstanding would merge with it
+                while (conn.connection.send_epoch, server_conns[0].connection.send_epoch) != (
+                    client,
+                    server,
+                ):
+                    await asyncio.sleep(0.005)
+
             task = asyncio.create_task(reader())
             for i, message in enumerate(messages):
                 await conn.send(message)
                 if i in (100, 200):
+                    if i == 200:
+                        await asyncio.wait_for(epochs(4, 5), 10)
                     await conn.update_keys()  # the stream goes on under the new keys
                 if i == 150:
+                    await asyncio.wait_for(epochs(4, 4), 10)
                     await server_conns[0].update_keys(request_peer_update=False)
                 if i % 20 == 0:
                     await asyncio.sleep(0.001)  # let echoes come back; no buffer overrun
