@@ -148,7 +148,8 @@ sys.exit(asyncio.run(main()))
 #: and waits for one reply; with RETRY > 0 it resends the message when no reply came
 #: within RETRY seconds (datagram semantics: DTLS does not retransmit application data).
 #: With AWAIT = 1, after each reply but the last it waits (up to 6 s) until it has keys for a
-#: newer receive epoch than at the send, i.e. until the peer's KeyUpdate has arrived.
+#: newer receive epoch than at the send and has sent its ACK, i.e. until the peer's
+#: KeyUpdate has arrived and been acknowledged.
 #: After the last reply it keeps the connection open LINGER seconds (pending ACKs and
 #: retransmissions play out), then closes. Prints one JSON line.
 SCRIPTED_CLIENT = """
@@ -184,7 +185,10 @@ async def main() -> int:
                 break
             if await_update == "1" and index < len(messages) - 1:
                 for _ in range(1200):
-                    if max(conn.connection.stats().receive_epochs) > epoch:
+                    # the peer's KeyUpdate has come and our ACK of it, sent after the
+                    # post-handshake ACK delay (RFC 9147 §7.1), has gone out
+                    if (max(conn.connection.stats().receive_epochs) > epoch
+                            and conn.connection._ack_deadline is None):
                         break
                     await asyncio.sleep(0.005)
                 else:

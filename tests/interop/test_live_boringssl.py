@@ -285,8 +285,9 @@ def key_update_paced_run(live: Live, boringssl: BoringSSL) -> tuple[Proc, Client
     # behind its ticket flight and send it after that echo; a second message that reached
     # it before that was merged into the same KeyUpdate (SSL_key_update does nothing while
     # one is pending), so BoringSSL sent one KeyUpdate, not two (7 of 20 runs under load).
-    # Our client sends the second message once the first KeyUpdate has arrived; BoringSSL's
-    # ACK delay (100 ms) still leaves our answer to it unACKed when its second one comes.
+    # Our client sends the second message once the first KeyUpdate has arrived and our ACK
+    # of it (sent after the post-handshake ACK delay, RFC 9147 §7.1) has gone out: a second
+    # message that reached BoringSSL before that ACK would be merged as above.
     client = live.our_scripted_client(relay.port, ours, HELLO, SECOND, linger=1.0,
                                       settle=0.3, await_update=True)
     assert server.wait() == 0
@@ -310,10 +311,10 @@ def test_key_update_by_boringssl_server(live: Live, boringssl: BoringSSL) -> Non
 
 
 def test_key_update_in_newer_epoch_is_acked(live: Live, boringssl: BoringSSL) -> None:
-    """BoringSSL's second KeyUpdate comes in epoch 4 while our answer to its first is not
-    ACKed yet. RFC 9147 §7: an ACK goes in an epoch >= the acknowledged record's, so ours
-    must wait until we may send in epoch 4, then ACK it. On a lossless link nothing is
-    retransmitted and no ACK is empty. (Found by this test: the engine used to send an
+    """BoringSSL's second KeyUpdate comes in epoch 4, a newer epoch than we send in until
+    our answer to its first is ACKed. RFC 9147 §7: after the handshake an ACK goes in our
+    highest sending epoch, whatever the acknowledged record's. On a lossless link nothing
+    is retransmitted and no ACK is empty. (Found by this test: the engine used to send an
     empty ACK and forget the record; docs/interop.md, "engine bugs found".)"""
     _server, _client, _relay, records = key_update_paced_run(live, boringssl)
     updates = [(r.epoch, r.seq, h[1]) for r in records if r.direction == "s2c"
