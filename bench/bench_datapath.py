@@ -34,13 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bench_handshake import CLIENT, handshake
-from compare import PAYLOAD, dtls13_contexts
+from compare import BATCH, PAYLOAD, dtls13_contexts, dtls13_records, dtls13_records_batched
 
-from dtls.events import DataReceived, DataReceivedBatch
 from dtls.iana import CipherSuite
 from dtls.record import RecordCipher, ReplayWindow
 
-BATCH = 64
 APPLICATION_DATA = 23
 TLS_AES_128_GCM_SHA256 = CipherSuite.TLS_AES_128_GCM_SHA256
 
@@ -65,22 +63,10 @@ def main() -> None:
     seqs = itertools.count(0, BATCH)
 
     def one(n: int) -> None:
-        for _ in range(n):
-            client.send(PAYLOAD)
-            for data, _ in client.datagrams_to_send(0.0):
-                server.receive_datagram(data, CLIENT, 0.0)
-            if server.next_event().__class__ is not DataReceived:
-                raise RuntimeError("the record was lost")
+        dtls13_records((client, server), n)
 
     def batch(n: int) -> None:
-        for _ in range(n // BATCH):
-            client.send_batch(payloads)
-            server.receive_datagrams([(d, CLIENT) for d, _ in client.datagrams_to_send(0.0)], 0.0)
-            got = 0
-            while (event := server.next_event()) is not None:
-                got += len(event.data) if event.__class__ is DataReceivedBatch else 1
-            if got != BATCH:
-                raise RuntimeError(f"{BATCH - got} records lost")
+        dtls13_records_batched((client, server), n // BATCH)
 
     def layer(n: int) -> None:
         for _ in range(n // BATCH):
