@@ -1031,7 +1031,7 @@ class Connection:
         self._ack_deadline = None
         if not self._ack_pending:
             return
-        numbers = sorted(set(self._ack_pending))
+        numbers = sorted(self._ack_pending)  # distinct: `_to_acknowledge` keeps them so
         # RFC 9147 §7: the highest available sending epoch, never 1 (early data).
         epoch = max(e for e in self._records.send_epochs if e != 1)
         if self._handshake.state is not HandshakeState.CONNECTED:
