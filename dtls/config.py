@@ -392,11 +392,8 @@ class Context:
         it (RFC 9846 §4.4.2); encoded once per chain."""
         chain = tuple(self.certificate_chain)
         cached = self._chain_der
-        if (
-            cached is None
-            or len(cached[0]) != len(chain)
-            or any(a is not b for a, b in zip(cached[0], chain, strict=True))
-        ):
+        # a tuple compares its items by identity first: the same objects, no DER compared
+        if cached is None or cached[0] != chain:
             from .crypto import certificate_der
 
             cached = self._chain_der = (chain, tuple(certificate_der(c) for c in chain))

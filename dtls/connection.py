@@ -70,10 +70,8 @@ from .messages import (
     decode_handshake_fragments,
     encode_ack,
     encode_alert,
-    encode_handshake_body,
+    encode_handshake,
     encode_handshake_fragment,
-    handshake_type,
-    transcript_bytes,
 )
 from .path import (
     RRC_CONTENT_TYPE,
@@ -869,13 +867,11 @@ class Connection:
 
     # ---- flights (RFC 9147 §5.8) ----
     def _handshake_message(self, epoch: int, message: Any) -> OutgoingMessage:
-        return self._raw_handshake_message(
-            epoch, _message_type(message), encode_handshake_body(message)
-        )
+        return self._raw_handshake_message(epoch, *encode_handshake(message))
 
     def _raw_handshake_message(self, epoch: int, msg_type: int, body: bytes) -> OutgoingMessage:
         if msg_type != HandshakeType.SERVER_HELLO or body[2:34] != HELLO_RETRY_REQUEST_RANDOM:
-            self._handshake.transcript.add(transcript_bytes(msg_type, body))
+            self._handshake.transcript.add_message(msg_type, body)
         out = OutgoingMessage(epoch, msg_type, self._next_message_seq, body)
         self._next_message_seq += 1
         return out
@@ -939,44 +935,45 @@ class Connection:
         def seal() -> None:
             record, number = self._records.seal(epoch, ContentType.HANDSHAKE, bytes(body))
             self._emit(record)
-            for index_, start_, end_ in carried:
-                flight.record_sent(number, index_, start_, end_)
+            flight.records[number] = carried.copy()  # a new record number (record_sent)
             body.clear()
             carried.clear()
 
-        for index, start, end in list(flight.unacked_ranges()):
-            message = flight.messages[index]
-            if body and message.epoch != epoch:
-                seal()
-            epoch = message.epoch
-            overhead = self._records.overhead(epoch) + DTLS_HANDSHAKE_HEADER_LEN
-            pos = start
-            while True:
-                room = min(
-                    self._room() - overhead - len(body),
-                    self._send_limit - DTLS_HANDSHAKE_HEADER_LEN - len(body),
-                )
-                if body and room <= 0:
+        out = self._out
+        limit = self.context.max_datagram_size
+        send_room = self._send_limit - DTLS_HANDSHAKE_HEADER_LEN
+        overhead = 0
+        for index, message in enumerate(flight.messages):
+            if not message.unacked:
+                continue
+            if message.epoch != epoch:
+                if body:
                     seal()
-                    continue
-                if not body and (room < min(MIN_FRAGMENT, end - pos) or room <= 0):
-                    self._out.append(bytearray())
-                    room = min(
-                        self.context.max_datagram_size - overhead,
-                        self._send_limit - DTLS_HANDSHAKE_HEADER_LEN,
+                epoch = message.epoch
+                overhead = self._records.overhead(epoch) + DTLS_HANDSHAKE_HEADER_LEN
+            data = message.body
+            size = len(data)
+            for start, end in message.unacked:
+                pos = start
+                while True:
+                    # what the open datagram (self._room()) and the record size limit allow
+                    last = out[-1] if out else None
+                    free = limit - len(last) if last and last.__class__ is not SegmentRun else limit
+                    room = min(free - overhead, send_room) - len(body)
+                    if body and room <= 0:
+                        seal()
+                        continue
+                    if not body and (room < min(MIN_FRAGMENT, end - pos) or room <= 0):
+                        out.append(bytearray())
+                        room = min(limit - overhead, send_room)
+                    take = min(end - pos, room)
+                    body += encode_handshake_fragment(
+                        message.msg_type, size, message.message_seq, pos, data[pos : pos + take]
                     )
-                take = min(end - pos, room)
-                body += encode_handshake_fragment(
-                    message.msg_type,
-                    len(message.body),
-                    message.message_seq,
-                    pos,
-                    message.body[pos : pos + take],
-                )
-                carried.append((index, pos, pos + take))
-                pos += take
-                if pos >= end:
-                    break
+                    carried.append((index, pos, pos + take))
+                    pos += take
+                    if pos >= end:
+                        break
         if body:
             seal()
         flight.transmissions += 1
@@ -1377,10 +1374,6 @@ def _datagrams_of(entry: bytes | bytearray | SegmentRun) -> Sequence[bytes | byt
 
 def _acked_any(flight: OutgoingFlight) -> bool:
     return any(m.unacked != [(0, len(m.body))] for m in flight.messages)
-
-
-def _message_type(message: Any) -> int:
-    return int(handshake_type(message))
 
 
 def _log_close(conn: Connection, reason: str, alert: int | None, by_peer: bool,

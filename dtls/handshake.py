@@ -33,7 +33,6 @@ from .messages import (
     Finished,
     HandshakeMessage,
     decode_handshake_body,
-    transcript_bytes,
 )
 from .reliability import OutgoingFlight, OutgoingMessage, ReceivedMessage
 from .session import Session, TicketContents
@@ -198,16 +197,8 @@ class Handshake:
         name = self._handlers.get(state, {}).get(msg_type)
         if name is None:
             raise UnexpectedMessage(f"{type_name(msg_type)} in state {state.value}")
-        expected_epoch = (
-            0
-            if msg_type
-            in (
-                HandshakeType.CLIENT_HELLO,
-                HandshakeType.SERVER_HELLO,
-                HandshakeType.HELLO_VERIFY_REQUEST,
-            )
-            else 2
-        )
+        # the hellos are plaintext (epoch 0), the rest of the handshake in epoch 2
+        expected_epoch = 0 if msg_type in _EPOCH_0_TYPES else 2
         if message.epoch != expected_epoch:
             raise UnexpectedMessage(f"{type_name(msg_type)} in epoch {message.epoch}")
         handler: Callable[[ReceivedMessage, float], None] = getattr(self, name)
@@ -217,7 +208,7 @@ class Handshake:
         return decode_handshake_body(message.msg_type, message.body)
 
     def _add_to_transcript(self, message: ReceivedMessage) -> None:
-        self.transcript.add(transcript_bytes(message.msg_type, message.body))
+        self.transcript.add_message(message.msg_type, message.body)
 
     def _peer_certificate(self, message: ReceivedMessage, now: float) -> None:
         certificate = self._decode(message)
@@ -351,6 +342,16 @@ class Handshake:
         self.secrets.pop("server_handshake", None)
         self.state = HandshakeState.CONNECTED
         self._conn._handshake_completed(now)
+
+
+_EPOCH_0_TYPES = frozenset(
+    int(t)
+    for t in (
+        HandshakeType.CLIENT_HELLO,
+        HandshakeType.SERVER_HELLO,
+        HandshakeType.HELLO_VERIFY_REQUEST,
+    )
+)
 
 
 def type_name(msg_type: int) -> str:

@@ -146,6 +146,17 @@ class Transcript:
         else:
             self._buffer.append(bytes(data))
 
+    def add_message(self, msg_type: int, body: bytes) -> None:
+        """`add` of msg_type(1) || uint24 length || body (RFC 9147 §5.2: no message_seq
+        or fragment fields), without joining them first."""
+        header = ((msg_type << 24) | len(body)).to_bytes(4, "big")
+        h = self._hash
+        if h is not None:
+            h.update(header)
+            h.update(body)
+        else:
+            self._buffer.append(header + bytes(body))
+
     def digest(self) -> bytes:
         """Transcript-Hash of everything added so far; the transcript goes on."""
         if self._hash is None:

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .errors import DecodeError, IllegalParameter, ProtocolVersionError, UnexpectedMessage
 from .extensions import (
@@ -72,6 +72,7 @@ __all__ = [
     "decode_handshake_fragments",
     "encode_ack",
     "encode_alert",
+    "encode_handshake",
     "encode_handshake_body",
     "encode_handshake_fragment",
     "handshake_type",
@@ -319,31 +320,42 @@ def _encode_new_connection_id(m: NewConnectionId) -> bytes:
     return vec16(b"".join(vec8(c) for c in m.cids)) + bytes((m.usage,))
 
 
+def _encode_certificate_verify(m: CertificateVerify) -> bytes:
+    return _U16.pack(m.algorithm) + vec16(m.signature)
+
+
+def _encode_finished(m: Finished) -> bytes:
+    return bytes(m.verify_data)
+
+
+def _encode_key_update(m: KeyUpdate) -> bytes:
+    return bytes((m.request_update,))
+
+
+def _encode_request_connection_id(m: RequestConnectionId) -> bytes:
+    return bytes((m.num_cids,))
+
+
+def _encode_encrypted_extensions(m: EncryptedExtensions) -> bytes:
+    return encode_extensions(m, EE_EXTENSIONS)
+
+
 def encode_handshake_body(msg: HandshakeMessage) -> bytes:
     """The body of a handshake message, without any header. ValueError if unencodable."""
-    if isinstance(msg, ClientHello):
-        return _encode_client_hello(msg)
-    if isinstance(msg, ServerHello):
-        return _encode_server_hello(msg)
-    if isinstance(msg, EncryptedExtensions):
-        return encode_extensions(msg, EE_EXTENSIONS)
-    if isinstance(msg, CertificateRequest):
-        return _encode_certificate_request(msg)
-    if isinstance(msg, Certificate):
-        return _encode_certificate(msg)
-    if isinstance(msg, CertificateVerify):
-        return _U16.pack(msg.algorithm) + vec16(msg.signature)
-    if isinstance(msg, Finished):
-        return bytes(msg.verify_data)
-    if isinstance(msg, NewSessionTicket):
-        return _encode_new_session_ticket(msg)
-    if isinstance(msg, KeyUpdate):
-        return bytes((msg.request_update,))
-    if isinstance(msg, RequestConnectionId):
-        return bytes((msg.num_cids,))
-    if isinstance(msg, NewConnectionId):
-        return _encode_new_connection_id(msg)
-    raise TypeError(f"not a handshake message: {type(msg).__name__}")
+    return encode_handshake(msg)[1]
+
+
+def encode_handshake(msg: HandshakeMessage) -> tuple[int, bytes]:
+    """(msg_type, body) of a handshake message: one table look-up by class."""
+    entry = _ENCODERS.get(type(msg))
+    if entry is None:
+        for cls, found in _ENCODERS.items():  # a subclass of a message class
+            if isinstance(msg, cls):
+                entry = found
+                break
+        else:
+            raise TypeError(f"not a handshake message: {type(msg).__name__}")
+    return entry[0], entry[1](msg)
 
 
 def _fixed(data: bytes, n: int, what: str) -> bytes:
@@ -498,6 +510,24 @@ _TYPES: dict[type, HandshakeType] = {
     KeyUpdate: HandshakeType.KEY_UPDATE,
     RequestConnectionId: HandshakeType.REQUEST_CONNECTION_ID,
     NewConnectionId: HandshakeType.NEW_CONNECTION_ID,
+}
+
+# class -> (msg_type, body encoder); ints, so that callers need no enum conversion
+_ENCODERS: dict[type, tuple[int, Callable[[Any], bytes]]] = {
+    cls: (int(t), enc)
+    for cls, t, enc in (
+        (ClientHello, HandshakeType.CLIENT_HELLO, _encode_client_hello),
+        (ServerHello, HandshakeType.SERVER_HELLO, _encode_server_hello),
+        (EncryptedExtensions, HandshakeType.ENCRYPTED_EXTENSIONS, _encode_encrypted_extensions),
+        (CertificateRequest, HandshakeType.CERTIFICATE_REQUEST, _encode_certificate_request),
+        (Certificate, HandshakeType.CERTIFICATE, _encode_certificate),
+        (CertificateVerify, HandshakeType.CERTIFICATE_VERIFY, _encode_certificate_verify),
+        (Finished, HandshakeType.FINISHED, _encode_finished),
+        (NewSessionTicket, HandshakeType.NEW_SESSION_TICKET, _encode_new_session_ticket),
+        (KeyUpdate, HandshakeType.KEY_UPDATE, _encode_key_update),
+        (RequestConnectionId, HandshakeType.REQUEST_CONNECTION_ID, _encode_request_connection_id),
+        (NewConnectionId, HandshakeType.NEW_CONNECTION_ID, _encode_new_connection_id),
+    )
 }
 
 

@@ -9,7 +9,7 @@ messages still need sending and learns from ACKs which records carried what;
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import IllegalParameter, RecordOverflow
 from .messages import HandshakeFragment
@@ -43,19 +43,24 @@ class RetransmitTimer:
         self.value = min(max(1.5 * rtt, self.MIN_VALUE), self.maximum)
 
 
-@dataclass
 class OutgoingMessage:
     """One handshake message of a flight and the byte ranges not yet acknowledged."""
 
-    epoch: int
-    msg_type: int
-    message_seq: int
-    body: bytes
-    unacked: list[tuple[int, int]] = field(default_factory=list)
+    __slots__ = ("body", "epoch", "message_seq", "msg_type", "unacked")
 
-    def __post_init__(self) -> None:
+    def __init__(self, epoch: int, msg_type: int, message_seq: int, body: bytes) -> None:
+        self.epoch = epoch
+        self.msg_type = msg_type
+        self.message_seq = message_seq
+        self.body = body
         # An empty message still needs one (empty) fragment.
-        self.unacked = [(0, len(self.body))]
+        self.unacked: list[tuple[int, int]] = [(0, len(body))]
+
+    def __repr__(self) -> str:
+        return (
+            f"OutgoingMessage(epoch={self.epoch}, msg_type={self.msg_type}, "
+            f"message_seq={self.message_seq}, body={self.body!r}, unacked={self.unacked!r})"
+        )
 
 
 class OutgoingFlight:
@@ -117,7 +122,7 @@ def _subtract(ranges: list[tuple[int, int]], start: int, end: int) -> list[tuple
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class ReceivedMessage:
     """A complete handshake message, ready for the state machine."""
 
@@ -219,7 +224,8 @@ class HandshakeReassembler:
         self.next_receive_seq = 0
         self.max_message_size = max_message_size
         self.max_buffered = max_buffered
-        self._partial: dict[int, PartialMessage] = {}
+        # messages being reassembled, and those held whole until popped
+        self._partial: dict[int, PartialMessage | ReceivedMessage] = {}
         self._buffered = 0
 
     @property
@@ -237,7 +243,23 @@ class HandshakeReassembler:
             raise RecordOverflow("handshake message exceeds the configured limit")
         partial = self._partial.get(seq)
         if partial is None:
+            if fragment.fragment_offset == 0 and fragment.fragment_length == fragment.length:
+                # The whole message in one fragment (the common case): complete at once.
+                if self._buffered + fragment.length > self.max_buffered:
+                    return FragmentResult.DROPPED
+                self._partial[seq] = ReceivedMessage(
+                    fragment.msg_type, seq, bytes(fragment.fragment), epoch
+                )
+                self._buffered += fragment.length
+                return FragmentResult.ACCEPTED
             partial = PartialMessage(fragment.msg_type, fragment.length, epoch)
+        elif isinstance(partial, ReceivedMessage):
+            # A copy of a message held whole: nothing to add (RFC 9147 §5.5).
+            if partial.msg_type != fragment.msg_type or len(partial.body) != fragment.length:
+                raise IllegalParameter("handshake fragments of one message disagree")
+            if partial.epoch != epoch:
+                raise IllegalParameter("handshake message spans epochs")
+            return FragmentResult.ACCEPTED
         elif partial.msg_type != fragment.msg_type or partial.length != fragment.length:
             raise IllegalParameter("handshake fragments of one message disagree")
         elif partial.epoch != epoch:
@@ -254,10 +276,18 @@ class HandshakeReassembler:
 
     def pop(self) -> ReceivedMessage | None:
         """The next complete in-order message, if there is one."""
-        partial = self._partial.get(self.next_receive_seq)
-        if partial is None or not partial.complete:
+        seq = self.next_receive_seq
+        partial = self._partial.get(seq)
+        if partial is None:
             return None
-        del self._partial[self.next_receive_seq]
+        if isinstance(partial, ReceivedMessage):
+            del self._partial[seq]
+            self._buffered -= len(partial.body)
+            self.next_receive_seq = seq + 1
+            return partial
+        if not partial.complete:
+            return None
+        del self._partial[seq]
         self._buffered -= partial.received
         message = ReceivedMessage(
             partial.msg_type, self.next_receive_seq, partial.body, partial.epoch
