@@ -118,13 +118,15 @@ MAX_MESSAGE_SEQ = 0xFFFF  # RFC 9147 §5.2
 ACK_RECORD_NUMBER_LEN = 16
 
 
+_GROUP_NAMES = {int(g): g.name.lower() for g in NamedGroup}
+_SUITE_NAMES = {int(s): s.name for s in CipherSuite}
+
+
 def _group_name(group: int | None) -> str | None:
     if group is None:
         return None
-    try:
-        return NamedGroup(group).name.lower()
-    except ValueError:
-        return f"0x{group:04x}"
+    name = _GROUP_NAMES.get(group)
+    return name if name is not None else f"0x{group:04x}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -1257,7 +1259,7 @@ class Connection:
         self._events.append(
             HandshakeCompleted(
                 version="DTLSv1.3",
-                cipher_suite=CipherSuite(handshake.suite).name,
+                cipher_suite=_SUITE_NAMES[handshake.suite],  # a suite we offered
                 group=_group_name(handshake.group),
                 alpn_protocol=handshake.alpn_protocol,
                 peer_certificates=handshake.peer_certificates,

@@ -277,6 +277,87 @@ def _d_certificate_authorities(r: Reader) -> list[bytes]:
     return names
 
 
+# --- fast paths: the well-formed case of the commonest extensions, read without a Reader.
+# Each returns None for anything else, and the Reader decoder above (the reference) then
+# reads it and reports the error; none of them returns None for a value.
+
+
+def _f_uint16_list(data: bytes, pos: int, end: int) -> list[int] | None:
+    n = end - pos - 2
+    if n >= 2 and not n & 1 and (data[pos] << 8 | data[pos + 1]) == n:
+        return list(struct.unpack_from(f">{n >> 1}H", data, pos + 2))
+    return None
+
+
+def _f_versions(data: bytes, pos: int, end: int) -> list[int] | None:
+    n = end - pos - 1
+    if n >= 2 and not n & 1 and data[pos] == n:
+        return list(struct.unpack_from(f">{n >> 1}H", data, pos + 1))
+    return None
+
+
+def _f_uint16(data: bytes, pos: int, end: int) -> int | None:
+    return data[pos] << 8 | data[pos + 1] if end - pos == 2 else None
+
+
+def _f_empty(data: bytes, pos: int, end: int) -> bool | None:
+    return True if end == pos else None
+
+
+def _f_psk_modes(data: bytes, pos: int, end: int) -> list[int] | None:
+    n = end - pos - 1
+    return list(data[pos + 1 : end]) if n >= 1 and data[pos] == n else None
+
+
+def _f_key_share_entry(data: bytes, pos: int, end: int) -> KeyShareEntry | None:
+    if end - pos >= 5 and (data[pos + 2] << 8 | data[pos + 3]) == end - pos - 4:
+        return KeyShareEntry(data[pos] << 8 | data[pos + 1], data[pos + 4 : end])
+    return None
+
+
+def _f_client_shares(data: bytes, pos: int, end: int) -> list[KeyShareEntry] | None:
+    if end - pos < 2 or (data[pos] << 8 | data[pos + 1]) != end - pos - 2:
+        return None
+    pos += 2
+    shares = []
+    while pos < end:
+        if pos + 4 > end:
+            return None
+        n = data[pos + 2] << 8 | data[pos + 3]
+        stop = pos + 4 + n
+        if n < 1 or stop > end:
+            return None
+        shares.append(KeyShareEntry(data[pos] << 8 | data[pos + 1], data[pos + 4 : stop]))
+        pos = stop
+    return shares
+
+
+def _f_server_name(data: bytes, pos: int, end: int) -> str | None:
+    n = end - pos - 5  # list length, name_type host_name (0), name length, name
+    if (
+        n >= 1
+        and (data[pos] << 8 | data[pos + 1]) == n + 3
+        and data[pos + 2] == 0
+        and (data[pos + 3] << 8 | data[pos + 4]) == n
+    ):
+        name = data[pos + 5 : end]
+        if name.isascii():
+            return name.decode("ascii")
+    return None
+
+
+FAST_DECODERS: dict[Callable[[Reader], Any], Callable[[bytes, int, int], Any]] = {
+    _d_uint16_list: _f_uint16_list,
+    _d_versions: _f_versions,
+    _d_uint16: _f_uint16,
+    _d_empty: _f_empty,
+    _d_psk_modes: _f_psk_modes,
+    _d_key_share_entry: _f_key_share_entry,
+    _d_client_shares: _f_client_shares,
+    _d_server_name: _f_server_name,
+}
+
+
 # --- per-extension encoders ----------------------------------------------------------------
 
 
@@ -391,7 +472,9 @@ class ExtensionTable:
     ) -> None:
         self.message = message
         self.entries = tuple((int(t), name, enc, dec) for t, name, enc, dec in entries)
-        self.by_type = {t: (name, dec) for t, name, _, dec in self.entries}
+        self.by_type = {
+            t: (name, dec, FAST_DECODERS.get(dec)) for t, name, _, dec in self.entries
+        }
         for t in self.by_type:
             assert message in ALLOWED_IN[t], (message, t)
 
@@ -521,10 +604,14 @@ def decode_extensions(
         order.append(ext_type)
         spec = by_type.get(ext_type)
         if spec is not None:
-            ext = Reader(data, pos, pos + n)
-            values[spec[0]] = spec[1](ext)
-            if ext.pos != ext.end:
-                ext.expect_end(f"extension {ext_type}")
+            fast = spec[2]
+            value = fast(data, pos, pos + n) if fast is not None else None
+            if value is None:  # no fast path, or not its plain case: the reference reads it
+                ext = Reader(data, pos, pos + n)
+                value = spec[1](ext)
+                if ext.pos != ext.end:
+                    ext.expect_end(f"extension {ext_type}")
+            values[spec[0]] = value
         else:
             allowed = ALLOWED_IN.get(ext_type)
             if allowed is not None and message not in allowed:

@@ -36,9 +36,12 @@ def new_hash(hash_name: str) -> hashlib._Hash:
     return constructor() if constructor is not None else hashlib.new(hash_name)
 
 
+_SHA384_SUITE = int(CipherSuite.TLS_AES_256_GCM_SHA384)
+
+
 def suite_hash_name(suite: CipherSuite | int) -> str:
     """The hash of a cipher suite, as a hashlib name (RFC 9846 Appendix B.4)."""
-    return "sha384" if suite == CipherSuite.TLS_AES_256_GCM_SHA384 else "sha256"
+    return "sha384" if suite == _SHA384_SUITE else "sha256"
 
 
 def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
