@@ -21,7 +21,8 @@ import os
 import re
 import ssl
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -82,6 +83,23 @@ _NIST_CURVES: dict[int, tuple[type[ec.EllipticCurve], int]] = {
     NamedGroup.SECP521R1: (ec.SECP521R1, 133),
 }
 _MONTGOMERY_LENGTH = {NamedGroup.X25519: 32, NamedGroup.X448: 56}
+_X25519 = int(NamedGroup.X25519)
+_GROUPS = {int(g): g for g in NamedGroup}
+
+# X25519 key generation and peer keys straight from cryptography's Rust binding, which
+# `X25519PrivateKey.generate` and `X25519PublicKey.from_public_bytes` call after an import
+# and an OpenSSL capability check on every call (two of each per handshake); the public
+# wrappers where the binding is not there.
+_x25519_generate: Callable[[], x25519.X25519PrivateKey]
+_x25519_public: Callable[[bytes], x25519.X25519PublicKey]
+try:
+    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
+
+    _x25519_generate = _rust_openssl.x25519.generate_key
+    _x25519_public = _rust_openssl.x25519.from_public_bytes
+except (ImportError, AttributeError):  # pragma: no cover - other cryptography versions
+    _x25519_generate = x25519.X25519PrivateKey.generate
+    _x25519_public = x25519.X25519PublicKey.from_public_bytes
 
 
 class KeyShare:
@@ -106,10 +124,11 @@ class EcdhKeyShare(KeyShare):
     __slots__ = ("_private", "group", "public_bytes")
 
     def __init__(self, group: int) -> None:
-        self.group = NamedGroup(group)
+        named = _GROUPS.get(group)
+        self.group = named if named is not None else NamedGroup(group)
         private: x25519.X25519PrivateKey | x448.X448PrivateKey | ec.EllipticCurvePrivateKey
-        if group == NamedGroup.X25519:
-            private = x25519.X25519PrivateKey.generate()
+        if group == _X25519:
+            private = _x25519_generate()
             self.public_bytes = private.public_key().public_bytes_raw()
         elif group == NamedGroup.X448:
             private = x448.X448PrivateKey.generate()
@@ -129,10 +148,10 @@ class EcdhKeyShare(KeyShare):
         data = bytes(peer_key_exchange)
         private = self._private
         try:
-            if isinstance(private, x25519.X25519PrivateKey):
+            if group == _X25519:  # no ABC isinstance on the common path
                 if len(data) != 32:
                     raise IllegalParameter("X25519 key share has the wrong length")
-                shared = private.exchange(x25519.X25519PublicKey.from_public_bytes(data))
+                shared = cast(x25519.X25519PrivateKey, private).exchange(_x25519_public(data))
             elif isinstance(private, x448.X448PrivateKey):
                 if len(data) != 56:
                     raise IllegalParameter("X448 key share has the wrong length")
@@ -143,6 +162,7 @@ class EcdhKeyShare(KeyShare):
                 if len(data) != length or data[0] != 4:
                     raise IllegalParameter(f"{group.name} key share is not an uncompressed point")
                 peer = ec.EllipticCurvePublicKey.from_encoded_point(curve(), data)
+                assert isinstance(private, ec.EllipticCurvePrivateKey)
                 shared = private.exchange(ec.ECDH(), peer)
         except ValueError:
             # not on the curve, or (X25519/X448) a small-order point
