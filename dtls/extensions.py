@@ -629,6 +629,21 @@ def encode_extensions(msg: Any, table: ExtensionTable, psk_last: bool = False) -
     psk_last: force pre_shared_key to the end (a ClientHello whose pre_shared_key field
     is set; RFC 9846 §4.2.11).
     """
+    order = msg.extension_order
+    if order is None and not msg.other_extensions and not psk_last:
+        # Our own messages: the field extensions in canonical order, joined as they come.
+        parts = []
+        pack = _U16X2.pack
+        for ext_type, name, enc, _ in table.entries:
+            value = getattr(msg, name)
+            if value is None or value is False:
+                continue
+            data = enc(value)
+            if len(data) > 0xFFFF:
+                raise ValueError(f"{len(data)} bytes do not fit a 16-bit length")
+            parts.append(pack(ext_type, len(data)))
+            parts.append(data)
+        return vec16(b"".join(parts))
     present: dict[int, bytes] = {}
     for ext_type, name, enc, _ in table.entries:
         value = getattr(msg, name)
@@ -639,7 +654,6 @@ def encode_extensions(msg: Any, table: ExtensionTable, psk_last: bool = False) -
         if ext_type in present:
             raise ValueError(f"extension {ext_type} given twice")
         present[ext_type] = data
-    order = msg.extension_order
     if order is None:
         keys = list(present)
     else:

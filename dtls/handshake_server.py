@@ -705,9 +705,15 @@ class ServerHandshake(Handshake):
     def _server_finished(self, message: ReceivedMessage, now: float) -> None:
         self._check_finished(message, self.secrets["client_handshake"], now)
         self._add_to_transcript(message)
-        self.secrets["resumption"] = self._schedule_required().resumption_master_secret(
-            self.transcript.digest()
+        # RFC 9846 §4.2.9: tickets only for a client that can use them; the resumption
+        # secret only for tickets.
+        tickets = self.context.session_tickets > 0 and bool(
+            self._client_psk_modes & set(self.context.psk_key_exchange_modes)
         )
+        if tickets:
+            self.secrets["resumption"] = self._schedule_required().resumption_master_secret(
+                self.transcript.digest()
+            )
         self._conn._records.drop_receive(1)  # RFC 9147 §5.6: 0-RTT ends with epoch 2
         # Our flight is acknowledged by the client's; epoch 2 stays readable to ACK a
         # resent client Finished (RFC 9147 §5.8.1), but we never send in it again.
@@ -715,10 +721,7 @@ class ServerHandshake(Handshake):
         self._complete(now)
         # RFC 9147 §7.1: the client's final flight is acknowledged explicitly.
         self._conn._schedule_ack(now, immediate=True)
-        # RFC 9846 §4.2.9: tickets only for a client that can use them.
-        if self.context.session_tickets > 0 and self._client_psk_modes & set(
-            self.context.psk_key_exchange_modes
-        ):
+        if tickets:
             self._conn._send_post_handshake(
                 FlightKind.NEW_SESSION_TICKET,
                 *[self._new_session_ticket() for _ in range(self.context.session_tickets)],
