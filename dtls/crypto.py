@@ -403,13 +403,18 @@ def _key_family(key: PrivateKey | PublicKey) -> str:
 _FAMILIES: dict[type, str] = {}
 
 
+def _family(key: PrivateKey | PublicKey) -> str:
+    family = _FAMILIES.get(type(key))
+    if family is None:
+        family = _FAMILIES[type(key)] = _key_family(key)
+    return family
+
+
 def _key_kinds(
     key: PrivateKey | PublicKey, spki_oid: x509.ObjectIdentifier | None
 ) -> tuple[str, ...]:
     """The `_SCHEMES` key kinds a key can sign or verify for."""
-    family = _FAMILIES.get(type(key))
-    if family is None:
-        family = _FAMILIES[type(key)] = _key_family(key)
+    family = _family(key)
     if family == "ec":
         name = key.curve.name  # type: ignore[union-attr]
         return (name,) if name in _ECDSA_SCHEMES else ()
@@ -470,9 +475,8 @@ def sign(private_key: PrivateKey, scheme: int, data: bytes) -> bytes:
     if params is None or params[0] not in _key_kinds(private_key, None):
         raise ConfigurationError(f"signature scheme {scheme:#06x} does not fit the private key")
     algorithm = params[1]
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        assert algorithm is not None
-        return private_key.sign(data, _ECDSA[scheme])
+    if _family(private_key) == "ec":  # the class's family, not an ABC isinstance per call
+        return cast(ec.EllipticCurvePrivateKey, private_key).sign(data, _ECDSA[scheme])
     if isinstance(private_key, rsa.RSAPrivateKey):
         assert algorithm is not None
         return private_key.sign(data, _pss_padding(algorithm), algorithm)
@@ -509,9 +513,8 @@ def verify_signature(
     if kind not in _key_kinds(key, spki_oid):  # type: ignore[arg-type]
         raise IllegalParameter(f"signature scheme {scheme:#06x} does not fit the peer's key")
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            assert algorithm is not None
-            key.verify(bytes(signature), data, _ECDSA[scheme])
+        if _family(key) == "ec":  # type: ignore[arg-type]
+            cast(ec.EllipticCurvePublicKey, key).verify(bytes(signature), data, _ECDSA[scheme])
         elif isinstance(key, rsa.RSAPublicKey):
             assert algorithm is not None
             key.verify(bytes(signature), data, _pss_padding(algorithm), algorithm)
