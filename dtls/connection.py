@@ -1259,7 +1259,7 @@ class Connection:
         self._events.append(
             HandshakeCompleted(
                 version="DTLSv1.3",
-                cipher_suite=_SUITE_NAMES[handshake.suite],  # a suite we offered
+                cipher_suite=_SUITE_NAMES.get(handshake.suite) or CipherSuite(handshake.suite).name,
                 group=_group_name(handshake.group),
                 alpn_protocol=handshake.alpn_protocol,
                 peer_certificates=handshake.peer_certificates,
