@@ -456,7 +456,11 @@ class Connection:
             self._segment_runs = 0
             pending = [x for d in pending for x in _datagrams_of(d)]
         if len(pending) == 1:
-            out = [(bytes(pending[0]), addr)] if pending[0] else []
+            datagram = pending[0]
+            if datagram.__class__ is bytes:  # one record, as `send` left it
+                out = [(datagram, addr)]
+            else:
+                out = [(bytes(datagram), addr)] if datagram else []
         else:
             out = list(zip(map(bytes, filter(None, pending)), repeat(addr)))
         self._out.clear()

@@ -374,19 +374,21 @@ class RecordLayer:
         if cid_len and record[0] & 0x10 and record[1 : 1 + cid_len] != self._last_cid:
             self.last_cid = bytes(record[1 : 1 + cid_len])  # the peer moved to another CID
         inbound = self._opened(state, result, length, now)
+        if self.app_receive is None and state.epoch >= 3:
+            self._start_app_receive(state)
+        return inbound
+
+    def _start_app_receive(self, state: ReceiveEpoch) -> None:
+        # RFC 9147 §4.2.2: one epoch to look at, the peer on the CID in use
         if (
-            self.app_receive is None
-            and state.epoch >= 3
-            and state.epoch == self._newest
+            state.epoch == self._newest
             and not self._unretired
             and len(self._last_cid) == self._receive_cid_len
         ):
-            # RFC 9147 §4.2.2: one epoch to look at, the peer on the CID in use
             state.opener = state.cipher.application_receiver(
                 state.window, state.epoch & 3, self._last_cid or None
             )
             self.app_receive = state
-        return inbound
 
     def _opened(self, state: ReceiveEpoch, result: Any, length: int, now: float) -> InboundRecord:
         counters = self.counters
