@@ -198,8 +198,7 @@ void dtls_app_receiver_free(dtls_app_receiver *r);
  * DTLS_ERR_REPLAYED / DTLS_ERR_BUFFER as dtls_open; DTLS_APP_GENERAL for any other
  * datagram (nothing read beyond the header, nothing changed). */
 int dtls_app_open(dtls_app_receiver *r, const uint8_t *datagram, size_t datagram_len,
-                  size_t max_plaintext,
-                  uint8_t *out, size_t out_cap);
+                  size_t max_plaintext, uint8_t *out, size_t out_cap);
 /* The last record dtls_app_open opened (its sequence number, type, plaintext length). */
 const dtls_open_result *dtls_app_result(const dtls_app_receiver *r);
 

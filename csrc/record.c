@@ -801,9 +801,10 @@ dtls_app_receiver *dtls_app_receiver_new(dtls_cipher *c, dtls_replay *window, un
 
 void dtls_app_receiver_free(dtls_app_receiver *r) { free(r); }
 
-int dtls_app_open(dtls_app_receiver *r, const uint8_t *datagram, size_t len, size_t max_plaintext,
-                  uint8_t *out, size_t out_cap)
+int dtls_app_open(dtls_app_receiver *r, const uint8_t *datagram, size_t datagram_len,
+                  size_t max_plaintext, uint8_t *out, size_t out_cap)
 {
+    size_t len = datagram_len;
     if (r == NULL || datagram == NULL || len < 1)
         return DTLS_APP_GENERAL;
     uint8_t b = datagram[0];

@@ -582,6 +582,18 @@ class Connection:
         """The next event, or None."""
         return self._events.pop(0) if self._events else None
 
+    @property
+    def _confidentiality_limit(self) -> int:
+        """Records one key may seal (RFC 9147 §4.5.3)."""
+        return self._sealing_limit
+
+    @_confidentiality_limit.setter
+    def _confidentiality_limit(self, limit: int) -> None:
+        self._sealing_limit = limit
+        # `send` seals in one call below this sequence number: the record after it would
+        # reach 3/4 of the limit (a KeyUpdate, RFC 9147 §4.5.3), or pass 2^48 - 1 (§4.2.1)
+        self._fast_send_until = min(limit * 3 // 4 - 1, _MAX_SEQUENCE + 1)
+
     def send(self, data: Buffer) -> None:
         """Send one application-data record (RFC 9147 §6). Before the handshake completes
         the data is queued and sent once it does."""
@@ -595,7 +607,7 @@ class Connection:
         sending = self._records.app_send
         if sending is not None and len(data) <= self._send_limit:
             seq = sending.next_seq
-            if seq + 1 < self._confidentiality_limit * 3 // 4 and seq <= _MAX_SEQUENCE:
+            if seq < self._fast_send_until:
                 # the application epoch with the CID in use, in one call (RFC 9147 §4)
                 sending.next_seq = seq + 1
                 record = sending.sealer.seal(seq, data)  # type: ignore[union-attr]
