@@ -12,7 +12,7 @@ import logging
 import ssl
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from itertools import islice, repeat
+from itertools import islice
 from typing import Any
 
 from .config import Context, CookieMode
@@ -461,8 +461,8 @@ class Connection:
                 out = [(datagram, addr)]
             else:
                 out = [(bytes(datagram), addr)] if datagram else []
-        else:
-            out = list(zip(map(bytes, filter(None, pending)), repeat(addr)))
+        else:  # records sealed alone are bytes already: only joined ones are copied
+            out = [(d if d.__class__ is bytes else bytes(d), addr) for d in pending if d]
         self._out.clear()
         if out:
             self.last_sent = now
@@ -638,7 +638,7 @@ class Connection:
         if (
             self._handshake.state is not _CONNECTED
             or epoch is None
-            or epoch.next_seq + len(messages) >= self._confidentiality_limit * 3 // 4
+            or epoch.next_seq + len(messages) >= self._sealing_limit * 3 // 4
             or (messages and max(map(len, messages)) > self._send_limit)
         ):
             for message in messages:  # errors and limits as `send` has them
@@ -672,7 +672,7 @@ class Connection:
         if (
             self._handshake.state is not _CONNECTED
             or epoch is None
-            or epoch.next_seq + count >= self._confidentiality_limit * 3 // 4
+            or epoch.next_seq + count >= self._sealing_limit * 3 // 4
             or payload_len > self._send_limit
         ):
             messages = [view[i : i + payload_len] for i in range(0, len(view), payload_len)]
