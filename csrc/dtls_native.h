@@ -228,6 +228,13 @@ int dtls_seal_records(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint
                       size_t payloads_len, const uint32_t *payload_lens, size_t n, uint8_t *out,
                       size_t out_cap, uint32_t *record_lens);
 
+/* dtls_seal_records with the sequence numbers seq, seq + 1, ... and one content type
+ * (a sender's queue); record_ends[i] receives where record i ends in out. */
+int dtls_seal_run(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags,
+                  const uint8_t *cid, size_t cid_len, uint8_t content_type, size_t padding,
+                  const uint8_t *payloads, size_t payloads_len, const uint32_t *payload_lens,
+                  size_t n, uint8_t *out, size_t out_cap, uint32_t *record_ends);
+
 typedef struct {
     const uint8_t *rec;
     size_t rec_len;

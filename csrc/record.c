@@ -686,6 +686,36 @@ int dtls_seal_records(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint
     return (int)n;
 }
 
+int dtls_seal_run(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags,
+                  const uint8_t *cid, size_t cid_len, uint8_t content_type, size_t padding,
+                  const uint8_t *payloads, size_t payloads_len, const uint32_t *payload_lens,
+                  size_t n, uint8_t *out, size_t out_cap, uint32_t *record_ends)
+{
+    if (n == 0)
+        return 0;
+    if (payload_lens == NULL || out == NULL || record_ends == NULL || n > INT32_MAX ||
+        out_cap > UINT32_MAX)
+        return DTLS_ERR_ARGUMENT;
+    size_t in_pos = 0, out_pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t plen = payload_lens[i];
+        if (plen > payloads_len - in_pos || (plen > 0 && payloads == NULL))
+            return i == 0 ? DTLS_ERR_ARGUMENT : (int)i;
+        /* dtls_seal refuses a sequence number past 2^48 - 1 (RFC 9147 §4.2.1) */
+        if (seq + i < seq)
+            return i == 0 ? DTLS_ERR_ARGUMENT : (int)i;
+        int r = dtls_seal(c, epoch, seq + i, flags, cid, cid_len, content_type,
+                          plen > 0 ? payloads + in_pos : NULL, plen, padding, out + out_pos,
+                          out_cap - out_pos);
+        if (r < 0)
+            return i == 0 ? r : (int)i;
+        in_pos += plen;
+        out_pos += (size_t)r;
+        record_ends[i] = (uint32_t)out_pos;
+    }
+    return (int)n;
+}
+
 int dtls_open_batch(dtls_cipher *c, dtls_replay *window, size_t cid_len, dtls_open_item *items,
                     size_t n)
 {

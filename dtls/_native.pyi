@@ -211,6 +211,11 @@ class _Lib:
         status: Any,
         /,
     ) -> int: ...
+    def dtls_seal_run(
+        self, c: Any, epoch: int, seq: int, flags: int, cid: Any, cid_len: int,
+        content_type: int, padding: int, payloads: Any, payloads_len: int, payload_lens: Any,
+        n: int, out: Any, out_cap: int, record_ends: Any,
+    ) -> int: ...  # fmt: skip
     def dtls_app_sender_new(self, c: Any, epoch: int, cid: bytes, cid_len: int) -> Any: ...
     def dtls_app_sender_free(self, s: Any) -> None: ...
     def dtls_app_seal(

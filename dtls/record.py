@@ -84,6 +84,7 @@ _new = ffi.new
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 _seal = lib.dtls_seal
 _seal_records = lib.dtls_seal_records
+_seal_run = lib.dtls_seal_run
 _open = lib.dtls_open
 _open_in_place = lib.dtls_open_in_place
 _open_records = lib.dtls_open_records
@@ -552,7 +553,7 @@ class RecordCipher:
         seq + 1, ... (what a sender's queue is)."""
         if not payloads:
             return []
-        seqs = array("Q", range(seq, seq + len(payloads)))
+        seqs = range(seq, seq + len(payloads))  # dtls_seal_run: no array of numbers
         return self._seal_many(epoch, seqs, bytes([content_type]) * len(payloads), payloads,
                                cid, seq16, with_length, padding)  # fmt: skip
 
@@ -582,7 +583,8 @@ class RecordCipher:
                      padding=padding)
                 for seq, ct, p in zip(seqs, types, payloads, strict=True)
             ]  # fmt: skip
-        seqs_c = _from_buffer("uint64_t[]", seqs if type(seqs) is array else array("Q", seqs))
+        run = type(seqs) is range
+        seqs_c: Any = None if run else _from_buffer("uint64_t[]", array("Q", seqs))
         lens_c = _from_buffer("uint32_t[]", lens)
         cid_ptr = cid if cid_len else _NULL
         sealed: list[bytes] = []
@@ -592,14 +594,20 @@ class RecordCipher:
             cap = len(joined) + n * overhead
             out = _scratch(cap)
             sizes_c = _new("uint32_t[]", n)
-            got = _seal_records(
-                self._ctx, epoch, flags, cid_ptr, cid_len, padding, seqs_c + a, types[a:b],
-                joined, len(joined), lens_c + a, n, out, cap, sizes_c,
-            )  # fmt: skip
+            if run:  # sizes_c receives where each record ends
+                got = _seal_run(
+                    self._ctx, epoch, seqs[a], flags, cid_ptr, cid_len, types[0], padding,
+                    joined, len(joined), lens_c + a, n, out, cap, sizes_c,
+                )  # fmt: skip
+            else:
+                got = _seal_records(
+                    self._ctx, epoch, flags, cid_ptr, cid_len, padding, seqs_c + a,
+                    types[a:b], joined, len(joined), lens_c + a, n, out, cap, sizes_c,
+                )  # fmt: skip
             _check(got, "seal_batch")
             if got != n:
                 raise ValueError(f"seal_batch: item {a + got} could not be sealed")
-            ends = list(accumulate(_unpack(sizes_c, n)))
+            ends = _unpack_ints(sizes_c, n) if run else list(accumulate(_unpack(sizes_c, n)))
             starts = [0, *ends[:-1]]
             # one copy out, then a bytes per record
             data = _buffer(out, ends[-1]) if ends[-1] > 512 * n else _unpack(out, ends[-1])
