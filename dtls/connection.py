@@ -276,13 +276,19 @@ class Connection:
             and addr == self.peer_address
         ):
             # one record of the application epoch with the CID in use, in one call
-            opened = receiving.opener.open(data, self._receive_limit)  # type: ignore[union-attr]
-            if opened.__class__ is bytes:
-                counters = records.counters
-                counters.records_opened += 1
-                counters.bytes_opened += len(data)
-                self.last_received = now
-                self._events.append(data_received(opened))
+            try:
+                opened = receiving.opener.open(data, self._receive_limit)  # type: ignore[union-attr]
+                if opened.__class__ is bytes:
+                    counters = records.counters
+                    counters.records_opened += 1
+                    counters.bytes_opened += len(data)
+                    self.last_received = now
+                    self._events.append(data_received(opened))
+                    if counters.failed_authentication:  # as the general path below
+                        self._check_integrity_limit()
+                    return
+            except Exception as exc:
+                self._fail_on(exc)
                 return
         if self._handshake.state is _CLOSED:
             return

@@ -11,6 +11,7 @@ from loopback import CLIENT_ADDR, Loopback
 from test_connection import handshake, make_pair
 
 from dtls.events import ConnectionClosed, DataReceived
+from dtls.handshake import FlightKind
 from dtls.iana import AlertDescription
 from dtls.record_layer import RecordLayer
 
@@ -103,12 +104,16 @@ def damaged_stream(link: Loopback, fast: bool) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("cids", list(CIDS))
+@pytest.mark.parametrize("integrity_limit", [None, 2], ids=["limits", "integrity-limit-2"])
 def test_drops_counters_and_events_match_the_general_path(
-    pki: Any, cids: str, monkeypatch: pytest.MonkeyPatch
+    pki: Any, cids: str, integrity_limit: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fast = damaged_stream(established(pki, cids), fast=True)
+    """With integrity_limit 2, the forgery reaches half of it: each datagram after it asks
+    for new keys (RFC 9147 §4.5.3), on either path."""
+    settings = {"integrity_limit": integrity_limit}
+    fast = damaged_stream(established(pki, cids, **settings), fast=True)
     general_only(monkeypatch)
-    general = damaged_stream(established(pki, cids), fast=False)
+    general = damaged_stream(established(pki, cids, **settings), fast=False)
     got, stats, client_stats, other = fast
     assert (got, stats, client_stats) == general[:3]
     assert other == general[3] and "KeyUpdated" in other
@@ -184,3 +189,21 @@ def test_closed_connection_refuses_on_the_fast_path(pki: Any) -> None:
         link.client.send(b"late")
     link.run(until=link.now + 5)
     link.server.receive_datagram(b"\x2f" * 40, CLIENT_ADDR, link.now)  # closed: ignored
+
+
+def test_half_the_integrity_limit_asks_for_new_keys_on_the_fast_path(pki: Any) -> None:
+    """RFC 9147 §4.5.3: once half the forgeries a key may take were seen, every datagram
+    that arrives, also one opened in one call, asks for new keys until they come."""
+    link = established(pki, "no-cid", integrity_limit=4)
+    link.client.send(b"a")
+    link.run(until=link.now + 5)
+    server = link.server
+    assert server._records.app_receive is not None
+    state = server._records.receive_epochs[3]
+    state.failures = server._records.counters.failed_authentication = 2  # as two forgeries
+    link.client.send(b"b")
+    ((datagram, _),) = link.client.datagrams_to_send(link.now)
+    assert not server._awaiting_ack(FlightKind.KEY_UPDATE)
+    server.receive_datagram(datagram, CLIENT_ADDR, link.now)
+    assert server._awaiting_ack(FlightKind.KEY_UPDATE)
+    assert [e.data for e in iter(server.next_event, None) if isinstance(e, DataReceived)] == [b"b"]
