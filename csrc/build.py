@@ -137,6 +137,20 @@ def _check_openssl_headers(include_dirs: list[str]) -> None:
     sys.exit(_MISSING_HEADERS.format(where=""))
 
 
+# cffi releases the GIL around every call. The one-record calls of the application epoch
+# (dtls_app_*, ~0.6 µs of AEAD for 1200 bytes) keep it: releasing and taking it again
+# costs ~0.1 µs a call, a sixth of the work. The wrappers name the function they call in
+# __func__ ("_cffi_f_dtls_app_seal"), a constant the compiler folds the test on.
+_PREAMBLE = """#include "dtls_native.h"
+#include <string.h>
+#undef Py_BEGIN_ALLOW_THREADS
+#undef Py_END_ALLOW_THREADS
+#define DTLS_KEEPS_GIL (strncmp(__func__, "_cffi_f_dtls_app_", 17) == 0)
+#define Py_BEGIN_ALLOW_THREADS { PyThreadState *_save = DTLS_KEEPS_GIL ? NULL : PyEval_SaveThread();
+#define Py_END_ALLOW_THREADS if (_save != NULL) PyEval_RestoreThread(_save); }
+"""
+
+
 def _make_builder() -> FFI:
     include_dirs, library_dirs, libraries, objects, link_args = _openssl()
     compile_args = ["-std=c11", "-O2", "-Wall", "-Wextra"]
@@ -148,7 +162,7 @@ def _make_builder() -> FFI:
     builder.cdef(cdef_from_header(HEADER.read_text()))
     builder.set_source(
         "dtls._native",
-        '#include "dtls_native.h"',
+        _PREAMBLE,
         sources=[_rel(HERE / name) for name in C_SOURCES],
         include_dirs=[_rel(HERE), *include_dirs],
         library_dirs=library_dirs,

@@ -167,6 +167,41 @@ int dtls_open(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, const uint
 int dtls_open_in_place(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, uint8_t *rec,
                        size_t rec_len, size_t cid_len, dtls_open_result *result);
 
+/* ---- the application epoch, one record per call (RFC 9147 §4) ---- */
+/* dtls_app_open: not exactly one record of this epoch and CID, or outside the limits:
+ * left untouched (the general path takes it); opened, but another content type or longer
+ * than max_plaintext (see dtls_app_result). */
+#define DTLS_APP_GENERAL (-7)
+#define DTLS_APP_OTHER (-8)
+
+/* What sealing application data in one epoch needs: the cipher (not owned: it must
+ * outlive the sender), the epoch, the CID the peer receives with (cid_len 0: none). */
+typedef struct dtls_app_sender dtls_app_sender;
+dtls_app_sender *dtls_app_sender_new(dtls_cipher *c, uint64_t epoch, const uint8_t *cid,
+                                     size_t cid_len); /* NULL on a bad argument */
+void dtls_app_sender_free(dtls_app_sender *s);
+/* dtls_seal of one application_data record with sequence number seq, S=1, L=1, no
+ * padding. Returns the record length or DTLS_ERR_*. */
+int dtls_app_seal(dtls_app_sender *s, uint64_t seq, const uint8_t *payload, size_t payload_len,
+                  uint8_t *out, size_t out_cap);
+
+/* What opening the application epoch needs: the cipher and window (not owned), the low
+ * two epoch bits, the CID the peer's records carry (cid_len 0: none). */
+typedef struct dtls_app_receiver dtls_app_receiver;
+dtls_app_receiver *dtls_app_receiver_new(dtls_cipher *c, dtls_replay *window, unsigned epoch_bits,
+                                         const uint8_t *cid, size_t cid_len);
+void dtls_app_receiver_free(dtls_app_receiver *r);
+/* A datagram that is exactly one DTLSCiphertext record (§4.1) of this epoch carrying this
+ * CID, with 16 .. 2^14+256 bytes of ciphertext, is opened as dtls_open does (window
+ * checked and marked) into out. Returns the plaintext length when it is application data
+ * of at most max_plaintext bytes; DTLS_APP_OTHER when it opened otherwise; DTLS_ERR_AUTH /
+ * DTLS_ERR_REPLAYED / DTLS_ERR_BUFFER as dtls_open; DTLS_APP_GENERAL for any other
+ * datagram (nothing read beyond the header, nothing changed). */
+int dtls_app_open(dtls_app_receiver *r, const uint8_t *datagram, size_t datagram_len,
+                  size_t max_plaintext, uint8_t *out, size_t out_cap);
+/* The last record dtls_app_open opened (its sequence number, type, plaintext length). */
+const dtls_open_result *dtls_app_result(const dtls_app_receiver *r);
+
 /* ---- batches: one call for many records ---- */
 typedef struct {
     const uint8_t *payload;
@@ -192,6 +227,13 @@ int dtls_seal_records(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint
                       const uint8_t *content_types, const uint8_t *payloads,
                       size_t payloads_len, const uint32_t *payload_lens, size_t n, uint8_t *out,
                       size_t out_cap, uint32_t *record_lens);
+
+/* dtls_seal_records with the sequence numbers seq, seq + 1, ... and one content type
+ * (a sender's queue); record_ends[i] receives where record i ends in out. */
+int dtls_seal_run(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags,
+                  const uint8_t *cid, size_t cid_len, uint8_t content_type, size_t padding,
+                  const uint8_t *payloads, size_t payloads_len, const uint32_t *payload_lens,
+                  size_t n, uint8_t *out, size_t out_cap, uint32_t *record_ends);
 
 typedef struct {
     const uint8_t *rec;

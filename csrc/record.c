@@ -686,6 +686,36 @@ int dtls_seal_records(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint
     return (int)n;
 }
 
+int dtls_seal_run(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags,
+                  const uint8_t *cid, size_t cid_len, uint8_t content_type, size_t padding,
+                  const uint8_t *payloads, size_t payloads_len, const uint32_t *payload_lens,
+                  size_t n, uint8_t *out, size_t out_cap, uint32_t *record_ends)
+{
+    if (n == 0)
+        return 0;
+    if (payload_lens == NULL || out == NULL || record_ends == NULL || n > INT32_MAX ||
+        out_cap > UINT32_MAX)
+        return DTLS_ERR_ARGUMENT;
+    size_t in_pos = 0, out_pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t plen = payload_lens[i];
+        if (plen > payloads_len - in_pos || (plen > 0 && payloads == NULL))
+            return i == 0 ? DTLS_ERR_ARGUMENT : (int)i;
+        /* dtls_seal refuses a sequence number past 2^48 - 1 (RFC 9147 §4.2.1) */
+        if (seq + i < seq)
+            return i == 0 ? DTLS_ERR_ARGUMENT : (int)i;
+        int r = dtls_seal(c, epoch, seq + i, flags, cid, cid_len, content_type,
+                          plen > 0 ? payloads + in_pos : NULL, plen, padding, out + out_pos,
+                          out_cap - out_pos);
+        if (r < 0)
+            return i == 0 ? r : (int)i;
+        in_pos += plen;
+        out_pos += (size_t)r;
+        record_ends[i] = (uint32_t)out_pos;
+    }
+    return (int)n;
+}
+
 int dtls_open_batch(dtls_cipher *c, dtls_replay *window, size_t cid_len, dtls_open_item *items,
                     size_t n)
 {
@@ -731,4 +761,106 @@ int dtls_open_records(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, si
         pos += len;
     }
     return ok;
+}
+
+/* ---- the application epoch, one record per call ---- */
+
+struct dtls_app_sender {
+    dtls_cipher *cipher;
+    uint64_t epoch;
+    unsigned flags;
+    size_t cid_len;
+    uint8_t cid[]; /* cid_len bytes */
+};
+
+dtls_app_sender *dtls_app_sender_new(dtls_cipher *c, uint64_t epoch, const uint8_t *cid,
+                                     size_t cid_len)
+{
+    if (c == NULL || cid_len > DTLS_MAX_CID || (cid == NULL && cid_len > 0))
+        return NULL;
+    dtls_app_sender *s = malloc(sizeof(*s) + cid_len);
+    if (s == NULL)
+        return NULL;
+    s->cipher = c;
+    s->epoch = epoch;
+    /* §4: the header this library sends; C=1 only with a CID (§9) */
+    s->flags = DTLS_HDR_SEQ16 | DTLS_HDR_LENGTH | (cid_len ? DTLS_HDR_CID : 0u);
+    s->cid_len = cid_len;
+    if (cid_len)
+        memcpy(s->cid, cid, cid_len);
+    return s;
+}
+
+void dtls_app_sender_free(dtls_app_sender *s) { free(s); }
+
+int dtls_app_seal(dtls_app_sender *s, uint64_t seq, const uint8_t *payload, size_t payload_len,
+                  uint8_t *out, size_t out_cap)
+{
+    if (s == NULL)
+        return DTLS_ERR_ARGUMENT;
+    return dtls_seal(s->cipher, s->epoch, seq, s->flags, s->cid, s->cid_len,
+                     23 /* application_data */, payload, payload_len, 0, out, out_cap);
+}
+
+struct dtls_app_receiver {
+    dtls_cipher *cipher;
+    dtls_replay *window;
+    dtls_open_result result;
+    uint8_t bits;
+    size_t cid_len;
+    uint8_t cid[]; /* cid_len bytes */
+};
+
+dtls_app_receiver *dtls_app_receiver_new(dtls_cipher *c, dtls_replay *window, unsigned epoch_bits,
+                                         const uint8_t *cid, size_t cid_len)
+{
+    if (c == NULL || window == NULL || epoch_bits > 3 || cid_len > DTLS_MAX_CID ||
+        (cid == NULL && cid_len > 0))
+        return NULL;
+    dtls_app_receiver *r = calloc(1, sizeof(*r) + cid_len);
+    if (r == NULL)
+        return NULL;
+    r->cipher = c;
+    r->window = window;
+    r->bits = (uint8_t)epoch_bits;
+    r->cid_len = cid_len;
+    if (cid_len)
+        memcpy(r->cid, cid, cid_len);
+    return r;
+}
+
+void dtls_app_receiver_free(dtls_app_receiver *r) { free(r); }
+
+int dtls_app_open(dtls_app_receiver *r, const uint8_t *datagram, size_t datagram_len,
+                  size_t max_plaintext, uint8_t *out, size_t out_cap)
+{
+    size_t len = datagram_len;
+    if (r == NULL || datagram == NULL || len < 1)
+        return DTLS_APP_GENERAL;
+    uint8_t b = datagram[0];
+    /* §4.1: 001CSLEE with our epoch bits, C exactly when a CID is in use (§9) */
+    if ((b & 0xE0u) != 0x20u || (b & 3u) != r->bits ||
+        ((b & DTLS_HDR_CID) != 0) != (r->cid_len > 0))
+        return DTLS_APP_GENERAL;
+    size_t hdr = unified_header_len(b, r->cid_len);
+    if (len < hdr || (r->cid_len && memcmp(datagram + 1, r->cid, r->cid_len) != 0))
+        return DTLS_APP_GENERAL;
+    size_t ct_len = len - hdr;
+    if ((b & DTLS_HDR_LENGTH) &&
+        (((size_t)datagram[hdr - 2] << 8) | datagram[hdr - 1]) != ct_len)
+        return DTLS_APP_GENERAL; /* not one record filling the datagram */
+    if (ct_len < 16 || ct_len > DTLS_MAX_CIPHERTEXT)
+        return DTLS_APP_GENERAL; /* malformed: the general path counts it */
+    int rc = open_record(r->cipher, r->window, 0, datagram, len, r->cid_len, out, out_cap, 0,
+                         &r->result);
+    if (rc != 0)
+        return rc == DTLS_ERR_MALFORMED || rc == DTLS_ERR_ARGUMENT ? DTLS_APP_GENERAL : rc;
+    if (r->result.content_type != 23 || r->result.plaintext_len > max_plaintext)
+        return DTLS_APP_OTHER;
+    return (int)r->result.plaintext_len;
+}
+
+const dtls_open_result *dtls_app_result(const dtls_app_receiver *r)
+{
+    return r != NULL ? &r->result : NULL;
 }

@@ -21,6 +21,8 @@ class _Lib:
     DTLS_TLS_AES_128_CCM_SHA256: int
     DTLS_TLS_AES_128_CCM_8_SHA256: int
     DTLS_HDR_CID: int
+    DTLS_APP_GENERAL: int
+    DTLS_APP_OTHER: int
     DTLS_HDR_SEQ16: int
     DTLS_HDR_LENGTH: int
     DTLS_RECORD_PLAINTEXT: int
@@ -209,6 +211,24 @@ class _Lib:
         status: Any,
         /,
     ) -> int: ...
+    def dtls_seal_run(
+        self, c: Any, epoch: int, seq: int, flags: int, cid: Any, cid_len: int,
+        content_type: int, padding: int, payloads: Any, payloads_len: int, payload_lens: Any,
+        n: int, out: Any, out_cap: int, record_ends: Any,
+    ) -> int: ...  # fmt: skip
+    def dtls_app_sender_new(self, c: Any, epoch: int, cid: bytes, cid_len: int) -> Any: ...
+    def dtls_app_sender_free(self, s: Any) -> None: ...
+    def dtls_app_seal(
+        self, s: Any, seq: int, payload: Any, payload_len: int, out: Any, out_cap: int
+    ) -> int: ...
+    def dtls_app_receiver_new(
+        self, c: Any, window: Any, epoch_bits: int, cid: bytes, cid_len: int
+    ) -> Any: ...
+    def dtls_app_receiver_free(self, r: Any) -> None: ...
+    def dtls_app_open(
+        self, r: Any, datagram: Any, datagram_len: int, max_plaintext: int, out: Any, out_cap: int
+    ) -> int: ...
+    def dtls_app_result(self, r: Any) -> Any: ...
     def dtls_open_run(
         self,
         c: Any,

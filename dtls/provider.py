@@ -56,6 +56,20 @@ class ReplayWindowLike(Protocol):
     def reset(self) -> None: ...
 
 
+class ApplicationSenderLike(Protocol):
+    """Application data of one epoch and CID sealed one record per call (RFC 9147 §4)."""
+
+    def seal(self, seq: int, payload: Buffer) -> bytes: ...
+
+
+class ApplicationReceiverLike(Protocol):
+    """A datagram of one application-data record of one epoch and CID opened in one call:
+    the plaintext (bytes), the record (other content), an OpenError, or None (the
+    general path takes it)."""
+
+    def open(self, datagram: Buffer, max_plaintext: int) -> Any: ...
+
+
 class RecordCipherLike(Protocol):
     """The record protection of one epoch in one direction (RFC 9147 §4.2.3)."""
 
@@ -93,6 +107,10 @@ class RecordCipherLike(Protocol):
         epoch_bits: int, cid: bytes | None = None, content_type: int = 23,
         max_plaintext: int = 1 << 14,
     ) -> Any: ...  # fmt: skip
+    def application_sender(self, epoch: int, cid: bytes | None = None) -> ApplicationSenderLike: ...
+    def application_receiver(
+        self, window: Any, epoch_bits: int, cid: bytes | None = None
+    ) -> ApplicationReceiverLike: ...
     def seal_segments(
         self, epoch: int, seq: int, content_type: int, data: Buffer, payload_len: int,
         out: bytearray | memoryview | None = None, *, cid: bytes | None = None,

@@ -14,30 +14,40 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from .iana import ContentType
-from .provider import RecordCipherLike, RecordProvider, ReplayWindowLike, get_provider
+from .provider import (
+    ApplicationReceiverLike,
+    ApplicationSenderLike,
+    RecordCipherLike,
+    RecordProvider,
+    ReplayWindowLike,
+    get_provider,
+)
 from .record_py import PLAINTEXT_HEADER_LEN, Buffer, OpenError, RecordKind
 
 RecordNumber = tuple[int, int]
 
 # Epoch-0 records may only carry these (RFC 9147 §4.1).
 _PLAINTEXT_TYPES = (ContentType.HANDSHAKE, ContentType.ALERT, ContentType.ACK)
+_APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
 # At most this many receiving epochs are kept (current plus previous ones for reordering).
 MAX_RECEIVE_EPOCHS = 4
 MAX_SEQUENCE = (1 << 48) - 1  # RFC 9147 §4.2.1
 
 
 class SendEpoch:
-    __slots__ = ("cipher", "epoch", "next_seq", "secret")
+    __slots__ = ("cipher", "epoch", "next_seq", "sealer", "secret")
 
     def __init__(self, epoch: int, cipher: RecordCipherLike | None, secret: bytes) -> None:
         self.epoch = epoch
         self.cipher = cipher
         self.secret = secret
         self.next_seq = 0
+        # application data with the CID in use, one call a record (`RecordLayer.app_send`)
+        self.sealer: ApplicationSenderLike | None = None
 
 
 class ReceiveEpoch:
-    __slots__ = ("cipher", "epoch", "expires", "failures", "secret", "window")
+    __slots__ = ("cipher", "epoch", "expires", "failures", "opener", "secret", "window")
 
     def __init__(
         self, epoch: int, cipher: RecordCipherLike, window: ReplayWindowLike, secret: bytes
@@ -48,6 +58,8 @@ class ReceiveEpoch:
         self.secret = secret
         self.expires: float | None = None
         self.failures = 0  # records that failed authentication (RFC 9147 §4.5.3)
+        # datagrams of one record with the CID in use, one call each (`RecordLayer.app_receive`)
+        self.opener: ApplicationReceiverLike | None = None
 
 
 class InboundRecord(NamedTuple):
@@ -83,19 +95,55 @@ class RecordLayer:
         retention: float = 240.0,
         provider: RecordProvider | str | None = None,
     ) -> None:
+        # The application epoch's states with their one-call sealer / opener, set once a
+        # record of it went the general way and nothing else is pending (the CID in use,
+        # one receiving epoch); None whenever keys, CIDs or the provider change.
+        self.app_send: SendEpoch | None = None
+        self.app_receive: ReceiveEpoch | None = None
         self.set_provider(provider)
         self.replay_window = replay_window
         self.retention = retention
         self.send_epochs: dict[int, SendEpoch] = {0: SendEpoch(0, None, b"")}
         self.receive_epochs: dict[int, ReceiveEpoch] = {}
-        self.send_cid: bytes | None = None  # the CID the peer wants to receive (RFC 9147 §9)
-        self.receive_cid_len = 0
-        self.last_cid = b""  # the CID of the newest authentic record (RFC 9147 §9)
+        self._send_cid: bytes | None = None
+        self._receive_cid_len = 0
+        self._last_cid = b""
         self.counters = RecordCounters()
         # the newest receiving epoch per low-two-bit value (RFC 9147 §4.2.2), and whether
         # an older epoch still waits for its retention clock (both kept up to date here)
         self._by_bits: dict[int, ReceiveEpoch] = {}
         self._unretired = False
+        self._newest = 0
+
+    @property
+    def send_cid(self) -> bytes | None:
+        """The CID the peer wants to receive (RFC 9147 §9)."""
+        return self._send_cid
+
+    @send_cid.setter
+    def send_cid(self, cid: bytes | None) -> None:
+        self._send_cid = cid
+        self.app_send = None
+
+    @property
+    def receive_cid_len(self) -> int:
+        """The length of the CID our records carry (RFC 9147 §9)."""
+        return self._receive_cid_len
+
+    @receive_cid_len.setter
+    def receive_cid_len(self, length: int) -> None:
+        self._receive_cid_len = length
+        self.app_receive = None
+
+    @property
+    def last_cid(self) -> bytes:
+        """The CID of the newest authentic record (RFC 9147 §9)."""
+        return self._last_cid
+
+    @last_cid.setter
+    def last_cid(self, cid: bytes) -> None:
+        self._last_cid = cid
+        self.app_receive = None
 
     def set_provider(self, provider: RecordProvider | str | None) -> None:
         """Take ciphers and windows from `provider` (a name; None: `get_provider()`'s
@@ -103,6 +151,7 @@ class RecordLayer:
         if not isinstance(provider, RecordProvider):
             provider = get_provider(provider)
         self.provider = provider
+        self.app_send = self.app_receive = None
         self._opened_type: Any = provider.opened_type
         self._split = provider.split_datagram
         self._seal_plaintext = provider.seal_plaintext
@@ -115,6 +164,8 @@ class RecordLayer:
             by_bits[epoch & 3] = state
             newest = epoch
         self._by_bits = by_bits
+        self._newest = newest
+        self.app_receive = None
         self._update_unretired(newest)
 
     def _update_unretired(self, newest: int) -> None:
@@ -122,6 +173,7 @@ class RecordLayer:
         for epoch, state in self.receive_epochs.items():
             if epoch < newest and state.expires is None:
                 self._unretired = True
+                self.app_receive = None
                 return
         self._unretired = False
 
@@ -129,6 +181,7 @@ class RecordLayer:
     def install_send(self, epoch: int, suite: int, secret: bytes) -> None:
         cipher = self.provider.cipher_from_secret(suite, secret)
         self.send_epochs[epoch] = SendEpoch(epoch, cipher, secret)
+        self.app_send = None
 
     def install_receive(self, epoch: int, suite: int, secret: bytes) -> None:
         window = self.provider.replay_window(self.replay_window)
@@ -140,6 +193,7 @@ class RecordLayer:
 
     def drop_send(self, epoch: int) -> None:
         self.send_epochs.pop(epoch, None)
+        self.app_send = None
 
     def drop_receive(self, epoch: int) -> None:
         if self.receive_epochs.pop(epoch, None) is not None:
@@ -187,7 +241,15 @@ class RecordLayer:
         counters = self.counters
         counters.records_sealed += 1
         counters.bytes_sealed += len(record)
+        if content_type == _APPLICATION_DATA and epoch >= 3 and self.app_send is not state:
+            self._start_app_send(state)
         return record, (epoch, seq)
+
+    def _start_app_send(self, state: SendEpoch) -> None:
+        # application data goes in this epoch with this CID until either changes
+        assert state.cipher is not None
+        state.sealer = state.cipher.application_sender(state.epoch, self._send_cid)
+        self.app_send = state
 
     def seal_batch(self, epoch: int, content_type: int, payloads: Sequence[Buffer]) -> list[bytes]:
         """`seal` for many payloads of one epoch, with consecutive sequence numbers: one C
@@ -309,16 +371,46 @@ class RecordLayer:
         if result.__class__ is not self._opened_type:
             self._count_failure(state, result)
             return None
+        if cid_len and record[0] & 0x10 and record[1 : 1 + cid_len] != self._last_cid:
+            self.last_cid = bytes(record[1 : 1 + cid_len])  # the peer moved to another CID
+        inbound = self._opened(state, result, length, now)
+        if self.app_receive is None and state.epoch >= 3:
+            self._start_app_receive(state)
+        return inbound
+
+    def _start_app_receive(self, state: ReceiveEpoch) -> None:
+        # RFC 9147 §4.2.2: one epoch to look at, the peer on the CID in use
+        if (
+            state.epoch == self._newest
+            and not self._unretired
+            and len(self._last_cid) == self._receive_cid_len
+        ):
+            state.opener = state.cipher.application_receiver(
+                state.window, state.epoch & 3, self._last_cid or None
+            )
+            self.app_receive = state
+
+    def _opened(self, state: ReceiveEpoch, result: Any, length: int, now: float) -> InboundRecord:
+        counters = self.counters
         counters.records_opened += 1
         counters.bytes_opened += length
-        if cid_len and record[0] & 0x10 and record[1 : 1 + cid_len] != self.last_cid:
-            self.last_cid = bytes(record[1 : 1 + cid_len])  # the peer moved to another CID
         if self._unretired:
             self._retire_older(state.epoch, now)
         content_type, seq, plaintext = result
         if plaintext.__class__ is not bytes:
             plaintext = bytes(plaintext)
         return _new_inbound((state.epoch, seq, content_type, plaintext))
+
+    def app_opened(self, result: Any, length: int, now: float) -> tuple[InboundRecord, ...]:
+        """What `open` yields for a `length`-byte datagram that `app_receive.opener.open`
+        opened as other content (an OpenedRecord), or counts when it failed (an
+        OpenError)."""
+        state = self.app_receive
+        assert state is not None
+        if result.__class__ is not self._opened_type:
+            self._count_failure(state, result)
+            return ()
+        return (self._opened(state, result, length, now),)
 
     def open_run(
         self, data: memoryview, lengths: Sequence[int], limit: int, now: float

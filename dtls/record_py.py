@@ -619,6 +619,17 @@ class RecordCipher:
         out = view[hdr : hdr + end - 1] if in_place else plaintext[: end - 1]
         return _new_opened((plaintext[end - 1], seq, out))
 
+    def application_sender(self, epoch: int, cid: bytes | None = None) -> ApplicationSender:
+        """Application data of `epoch` sealed one record per call, as
+        `dtls.record.RecordCipher.application_sender`."""
+        return ApplicationSender(self, epoch, cid)
+
+    def application_receiver(
+        self, window: ReplayWindow, epoch_bits: int, cid: bytes | None = None
+    ) -> ApplicationReceiver:
+        """As `dtls.record.RecordCipher.application_receiver`."""
+        return ApplicationReceiver(self, window, epoch_bits, cid)
+
     def seal_batch(
         self,
         epoch: int,
@@ -826,6 +837,65 @@ class RecordCipher:
         return OpenedRun(view, opened, *columns, taken, 0, opened_bytes)
 
 # ---- datagram I/O without the C extension: one system call per datagram ----
+
+
+class ApplicationSender:
+    """`RecordCipher.seal` of application_data in one epoch with one CID (S=1, L=1, no
+    padding), as `dtls.record.ApplicationSender`."""
+
+    __slots__ = ("_cid", "_cipher", "_epoch")
+
+    def __init__(self, cipher: RecordCipher, epoch: int, cid: bytes | None) -> None:
+        if epoch < 0 or (cid is not None and len(cid) > MAX_CID):
+            raise ValueError("bad epoch or CID")
+        self._cipher, self._epoch, self._cid = cipher, epoch, cid or None
+
+    def seal(self, seq: int, payload: Buffer) -> bytes:
+        return self._cipher.seal(self._epoch, seq, ContentType.APPLICATION_DATA, payload,
+                                 cid=self._cid)  # fmt: skip
+
+
+class ApplicationReceiver:
+    """`RecordCipher.open` of a datagram that is one record of one application epoch,
+    carrying one CID, as `dtls.record.ApplicationReceiver`."""
+
+    __slots__ = ("_bits", "_cid", "_cipher", "_window")
+
+    def __init__(
+        self, cipher: RecordCipher, window: ReplayWindow, epoch_bits: int, cid: bytes | None
+    ) -> None:
+        if not 0 <= epoch_bits <= 3 or (cid is not None and len(cid) > MAX_CID):
+            raise ValueError("bad epoch bits or CID")
+        self._cipher, self._window, self._bits, self._cid = cipher, window, epoch_bits, cid or b""
+
+    def open(
+        self, datagram: Buffer, max_plaintext: int
+    ) -> bytes | OpenedRecord | OpenError | None:
+        view = memoryview(datagram)
+        if view.format != "B":
+            view = view.cast("B")
+        cid = self._cid
+        size = len(view)
+        if not size:
+            return None
+        first = view[0]
+        # §4.1: 001CSLEE with our epoch bits, C exactly when a CID is in use (§9)
+        if first & 0xE0 != 0x20 or first & 3 != self._bits or bool(first & _HDR_CID) != bool(cid):
+            return None
+        hdr = _header_len(first, len(cid))
+        if size < hdr or view[1 : 1 + len(cid)] != cid:
+            return None
+        if first & _HDR_LENGTH and view[hdr - 2] << 8 | view[hdr - 1] != size - hdr:
+            return None  # not one record filling the datagram
+        if not 16 <= size - hdr <= MAX_CIPHERTEXT:
+            return None  # malformed: the general path counts it
+        result = self._cipher.open(bytes(view), self._window, cid_len=len(cid))
+        if result.__class__ is not OpenedRecord:
+            return None if result == OpenError.MALFORMED else result
+        content_type, _, plaintext = result
+        if content_type != ContentType.APPLICATION_DATA or len(plaintext) > max_plaintext:
+            return result
+        return bytes(plaintext)
 
 
 class ReceivedDatagram(NamedTuple):
