@@ -81,7 +81,10 @@ AlertCallback = Callable[["AsyncConnection", int, int, bool], None]
 #: cookie (`dtls.server.HandshakeFailed`: alert an AlertDescription, None for a timeout)
 HandshakeFailedCallback = Callable[[Any, "AlertDescription | int | None", str], None]
 
-RECEIVE_BATCH = 32  # datagrams per recvmmsg
+RECEIVE_BATCH = 32  # datagrams per recvmmsg, at most
+# Datagrams asked of a wakeup's first recvmmsg at least: it asks for as many as the last
+# wakeup brought (room is made per datagram asked), and for twice as many after a full one.
+RECEIVE_FIRST = 8
 READS_PER_WAKEUP = 8  # recvmmsg calls per readable event, then the loop gets a turn
 FLUSH_EVERY = 64  # sends between flushes at most (else once per loop iteration)
 BACKLOG_HIGH = 1024  # datagrams waiting for the socket: send() waits above this
@@ -122,6 +125,7 @@ class _DatagramSocket:
         # are opened in place there; a slab is released once its batch was handled.
         self.pool = pool
         self._on_datagrams = on_datagrams
+        self._receive_count = RECEIVE_FIRST
         self._backlog: deque[tuple[bytes, Address]] = deque()
         self._drained: asyncio.Future[None] | None = None
         self.closed = False
@@ -146,16 +150,19 @@ class _DatagramSocket:
     def _read(self) -> None:
         pool = self.pool
         buffer = _receive_buffer() if pool is None and BufferPool is not None else None
+        count = self._receive_count
+        total = 0
         for _ in range(READS_PER_WAKEUP):
             try:
                 got = receive_datagrams(
-                    self.fd, RECEIVE_BATCH, pool, buffer=buffer, buffer_size=GRO_SLOT
+                    self.fd, count, pool, buffer=buffer, buffer_size=GRO_SLOT
                 )
             except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
                 logger.debug("receive: %s", exc)
                 if self._on_error is not None:
                     self._on_error(exc)
                 break
+            total += len(got)
             if got:
                 batch = [(d.data, d.address) for d in got]
                 if self.gro and any(d.segment_size for d in got):
@@ -167,8 +174,10 @@ class _DatagramSocket:
                         for d in got:
                             if d.slab >= 0:
                                 pool.release(d.slab)
-            if len(got) < RECEIVE_BATCH:
+            if len(got) < count:
                 break
+            count = min(RECEIVE_BATCH, 2 * count)
+        self._receive_count = min(RECEIVE_BATCH, max(RECEIVE_FIRST, total))
 
     def send(self, datagrams: Sequence[tuple[bytes, Address]]) -> None:
         if self.closed or not datagrams:

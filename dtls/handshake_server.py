@@ -180,7 +180,20 @@ def _hello_retry_request(
     ch_hash = hashlib.new(hash_name, transcript_bytes(HandshakeType.CLIENT_HELLO, ch_body)).digest()
     wall = context.wall_clock()
     cookie = make_cookie(context.cookie_secrets()[0], addr, wall, suite, group, ch_hash)
-    return _encode_hello_retry(ch, suite, group, cookie)
+    key = (suite, group, len(cookie))
+    start = _HRR_STARTS.get(key)
+    if start is not None:
+        return start + cookie
+    body = _encode_hello_retry(ch, suite, group, cookie)
+    if body.endswith(cookie) and len(_HRR_STARTS) < 64:
+        _HRR_STARTS[key] = body[: len(body) - len(cookie)]
+    return body
+
+
+# A stateless HelloRetryRequest's body up to its cookie, which ends it (RFC 9147 §5.1:
+# the cookie extension comes last), by (suite, group, cookie length): nothing else in it
+# varies, so the rest is encoded once.
+_HRR_STARTS: dict[tuple[int, int, int], bytes] = {}
 
 
 def _open_cookie(context: Context, cookie: bytes, addr: Address) -> CookieContents | None:
@@ -283,6 +296,11 @@ class StatelessResponse:
     fragments: tuple[tuple[int, HandshakeFragment], ...] = ()
 
 
+_ACCEPT = StatelessResponse("accept")
+_DROP = StatelessResponse("drop")
+_COOKIE_TYPE = ExtensionType.COOKIE.to_bytes(2, "big")
+
+
 class Refusal:
     """Why a ClientHello was rejected before the cookie (`StatelessResponse.reason`)."""
 
@@ -315,31 +333,35 @@ def respond_statelessly(
     provider = context.record_provider()
     spans, _ = provider.split_datagram(data, 0)
     if not spans:
-        return StatelessResponse("drop")
+        return _DROP
     span = spans[0]
     if span.kind != RecordKind.PLAINTEXT or span.first_byte != ContentType.HANDSHAKE or span.epoch:
-        return StatelessResponse("drop")
+        return _DROP
     payload = bytes(data[span.offset + PLAINTEXT_HEADER_LEN : span.offset + span.length])
     try:
         fragments = decode_handshake_fragments(payload)
         if not fragments:
-            return StatelessResponse("drop")
+            return _DROP
         frag = fragments[0]
         if frag.msg_type != HandshakeType.CLIENT_HELLO:
-            return StatelessResponse("drop")
+            return _DROP
         if frag.fragment_offset != 0 or frag.fragment_length != frag.length:
             return _screen_fragmented_client_hello(
                 context, data, spans, fragments, addr, require_cookie
             )
-        cookie = peek_client_hello_cookie(frag.fragment)
-        if cookie is not None and _open_cookie(context, cookie, addr):
-            # The address is proven (RFC 9147 §5.1): the connection parses the rest and
-            # answers anything wrong in it with an alert.
-            return StatelessResponse("accept")
-        ch = decode_handshake_body(HandshakeType.CLIENT_HELLO, frag.fragment)
+        hello = frag.fragment
+        # Without the cookie's extension type anywhere in it (a first ClientHello) there
+        # is no cookie to find, and what the look would reject the decoder rejects too.
+        if _COOKIE_TYPE in hello:
+            cookie = peek_client_hello_cookie(hello)
+            if cookie is not None and _open_cookie(context, cookie, addr):
+                # The address is proven (RFC 9147 §5.1): the connection parses the rest
+                # and answers anything wrong in it with an alert.
+                return _ACCEPT
+        ch = decode_handshake_body(HandshakeType.CLIENT_HELLO, hello)
         assert isinstance(ch, ClientHello)
     except DTLSError:
-        return StatelessResponse("drop")  # not a ClientHello: no answer (RFC 9147 §4.5.2)
+        return _DROP  # not a ClientHello: no answer (RFC 9147 §4.5.2)
     reason = Refusal.CLIENT_HELLO
     try:
         _check_client_hello(ch)
@@ -347,7 +369,7 @@ def respond_statelessly(
         suite = _select_suite(context, ch)
         if ch.cookie is not None:
             if _open_cookie(context, ch.cookie, addr):
-                return StatelessResponse("accept")
+                return _ACCEPT
             # RFC 9147 §5.1: an invalid cookie is answered with illegal_parameter, so the
             # client can start again without one.
             reason = Refusal.COOKIE
@@ -357,7 +379,7 @@ def respond_statelessly(
         reason = Refusal.GROUP
         share = _select_key_share(context, ch)
         if share is not None and not require_cookie:
-            return StatelessResponse("accept")
+            return _ACCEPT
         group = 0 if share is not None else _select_retry_group(context, ch)
         body = _hello_retry_request(context, ch, frag.fragment, addr, suite, group)
     except ProtocolError as error:

@@ -726,6 +726,8 @@ class ServerEndpoint:
 
     def get_timer(self) -> float | None:
         """When `handle_timer` should next be called, or None."""
+        if self._pending:
+            self._schedule_pending()
         timers = self._timers
         while timers:
             when, timer_id, peer = timers[0]
@@ -736,6 +738,8 @@ class ServerEndpoint:
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at `now`: retransmissions, handshake and idle timeouts."""
+        if self._pending:
+            self._schedule_pending()
         timers = self._timers
         while timers and timers[0][0] <= now:
             _, timer_id, peer = heapq.heappop(timers)
@@ -989,10 +993,18 @@ class ServerEndpoint:
         if conn.state is HandshakeState.CLOSED:
             self._remove(peer, closed, now)
             return
-        if not collected and not peer.pending:
+        if collected:
+            self._schedule(peer)
+        elif not peer.pending:
+            # Its timer is worked out when its output is collected (the flight it sends
+            # may move it), or before get_timer / handle_timer if that comes first.
             peer.pending = True
             self._pending.append(peer)
-        self._schedule(peer)
+
+    def _schedule_pending(self) -> None:
+        for peer in self._pending:
+            if self._peers.get(peer.connection) is peer:
+                self._schedule(peer)
 
     def _schedule(self, peer: _Peer) -> None:
         when = peer.connection.get_timer()
