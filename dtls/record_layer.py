@@ -155,6 +155,14 @@ class RecordLayer:
         self._opened_type: Any = provider.opened_type
         self._split = provider.split_datagram
         self._seal_plaintext = provider.seal_plaintext
+        self._replay_window = provider.replay_window
+        # a cipher per installed epoch: the built-in providers' from_secret without the
+        # dataclass method's frame, unless a subclass overrides cipher_from_secret
+        self._from_secret: Any = (
+            provider.cipher.from_secret
+            if type(provider).cipher_from_secret is RecordProvider.cipher_from_secret
+            else provider.cipher_from_secret
+        )
 
     def _receive_epochs_changed(self) -> None:
         # at most MAX_RECEIVE_EPOCHS: plain loops, no generator per key install
@@ -179,13 +187,13 @@ class RecordLayer:
 
     # ---- keys ----
     def install_send(self, epoch: int, suite: int, secret: bytes) -> None:
-        cipher = self.provider.cipher_from_secret(suite, secret)
+        cipher = self._from_secret(suite, secret)
         self.send_epochs[epoch] = SendEpoch(epoch, cipher, secret)
         self.app_send = None
 
     def install_receive(self, epoch: int, suite: int, secret: bytes) -> None:
-        window = self.provider.replay_window(self.replay_window)
-        cipher = self.provider.cipher_from_secret(suite, secret)
+        window = self._replay_window(self.replay_window)
+        cipher = self._from_secret(suite, secret)
         self.receive_epochs[epoch] = ReceiveEpoch(epoch, cipher, window, secret)
         while len(self.receive_epochs) > MAX_RECEIVE_EPOCHS:
             del self.receive_epochs[min(self.receive_epochs)]
@@ -226,7 +234,8 @@ class RecordLayer:
         return state.cipher.sealed_len(0, cid_len=self._cid_len())
 
     def _cid_len(self) -> int | None:
-        return len(self.send_cid) if self.send_cid else None
+        cid = self._send_cid
+        return len(cid) if cid else None
 
     def seal(self, epoch: int, content_type: int, payload: Buffer) -> tuple[bytes, RecordNumber]:
         state = self.send_epochs[epoch]
@@ -237,7 +246,8 @@ class RecordLayer:
         if state.cipher is None:
             record = self._seal_plaintext(content_type, seq, payload, epoch)
         else:
-            record = state.cipher.seal(epoch, seq, content_type, payload, cid=self.send_cid or None)
+            cid = self._send_cid or None
+            record = state.cipher.seal(epoch, seq, content_type, payload, cid=cid)
         counters = self.counters
         counters.records_sealed += 1
         counters.bytes_sealed += len(record)
@@ -298,7 +308,7 @@ class RecordLayer:
         Lazy when the datagram holds several records: each is opened after the previous
         one was handled, since that may have installed the keys it needs (a ServerHello
         before EncryptedExtensions)."""
-        if _single_ciphertext_record(data, self.receive_cid_len):
+        if _single_ciphertext_record(data, self._receive_cid_len):
             # The common case after the handshake: one record fills the datagram.
             record = self._open_ciphertext(data, data[0] & 3, len(data), now)
             return () if record is None else (record,)
@@ -306,7 +316,7 @@ class RecordLayer:
 
     def _open_records(self, data: Buffer, now: float) -> Iterator[InboundRecord]:
         counters = self.counters
-        cid_len = self.receive_cid_len
+        cid_len = self._receive_cid_len
         view = memoryview(data)
         spans, dropped = self._split_records(view, cid_len)
         base = 0
@@ -323,10 +333,10 @@ class RecordLayer:
                     record = self._open_ciphertext(view[start:end], span.epoch, span.length, now)
                     if record is not None:
                         yield record
-                if self.receive_cid_len != cid_len:
+                if self._receive_cid_len != cid_len:
                     # RFC 9147 §9: the ServerHello that negotiated a CID is followed, in the
                     # same datagram, by records carrying it: split the rest again.
-                    cid_len, base = self.receive_cid_len, end
+                    cid_len, base = self._receive_cid_len, end
                     spans, dropped = self._split_records(view[end:], cid_len)
                     break
             else:
@@ -363,7 +373,7 @@ class RecordLayer:
         if state is None:
             counters.unknown_epoch += 1
             return None
-        cid_len = self.receive_cid_len
+        cid_len = self._receive_cid_len
         if bits == 1 and not record[0] & 0x10:
             cid_len = 0  # 0-RTT: sealed before a CID was negotiated (RFC 9147 §9)
         # the provider's OpenedRecord (content_type, seq, plaintext), or an OpenError
