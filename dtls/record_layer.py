@@ -22,7 +22,7 @@ from .provider import (
     ReplayWindowLike,
     get_provider,
 )
-from .record_py import PLAINTEXT_HEADER_LEN, Buffer, OpenError, RecordKind
+from .record_py import MAX_PLAINTEXT, PLAINTEXT_HEADER_LEN, Buffer, OpenError, RecordKind
 
 RecordNumber = tuple[int, int]
 
@@ -312,6 +312,19 @@ class RecordLayer:
             # The common case after the handshake: one record fills the datagram.
             record = self._open_ciphertext(data, data[0] & 3, len(data), now)
             return () if record is None else (record,)
+        n = len(data)
+        if (
+            n >= PLAINTEXT_HEADER_LEN
+            and data[0] in _PLAINTEXT_TYPES
+            and data[11] << 8 | data[12] == n - PLAINTEXT_HEADER_LEN <= MAX_PLAINTEXT
+        ):
+            # one DTLSPlaintext record fills the datagram (a ClientHello): what
+            # `_open_records` makes of it, without splitting (RFC 9147 §4.1)
+            if data[3] or data[4]:
+                self.counters.unknown_epoch += 1
+                return ()
+            seq = int.from_bytes(data[5:11], "big")
+            return (_new_inbound((0, seq, data[0], bytes(data[PLAINTEXT_HEADER_LEN:]))),)
         return self._open_records(data, now)
 
     def _open_records(self, data: Buffer, now: float) -> Iterator[InboundRecord]:
