@@ -128,7 +128,7 @@ class RecordLayer:
     def _add_app_counts(self) -> None:
         c = self._counters
         sending, receiving = self.app_send, self.app_receive
-        current = []
+        current: list[tuple[bool, Any]] = []
         for sends, state in self._counting:
             records, length = state.take_counts()
             if sends:
