@@ -36,6 +36,8 @@ from .events import (
     KeyUpdated,
     PeerAddressChanged,
     data_received,
+    set_data,
+    set_early,
 )
 from .handshake import (
     MAX_PLAINTEXT,
@@ -281,9 +283,8 @@ class Connection:
                 if opened.__class__ is bytes:  # counted by the opener (`RecordLayer.counters`)
                     self.last_received = now
                     event = _new_event(DataReceived)  # data_received(opened), inline
-                    fields = event.__dict__
-                    fields["data"] = opened
-                    fields["early"] = False
+                    set_data(event, opened)
+                    set_early(event, False)
                     self._events.append(event)
                     if records._counters.failed_authentication:  # as the general path below
                         self._check_integrity_limit()
@@ -462,7 +463,8 @@ class Connection:
             and not self._unsent
             and not self._path.probes
         ):
-            out = [(pending.pop(), self.peer_address)]
+            out = [(pending[0], self.peer_address)]
+            pending.clear()  # frees; pop() would realloc the array to 0 bytes (~0.3k instructions)
             self.last_sent = now
             return out
         if self._unsent or (self._ack_deadline is not None and now >= self._ack_deadline):
@@ -597,7 +599,12 @@ class Connection:
 
     def next_event(self) -> Event | None:
         """The next event, or None."""
-        return self._events.pop(0) if self._events else None
+        events = self._events
+        if len(events) == 1:  # clear() frees the array; pop(0) reallocs it to 0 bytes
+            event = events[0]
+            events.clear()
+            return event
+        return events.pop(0) if events else None
 
     @property
     def _confidentiality_limit(self) -> int:
