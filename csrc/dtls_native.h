@@ -181,9 +181,11 @@ dtls_app_sender *dtls_app_sender_new(dtls_cipher *c, uint64_t epoch, const uint8
                                      size_t cid_len); /* NULL on a bad argument */
 void dtls_app_sender_free(dtls_app_sender *s);
 /* dtls_seal of one application_data record with sequence number seq, S=1, L=1, no
- * padding. Returns the record length or DTLS_ERR_*. */
+ * padding. Returns the record length or DTLS_ERR_*; a record sealed is counted. */
 int dtls_app_seal(dtls_app_sender *s, uint64_t seq, const uint8_t *payload, size_t payload_len,
                   uint8_t *out, size_t out_cap);
+/* counts = {records, bytes} sealed since the last call (then both start again at 0). */
+void dtls_app_sender_take(dtls_app_sender *s, uint64_t counts[2]);
 
 /* What opening the application epoch needs: the cipher and window (not owned), the low
  * two epoch bits, the CID the peer's records carry (cid_len 0: none). */
@@ -199,6 +201,9 @@ void dtls_app_receiver_free(dtls_app_receiver *r);
  * datagram (nothing read beyond the header, nothing changed). */
 int dtls_app_open(dtls_app_receiver *r, const uint8_t *datagram, size_t datagram_len,
                   size_t max_plaintext, uint8_t *out, size_t out_cap);
+/* counts = {records, datagram bytes} that dtls_app_open returned as application data
+ * since the last call (then both start again at 0). */
+void dtls_app_receiver_take(dtls_app_receiver *r, uint64_t counts[2]);
 /* The last record dtls_app_open opened (its sequence number, type, plaintext length). */
 const dtls_open_result *dtls_app_result(const dtls_app_receiver *r);
 

@@ -768,6 +768,7 @@ int dtls_open_records(dtls_cipher *c, dtls_replay *window, uint64_t next_seq, si
 struct dtls_app_sender {
     dtls_cipher *cipher;
     uint64_t epoch;
+    uint64_t records, bytes; /* sealed since the last dtls_app_sender_take */
     unsigned flags;
     size_t cid_len;
     uint8_t cid[]; /* cid_len bytes */
@@ -783,6 +784,7 @@ dtls_app_sender *dtls_app_sender_new(dtls_cipher *c, uint64_t epoch, const uint8
         return NULL;
     s->cipher = c;
     s->epoch = epoch;
+    s->records = s->bytes = 0;
     /* §4: the header this library sends; C=1 only with a CID (§9) */
     s->flags = DTLS_HDR_SEQ16 | DTLS_HDR_LENGTH | (cid_len ? DTLS_HDR_CID : 0u);
     s->cid_len = cid_len;
@@ -798,14 +800,29 @@ int dtls_app_seal(dtls_app_sender *s, uint64_t seq, const uint8_t *payload, size
 {
     if (s == NULL)
         return DTLS_ERR_ARGUMENT;
-    return dtls_seal(s->cipher, s->epoch, seq, s->flags, s->cid, s->cid_len,
-                     23 /* application_data */, payload, payload_len, 0, out, out_cap);
+    int r = dtls_seal(s->cipher, s->epoch, seq, s->flags, s->cid, s->cid_len,
+                      23 /* application_data */, payload, payload_len, 0, out, out_cap);
+    if (r >= 0) {
+        s->records++;
+        s->bytes += (uint64_t)r;
+    }
+    return r;
+}
+
+void dtls_app_sender_take(dtls_app_sender *s, uint64_t counts[2])
+{
+    if (s == NULL || counts == NULL)
+        return;
+    counts[0] = s->records;
+    counts[1] = s->bytes;
+    s->records = s->bytes = 0;
 }
 
 struct dtls_app_receiver {
     dtls_cipher *cipher;
     dtls_replay *window;
     dtls_open_result result;
+    uint64_t records, bytes; /* opened (datagram bytes) since the last dtls_app_receiver_take */
     uint8_t bits;
     size_t cid_len;
     uint8_t cid[]; /* cid_len bytes */
@@ -857,7 +874,18 @@ int dtls_app_open(dtls_app_receiver *r, const uint8_t *datagram, size_t datagram
         return rc == DTLS_ERR_MALFORMED || rc == DTLS_ERR_ARGUMENT ? DTLS_APP_GENERAL : rc;
     if (r->result.content_type != 23 || r->result.plaintext_len > max_plaintext)
         return DTLS_APP_OTHER;
+    r->records++;
+    r->bytes += len;
     return (int)r->result.plaintext_len;
+}
+
+void dtls_app_receiver_take(dtls_app_receiver *r, uint64_t counts[2])
+{
+    if (r == NULL || counts == NULL)
+        return;
+    counts[0] = r->records;
+    counts[1] = r->bytes;
+    r->records = r->bytes = 0;
 }
 
 const dtls_open_result *dtls_app_result(const dtls_app_receiver *r)

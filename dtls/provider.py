@@ -60,6 +60,7 @@ class ApplicationSenderLike(Protocol):
     """Application data of one epoch and CID sealed one record per call (RFC 9147 §4)."""
 
     def seal(self, seq: int, payload: Buffer) -> bytes: ...
+    def take_counts(self) -> tuple[int, int]: ...
 
 
 class ApplicationReceiverLike(Protocol):
@@ -68,6 +69,7 @@ class ApplicationReceiverLike(Protocol):
     general path takes it)."""
 
     def open(self, datagram: Buffer, max_plaintext: int) -> Any: ...
+    def take_counts(self) -> tuple[int, int]: ...
 
 
 class RecordCipherLike(Protocol):

@@ -838,6 +838,12 @@ class ApplicationSender:
             _check(n, "seal")
         return record[:n]  # type: ignore[no-any-return]
 
+    def take_counts(self) -> tuple[int, int]:
+        """Records and bytes sealed since the last call."""
+        counts = _new("uint64_t[2]")
+        lib.dtls_app_sender_take(self._s, counts)
+        return counts[0], counts[1]
+
 
 class ApplicationReceiver:
     """`RecordCipher.open` of a datagram that is one record of one application epoch,
@@ -875,6 +881,13 @@ class ApplicationReceiver:
             res = lib.dtls_app_result(self._r)
             return _new_opened((res.content_type, res.seq, _unpack(out, res.plaintext_len)))
         return _open_error(n)
+
+    def take_counts(self) -> tuple[int, int]:
+        """Records and datagram bytes `open` returned as application data since the last
+        call."""
+        counts = _new("uint64_t[2]")
+        lib.dtls_app_receiver_take(self._r, counts)
+        return counts[0], counts[1]
 
 
 def _segment_arrays(n: int) -> tuple[Any, Any, Any, Any, Any]:

@@ -108,12 +108,40 @@ class RecordLayer:
         self._send_cid: bytes | None = None
         self._receive_cid_len = 0
         self._last_cid = b""
-        self.counters = RecordCounters()
+        self._counters = RecordCounters()
+        # the one-call senders and receivers whose counts are not all in _counters yet
+        # (they count in C: `counters` adds them in when read)
+        self._counting: list[tuple[bool, Any]] = []
         # the newest receiving epoch per low-two-bit value (RFC 9147 §4.2.2), and whether
         # an older epoch still waits for its retention clock (both kept up to date here)
         self._by_bits: dict[int, ReceiveEpoch] = {}
         self._unretired = False
         self._newest = 0
+
+    @property
+    def counters(self) -> RecordCounters:
+        """Records and bytes through the layer, with those of the one-call paths."""
+        if self._counting:
+            self._add_app_counts()
+        return self._counters
+
+    def _add_app_counts(self) -> None:
+        c = self._counters
+        sending, receiving = self.app_send, self.app_receive
+        current: list[tuple[bool, Any]] = []
+        for sends, state in self._counting:
+            records, length = state.take_counts()
+            if sends:
+                c.records_sealed += records
+                c.bytes_sealed += length
+                if sending is not None and state is sending.sealer:
+                    current.append((sends, state))
+            else:
+                c.records_opened += records
+                c.bytes_opened += length
+                if receiving is not None and state is receiving.opener:
+                    current.append((sends, state))
+        self._counting = current
 
     @property
     def send_cid(self) -> bytes | None:
@@ -259,6 +287,7 @@ class RecordLayer:
         # application data goes in this epoch with this CID until either changes
         assert state.cipher is not None
         state.sealer = state.cipher.application_sender(state.epoch, self._send_cid)
+        self._counting.append((True, state.sealer))
         self.app_send = state
 
     def seal_batch(self, epoch: int, content_type: int, payloads: Sequence[Buffer]) -> list[bytes]:
@@ -411,6 +440,7 @@ class RecordLayer:
             state.opener = state.cipher.application_receiver(
                 state.window, state.epoch & 3, self._last_cid or None
             )
+            self._counting.append((False, state.opener))
             self.app_receive = state
 
     def _opened(self, state: ReceiveEpoch, result: Any, length: int, now: float) -> InboundRecord:

@@ -843,23 +843,33 @@ class ApplicationSender:
     """`RecordCipher.seal` of application_data in one epoch with one CID (S=1, L=1, no
     padding), as `dtls.record.ApplicationSender`."""
 
-    __slots__ = ("_cid", "_cipher", "_epoch")
+    __slots__ = ("_bytes", "_cid", "_cipher", "_epoch", "_records")
 
     def __init__(self, cipher: RecordCipher, epoch: int, cid: bytes | None) -> None:
         if epoch < 0 or (cid is not None and len(cid) > MAX_CID):
             raise ValueError("bad epoch or CID")
         self._cipher, self._epoch, self._cid = cipher, epoch, cid or None
+        self._records = self._bytes = 0
 
     def seal(self, seq: int, payload: Buffer) -> bytes:
-        return self._cipher.seal(self._epoch, seq, ContentType.APPLICATION_DATA, payload,
-                                 cid=self._cid)  # fmt: skip
+        record = self._cipher.seal(self._epoch, seq, ContentType.APPLICATION_DATA, payload,
+                                   cid=self._cid)  # fmt: skip
+        self._records += 1
+        self._bytes += len(record)
+        return record
+
+    def take_counts(self) -> tuple[int, int]:
+        """Records and bytes sealed since the last call."""
+        counts = self._records, self._bytes
+        self._records = self._bytes = 0
+        return counts
 
 
 class ApplicationReceiver:
     """`RecordCipher.open` of a datagram that is one record of one application epoch,
     carrying one CID, as `dtls.record.ApplicationReceiver`."""
 
-    __slots__ = ("_bits", "_cid", "_cipher", "_window")
+    __slots__ = ("_bits", "_bytes", "_cid", "_cipher", "_records", "_window")
 
     def __init__(
         self, cipher: RecordCipher, window: ReplayWindow, epoch_bits: int, cid: bytes | None
@@ -867,6 +877,7 @@ class ApplicationReceiver:
         if not 0 <= epoch_bits <= 3 or (cid is not None and len(cid) > MAX_CID):
             raise ValueError("bad epoch bits or CID")
         self._cipher, self._window, self._bits, self._cid = cipher, window, epoch_bits, cid or b""
+        self._records = self._bytes = 0
 
     def open(
         self, datagram: Buffer, max_plaintext: int
@@ -895,7 +906,16 @@ class ApplicationReceiver:
         content_type, _, plaintext = result
         if content_type != ContentType.APPLICATION_DATA or len(plaintext) > max_plaintext:
             return result
+        self._records += 1
+        self._bytes += size
         return bytes(plaintext)
+
+    def take_counts(self) -> tuple[int, int]:
+        """Records and datagram bytes `open` returned as application data since the last
+        call."""
+        counts = self._records, self._bytes
+        self._records = self._bytes = 0
+        return counts
 
 
 class ReceivedDatagram(NamedTuple):

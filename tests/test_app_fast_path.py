@@ -207,3 +207,19 @@ def test_half_the_integrity_limit_asks_for_new_keys_on_the_fast_path(pki: Any) -
     server.receive_datagram(datagram, CLIENT_ADDR, link.now)
     assert server._awaiting_ack(FlightKind.KEY_UPDATE)
     assert [e.data for e in iter(server.next_event, None) if isinstance(e, DataReceived)] == [b"b"]
+
+
+def test_data_received_has_no_dict_and_stays_the_dataclass_event() -> None:
+    """`DataReceived` keeps its fields in slots (one per record: no __dict__ to make), and
+    stays the frozen dataclass event: equal, hashable, picklable, copied with replace."""
+    import dataclasses
+    import pickle
+
+    from dtls.events import DataReceived, Event, data_received
+
+    event = data_received(b"payload")
+    assert not hasattr(event, "__dict__") and isinstance(event, Event)
+    assert event == DataReceived(b"payload") and hash(event) == hash(DataReceived(b"payload"))
+    assert pickle.loads(pickle.dumps(event)) == event
+    assert dataclasses.replace(event, early=True) == DataReceived(b"payload", early=True)
+    assert [f.name for f in dataclasses.fields(event)] == ["data", "early"]

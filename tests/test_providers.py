@@ -440,6 +440,28 @@ def test_application_sender_and_receiver_agree(suite: int, cid: bytes | None) ->
     assert receivers[0].open(memoryview(rec(18, b"o")), 500) == b"o"  # any buffer
 
 
+@pytest.mark.parametrize("cid", [None, b"\x07\x08"])
+def test_application_sender_and_receiver_count_alike(cid: bytes | None) -> None:
+    """Both providers count what the one-call paths seal and hand back as application
+    data (records, and the bytes of the records / datagrams), and start again at 0 once
+    the counts are taken (what `RecordLayer.counters` adds in)."""
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    c, py = pair(suite)
+    for cipher, provider in ((c, record_c), (py, record_py)):
+        sender = cipher.application_sender(3, cid)
+        receiver = cipher.application_receiver(provider.ReplayWindow(), 3, cid)
+        assert sender.take_counts() == receiver.take_counts() == (0, 0)
+        records = [sender.seal(seq, b"p" * seq) for seq in range(5)]
+        assert sender.take_counts() == (5, sum(map(len, records)))
+        assert sender.take_counts() == (0, 0)
+        other = bytes(cipher.seal(3, 9, 22, b"handshake", cid=cid))
+        for datagram in [*records, records[1], other, records[2] + records[3]]:
+            receiver.open(datagram, 500)  # a replay, other content, two records: not counted
+        assert receiver.open(records[4][:-1] + b"\x00", 500) is not None  # a forgery
+        assert receiver.take_counts() == (5, sum(map(len, records)))
+        assert receiver.take_counts() == (0, 0)
+
+
 def test_traffic_keys_agree() -> None:
     for suite in SUITES:
         secret = bytes(range(48 if suite == CipherSuite.TLS_AES_256_GCM_SHA384 else 32))
