@@ -809,13 +809,18 @@ int dtls_app_seal(dtls_app_sender *s, uint64_t seq, const uint8_t *payload, size
     return r;
 }
 
+/* Hand out and reset a sender's or receiver's (records, bytes) counts. */
+static void take_counts(uint64_t *records, uint64_t *bytes, uint64_t counts[2])
+{
+    counts[0] = *records;
+    counts[1] = *bytes;
+    *records = *bytes = 0;
+}
+
 void dtls_app_sender_take(dtls_app_sender *s, uint64_t counts[2])
 {
-    if (s == NULL || counts == NULL)
-        return;
-    counts[0] = s->records;
-    counts[1] = s->bytes;
-    s->records = s->bytes = 0;
+    if (s != NULL && counts != NULL)
+        take_counts(&s->records, &s->bytes, counts);
 }
 
 struct dtls_app_receiver {
@@ -881,11 +886,8 @@ int dtls_app_open(dtls_app_receiver *r, const uint8_t *datagram, size_t datagram
 
 void dtls_app_receiver_take(dtls_app_receiver *r, uint64_t counts[2])
 {
-    if (r == NULL || counts == NULL)
-        return;
-    counts[0] = r->records;
-    counts[1] = r->bytes;
-    r->records = r->bytes = 0;
+    if (r != NULL && counts != NULL)
+        take_counts(&r->records, &r->bytes, counts);
 }
 
 const dtls_open_result *dtls_app_result(const dtls_app_receiver *r)
