@@ -224,17 +224,17 @@ int dtls_seal_batch(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint8_
 
 /* The same over flat arrays (cheap to fill from Python): payload i is payload_lens[i]
  * bytes, the payloads lie back to back in payloads (payloads_len bytes in all); record i is
- * written to out right after record i-1, and record_lens[i] receives its length. Stops at
- * the first failure.
+ * written to out right after record i-1, and record_ends[i] receives where it ends in out.
+ * Stops at the first failure.
  * Returns the number of records sealed, or DTLS_ERR_* when the first one failed. */
 int dtls_seal_records(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint8_t *cid,
                       size_t cid_len, size_t padding, const uint64_t *seqs,
                       const uint8_t *content_types, const uint8_t *payloads,
                       size_t payloads_len, const uint32_t *payload_lens, size_t n, uint8_t *out,
-                      size_t out_cap, uint32_t *record_lens);
+                      size_t out_cap, uint32_t *record_ends);
 
 /* dtls_seal_records with the sequence numbers seq, seq + 1, ... and one content type
- * (a sender's queue); record_ends[i] receives where record i ends in out. */
+ * (a sender's queue). */
 int dtls_seal_run(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags,
                   const uint8_t *cid, size_t cid_len, uint8_t content_type, size_t padding,
                   const uint8_t *payloads, size_t payloads_len, const uint32_t *payload_lens,

@@ -658,38 +658,14 @@ int dtls_seal_batch(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint8_
     return ok;
 }
 
-int dtls_seal_records(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint8_t *cid,
-                      size_t cid_len, size_t padding, const uint64_t *seqs,
-                      const uint8_t *content_types, const uint8_t *payloads,
-                      size_t payloads_len, const uint32_t *payload_lens, size_t n, uint8_t *out,
-                      size_t out_cap, uint32_t *record_lens)
-{
-    if (n == 0)
-        return 0;
-    if (seqs == NULL || content_types == NULL || payload_lens == NULL || out == NULL ||
-        record_lens == NULL || n > INT32_MAX)
-        return DTLS_ERR_ARGUMENT;
-    size_t in_pos = 0, out_pos = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t plen = payload_lens[i];
-        if (plen > payloads_len - in_pos || (plen > 0 && payloads == NULL))
-            return i == 0 ? DTLS_ERR_ARGUMENT : (int)i;
-        int r = dtls_seal(c, epoch, seqs[i], flags, cid, cid_len, content_types[i],
-                          plen > 0 ? payloads + in_pos : NULL, plen, padding, out + out_pos,
-                          out_cap - out_pos);
-        if (r < 0)
-            return i == 0 ? r : (int)i;
-        record_lens[i] = (uint32_t)r;
-        in_pos += plen;
-        out_pos += (size_t)r;
-    }
-    return (int)n;
-}
-
-int dtls_seal_run(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags,
-                  const uint8_t *cid, size_t cid_len, uint8_t content_type, size_t padding,
-                  const uint8_t *payloads, size_t payloads_len, const uint32_t *payload_lens,
-                  size_t n, uint8_t *out, size_t out_cap, uint32_t *record_ends)
+/* The loop of dtls_seal_records and dtls_seal_run: sequence number seqs[i] (or seq + i
+ * when seqs is NULL), content type content_types[i] (or content_type when NULL). */
+static int seal_records(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint8_t *cid,
+                        size_t cid_len, size_t padding, const uint64_t *seqs, uint64_t seq,
+                        const uint8_t *content_types, uint8_t content_type,
+                        const uint8_t *payloads, size_t payloads_len,
+                        const uint32_t *payload_lens, size_t n, uint8_t *out, size_t out_cap,
+                        uint32_t *record_ends)
 {
     if (n == 0)
         return 0;
@@ -702,9 +678,10 @@ int dtls_seal_run(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags,
         if (plen > payloads_len - in_pos || (plen > 0 && payloads == NULL))
             return i == 0 ? DTLS_ERR_ARGUMENT : (int)i;
         /* dtls_seal refuses a sequence number past 2^48 - 1 (RFC 9147 §4.2.1) */
-        if (seq + i < seq)
+        if (seqs == NULL && seq + i < seq)
             return i == 0 ? DTLS_ERR_ARGUMENT : (int)i;
-        int r = dtls_seal(c, epoch, seq + i, flags, cid, cid_len, content_type,
+        int r = dtls_seal(c, epoch, seqs != NULL ? seqs[i] : seq + i, flags, cid, cid_len,
+                          content_types != NULL ? content_types[i] : content_type,
                           plen > 0 ? payloads + in_pos : NULL, plen, padding, out + out_pos,
                           out_cap - out_pos);
         if (r < 0)
@@ -714,6 +691,27 @@ int dtls_seal_run(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags,
         record_ends[i] = (uint32_t)out_pos;
     }
     return (int)n;
+}
+
+int dtls_seal_records(dtls_cipher *c, uint64_t epoch, unsigned flags, const uint8_t *cid,
+                      size_t cid_len, size_t padding, const uint64_t *seqs,
+                      const uint8_t *content_types, const uint8_t *payloads,
+                      size_t payloads_len, const uint32_t *payload_lens, size_t n, uint8_t *out,
+                      size_t out_cap, uint32_t *record_ends)
+{
+    if (n > 0 && (seqs == NULL || content_types == NULL))
+        return DTLS_ERR_ARGUMENT;
+    return seal_records(c, epoch, flags, cid, cid_len, padding, seqs, 0, content_types, 0,
+                        payloads, payloads_len, payload_lens, n, out, out_cap, record_ends);
+}
+
+int dtls_seal_run(dtls_cipher *c, uint64_t epoch, uint64_t seq, unsigned flags,
+                  const uint8_t *cid, size_t cid_len, uint8_t content_type, size_t padding,
+                  const uint8_t *payloads, size_t payloads_len, const uint32_t *payload_lens,
+                  size_t n, uint8_t *out, size_t out_cap, uint32_t *record_ends)
+{
+    return seal_records(c, epoch, flags, cid, cid_len, padding, NULL, seq, NULL, content_type,
+                        payloads, payloads_len, payload_lens, n, out, out_cap, record_ends);
 }
 
 int dtls_open_batch(dtls_cipher *c, dtls_replay *window, size_t cid_len, dtls_open_item *items,

@@ -155,7 +155,7 @@ class _Lib:
         n: int,
         out: Any,
         out_cap: int,
-        record_lens: Any,
+        record_ends: Any,
         /,
     ) -> int: ...
     def dtls_open_batch(self, c: Any, window: Any, cid_len: int, items: Any, n: int, /) -> int: ...

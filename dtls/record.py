@@ -601,21 +601,21 @@ class RecordCipher:
             joined = b"".join(payloads[a:b])
             cap = len(joined) + n * overhead
             out = _scratch(cap)
-            sizes_c = _new("uint32_t[]", n)
-            if run:  # sizes_c receives where each record ends
+            ends_c = _new("uint32_t[]", n)  # receives where each record ends
+            if run:
                 got = _seal_run(
                     self._ctx, epoch, seqs[a], flags, cid_ptr, cid_len, types[0], padding,
-                    joined, len(joined), lens_c + a, n, out, cap, sizes_c,
+                    joined, len(joined), lens_c + a, n, out, cap, ends_c,
                 )  # fmt: skip
             else:
                 got = _seal_records(
                     self._ctx, epoch, flags, cid_ptr, cid_len, padding, seqs_c + a,
-                    types[a:b], joined, len(joined), lens_c + a, n, out, cap, sizes_c,
+                    types[a:b], joined, len(joined), lens_c + a, n, out, cap, ends_c,
                 )  # fmt: skip
             _check(got, "seal_batch")
             if got != n:
                 raise ValueError(f"seal_batch: item {a + got} could not be sealed")
-            ends = _unpack_ints(sizes_c, n) if run else list(accumulate(_unpack(sizes_c, n)))
+            ends = _unpack_ints(ends_c, n)
             starts = [0, *ends[:-1]]
             # one copy out, then a bytes per record
             data = _buffer(out, ends[-1]) if ends[-1] > 512 * n else _unpack(out, ends[-1])
