@@ -36,8 +36,6 @@ from .events import (
     KeyUpdated,
     PeerAddressChanged,
     data_received,
-    set_data,
-    set_early,
 )
 from .handshake import (
     MAX_PLAINTEXT,
@@ -81,7 +79,7 @@ from .path import (
     ConnectionIdUpdates,
 )
 from .peercert import PROTOCOL_VERSION, cipher_triple, peer_certificate
-from .record_layer import InboundRecord, RecordLayer
+from .record_layer import MAX_SEQUENCE, InboundRecord, RecordLayer
 from .record_py import Buffer
 from .reliability import (
     FragmentResult,
@@ -282,11 +280,8 @@ class Connection:
                 opened = receiving.opener.open(data, self._receive_limit)  # type: ignore[union-attr]
                 if opened.__class__ is bytes:  # counted by the opener (`RecordLayer.counters`)
                     self.last_received = now
-                    event = _new_event(DataReceived)  # data_received(opened), inline
-                    set_data(event, opened)
-                    set_early(event, False)
-                    self._events.append(event)
-                    if records._counters.failed_authentication:  # as the general path below
+                    self._events.append(data_received(opened))
+                    if records.failed_authentication:  # as the general path below
                         self._check_integrity_limit()
                     return
             except Exception as exc:
@@ -312,7 +307,7 @@ class Connection:
                     challenge.received += len(data)
                 if addr != self.peer_address:
                     path.on_new_address(addr, data, now)
-            if self._records.counters.failed_authentication:
+            if self._records.failed_authentication:
                 self._check_integrity_limit()
         except Exception as exc:
             self._fail_on(exc)
@@ -393,7 +388,7 @@ class Connection:
                     self.last_received = now  # authentic records arrived
                 if last is not None:
                     self._receive_records((last,), addr, now)
-                if (taken or rest) and records.counters.failed_authentication:
+                if (taken or rest) and records.failed_authentication:
                     self._check_integrity_limit()
             except Exception as exc:
                 self._fail_on(exc)
@@ -474,14 +469,8 @@ class Connection:
         if self._segment_runs:
             self._segment_runs = 0
             pending = [x for d in pending for x in _datagrams_of(d)]
-        if len(pending) == 1:
-            datagram = pending[0]
-            if datagram.__class__ is bytes:  # one record, as `send` left it
-                out = [(datagram, addr)]
-            else:
-                out = [(bytes(datagram), addr)] if datagram else []
-        else:  # records sealed alone are bytes already: only joined ones are copied
-            out = [(d if d.__class__ is bytes else bytes(d), addr) for d in pending if d]
+        # records sealed alone are bytes already: only joined ones are copied
+        out = [(d if d.__class__ is bytes else bytes(d), addr) for d in pending if d]
         self._out.clear()
         if out:
             self.last_sent = now
@@ -616,7 +605,7 @@ class Connection:
         self._sealing_limit = limit
         # `send` seals in one call below this sequence number: the record after it would
         # reach 3/4 of the limit (a KeyUpdate, RFC 9147 §4.5.3), or pass 2^48 - 1 (§4.2.1)
-        self._fast_send_until = min(limit * 3 // 4 - 1, _MAX_SEQUENCE + 1)
+        self._fast_send_until = min(limit * 3 // 4 - 1, MAX_SEQUENCE + 1)
 
     def send(self, data: Buffer) -> None:
         """Send one application-data record (RFC 9147 §6). Before the handshake completes
@@ -1440,8 +1429,6 @@ class Connection:
 
 _APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
 _CONNECTED = HandshakeState.CONNECTED
-_MAX_SEQUENCE = (1 << 48) - 1  # RFC 9147 §4.2.1
-_new_event = object.__new__
 _CLOSED = HandshakeState.CLOSED  # module constants: an enum member's lookup costs ~0.2 µs
 
 

@@ -39,16 +39,16 @@ class DataReceived(Event):
 
 _object_new = object.__new__
 # the slots' own setters, past the frozen __setattr__
-set_data = vars(DataReceived)["data"].__set__
-set_early = vars(DataReceived)["early"].__set__
+_set_data = vars(DataReceived)["data"].__set__
+_set_early = vars(DataReceived)["early"].__set__
 
 
 def data_received(data: bytes) -> DataReceived:
     """`DataReceived(data)`, its fields set directly rather than through the frozen
     dataclass __init__ (one event per record received)."""
     event: DataReceived = _object_new(DataReceived)
-    set_data(event, data)
-    set_early(event, False)
+    _set_data(event, data)
+    _set_early(event, False)
     return event
 
 

@@ -125,6 +125,12 @@ class RecordLayer:
             self._add_app_counts()
         return self._counters
 
+    @property
+    def failed_authentication(self) -> int:
+        """Records that failed authentication (RFC 9147 §4.5.3): `_count_failure` counts
+        them for every path, so no C counts need adding in (`counters`)."""
+        return self._counters.failed_authentication
+
     def _add_app_counts(self) -> None:
         c = self._counters
         sending, receiving = self.app_send, self.app_receive
@@ -276,7 +282,7 @@ class RecordLayer:
         else:
             cid = self._send_cid or None
             record = state.cipher.seal(epoch, seq, content_type, payload, cid=cid)
-        counters = self.counters
+        counters = self._counters
         counters.records_sealed += 1
         counters.bytes_sealed += len(record)
         if content_type == _APPLICATION_DATA and epoch >= 3 and self.app_send is not state:
@@ -302,7 +308,7 @@ class RecordLayer:
         cid = self.send_cid or None
         records = state.cipher.seal_run(epoch, seq, content_type, payloads, cid=cid)
         state.next_seq = seq + len(payloads)
-        counters = self.counters
+        counters = self._counters
         counters.records_sealed += len(records)
         counters.bytes_sealed += sum(map(len, records))
         return records
@@ -325,7 +331,7 @@ class RecordLayer:
             epoch, seq, content_type, data, payload_len, cid=cid
         )
         state.next_seq = seq + count
-        counters = self.counters
+        counters = self._counters
         counters.records_sealed += count
         counters.bytes_sealed += len(records)
         return records, stride
@@ -350,14 +356,14 @@ class RecordLayer:
             # one DTLSPlaintext record fills the datagram (a ClientHello): what
             # `_open_records` makes of it, without splitting (RFC 9147 §4.1)
             if data[3] or data[4]:
-                self.counters.unknown_epoch += 1
+                self._counters.unknown_epoch += 1
                 return ()
             seq = int.from_bytes(data[5:11], "big")
             return (_new_inbound((0, seq, data[0], bytes(data[PLAINTEXT_HEADER_LEN:]))),)
         return self._open_records(data, now)
 
     def _open_records(self, data: Buffer, now: float) -> Iterator[InboundRecord]:
-        counters = self.counters
+        counters = self._counters
         cid_len = self._receive_cid_len
         view = memoryview(data)
         spans, dropped = self._split_records(view, cid_len)
@@ -410,7 +416,7 @@ class RecordLayer:
     def _open_ciphertext(
         self, record: Any, bits: int, length: int, now: float
     ) -> InboundRecord | None:
-        counters = self.counters
+        counters = self._counters
         state = self._by_bits.get(bits)
         if state is None:
             counters.unknown_epoch += 1
@@ -444,7 +450,7 @@ class RecordLayer:
             self.app_receive = state
 
     def _opened(self, state: ReceiveEpoch, result: Any, length: int, now: float) -> InboundRecord:
-        counters = self.counters
+        counters = self._counters
         counters.records_opened += 1
         counters.bytes_opened += length
         if self._unretired:
@@ -490,7 +496,7 @@ class RecordLayer:
         if not status:
             return 0, 0, None, None
         view, offsets, sizes, opened = run.data.toreadonly(), run.offsets, run.lengths, run.opened
-        counters = self.counters
+        counters = self._counters
         counters.records_opened += opened
         counters.bytes_opened += run.opened_bytes
         if opened != len(status):  # drop and count the records that did not open
@@ -512,7 +518,7 @@ class RecordLayer:
         return run.datagrams, run.rest, (view, offsets, sizes) if sizes else None, last
 
     def _count_failure(self, state: ReceiveEpoch, error: Any) -> None:
-        counters = self.counters
+        counters = self._counters
         if error == OpenError.REPLAYED:
             counters.replayed += 1
         elif error == OpenError.AUTH:
