@@ -8,7 +8,7 @@ face; this module holds the per-message extension tables and the shared decode/e
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -632,24 +632,8 @@ def encode_extensions(msg: Any, table: ExtensionTable, psk_last: bool = False) -
     order = msg.extension_order
     if order is None and not msg.other_extensions and not psk_last:
         # Our own messages: the field extensions in canonical order, joined as they come.
-        parts = []
-        pack = _U16X2.pack
-        for ext_type, name, enc, _ in table.entries:
-            value = getattr(msg, name)
-            if value is None or value is False:
-                continue
-            data = enc(value)
-            if len(data) > 0xFFFF:
-                raise ValueError(f"{len(data)} bytes do not fit a 16-bit length")
-            parts.append(pack(ext_type, len(data)))
-            parts.append(data)
-        return vec16(b"".join(parts))
-    present: dict[int, bytes] = {}
-    for ext_type, name, enc, _ in table.entries:
-        value = getattr(msg, name)
-        if value is None or value is False:
-            continue
-        present[ext_type] = enc(value)
+        return _extension_block(_field_extensions(msg, table))
+    present = dict(_field_extensions(msg, table))
     for ext_type, data in msg.other_extensions:
         if ext_type in present:
             raise ValueError(f"extension {ext_type} given twice")
@@ -664,11 +648,24 @@ def encode_extensions(msg: Any, table: ExtensionTable, psk_last: bool = False) -
     if psk_last and keys[-1] != _PSK:
         keys.remove(_PSK)
         keys.append(_PSK)
+    return _extension_block((t, present[t]) for t in keys)
+
+
+def _field_extensions(msg: Any, table: ExtensionTable) -> Iterator[tuple[int, bytes]]:
+    """(type, extension_data) of the fields of `msg` that are set, in canonical order."""
+    for ext_type, name, enc, _ in table.entries:
+        value = getattr(msg, name)
+        if value is not None and value is not False:
+            yield ext_type, enc(value)
+
+
+def _extension_block(extensions: Iterable[tuple[int, bytes]]) -> bytes:
+    """The `Extension extensions<0..2^16-1>` vector of these (type, data) (RFC 9846 §4.2)."""
     parts = []
-    for t in keys:
-        data = present[t]
+    pack = _U16X2.pack
+    for ext_type, data in extensions:
         if len(data) > 0xFFFF:
             raise ValueError(f"{len(data)} bytes do not fit a 16-bit length")
-        parts.append(_U16X2.pack(t, len(data)))
+        parts.append(pack(ext_type, len(data)))
         parts.append(data)
     return vec16(b"".join(parts))
