@@ -514,19 +514,19 @@ _TYPES: dict[type, HandshakeType] = {
 
 # class -> (msg_type, body encoder); ints, so that callers need no enum conversion
 _ENCODERS: dict[type, tuple[int, Callable[[Any], bytes]]] = {
-    cls: (int(t), enc)
-    for cls, t, enc in (
-        (ClientHello, HandshakeType.CLIENT_HELLO, _encode_client_hello),
-        (ServerHello, HandshakeType.SERVER_HELLO, _encode_server_hello),
-        (EncryptedExtensions, HandshakeType.ENCRYPTED_EXTENSIONS, _encode_encrypted_extensions),
-        (CertificateRequest, HandshakeType.CERTIFICATE_REQUEST, _encode_certificate_request),
-        (Certificate, HandshakeType.CERTIFICATE, _encode_certificate),
-        (CertificateVerify, HandshakeType.CERTIFICATE_VERIFY, _encode_certificate_verify),
-        (Finished, HandshakeType.FINISHED, _encode_finished),
-        (NewSessionTicket, HandshakeType.NEW_SESSION_TICKET, _encode_new_session_ticket),
-        (KeyUpdate, HandshakeType.KEY_UPDATE, _encode_key_update),
-        (RequestConnectionId, HandshakeType.REQUEST_CONNECTION_ID, _encode_request_connection_id),
-        (NewConnectionId, HandshakeType.NEW_CONNECTION_ID, _encode_new_connection_id),
+    cls: (int(_TYPES[cls]), enc)
+    for cls, enc in (
+        (ClientHello, _encode_client_hello),
+        (ServerHello, _encode_server_hello),
+        (EncryptedExtensions, _encode_encrypted_extensions),
+        (CertificateRequest, _encode_certificate_request),
+        (Certificate, _encode_certificate),
+        (CertificateVerify, _encode_certificate_verify),
+        (Finished, _encode_finished),
+        (NewSessionTicket, _encode_new_session_ticket),
+        (KeyUpdate, _encode_key_update),
+        (RequestConnectionId, _encode_request_connection_id),
+        (NewConnectionId, _encode_new_connection_id),
     )
 }
 
