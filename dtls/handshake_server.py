@@ -447,7 +447,7 @@ class ServerHandshake(Handshake):
             self.transcript = Transcript(hash_name)
             self.transcript.restart_after_hello_retry(contents.client_hello_hash)
             hrr_body = _encode_hello_retry(ch, suite, retry_group, ch.cookie)
-            self.transcript.add(transcript_bytes(HandshakeType.SERVER_HELLO, hrr_body))
+            self.transcript.add_message(HandshakeType.SERVER_HELLO, hrr_body)
             self._retried = True
         # RFC 6066 §3 (Context.sni_callback): the chosen context serves the rest, for
         # the connection too (record size, early data and verification settings)
