@@ -836,9 +836,6 @@ class RecordCipher:
             taken += 1
         return OpenedRun(view, opened, *columns, taken, 0, opened_bytes)
 
-# ---- datagram I/O without the C extension: one system call per datagram ----
-
-
 class ApplicationSender:
     """`RecordCipher.seal` of application_data in one epoch with one CID (S=1, L=1, no
     padding), as `dtls.record.ApplicationSender`."""
@@ -916,6 +913,9 @@ class ApplicationReceiver:
         counts = self._records, self._bytes
         self._records = self._bytes = 0
         return counts
+
+
+# ---- datagram I/O without the C extension: one system call per datagram ----
 
 
 class ReceivedDatagram(NamedTuple):
