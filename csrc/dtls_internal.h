@@ -33,6 +33,7 @@ struct dtls_cipher {
     uint16_t suite;
     uint8_t kind;    /* enum dtls_aead_kind */
     uint8_t tag_len; /* 16, or 8 for CCM_8 */
+    uint8_t whole_iv_param; /* the nonce goes in by EVP_CIPHER_CTX_set_params (record.c) */
     uint8_t iv[DTLS_NONCE_LEN];
 };
 

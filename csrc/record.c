@@ -7,6 +7,11 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <openssl/provider.h>
+#endif
 
 #include "dtls_internal.h"
 
@@ -102,6 +107,25 @@ size_t dtls__suite_key_len(uint16_t suite)
     }
 }
 
+/* Whether `aead` is the GCM of OpenSSL 3.0's default or FIPS provider, whose
+ * set_ctx_params takes a whole nonce as AEAD_TLS1_IV_FIXED of length -1 (`aead_start`); a
+ * provider of another kind might ignore that parameter and leave the previous nonce in
+ * place. From 3.1 on EVP_CipherInit_ex keeps the IV length and is the cheaper of the two
+ * (3.5: ~0.2k instructions a record fewer). */
+static uint8_t gcm_whole_iv_param(const EVP_CIPHER *aead)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (OpenSSL_version_num() >= 0x30100000L)
+        return 0;
+    const OSSL_PROVIDER *prov = EVP_CIPHER_get0_provider(aead);
+    const char *name = prov != NULL ? OSSL_PROVIDER_get0_name(prov) : NULL;
+    return name != NULL && (strcmp(name, "default") == 0 || strcmp(name, "fips") == 0);
+#else
+    (void)aead;
+    return 0;
+#endif
+}
+
 dtls_cipher *dtls_cipher_new(uint16_t suite, const uint8_t *key, size_t key_len,
                              const uint8_t *iv, size_t iv_len, const uint8_t *sn_key,
                              size_t sn_key_len)
@@ -147,6 +171,7 @@ dtls_cipher *dtls_cipher_new(uint16_t suite, const uint8_t *key, size_t key_len,
     memcpy(c->iv, iv, DTLS_NONCE_LEN);
     memcpy(c->key, key, key_len);
     c->aead = aead; /* the AEAD contexts are keyed on first use (dtls__key_direction) */
+    c->whole_iv_param = kind == DTLS_AEAD_GCM ? gcm_whole_iv_param(aead) : 0;
     if (kind == DTLS_AEAD_CHACHA) {
         for (int i = 0; i < 8; i++)
             c->sn_chacha_key[i] = load32_le(sn_key + 4 * i);
@@ -247,12 +272,41 @@ int dtls_cipher_mask(dtls_cipher *c, const uint8_t *sample, size_t sample_len, u
 
 /* ---- AEAD ---- */
 
+/* Start a record: the nonce, and for opening the expected tag (tag != NULL). The GCM of
+ * OpenSSL 3.0's own providers take the whole nonce as the TLS "fixed IV" with the length -1
+ * (their "restore the whole IV" case) in one EVP_CIPHER_CTX_set_params call, with the tag
+ * in the same call: EVP_CipherInit_ex would first ask the provider for the IV length
+ * (OpenSSL 3.0: ~0.8k instructions a record). Anything else, or a refusal, gets the nonce
+ * from EVP_CipherInit_ex and the tag from EVP_CTRL_AEAD_SET_TAG. */
+static int aead_start(dtls_cipher *c, EVP_CIPHER_CTX *a, const uint8_t nonce[DTLS_NONCE_LEN],
+                      const uint8_t *tag, int enc)
+{
+    /* The EVP API takes the nonce and expected tag as void *; it only reads them. */
+    void *noncep = (void *)(uintptr_t)nonce, *tagp = (void *)(uintptr_t)tag;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (c->whole_iv_param) {
+        OSSL_PARAM params[3] = {
+            OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED, noncep,
+                                              (size_t)-1),
+            OSSL_PARAM_END, OSSL_PARAM_END};
+        if (tag != NULL)
+            params[1] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tagp,
+                                                          c->tag_len);
+        if (EVP_CIPHER_CTX_set_params(a, params) == 1)
+            return 1;
+    }
+#endif
+    if (EVP_CipherInit_ex(a, NULL, NULL, NULL, nonce, enc) != 1)
+        return 0;
+    return tag == NULL || EVP_CIPHER_CTX_ctrl(a, EVP_CTRL_AEAD_SET_TAG, c->tag_len, tagp) == 1;
+}
+
 int dtls__aead_seal(dtls_cipher *c, const uint8_t nonce[DTLS_NONCE_LEN], const uint8_t *aad,
                     size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *ct, uint8_t *tag)
 {
     EVP_CIPHER_CTX *a = dtls__aead_ctx(c, 1);
     int outl = 0;
-    if (a == NULL || EVP_CipherInit_ex(a, NULL, NULL, NULL, nonce, 1) != 1)
+    if (a == NULL || !aead_start(c, a, nonce, NULL, 1))
         return 0;
     /* CCM needs the total plaintext length before the additional data. */
     if (c->kind == DTLS_AEAD_CCM && EVP_CipherUpdate(a, NULL, &outl, NULL, (int)in_len) != 1)
@@ -282,7 +336,7 @@ static int aead_seal_inner(dtls_cipher *c, const uint8_t nonce[DTLS_NONCE_LEN],
     }
     EVP_CIPHER_CTX *a = dtls__aead_ctx(c, 1);
     int outl = 0;
-    if (a == NULL || EVP_CipherInit_ex(a, NULL, NULL, NULL, nonce, 1) != 1 ||
+    if (a == NULL || !aead_start(c, a, nonce, NULL, 1) ||
         EVP_CipherUpdate(a, NULL, &outl, aad, (int)aad_len) != 1 ||
         EVP_CipherUpdate(a, ct, &outl, payload, (int)payload_len) != 1 ||
         EVP_CipherUpdate(a, ct + payload_len, &outl, ct + payload_len, (int)tail_len) != 1 ||
@@ -300,10 +354,7 @@ static int aead_open(dtls_cipher *c, const uint8_t nonce[DTLS_NONCE_LEN], const 
 {
     EVP_CIPHER_CTX *a = dtls__aead_ctx(c, 0);
     int outl = 0;
-    /* The EVP API takes the expected tag as void *; it only reads it. */
-    void *tagp = (void *)(uintptr_t)tag;
-    if (a == NULL || EVP_CipherInit_ex(a, NULL, NULL, NULL, nonce, 0) != 1 ||
-        EVP_CIPHER_CTX_ctrl(a, EVP_CTRL_AEAD_SET_TAG, c->tag_len, tagp) != 1)
+    if (a == NULL || !aead_start(c, a, nonce, tag, 0))
         return -1;
     if (c->kind == DTLS_AEAD_CCM) {
         /* CCM verifies inside its single update. */
