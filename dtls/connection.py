@@ -322,7 +322,7 @@ class Connection:
                 if opened.__class__ is bytes:  # counted by the opener (`RecordLayer.counters`)
                     self.last_received = now
                     self._events.append(data_received(opened))
-                    if records.failed_authentication:  # as the general path below
+                    if records.failed_authentication():  # as the general path below
                         self._check_integrity_limit()
                     return
             except Exception as exc:
@@ -348,7 +348,7 @@ class Connection:
                     challenge.received += len(data)
                 if addr != self.peer_address:
                     path.on_new_address(addr, data, now)
-            if self._records.failed_authentication:
+            if self._records.failed_authentication():
                 self._check_integrity_limit()
         except Exception as exc:
             self._fail_on(exc)
@@ -429,7 +429,7 @@ class Connection:
                     self.last_received = now  # authentic records arrived
                 if last is not None:
                     self._receive_records((last,), addr, now)
-                if (taken or rest) and records.failed_authentication:
+                if (taken or rest) and records.failed_authentication():
                     self._check_integrity_limit()
             except Exception as exc:
                 self._fail_on(exc)

@@ -125,10 +125,11 @@ class RecordLayer:
             self._add_app_counts()
         return self._counters
 
-    @property
     def failed_authentication(self) -> int:
         """Records that failed authentication (RFC 9147 §4.5.3): `_count_failure` counts
-        them for every path, so no C counts need adding in (`counters`)."""
+        them for every path, so no C counts need adding in (`counters`). A method: read
+        after every record opened in one call, and CPython 3.11 calls a property through
+        its generic attribute look-up (~0.4k instructions more)."""
         return self._counters.failed_authentication
 
     def _add_app_counts(self) -> None:
