@@ -146,6 +146,7 @@ _SPAN_CAPACITY = 32
 _CHUNK_BYTES = 1 << 16  # batch work per C call
 _LARGE_RECORD = 4096  # from this average size on, batches go record by record
 _SCRATCH_KEEP = 1 << 21  # per-thread scratch kept between calls, at most
+_ZERO = b"\0"  # `_ZERO * n`: a new zeroed n-byte object for n > 1, cheaper than bytes(n)
 _local = threading.local()
 
 
@@ -816,7 +817,7 @@ class ApplicationSender:
     """`RecordCipher.seal` of application_data in one epoch with one CID (S=1, L=1, no
     padding: what `RecordLayer.seal` sends), one C call per record."""
 
-    __slots__ = ("_cipher", "_s")
+    __slots__ = ("_cipher", "_overhead", "_s", "_shortest")
 
     def __init__(self, cipher: RecordCipher, epoch: int, cid: bytes | None) -> None:
         cid = cid or b""
@@ -825,18 +826,25 @@ class ApplicationSender:
             raise ValueError("bad epoch or CID")
         self._cipher = cipher  # the C state borrows its context
         self._s = ffi.gc(s, lib.dtls_app_sender_free)
+        # record length = payload length + _overhead (header, content type, tag), at least
+        # _shortest (the padding that gives a 16-byte sample, RFC 9147 §4.2.3: CCM_8 only)
+        self._overhead = cipher.sealed_len(16, cid_len=len(cid)) - 16
+        self._shortest = cipher.sealed_len(0, cid_len=len(cid))
 
     def seal(self, seq: int, payload: Buffer) -> bytes:
         """The record with sequence number `seq` (RFC 9147 §4)."""
         ptr = payload if payload.__class__ is bytes else _from_buffer(payload)
-        try:
-            out, record = _local.app
-        except AttributeError:
-            out, record = _app_scratch()
-        n = _app_seal(self._s, seq, ptr, len(ptr), out, MAX_RECORD)
-        if n < 0:
+        size = len(ptr) + self._overhead
+        if size < self._shortest:
+            size = self._shortest
+        # sealed straight into the new bytes object, before anything else can see it (as
+        # C code fills PyBytes_FromStringAndSize(NULL, n)): no scratch buffer, no copy
+        record = _ZERO * size
+        n = _app_seal(self._s, seq, ptr, len(ptr), record, size)
+        if n != size:
             _check(n, "seal")
-        return record[:n]  # type: ignore[no-any-return]
+            raise AssertionError(n)  # pragma: no cover - the length is the one computed
+        return record
 
     def take_counts(self) -> tuple[int, int]:
         """Records and bytes sealed since the last call."""
