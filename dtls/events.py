@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import add
 from typing import Any
 
 
@@ -71,8 +70,9 @@ class DataReceivedBatch(Event):
     def data(self) -> tuple[memoryview, ...]:
         views: tuple[memoryview, ...] | None = self.__dict__.get("_views")
         if views is None:
-            ends = map(add, self.offsets, self.lengths)
-            views = tuple(map(self.buffer.__getitem__, map(slice, self.offsets, ends)))
+            # slicing in a comprehension: no slice() call nor method-wrapper per record
+            buffer, spans = self.buffer, zip(self.offsets, self.lengths, strict=True)
+            views = tuple([buffer[at : at + n] for at, n in spans])
             self.__dict__["_views"] = views  # frozen: set once, past __setattr__
         return views
 
