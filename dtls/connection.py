@@ -494,15 +494,22 @@ class Connection:
         pending: list[Any] = self._out
         if (
             len(pending) == 1
-            and pending[0].__class__ is bytes  # one record, as `send` left it
             and self._ack_deadline is None
             and not self._unsent
             and not self._path.probes
         ):
-            out = [(pending[0], self.peer_address)]
-            pending.clear()  # frees; pop() would realloc the array to 0 bytes (~0.3k instructions)
-            self.last_sent = now
-            return out
+            record = pending[0]
+            if record.__class__ is bytes:  # one record, as `send` left it
+                pending.clear()  # frees; pop() would realloc the array to 0 bytes (~0.3k)
+                self.last_sent = now
+                return [(record, self.peer_address)]
+        return self._collect_datagrams(now)
+
+    def _collect_datagrams(self, now: float) -> list[tuple[bytes, Address]]:
+        """`datagrams_to_send` past its one-record case: a due ACK and waiting flights,
+        what the output holds, then path probes (a frame of its own: the one-record case
+        makes no closure cell for the comprehension's `addr`)."""
+        pending: list[Any] = self._out
         if self._unsent or (self._ack_deadline is not None and now >= self._ack_deadline):
             self._prepare_output(now)
         addr = self.peer_address
