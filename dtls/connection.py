@@ -322,7 +322,10 @@ class Connection:
                 if opened.__class__ is bytes:  # counted by the opener (`RecordLayer.counters`)
                     self.last_received = now
                     self._events.append(data_received(opened))
-                    if records.failed_authentication():  # as the general path below
+                    # as the general path below (RFC 9147 §4.5.3): only this epoch's
+                    # forgeries can ask for anything now, an older epoch's were checked
+                    # when they were counted
+                    if receiving.failures:
                         self._check_integrity_limit()
                     return
             except Exception as exc:
