@@ -834,13 +834,14 @@ class ApplicationSender:
     def seal(self, seq: int, payload: Buffer) -> bytes:
         """The record with sequence number `seq` (RFC 9147 §4)."""
         ptr = payload if payload.__class__ is bytes else _from_buffer(payload)
-        size = len(ptr) + self._overhead
+        length = len(ptr)
+        size = length + self._overhead
         if size < self._shortest:
             size = self._shortest
         # sealed straight into the new bytes object, before anything else can see it (as
         # C code fills PyBytes_FromStringAndSize(NULL, n)): no scratch buffer, no copy
         record = _ZERO * size
-        n = _app_seal(self._s, seq, ptr, len(ptr), record, size)
+        n = _app_seal(self._s, seq, ptr, length, record, size)
         if n != size:
             _check(n, "seal")
             raise AssertionError(n)  # pragma: no cover - the length is the one computed
