@@ -301,6 +301,21 @@ static int aead_start(dtls_cipher *c, EVP_CIPHER_CTX *a, const uint8_t nonce[DTL
     return tag == NULL || EVP_CIPHER_CTX_ctrl(a, EVP_CTRL_AEAD_SET_TAG, c->tag_len, tagp) == 1;
 }
 
+/* The tag of the record just sealed: on the `aead_start` path, read with one
+ * EVP_CIPHER_CTX_get_params call (EVP_CTRL_AEAD_GET_TAG builds the same parameter). */
+static int aead_tag(dtls_cipher *c, EVP_CIPHER_CTX *a, uint8_t *tag)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (c->whole_iv_param) {
+        OSSL_PARAM params[2] = {
+            OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, c->tag_len),
+            OSSL_PARAM_END};
+        return EVP_CIPHER_CTX_get_params(a, params) == 1;
+    }
+#endif
+    return EVP_CIPHER_CTX_ctrl(a, EVP_CTRL_AEAD_GET_TAG, c->tag_len, tag) == 1;
+}
+
 int dtls__aead_seal(dtls_cipher *c, const uint8_t nonce[DTLS_NONCE_LEN], const uint8_t *aad,
                     size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *ct, uint8_t *tag)
 {
@@ -318,7 +333,7 @@ int dtls__aead_seal(dtls_cipher *c, const uint8_t nonce[DTLS_NONCE_LEN], const u
         return 0;
     if (EVP_CipherFinal_ex(a, ct + in_len, &outl) != 1)
         return 0;
-    return EVP_CIPHER_CTX_ctrl(a, EVP_CTRL_AEAD_GET_TAG, c->tag_len, tag) == 1;
+    return aead_tag(c, a, tag);
 }
 
 /* Seal payload || type || zeros[tail_len - 1] without first copying a large payload:
@@ -342,8 +357,7 @@ static int aead_seal_inner(dtls_cipher *c, const uint8_t nonce[DTLS_NONCE_LEN],
         EVP_CipherUpdate(a, ct + payload_len, &outl, ct + payload_len, (int)tail_len) != 1 ||
         EVP_CipherFinal_ex(a, ct + payload_len + tail_len, &outl) != 1)
         return 0;
-    return EVP_CIPHER_CTX_ctrl(a, EVP_CTRL_AEAD_GET_TAG, c->tag_len,
-                               ct + payload_len + tail_len) == 1;
+    return aead_tag(c, a, ct + payload_len + tail_len);
 }
 
 /* Returns 1 when the tag verifies (out holds ct_len plaintext bytes), 0 when it does not,
