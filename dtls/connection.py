@@ -163,6 +163,19 @@ class SegmentRun:
 class Connection:
     """One DTLS 1.3 association, client or server, as the context says."""
 
+    # slotted: more attributes than CPython 3.11 shares per class (30), so a dict would
+    # be a per-instance table, slower to make and to read on every record and message
+    __slots__ = (
+        "__weakref__", "_ack_deadline", "_ack_pending", "_app_send_epoch",
+        "_closing_alert_sent", "_early_received", "_early_records", "_events",
+        "_fast_send_until", "_flights", "_handshake", "_integrity_limit",
+        "_next_message_seq", "_out", "_path", "_pending_app", "_post_handshake_queue",
+        "_reassembler", "_receive_limit", "_records", "_rto", "_sealing_limit",
+        "_segment_runs", "_send_limit", "_unsent", "_version_known", "context",
+        "handshake_completed_at", "handshake_started", "is_client", "keepalives_sent",
+        "last_received", "last_sent", "peer_address", "retransmissions",
+    )  # fmt: skip
+
     def __init__(
         self,
         context: Context,
