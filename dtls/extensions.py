@@ -20,6 +20,18 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _U16X2 = struct.Struct(">HH")
 _PSK = ExtensionType.PRE_SHARED_KEY.value
+# Struct(">nH") per count n: a format string made per call costs more than the packing
+_UINT16_ARRAYS: dict[int, struct.Struct] = {}
+
+
+def uint16_array(count: int) -> struct.Struct:
+    """The Struct of `count` big-endian uint16 (cipher suites, groups, schemes, versions)."""
+    packer = _UINT16_ARRAYS.get(count)
+    if packer is None:
+        packer = struct.Struct(f">{count}H")
+        if count < 256:  # the lists of the protocol; the longest are ~130 entries
+            _UINT16_ARRAYS[count] = packer
+    return packer
 
 
 # --- reading and writing -------------------------------------------------------------------
@@ -115,7 +127,8 @@ class Reader:
             raise DecodeError("odd length for a list of uint16")
         pos = self.pos
         self.pos = pos + n
-        return list(struct.unpack_from(f">{n >> 1}H", self.data, pos))
+        packer = _UINT16_ARRAYS.get(n >> 1) or uint16_array(n >> 1)
+        return list(packer.unpack_from(self.data, pos))
 
     def expect_end(self, what: str) -> None:
         if self.pos != self.end:
@@ -140,8 +153,9 @@ def vec24(data: bytes) -> bytes:
     return len(data).to_bytes(3, "big") + data
 
 
-def _u16_list(values: Sequence[int]) -> bytes:
-    return struct.pack(f">{len(values)}H", *values)
+def u16_list(values: Sequence[int]) -> bytes:
+    n = len(values)
+    return (_UINT16_ARRAYS.get(n) or uint16_array(n)).pack(*values)
 
 
 # --- structured extension values -----------------------------------------------------------
@@ -285,14 +299,14 @@ def _d_certificate_authorities(r: Reader) -> list[bytes]:
 def _f_uint16_list(data: bytes, pos: int, end: int) -> list[int] | None:
     n = end - pos - 2
     if n >= 2 and not n & 1 and (data[pos] << 8 | data[pos + 1]) == n:
-        return list(struct.unpack_from(f">{n >> 1}H", data, pos + 2))
+        return list((_UINT16_ARRAYS.get(n >> 1) or uint16_array(n >> 1)).unpack_from(data, pos + 2))
     return None
 
 
 def _f_versions(data: bytes, pos: int, end: int) -> list[int] | None:
     n = end - pos - 1
     if n >= 2 and not n & 1 and data[pos] == n:
-        return list(struct.unpack_from(f">{n >> 1}H", data, pos + 1))
+        return list((_UINT16_ARRAYS.get(n >> 1) or uint16_array(n >> 1)).unpack_from(data, pos + 1))
     return None
 
 
@@ -362,11 +376,11 @@ FAST_DECODERS: dict[Callable[[Reader], Any], Callable[[bytes, int, int], Any]] =
 
 
 def _e_uint16_list(values: Sequence[int]) -> bytes:
-    return vec16(_u16_list(values))
+    return vec16(u16_list(values))
 
 
 def _e_versions(values: Sequence[int]) -> bytes:
-    return vec8(_u16_list(values))
+    return vec8(u16_list(values))
 
 
 def _e_empty(_: bool) -> bytes:
@@ -571,21 +585,21 @@ CT_EXTENSIONS = ExtensionTable("CT", [])
 
 
 def decode_extensions(
-    r: Reader, table: ExtensionTable
-) -> tuple[dict[str, Any], list[tuple[int, bytes]], list[int]]:
-    """Parse `Extension extensions<0..2^16-1>` for the message `table` describes.
+    r: Reader, table: ExtensionTable, message: Any
+) -> tuple[list[tuple[int, bytes]], list[int]]:
+    """Parse `Extension extensions<0..2^16-1>` for the message `table` describes, setting
+    each extension it parses on its field of `message` (None when the table has none).
 
-    Returns (field values, unparsed extensions in wire order, wire order of all types).
+    Returns (unparsed extensions in wire order, wire order of all types).
     """
-    block = r.pull_block(2)
-    data = block.data
-    pos = block.pos
-    end = block.end
-    message = table.message
+    n = r.pull_length(2)
+    data = r.data
+    pos = r.pos
+    end = r.pos = pos + n
+    message_name = table.message
     by_type = table.by_type
-    psk_last = message == "CH"
+    psk_last = message_name == "CH"
     unpack = _U16X2.unpack_from
-    values: dict[str, Any] = {}
     other: list[tuple[int, bytes]] = []
     order: list[int] = []
     seen: set[int] = set()
@@ -611,15 +625,15 @@ def decode_extensions(
                 value = spec[1](ext)
                 if ext.pos != ext.end:
                     ext.expect_end(f"extension {ext_type}")
-            values[spec[0]] = value
+            setattr(message, spec[0], value)
         else:
             allowed = ALLOWED_IN.get(ext_type)
-            if allowed is not None and message not in allowed:
+            if allowed is not None and message_name not in allowed:
                 # RFC 9846 §4.2: recognized, but not specified for this message
-                raise IllegalParameter(f"extension {ext_type} is not allowed in {message}")
+                raise IllegalParameter(f"extension {ext_type} is not allowed in {message_name}")
             other.append((ext_type, data[pos : pos + n]))
         pos += n
-    return values, other, order
+    return other, order
 
 
 def encode_extensions(msg: Any, table: ExtensionTable, psk_last: bool = False) -> bytes:

@@ -152,6 +152,15 @@ class Handshake:
     #: (state, message type) -> handler method name (RFC 9846 Appendix A)
     _handlers: dict[HandshakeState, dict[int, str]]
 
+    # slotted, as `Connection`: a dict of this many attributes is not shared per class
+    __slots__ = (
+        "_conn", "_crypto", "_peer_leaf", "_psk", "_retried", "_schedule",
+        "_signature_scheme", "alpn_protocol", "cipher_suite", "client_random", "context",
+        "early_data_accepted", "group", "hash_name", "own_certificate_type",
+        "peer_certificate_type", "peer_certificates", "peer_public_key", "resumed",
+        "secrets", "server_name", "session", "srtp_profile", "state", "transcript",
+    )  # fmt: skip
+
     def __init__(
         self,
         connection: HandshakeConnection,

@@ -75,6 +75,11 @@ class ClientHandshake(Handshake):
     key shares and the HelloRetryRequest it answered, and asks its connection for the
     rest (`HandshakeConnection`)."""
 
+    __slots__ = (
+        "_certificate_request", "_client_hello", "_early_sent", "_first_client_hello",
+        "_hrr_suite", "_key_shares", "early_data_rejected",
+    )  # fmt: skip
+
     is_client = True
     _handlers = {
         HandshakeState.WAIT_SH: {

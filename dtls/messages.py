@@ -38,6 +38,7 @@ from .extensions import (
     decode_extensions,
     encode_binders,
     encode_extensions,
+    u16_list,
     vec8,
     vec16,
     vec24,
@@ -264,7 +265,7 @@ def _encode_client_hello(m: ClientHello) -> bytes:
             _fixed(m.random, 32, "random"),
             vec8(m.legacy_session_id, 32),
             vec8(m.legacy_cookie),
-            vec16(struct.pack(f">{len(suites)}H", *suites)),
+            vec16(u16_list(suites)),
             vec8(m.legacy_compression_methods),
             encode_extensions(m, CH_EXTENSIONS, psk_last=m.pre_shared_key is not None),
         )
@@ -382,18 +383,12 @@ def _decode_client_hello(r: Reader) -> ClientHello:
     suites = r.pull_uint16_list(2, 2)
     compression = r.pull_vector(1, 1)
     _require_extensions(r)
-    values, other, order = decode_extensions(r, CH_EXTENSIONS)
-    return ClientHello(
-        random=random,
-        cipher_suites=suites,
-        legacy_session_id=session_id,
-        legacy_cookie=cookie,
-        legacy_compression_methods=compression,
-        other_extensions=other,
-        extension_order=order,
-        legacy_version=legacy_version,
-        **values,
+    # made with the fixed fields, the extensions then set on it (no keyword arguments)
+    hello = ClientHello(
+        random, suites, session_id, cookie, compression, legacy_version=legacy_version
     )
+    hello.other_extensions, hello.extension_order = decode_extensions(r, CH_EXTENSIONS, hello)
+    return hello
 
 
 def _decode_server_hello(r: Reader) -> ServerHello:
@@ -403,33 +398,22 @@ def _decode_server_hello(r: Reader) -> ServerHello:
     suite = r.pull_uint16()
     compression = r.pull_uint8()
     _require_extensions(r)
-    if random == HELLO_RETRY_REQUEST_RANDOM:
-        values, other, order = decode_extensions(r, HRR_EXTENSIONS)
-    else:
-        values, other, order = decode_extensions(r, SH_EXTENSIONS)
-    return ServerHello(
-        random=random,
-        cipher_suite=suite,
-        legacy_session_id_echo=session_id,
-        legacy_compression_method=compression,
-        other_extensions=other,
-        extension_order=order,
-        legacy_version=legacy_version,
-        **values,
-    )
+    hello = ServerHello(random, suite, session_id, compression, legacy_version=legacy_version)
+    table = HRR_EXTENSIONS if random == HELLO_RETRY_REQUEST_RANDOM else SH_EXTENSIONS
+    hello.other_extensions, hello.extension_order = decode_extensions(r, table, hello)
+    return hello
 
 
 def _decode_encrypted_extensions(r: Reader) -> EncryptedExtensions:
-    values, other, order = decode_extensions(r, EE_EXTENSIONS)
-    return EncryptedExtensions(other_extensions=other, extension_order=order, **values)
+    ee = EncryptedExtensions()
+    ee.other_extensions, ee.extension_order = decode_extensions(r, EE_EXTENSIONS, ee)
+    return ee
 
 
 def _decode_certificate_request(r: Reader) -> CertificateRequest:
-    context = r.pull_vector(1)
-    values, other, order = decode_extensions(r, CR_EXTENSIONS)
-    return CertificateRequest(
-        context=context, other_extensions=other, extension_order=order, **values
-    )
+    request = CertificateRequest(r.pull_vector(1))
+    request.other_extensions, request.extension_order = decode_extensions(r, CR_EXTENSIONS, request)
+    return request
 
 
 def _decode_certificate(r: Reader) -> Certificate:
@@ -438,8 +422,7 @@ def _decode_certificate(r: Reader) -> Certificate:
     entries = []
     while block.pos < block.end:
         data = block.pull_vector(3, 1)
-        _, other, _ = decode_extensions(block, CT_EXTENSIONS)
-        entries.append(CertificateEntry(data, other))
+        entries.append(CertificateEntry(data, decode_extensions(block, CT_EXTENSIONS, None)[0]))
     return Certificate(context, entries)
 
 
@@ -456,10 +439,11 @@ def _decode_new_session_ticket(r: Reader) -> NewSessionTicket:
     age_add = r.pull_uint32()
     nonce = r.pull_vector(1)
     ticket = r.pull_vector(2, 1)
-    values, other, order = decode_extensions(r, NST_EXTENSIONS)
-    return NewSessionTicket(
-        lifetime, age_add, nonce, ticket, other_extensions=other, extension_order=order, **values
+    message = NewSessionTicket(lifetime, age_add, nonce, ticket)
+    message.other_extensions, message.extension_order = decode_extensions(
+        r, NST_EXTENSIONS, message
     )
+    return message
 
 
 def _decode_key_update(r: Reader) -> KeyUpdate:
@@ -543,7 +527,8 @@ def decode_handshake_body(msg_type: int, body: bytes) -> HandshakeMessage:
         raise UnexpectedMessage(f"handshake message type {msg_type} is not used in DTLS 1.3")
     r = Reader(bytes(body))
     msg = decoder(r)
-    r.expect_end("handshake message")
+    if r.pos != r.end:
+        r.expect_end("handshake message")
     return msg
 
 
