@@ -74,7 +74,7 @@ from .messages import (
     truncated_client_hello,
 )
 from .path import RRC_EXTENSION
-from .record_py import PLAINTEXT_HEADER_LEN, RecordKind, seal_plaintext
+from .record_py import PLAINTEXT_HEADER_LEN, RecordKind, RecordSpan, seal_plaintext
 from .reliability import (
     OutgoingFlight,
     ReceivedMessage,
@@ -340,9 +340,21 @@ def respond_statelessly(
     parse as a ClientHello is dropped.
     """
     provider = context.record_provider()
-    spans, _ = provider.split_datagram(data, 0)
-    if not spans:
-        return _DROP
+    n = len(data)
+    if (
+        n >= PLAINTEXT_HEADER_LEN
+        and data[0] == ContentType.HANDSHAKE
+        and data[11] << 8 | data[12] == n - PLAINTEXT_HEADER_LEN <= MAX_PLAINTEXT
+    ):
+        # one DTLSPlaintext record fills the datagram (RFC 9147 §4.1): the span
+        # `split_datagram` would give, read from its header
+        epoch = data[3] << 8 | data[4]
+        seq = int.from_bytes(data[5:11], "big")
+        spans = [RecordSpan(0, n, RecordKind.PLAINTEXT, data[0], epoch, seq)]
+    else:
+        spans, _ = provider.split_datagram(data, 0)
+        if not spans:
+            return _DROP
     span = spans[0]
     if span.kind != RecordKind.PLAINTEXT or span.first_byte != ContentType.HANDSHAKE or span.epoch:
         return _DROP
