@@ -74,7 +74,7 @@ from .messages import (
     truncated_client_hello,
 )
 from .path import RRC_EXTENSION
-from .record_py import PLAINTEXT_HEADER_LEN, RecordKind, seal_plaintext
+from .record_py import PLAINTEXT_HEADER_LEN, RecordKind, RecordSpan, seal_plaintext
 from .reliability import (
     OutgoingFlight,
     ReceivedMessage,
@@ -144,11 +144,12 @@ def _select_retry_group(context: Context, ch: ClientHello) -> int:
 
 def _check_server_authentication(
     context: Context, ch: ClientHello, *, psk_checked: bool = False
-) -> None:
+) -> int | None:
     """Without a PSK the server signs with a certificate or a raw public key: refuse a
-    client that takes neither of what we have (RFC 9846 §4.4.2.2, RFC 7250 §4.2)."""
+    client that takes neither of what we have (RFC 9846 §4.4.2.2, RFC 7250 §4.2). The
+    signature scheme we would sign with, when the client offered signature_algorithms."""
     if ch.pre_shared_key is not None and not psk_checked:
-        return  # the connection decides once it checked the PSK (RFC 9846 §4.2.11)
+        return None  # the connection decides once it checked the PSK (RFC 9846 §4.2.11)
     if context.private_key is None:
         raise HandshakeFailure("no certificate, and no PSK the client offered")
     types = [X509]  # RFC 7250 §4.2: without server_certificate_type, X.509 only
@@ -159,12 +160,13 @@ def _check_server_authentication(
         RAW_PUBLIC_KEY in types and context.raw_public_key
     ):
         raise UnsupportedCertificate("no certificate type in common")
-    if ch.signature_algorithms is not None:
-        crypto.choose_signature_scheme(
-            context.private_key,
-            ch.signature_algorithms,
-            certificate=context.certificate_chain[0] if context.certificate_chain else None,
-        )
+    if ch.signature_algorithms is None:
+        return None
+    return crypto.choose_signature_scheme(
+        context.private_key,
+        ch.signature_algorithms,
+        certificate=context.certificate_chain[0] if context.certificate_chain else None,
+    )
 
 
 def _hello_retry_request(
@@ -180,6 +182,13 @@ def _hello_retry_request(
     ch_hash = hashlib.new(hash_name, transcript_bytes(HandshakeType.CLIENT_HELLO, ch_body)).digest()
     wall = context.wall_clock()
     cookie = make_cookie(context.cookie_secrets()[0], addr, wall, suite, group, ch_hash)
+    return _hello_retry_body(ch, suite, group, cookie)
+
+
+def _hello_retry_body(ch: ClientHello, suite: int, group: int, cookie: bytes) -> bytes:
+    """The stateless HelloRetryRequest body with `cookie`: what the stateless path sends,
+    and (from the cookie the second ClientHello returns) what the connection's transcript
+    takes in its place (RFC 9846 §4.4.1), byte for byte."""
     key = (suite, group, len(cookie))
     start = _HRR_STARTS.get(key)
     if start is not None:
@@ -331,9 +340,21 @@ def respond_statelessly(
     parse as a ClientHello is dropped.
     """
     provider = context.record_provider()
-    spans, _ = provider.split_datagram(data, 0)
-    if not spans:
-        return _DROP
+    n = len(data)
+    if (
+        n >= PLAINTEXT_HEADER_LEN
+        and data[0] == ContentType.HANDSHAKE
+        and data[11] << 8 | data[12] == n - PLAINTEXT_HEADER_LEN <= MAX_PLAINTEXT
+    ):
+        # one DTLSPlaintext record fills the datagram (RFC 9147 §4.1): the span
+        # `split_datagram` would give, read from its header
+        epoch = data[3] << 8 | data[4]
+        seq = int.from_bytes(data[5:11], "big")
+        spans = [RecordSpan(0, n, RecordKind.PLAINTEXT, data[0], epoch, seq)]
+    else:
+        spans, _ = provider.split_datagram(data, 0)
+        if not spans:
+            return _DROP
     span = spans[0]
     if span.kind != RecordKind.PLAINTEXT or span.first_byte != ContentType.HANDSHAKE or span.epoch:
         return _DROP
@@ -446,15 +467,16 @@ class ServerHandshake(Handshake):
             # RFC 9846 §4.4.1: message_hash(ClientHello1) || HelloRetryRequest.
             self.transcript = Transcript(hash_name)
             self.transcript.restart_after_hello_retry(contents.client_hello_hash)
-            hrr_body = _encode_hello_retry(ch, suite, retry_group, ch.cookie)
+            hrr_body = _hello_retry_body(ch, suite, retry_group, ch.cookie)
             self.transcript.add_message(HandshakeType.SERVER_HELLO, hrr_body)
             self._retried = True
         # RFC 6066 §3 (Context.sni_callback): the chosen context serves the rest, for
         # the connection too (record size, early data and verification settings)
         self.context = self._conn.context = ctx.context_for(ch.server_name)
         psk = self._accept_psk(ch, message.body, suite, now)
+        scheme = None
         if psk is None:  # refused now, in plaintext, not under keys the client lacks
-            _check_server_authentication(self.context, ch, psk_checked=True)
+            scheme = _check_server_authentication(self.context, ch, psk_checked=True)
         if psk is not None and not self._retried:
             suite = self._psk_suite(ch, psk)
             hash_name = suite_hash_name(suite)
@@ -472,13 +494,9 @@ class ServerHandshake(Handshake):
         if psk is None:
             if ctx.private_key is None:
                 raise HandshakeFailure("no certificate, and no PSK the client offered")
-            if ch.signature_algorithms is None:
+            if ch.signature_algorithms is None or scheme is None:
                 raise MissingExtension("signature_algorithms is required without a PSK")
-            self._signature_scheme = crypto.choose_signature_scheme(
-                ctx.private_key,
-                ch.signature_algorithms,
-                certificate=ctx.certificate_chain[0] if ctx.certificate_chain else None,
-            )
+            self._signature_scheme = scheme  # chosen as the ClientHello was checked
         alpn = self._select_alpn(ch)
         shared = None
         server_share = b""

@@ -690,9 +690,17 @@ class ServerEndpoint:
     def _deliver_run(self, peer: _Peer, run: list[tuple[Buffer, Address]], now: float) -> None:
         counts = self._counts
         counts["datagrams_received"] += len(run)
-        counts["bytes_received"] += sum(len(d) for d, _ in run)
-        if self.cid_length:
-            counts["datagrams_routed_by_cid"] += sum(self._cid_of(d) is not None for d, _ in run)
+        if len(run) == 1:  # most often: one datagram per wakeup and connection
+            data = run[0][0]
+            counts["bytes_received"] += len(data)
+            if self.cid_length and self._cid_of(data) is not None:
+                counts["datagrams_routed_by_cid"] += 1
+        else:
+            counts["bytes_received"] += sum(len(d) for d, _ in run)
+            if self.cid_length:
+                counts["datagrams_routed_by_cid"] += sum(
+                    self._cid_of(d) is not None for d, _ in run
+                )
         peer.last_received = now
         peer.connection.receive_datagrams(run, now)
         self._service(peer, now)
@@ -713,7 +721,10 @@ class ServerEndpoint:
             self._stateless_queued = 0
         counts = self._counts
         counts["datagrams_sent"] += len(out)
-        counts["bytes_sent"] += sum(len(d) for d, _ in out)
+        size = 0
+        for data, _ in out:
+            size += len(data)
+        counts["bytes_sent"] += size
         return out
 
     def mark_pending(self, connection: Connection) -> None:
@@ -804,8 +815,11 @@ class ServerEndpoint:
         """Drop what would exceed the anti-amplification limit towards an address that
         is not the connection's verified peer address (draft-ietf-tls-dtls-rrc §2, §5)."""
         current = peer.connection.peer_address
-        if all(to == current for _, to in out):
-            return out
+        for _, to in out:
+            if to != current:
+                break
+        else:
+            return out  # all to the verified address (or nothing)
         kept = []
         for data, to in out:
             if to != current:

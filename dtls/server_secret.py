@@ -45,6 +45,9 @@ class ServerSecret:
             raise ConfigurationError(f"a server secret needs {MASTER_SECRET_LENGTH} bytes at least")
         self._prk = hkdf_extract("sha256", _SALT, bytes(master))
         self._derived: dict[tuple[bytes, int], bytes] = {}
+        # the last period's cookie keys (period number, period length, keys): a server
+        # asks for them a few times per handshake
+        self._cookie_keys: tuple[int, float, list[bytes]] | None = None
 
     @classmethod
     def generate(cls) -> ServerSecret:
@@ -84,7 +87,11 @@ class ServerSecret:
         """The cookie keys at wall-clock time `wall`: this period's (it seals), then the
         previous one's (it still opens)."""
         p = period_of(wall, period)
-        return [self.key(COOKIE_LABEL, p, 32), self.key(COOKIE_LABEL, max(0, p - 1), 32)]
+        cached = self._cookie_keys
+        if cached is None or cached[0] != p or cached[1] != period:
+            keys = [self.key(COOKIE_LABEL, p, 32), self.key(COOKIE_LABEL, max(0, p - 1), 32)]
+            cached = self._cookie_keys = (p, period, keys)
+        return list(cached[2])
 
     def ticket_key(self, period: int) -> bytes:
         """The AES-128-GCM key sealing tickets in time period number `period`."""
