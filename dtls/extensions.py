@@ -7,6 +7,7 @@ face; this module holds the per-message extension tables and the shared decode/e
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,18 +21,13 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _U16X2 = struct.Struct(">HH")
 _PSK = ExtensionType.PRE_SHARED_KEY.value
-# Struct(">nH") per count n: a format string made per call costs more than the packing
-_UINT16_ARRAYS: dict[int, struct.Struct] = {}
 
 
+@functools.lru_cache(maxsize=256)  # the protocol's lists are at most ~130 entries
 def uint16_array(count: int) -> struct.Struct:
-    """The Struct of `count` big-endian uint16 (cipher suites, groups, schemes, versions)."""
-    packer = _UINT16_ARRAYS.get(count)
-    if packer is None:
-        packer = struct.Struct(f">{count}H")
-        if count < 256:  # the lists of the protocol; the longest are ~130 entries
-            _UINT16_ARRAYS[count] = packer
-    return packer
+    """The Struct of `count` big-endian uint16 (cipher suites, groups, schemes, versions),
+    made once per count: a format string per call costs more than the packing."""
+    return struct.Struct(f">{count}H")
 
 
 # --- reading and writing -------------------------------------------------------------------
@@ -127,8 +123,7 @@ class Reader:
             raise DecodeError("odd length for a list of uint16")
         pos = self.pos
         self.pos = pos + n
-        packer = _UINT16_ARRAYS.get(n >> 1) or uint16_array(n >> 1)
-        return list(packer.unpack_from(self.data, pos))
+        return list(uint16_array(n >> 1).unpack_from(self.data, pos))
 
     def expect_end(self, what: str) -> None:
         if self.pos != self.end:
@@ -154,8 +149,7 @@ def vec24(data: bytes) -> bytes:
 
 
 def u16_list(values: Sequence[int]) -> bytes:
-    n = len(values)
-    return (_UINT16_ARRAYS.get(n) or uint16_array(n)).pack(*values)
+    return uint16_array(len(values)).pack(*values)
 
 
 # --- structured extension values -----------------------------------------------------------
@@ -299,14 +293,14 @@ def _d_certificate_authorities(r: Reader) -> list[bytes]:
 def _f_uint16_list(data: bytes, pos: int, end: int) -> list[int] | None:
     n = end - pos - 2
     if n >= 2 and not n & 1 and (data[pos] << 8 | data[pos + 1]) == n:
-        return list((_UINT16_ARRAYS.get(n >> 1) or uint16_array(n >> 1)).unpack_from(data, pos + 2))
+        return list(uint16_array(n >> 1).unpack_from(data, pos + 2))
     return None
 
 
 def _f_versions(data: bytes, pos: int, end: int) -> list[int] | None:
     n = end - pos - 1
     if n >= 2 and not n & 1 and data[pos] == n:
-        return list((_UINT16_ARRAYS.get(n >> 1) or uint16_array(n >> 1)).unpack_from(data, pos + 1))
+        return list(uint16_array(n >> 1).unpack_from(data, pos + 1))
     return None
 
 
