@@ -74,7 +74,13 @@ from .messages import (
     truncated_client_hello,
 )
 from .path import RRC_EXTENSION
-from .record_py import PLAINTEXT_HEADER_LEN, RecordKind, RecordSpan, seal_plaintext
+from .record_py import (
+    PLAINTEXT_HEADER_LEN,
+    RecordKind,
+    RecordSpan,
+    seal_plaintext,
+    single_plaintext_record,
+)
 from .reliability import (
     OutgoingFlight,
     ReceivedMessage,
@@ -340,17 +346,11 @@ def respond_statelessly(
     parse as a ClientHello is dropped.
     """
     provider = context.record_provider()
-    n = len(data)
-    if (
-        n >= PLAINTEXT_HEADER_LEN
-        and data[0] == ContentType.HANDSHAKE
-        and data[11] << 8 | data[12] == n - PLAINTEXT_HEADER_LEN <= MAX_PLAINTEXT
-    ):
-        # one DTLSPlaintext record fills the datagram (RFC 9147 §4.1): the span
-        # `split_datagram` would give, read from its header
+    if single_plaintext_record(data):
+        # the span `split_datagram` would give, read from the header (RFC 9147 §4.1)
         epoch = data[3] << 8 | data[4]
         seq = int.from_bytes(data[5:11], "big")
-        spans = [RecordSpan(0, n, RecordKind.PLAINTEXT, data[0], epoch, seq)]
+        spans = [RecordSpan(0, len(data), RecordKind.PLAINTEXT, data[0], epoch, seq)]
     else:
         spans, _ = provider.split_datagram(data, 0)
         if not spans:
@@ -494,7 +494,7 @@ class ServerHandshake(Handshake):
         if psk is None:
             if ctx.private_key is None:
                 raise HandshakeFailure("no certificate, and no PSK the client offered")
-            if ch.signature_algorithms is None or scheme is None:
+            if scheme is None:  # chosen from signature_algorithms, so none without them
                 raise MissingExtension("signature_algorithms is required without a PSK")
             self._signature_scheme = scheme  # chosen as the ClientHello was checked
         alpn = self._select_alpn(ch)

@@ -22,7 +22,13 @@ from .provider import (
     ReplayWindowLike,
     get_provider,
 )
-from .record_py import MAX_PLAINTEXT, PLAINTEXT_HEADER_LEN, Buffer, OpenError, RecordKind
+from .record_py import (
+    PLAINTEXT_HEADER_LEN,
+    Buffer,
+    OpenError,
+    RecordKind,
+    single_plaintext_record,
+)
 
 RecordNumber = tuple[int, int]
 
@@ -348,12 +354,7 @@ class RecordLayer:
             # The common case after the handshake: one record fills the datagram.
             record = self._open_ciphertext(data, data[0] & 3, len(data), now)
             return () if record is None else (record,)
-        n = len(data)
-        if (
-            n >= PLAINTEXT_HEADER_LEN
-            and data[0] in _PLAINTEXT_TYPES
-            and data[11] << 8 | data[12] == n - PLAINTEXT_HEADER_LEN <= MAX_PLAINTEXT
-        ):
+        if single_plaintext_record(data):
             # one DTLSPlaintext record fills the datagram (a ClientHello): what
             # `_open_records` makes of it, without splitting (RFC 9147 §4.1)
             if data[3] or data[4]:

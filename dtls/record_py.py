@@ -55,6 +55,7 @@ __all__ = [
     "reconstruct_seq",
     "seal_plaintext",
     "send_datagrams",
+    "single_plaintext_record",
     "split_datagram",
 ]
 
@@ -268,6 +269,18 @@ def split_datagram(data: Buffer, cid_len: int = 0) -> tuple[list[RecordSpan], in
             break  # §4.5.2: cannot be demultiplexed: discard the rest
         pos += size
     return spans, total - pos
+
+
+def single_plaintext_record(data: Buffer) -> bool:
+    """True if `data` is exactly one DTLSPlaintext record (RFC 9147 §4.1): a plaintext
+    content type, and a length field (at most 2^14, RFC 9846 §5.1) that fills the datagram:
+    the one span `split_datagram` would give."""
+    n = len(data)
+    return (
+        n >= PLAINTEXT_HEADER_LEN
+        and data[0] in _PLAINTEXT_TYPES
+        and data[11] << 8 | data[12] == n - PLAINTEXT_HEADER_LEN <= MAX_PLAINTEXT
+    )
 
 
 def seal_plaintext(content_type: int, seq: int, payload: Buffer, epoch: int = 0) -> bytes:
