@@ -690,17 +690,13 @@ class ServerEndpoint:
     def _deliver_run(self, peer: _Peer, run: list[tuple[Buffer, Address]], now: float) -> None:
         counts = self._counts
         counts["datagrams_received"] += len(run)
-        if len(run) == 1:  # most often: one datagram per wakeup and connection
-            data = run[0][0]
-            counts["bytes_received"] += len(data)
+        size = routed = 0
+        for data, _ in run:  # a plain loop: most runs are one datagram
+            size += len(data)
             if self.cid_length and self._cid_of(data) is not None:
-                counts["datagrams_routed_by_cid"] += 1
-        else:
-            counts["bytes_received"] += sum(len(d) for d, _ in run)
-            if self.cid_length:
-                counts["datagrams_routed_by_cid"] += sum(
-                    self._cid_of(d) is not None for d, _ in run
-                )
+                routed += 1
+        counts["bytes_received"] += size
+        counts["datagrams_routed_by_cid"] += routed
         peer.last_received = now
         peer.connection.receive_datagrams(run, now)
         self._service(peer, now)
