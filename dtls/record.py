@@ -806,8 +806,9 @@ class RecordCipher:
 
 
 def _app_scratch() -> tuple[Any, Any]:
-    """This thread's record buffer for the one-call paths, and a cffi buffer over it
-    (slicing one gives `bytes`, ~50 ns cheaper than `ffi.unpack`)."""
+    """This thread's plaintext buffer for the one-call open (`ApplicationReceiver`; the sender
+    seals into the record's own bytes), and a cffi buffer over it (slicing one gives `bytes`,
+    ~50 ns cheaper than `ffi.unpack`)."""
     out = _alloc("char[]", MAX_RECORD)
     _local.app = out, _buffer(out)
     return _local.app  # type: ignore[no-any-return]
