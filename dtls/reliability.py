@@ -234,37 +234,35 @@ class HandshakeReassembler:
         return self._buffered
 
     def add(self, fragment: HandshakeFragment, epoch: int) -> str:
-        seq = fragment.message_seq
+        # one unpacking, not an attribute read of the named tuple per field
+        msg_type, length, seq, offset, fragment_length, data = fragment
         if seq < self.next_receive_seq:
             return FragmentResult.OLD
         if seq >= self.next_receive_seq + MAX_FUTURE_MESSAGES:
             return FragmentResult.DROPPED
-        if fragment.length > self.max_message_size:
+        if length > self.max_message_size:
             raise RecordOverflow("handshake message exceeds the configured limit")
         partial = self._partial.get(seq)
         if partial is None:
-            if fragment.fragment_offset == 0 and fragment.fragment_length == fragment.length:
+            if offset == 0 and fragment_length == length:
                 # The whole message in one fragment (the common case): complete at once.
-                if self._buffered + fragment.length > self.max_buffered:
+                if self._buffered + length > self.max_buffered:
                     return FragmentResult.DROPPED
-                self._partial[seq] = ReceivedMessage(
-                    fragment.msg_type, seq, bytes(fragment.fragment), epoch
-                )
-                self._buffered += fragment.length
+                self._partial[seq] = ReceivedMessage(msg_type, seq, bytes(data), epoch)
+                self._buffered += length
                 return FragmentResult.ACCEPTED
-            partial = PartialMessage(fragment.msg_type, fragment.length, epoch)
+            partial = PartialMessage(msg_type, length, epoch)
         elif isinstance(partial, ReceivedMessage):
             # A copy of a message held whole: nothing to add (RFC 9147 §5.5).
-            if partial.msg_type != fragment.msg_type or len(partial.body) != fragment.length:
+            if partial.msg_type != msg_type or len(partial.body) != length:
                 raise IllegalParameter("handshake fragments of one message disagree")
             if partial.epoch != epoch:
                 raise IllegalParameter("handshake message spans epochs")
             return FragmentResult.ACCEPTED
-        elif partial.msg_type != fragment.msg_type or partial.length != fragment.length:
+        elif partial.msg_type != msg_type or partial.length != length:
             raise IllegalParameter("handshake fragments of one message disagree")
         elif partial.epoch != epoch:
             raise IllegalParameter("handshake message spans epochs")
-        offset, data = fragment.fragment_offset, fragment.fragment
         if self._buffered + partial.new_bytes(offset, len(data)) > self.max_buffered:
             return FragmentResult.DROPPED
         added = partial.add(offset, data)
