@@ -338,8 +338,10 @@ class Connection:
         if self.handshake_started is None:
             self.handshake_started = now
         try:
-            inbound = records.open(data, now) if opened is None else records.app_opened(
-                opened, len(data), now
+            inbound = (
+                records.open(data, now)
+                if opened is None
+                else records.app_opened(opened, len(data), now)
             )
             authenticated = self._receive_records(inbound, addr, now)
             if authenticated:
@@ -459,7 +461,10 @@ class Connection:
                 if content_type == _APPLICATION_DATA and handshake.state is _CONNECTED:
                     events.append(data_received(payload))  # as _receive_application_data would
                     continue
-            self._receive_record(record, now, addr)
+            if content_type == _HANDSHAKE:
+                self._receive_handshake(record, now)  # as _receive_record would
+            else:
+                self._receive_record(record, now, addr)
             if handshake.state is _CLOSED:
                 break
         if authenticated:
@@ -706,9 +711,7 @@ class Connection:
                 self.send(message)
             return
         if messages:
-            sealed = self._records.seal_batch(
-                self._app_send_epoch, _APPLICATION_DATA, messages
-            )
+            sealed = self._records.seal_batch(self._app_send_epoch, _APPLICATION_DATA, messages)
             if min(map(len, sealed)) * 2 > self.context.max_datagram_size:
                 # no two of them share a datagram (RFC 9147 §4.3): only the first may join
                 # the one being filled
@@ -831,7 +834,7 @@ class Connection:
 
     # ---- as ssl.SSLSocket shows the negotiated parameters (dtls/peercert.py) ----
     def version(self) -> str | None:
-        """"DTLSv1.3" once the handshake completed, else None."""
+        """ "DTLSv1.3" once the handshake completed, else None."""
         return PROTOCOL_VERSION if self.handshake_completed_at is not None else None
 
     def cipher(self) -> tuple[str, str, int] | None:
@@ -1233,52 +1236,57 @@ class Connection:
             )
 
     def _receive_handshake(self, record: InboundRecord, now: float) -> None:
-        fragments = decode_handshake_fragments(record.payload)
+        epoch, record_seq, _, payload = record
+        fragments = decode_handshake_fragments(payload)
         accepted = old = False
         reassembler = self._reassembler
-        if record.epoch == 0 and self._handshake.state is not (
-            HandshakeState.WAIT_SH if self.is_client else HandshakeState.START
-        ):
+        handshake = self._handshake
+        state = handshake.state
+        is_client = self.is_client
+        if epoch == 0 and state is not (_WAIT_SH if is_client else _START):
             # Plaintext handshake data after the hellos is unauthenticated: it may only
             # show that the peer retransmits; it never changes our state (RFC 9147 §6).
-            if self._handshake.state is not HandshakeState.CONNECTED and any(
+            if state is not _CONNECTED and any(
                 f.message_seq < reassembler.next_receive_seq for f in fragments
             ):
                 self._on_retransmission_received(record, now)
             return
+        # the server's first flight in: a ClientHello (RFC 9147 §5.1)
+        server_start = not is_client and state is _START
         for fragment in fragments:
+            msg_type, _, message_seq, _, _, _ = fragment
             if (
-                not self.is_client
-                and self._handshake.state is HandshakeState.START
-                and fragment.msg_type == HandshakeType.CLIENT_HELLO
-                and fragment.message_seq != reassembler.next_receive_seq
+                server_start
+                and msg_type == _CLIENT_HELLO
+                and message_seq != reassembler.next_receive_seq
             ):
                 # A ClientHello may open with message_seq 0 or, after a stateless HRR, 1.
-                reassembler.restart_at(fragment.message_seq)
-            result = reassembler.add(fragment, record.epoch)
+                reassembler.restart_at(message_seq)
+            result = reassembler.add(fragment, epoch)
             if result == FragmentResult.ACCEPTED:
                 accepted = True
-                if fragment.msg_type == HandshakeType.CLIENT_HELLO and isinstance(
-                    self._handshake, ServerHandshake
-                ):
-                    self._handshake.client_hello_record_seq = record.seq
+                if msg_type == _CLIENT_HELLO and isinstance(handshake, ServerHandshake):
+                    handshake.client_hello_record_seq = record_seq
             elif result == FragmentResult.OLD:
                 old = True
         if accepted:
-            self._to_acknowledge((record.epoch, record.seq))
-        while self._handshake.state is not HandshakeState.CLOSED:
+            self._to_acknowledge((epoch, record_seq))
+        while handshake.state is not _CLOSED:
             message = reassembler.pop()
             if message is None:
                 break
-            self._handle_message(message, now)
-        if self._handshake.state is HandshakeState.CLOSED:
+            if handshake.state is not _CONNECTED:
+                handshake.handle(message, now)  # RFC 9846 Appendix A
+            else:
+                self._handle_post_handshake_message(message, now)
+        if handshake.state is _CLOSED:
             return
         if old:
             self._on_retransmission_received(record, now)
         elif accepted:
             # RFC 9147 §7.1: ACK a gap in a handshake flight at once, a partial flight
             # after a short delay; post-handshake records always after the delay.
-            self._schedule_ack(now, immediate=record.epoch < 3 and reassembler.has_future())
+            self._schedule_ack(now, immediate=epoch < 3 and reassembler.has_future())
 
     def _on_retransmission_received(self, record: InboundRecord, now: float) -> None:
         """The peer resent messages we already processed (RFC 9147 §5.8.1): resend our
@@ -1299,11 +1307,8 @@ class Connection:
             self._schedule_ack(now, immediate=not receiving and record.epoch < 3)
 
     # ---- handshake messages ----
-    def _handle_message(self, message: ReceivedMessage, now: float) -> None:
+    def _handle_post_handshake_message(self, message: ReceivedMessage, now: float) -> None:
         handshake = self._handshake
-        if handshake.state is not HandshakeState.CONNECTED:
-            handshake.handle(message, now)  # RFC 9846 Appendix A
-            return
         msg_type = message.msg_type
         if message.epoch < 3:
             raise UnexpectedMessage("handshake message in a handshake epoch after completion")
@@ -1409,7 +1414,9 @@ class Connection:
         if update.request_update not in (0, 1):
             raise IllegalParameter("invalid KeyUpdate request")
         epoch = message.epoch
-        current = self._records.receive_epochs[epoch]  # the newest (`_handle_message`)
+        current = self._records.receive_epochs[
+            epoch
+        ]  # the newest (`_handle_post_handshake_message`)
         handshake = self._handshake
         secret = next_application_traffic_secret(
             handshake.hash_name, current.secret, expand=self._records.provider.handshake.hkdf_expand
@@ -1481,6 +1488,10 @@ class Connection:
 _APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
 _CONNECTED = HandshakeState.CONNECTED
 _CLOSED = HandshakeState.CLOSED  # module constants: an enum member's lookup costs ~0.2 µs
+_START = HandshakeState.START
+_WAIT_SH = HandshakeState.WAIT_SH
+_CLIENT_HELLO = int(HandshakeType.CLIENT_HELLO)
+_HANDSHAKE = int(ContentType.HANDSHAKE)
 
 
 def _datagrams_of(entry: bytes | bytearray | SegmentRun) -> Sequence[bytes | bytearray]:
@@ -1491,8 +1502,9 @@ def _acked_any(flight: OutgoingFlight) -> bool:
     return any(m.unacked != [(0, len(m.body))] for m in flight.messages)
 
 
-def _log_close(conn: Connection, reason: str, alert: int | None, by_peer: bool,
-               error: bool) -> None:
+def _log_close(
+    conn: Connection, reason: str, alert: int | None, by_peer: bool, error: bool
+) -> None:
     """A failure at INFO (peer, alert, reason), an orderly close at DEBUG."""
     if not logger.isEnabledFor(logging.INFO if error else logging.DEBUG):
         return
