@@ -430,10 +430,6 @@ def _decode_certificate_verify(r: Reader) -> CertificateVerify:
     return CertificateVerify(r.pull_uint16(), r.pull_vector(2))
 
 
-def _decode_finished(r: Reader) -> Finished:
-    return Finished(r.pull_bytes(r.end - r.pos))
-
-
 def _decode_new_session_ticket(r: Reader) -> NewSessionTicket:
     lifetime = r.pull_uint32()
     age_add = r.pull_uint32()
@@ -468,6 +464,7 @@ def _decode_new_connection_id(r: Reader) -> NewConnectionId:
     return NewConnectionId(cids, usage)
 
 
+_FINISHED = int(HandshakeType.FINISHED)  # decoded without a Reader: no fields to read
 _DECODERS: dict[int, Callable[[Reader], HandshakeMessage]] = {
     HandshakeType.CLIENT_HELLO: _decode_client_hello,
     HandshakeType.SERVER_HELLO: _decode_server_hello,
@@ -475,7 +472,6 @@ _DECODERS: dict[int, Callable[[Reader], HandshakeMessage]] = {
     HandshakeType.CERTIFICATE_REQUEST: _decode_certificate_request,
     HandshakeType.CERTIFICATE: _decode_certificate,
     HandshakeType.CERTIFICATE_VERIFY: _decode_certificate_verify,
-    HandshakeType.FINISHED: _decode_finished,
     HandshakeType.NEW_SESSION_TICKET: _decode_new_session_ticket,
     HandshakeType.KEY_UPDATE: _decode_key_update,
     HandshakeType.REQUEST_CONNECTION_ID: _decode_request_connection_id,
@@ -522,6 +518,8 @@ def decode_handshake_body(msg_type: int, body: bytes) -> HandshakeMessage:
     Types DTLS 1.3 never sends (end_of_early_data, message_hash, unknown ones) raise
     UnexpectedMessage.
     """
+    if msg_type == _FINISHED:
+        return Finished(bytes(body))  # RFC 9846 §4.4.4: the body is verify_data alone
     decoder = _DECODERS.get(msg_type)
     if decoder is None:
         raise UnexpectedMessage(f"handshake message type {msg_type} is not used in DTLS 1.3")
