@@ -314,6 +314,12 @@ class StatelessResponse:
 _ACCEPT = StatelessResponse("accept")
 _DROP = StatelessResponse("drop")
 _COOKIE_TYPE = ExtensionType.COOKIE.to_bytes(2, "big")
+# module constants for the per-handshake code: an enum member's lookup costs ~70 ns
+_SERVER_CERTIFICATE_TYPE = int(ExtensionType.SERVER_CERTIFICATE_TYPE)
+_CLIENT_CERTIFICATE_TYPE = int(ExtensionType.CLIENT_CERTIFICATE_TYPE)
+_USE_SRTP = int(ExtensionType.USE_SRTP)
+_WAIT_CERT = HandshakeState.WAIT_CERT
+_WAIT_FINISHED = HandshakeState.WAIT_FINISHED
 
 
 class Refusal:
@@ -565,9 +571,7 @@ class ServerHandshake(Handshake):
         self._conn._records.install_receive(3, suite, self.secrets["client_application"])
         self._conn._start_flight(OutgoingFlight(messages, needs_ack=False), now)
         self.state = (
-            HandshakeState.WAIT_CERT
-            if ctx.request_client_certificate and certificate_auth
-            else HandshakeState.WAIT_FINISHED
+            _WAIT_CERT if ctx.request_client_certificate and certificate_auth else _WAIT_FINISHED
         )
 
     def _accept_psk(
@@ -693,7 +697,7 @@ class ServerHandshake(Handshake):
         ctx = self.context
         offered = dict(ch.other_extensions)
         out: list[tuple[int, bytes]] = []
-        server_types = offered.get(ExtensionType.SERVER_CERTIFICATE_TYPE)
+        server_types = offered.get(_SERVER_CERTIFICATE_TYPE)
         if server_types is None and not ctx.certificate_chain:
             # RFC 7250 §4.2: no server_certificate_type means X.509 only, as the
             # stateless refusal (_check_server_authentication) answers too
@@ -706,8 +710,8 @@ class ServerHandshake(Handshake):
                 self.own_certificate_type = X509
             else:
                 raise UnsupportedCertificate("no certificate type in common")
-            out.append((ExtensionType.SERVER_CERTIFICATE_TYPE, bytes([self.own_certificate_type])))
-        client_types = offered.get(ExtensionType.CLIENT_CERTIFICATE_TYPE)
+            out.append((_SERVER_CERTIFICATE_TYPE, bytes([self.own_certificate_type])))
+        client_types = offered.get(_CLIENT_CERTIFICATE_TYPE)
         if client_types is not None and ctx.request_client_certificate:
             types = certificate_types(client_types)
             if ctx.pinned_public_keys and RAW_PUBLIC_KEY in types:
@@ -716,12 +720,12 @@ class ServerHandshake(Handshake):
                 self.peer_certificate_type = X509
             else:
                 raise UnsupportedCertificate("no client certificate type in common")
-            out.append((ExtensionType.CLIENT_CERTIFICATE_TYPE, bytes([self.peer_certificate_type])))
+            out.append((_CLIENT_CERTIFICATE_TYPE, bytes([self.peer_certificate_type])))
         return out
 
     def _server_srtp(self, ch: ClientHello) -> list[tuple[int, bytes]]:
         """use_srtp in EncryptedExtensions (RFC 5764 §4.1.1; DTLS 1.3 moves it to EE)."""
-        offered = [d for t, d in ch.other_extensions if t == ExtensionType.USE_SRTP]
+        offered = [d for t, d in ch.other_extensions if t == _USE_SRTP]
         if not offered or not self.context.srtp_profiles:
             return []
         profiles, mki = decode_use_srtp(offered[0])
@@ -729,7 +733,7 @@ class ServerHandshake(Handshake):
         if profile is None:
             return []  # no common profile: the handshake goes on without SRTP (§4.1.1)
         self.srtp_profile = profile
-        return [(ExtensionType.USE_SRTP, encode_use_srtp([profile], mki))]
+        return [(_USE_SRTP, encode_use_srtp([profile], mki))]
 
     def _select_alpn(self, ch: ClientHello) -> str | None:
         offered = self.context.alpn_protocols
