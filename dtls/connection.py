@@ -461,10 +461,7 @@ class Connection:
                 if content_type == _APPLICATION_DATA and handshake.state is _CONNECTED:
                     events.append(data_received(payload))  # as _receive_application_data would
                     continue
-            if content_type == _HANDSHAKE:
-                self._receive_handshake(record, now)  # as _receive_record would
-            else:
-                self._receive_record(record, now, addr)
+            self._receive_record(record, now, addr)
             if handshake.state is _CLOSED:
                 break
         if authenticated:
@@ -1186,9 +1183,9 @@ class Connection:
     # ---- inbound records ----
     def _receive_record(self, record: InboundRecord, now: float, addr: Address = None) -> None:
         content_type = record.content_type
-        if content_type == ContentType.HANDSHAKE:
+        if content_type == _HANDSHAKE:  # a module constant: cheaper than the enum member's
             self._receive_handshake(record, now)
-        elif content_type == ContentType.APPLICATION_DATA:
+        elif content_type == _APPLICATION_DATA:
             self._receive_application_data(record)
         elif content_type == ContentType.ACK:
             self._receive_ack(record, now)
@@ -1414,9 +1411,8 @@ class Connection:
         if update.request_update not in (0, 1):
             raise IllegalParameter("invalid KeyUpdate request")
         epoch = message.epoch
-        current = self._records.receive_epochs[
-            epoch
-        ]  # the newest (`_handle_post_handshake_message`)
+        # the newest (`_handle_post_handshake_message`)
+        current = self._records.receive_epochs[epoch]
         handshake = self._handshake
         secret = next_application_traffic_secret(
             handshake.hash_name, current.secret, expand=self._records.provider.handshake.hkdf_expand
