@@ -33,7 +33,7 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HEADER = HERE / "dtls_native.h"
-C_SOURCES = ("record.c", "kdf.c", "replay.c", "pool.c", "batch.c", "bench.c")
+C_SOURCES = ("record.c", "kdf.c", "replay.c", "pool.c", "batch.c", "bench.c", "py_app_record.c")
 
 _DEFINE = re.compile(r"^\s*#\s*define\s+([A-Za-z_]\w*)\s+(.+?)\s*$")
 

@@ -4,6 +4,7 @@ Pointers, structs and opaque objects are cffi cdata (typed Any here); the C
 functions take positional arguments only.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 ffi: Any  # a cffi.FFI instance (typed Any: cffi ships no stubs)
@@ -229,6 +230,7 @@ class _Lib:
         self, r: Any, datagram: Any, datagram_len: int, max_plaintext: int, out: Any, out_cap: int
     ) -> int: ...
     def dtls_app_result(self, r: Any) -> Any: ...
+    def dtls_app_py_install(self) -> int: ...
     def dtls_app_sender_take(self, s: Any, counts: Any) -> None: ...
     def dtls_app_receiver_take(self, r: Any, counts: Any) -> None: ...
     def dtls_open_run(
@@ -290,3 +292,15 @@ class _Lib:
     ) -> int: ...
 
 lib: _Lib
+
+# csrc/py_app_record.c, once lib.dtls_app_py_install() has run
+def app_sealer(
+    address: int, owner: object, overhead: int, shortest: int, failed: Callable[[int], object], /
+) -> Callable[[int, Any], bytes]: ...
+def app_opener(
+    address: int,
+    owner: object,
+    other: Callable[[tuple[int, int, bytes]], Any],
+    failed: Callable[[int], Any],
+    /,
+) -> Callable[[Any, int], Any]: ...

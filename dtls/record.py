@@ -25,7 +25,7 @@ from functools import lru_cache, partial
 from itertools import accumulate
 from typing import Any
 
-from . import keyschedule, record_py
+from . import _native, keyschedule, record_py
 from ._native import ffi, lib
 from .iana import CipherSuite, ContentType
 from .record_py import (  # the definitions both record providers share
@@ -78,6 +78,7 @@ MAX_RECORD = 1 + 255 + 2 + 2 + (1 << 14) + 256  # largest unified header + RFC 9
 # cffi lookups hoisted out of the per-record paths
 _NULL = ffi.NULL
 _from_buffer = ffi.from_buffer
+_cast = ffi.cast
 _unpack: Callable[..., bytes] = ffi.unpack
 _buffer = ffi.buffer
 _new = ffi.new
@@ -91,10 +92,6 @@ _open_records = lib.dtls_open_records
 _seal_segments = lib.dtls_seal_segments
 _open_segments = lib.dtls_open_segments
 _open_run = lib.dtls_open_run
-_app_seal = lib.dtls_app_seal
-_app_open = lib.dtls_app_open
-_APP_GENERAL = lib.DTLS_APP_GENERAL
-_APP_OTHER = lib.DTLS_APP_OTHER
 _unpack_ints: Callable[[Any, int], list[int]] = ffi.unpack  # of integer arrays: lists
 _split = lib.dtls_split_datagram
 _seal_plaintext = lib.dtls_seal_plaintext
@@ -135,6 +132,23 @@ def _open_error(rc: int) -> OpenError:
     return error
 
 
+def _seal_failed(rc: int) -> None:
+    """Raises the error of a failed dtls_app_seal."""
+    _check(rc, "seal")
+
+
+def _address(state: Any) -> int:
+    """The address of a C state, for the functions of csrc/py_app_record.c."""
+    return int(_cast("uintptr_t", state))
+
+
+# dtls_app_seal and dtls_app_open as functions bound to one state (csrc/py_app_record.c)
+if lib.dtls_app_py_install() != 0:
+    raise ImportError("dtls._native: the application-data functions could not be installed")
+_app_sealer = _native.app_sealer
+_app_opener = _native.app_opener
+
+
 def _pointer(data: Buffer) -> Any:
     # bytes pass to `const uint8_t *` as they are; other buffers through from_buffer
     return data if type(data) is bytes else _from_buffer(data)
@@ -146,7 +160,6 @@ _SPAN_CAPACITY = 32
 _CHUNK_BYTES = 1 << 16  # batch work per C call
 _LARGE_RECORD = 4096  # from this average size on, batches go record by record
 _SCRATCH_KEEP = 1 << 21  # per-thread scratch kept between calls, at most
-_ZERO = b"\0"  # `_ZERO * n`: a new zeroed n-byte object for n > 1, cheaper than bytes(n)
 _local = threading.local()
 
 
@@ -805,48 +818,28 @@ class RecordCipher:
         )  # fmt: skip
 
 
-def _app_scratch() -> tuple[Any, Any]:
-    """This thread's plaintext buffer for the one-call open (`ApplicationReceiver`; the sender
-    seals into the record's own bytes), and a cffi buffer over it (slicing one gives `bytes`,
-    ~50 ns cheaper than `ffi.unpack`)."""
-    out = _alloc("char[]", MAX_RECORD)
-    _local.app = out, _buffer(out)
-    return _local.app  # type: ignore[no-any-return]
-
-
 class ApplicationSender:
     """`RecordCipher.seal` of application_data in one epoch with one CID (S=1, L=1, no
     padding: what `RecordLayer.seal` sends), one C call per record."""
 
-    __slots__ = ("_cipher", "_overhead", "_s", "_shortest")
+    __slots__ = ("_s", "seal")
+
+    # seal(seq, payload): the record with sequence number seq (RFC 9147 §4), sealed by one
+    # C function straight into the new bytes object (csrc/py_app_record.c)
+    seal: Callable[[int, Buffer], bytes]
 
     def __init__(self, cipher: RecordCipher, epoch: int, cid: bytes | None) -> None:
         cid = cid or b""
         s = lib.dtls_app_sender_new(cipher._ctx, epoch, cid, len(cid))
         if s == _NULL:
             raise ValueError("bad epoch or CID")
-        self._cipher = cipher  # the C state borrows its context
         self._s = ffi.gc(s, lib.dtls_app_sender_free)
-        # record length = payload length + _overhead (header, content type, tag), at least
-        # _shortest (the padding that gives a 16-byte sample, RFC 9147 §4.2.3: CCM_8 only)
-        self._overhead = cipher.sealed_len(16, cid_len=len(cid)) - 16
-        self._shortest = cipher.sealed_len(0, cid_len=len(cid))
-
-    def seal(self, seq: int, payload: Buffer) -> bytes:
-        """The record with sequence number `seq` (RFC 9147 §4)."""
-        ptr = payload if payload.__class__ is bytes else _from_buffer(payload)
-        length = len(ptr)
-        size = length + self._overhead
-        if size < self._shortest:
-            size = self._shortest
-        # sealed straight into the new bytes object, before anything else can see it (as
-        # C code fills PyBytes_FromStringAndSize(NULL, n)): no scratch buffer, no copy
-        record = _ZERO * size
-        n = _app_seal(self._s, seq, ptr, length, record, size)
-        if n != size:
-            _check(n, "seal")
-            raise AssertionError(n)  # pragma: no cover - the length is the one computed
-        return record
+        # record length = payload length + overhead (header, content type, tag), at least
+        # shortest (the padding that gives a 16-byte sample, RFC 9147 §4.2.3: CCM_8 only)
+        overhead = cipher.sealed_len(16, cid_len=len(cid)) - 16
+        shortest = cipher.sealed_len(0, cid_len=len(cid))
+        # the C state borrows the cipher's context: the function holds both
+        self.seal = _app_sealer(_address(s), (self._s, cipher), overhead, shortest, _seal_failed)
 
     def take_counts(self) -> tuple[int, int]:
         """Records and bytes sealed since the last call."""
@@ -859,7 +852,13 @@ class ApplicationReceiver:
     """`RecordCipher.open` of a datagram that is one record of one application epoch,
     carrying one CID, in one C call (RFC 9147 §4.1, §4.2.2, §4.5.1)."""
 
-    __slots__ = ("_cipher", "_r", "_window")
+    __slots__ = ("_r", "open")
+
+    # open(datagram, max_plaintext): the application data (at most max_plaintext bytes);
+    # the record when it opened as something else; why it was dropped; None when the
+    # datagram is not one record of this epoch and CID (nothing was changed: the general
+    # path takes it). One C function that makes the plaintext's bytes (csrc/py_app_record.c).
+    open: Callable[[Buffer, int], bytes | OpenedRecord | OpenError | None]
 
     def __init__(
         self, cipher: RecordCipher, window: ReplayWindow, epoch_bits: int, cid: bytes | None
@@ -868,29 +867,9 @@ class ApplicationReceiver:
         r = lib.dtls_app_receiver_new(cipher._ctx, window._w, epoch_bits, cid, len(cid))
         if r == _NULL:
             raise ValueError("bad epoch bits or CID")
-        self._cipher, self._window = cipher, window  # the C state borrows both
         self._r = ffi.gc(r, lib.dtls_app_receiver_free)
-
-    def open(
-        self, datagram: Buffer, max_plaintext: int
-    ) -> bytes | OpenedRecord | OpenError | None:
-        """The application data (at most `max_plaintext` bytes); the record when it opened
-        as something else; why it was dropped; None when `datagram` is not one record of
-        this epoch and CID (nothing was changed: the general path takes it)."""
-        src = datagram if datagram.__class__ is bytes else _from_buffer(datagram)
-        try:
-            out, record = _local.app
-        except AttributeError:
-            out, record = _app_scratch()
-        n = _app_open(self._r, src, len(src), max_plaintext, out, MAX_RECORD)
-        if n >= 0:
-            return record[:n]  # type: ignore[no-any-return]
-        if n == _APP_GENERAL:
-            return None
-        if n == _APP_OTHER:
-            res = lib.dtls_app_result(self._r)
-            return _new_opened((res.content_type, res.seq, _unpack(out, res.plaintext_len)))
-        return _open_error(n)
+        # the C state borrows the cipher's context and the window: the function holds all
+        self.open = _app_opener(_address(r), (self._r, cipher, window), _new_opened, _open_error)
 
     def take_counts(self) -> tuple[int, int]:
         """Records and datagram bytes `open` returned as application data since the last

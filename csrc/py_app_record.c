@@ -1,0 +1,276 @@
+/* py_app_record.c - the application epoch's one-record seal and open (dtls_app_seal,
+ * dtls_app_open) as Python functions that make their result's bytes themselves
+ * (RFC 9147 §4).
+ *
+ * Through cffi, each record costs a cffi call (argument conversion, a tuple), a Python
+ * frame around it and a copy out of a scratch buffer. These functions are bound to one
+ * sender or receiver (the builtin's `self` is a capsule holding it) and called directly:
+ * `sender.seal(seq, payload)` seals into a new bytes object; `receiver.open(datagram,
+ * max_plaintext)` returns the plaintext as bytes. They are compiled into the cffi module
+ * (dtls._native), which dtls_app_py_install() gives the two factories; the GIL is held
+ * throughout, as for every dtls_app_* call.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "dtls_native.h"
+
+/* largest unified header + RFC 9846 §5.2 limit (dtls.record.MAX_RECORD) */
+#define APP_MAX_RECORD (1 + 255 + 2 + 2 + (1 << 14) + 256)
+
+static const char SEALER[] = "dtls._native.app_sealer";
+static const char OPENER[] = "dtls._native.app_opener";
+
+typedef struct {
+    dtls_app_sender *sender;
+    PyObject *owner;  /* keeps the C state and the cipher it borrows alive */
+    PyObject *failed; /* failed(code): raises the error a negative result stands for */
+    Py_ssize_t overhead, shortest;
+} app_sealer;
+
+typedef struct {
+    dtls_app_receiver *receiver;
+    PyObject *owner;
+    PyObject *other;  /* other((content_type, seq, plaintext)): the OpenedRecord */
+    PyObject *failed; /* failed(code): the OpenError (or raises) */
+} app_opener;
+
+static void sealer_free(PyObject *capsule)
+{
+    app_sealer *s = PyCapsule_GetPointer(capsule, SEALER);
+    if (s == NULL)
+        return;
+    Py_XDECREF(s->owner);
+    Py_XDECREF(s->failed);
+    PyMem_Free(s);
+}
+
+static void opener_free(PyObject *capsule)
+{
+    app_opener *o = PyCapsule_GetPointer(capsule, OPENER);
+    if (o == NULL)
+        return;
+    Py_XDECREF(o->owner);
+    Py_XDECREF(o->other);
+    Py_XDECREF(o->failed);
+    PyMem_Free(o);
+}
+
+/* The bytes of a bytes object, or a buffer's (released by release_buffer). */
+static int get_buffer(PyObject *obj, Py_buffer *view, const uint8_t **data, Py_ssize_t *len)
+{
+    if (PyBytes_CheckExact(obj)) {
+        view->obj = NULL;
+        *data = (const uint8_t *)PyBytes_AS_STRING(obj);
+        *len = PyBytes_GET_SIZE(obj);
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0)
+        return -1;
+    *data = view->buf;
+    *len = view->len;
+    return 0;
+}
+
+static void release_buffer(Py_buffer *view)
+{
+    if (view->obj != NULL)
+        PyBuffer_Release(view);
+}
+
+/* What failed(code) gives; NULL with its exception when it raises. */
+static PyObject *call_failed(PyObject *failed, int code)
+{
+    PyObject *n = PyLong_FromLong(code);
+    if (n == NULL)
+        return NULL;
+    PyObject *result = PyObject_CallOneArg(failed, n);
+    Py_DECREF(n);
+    return result;
+}
+
+/* seal(seq, payload) -> bytes: the record with sequence number seq (RFC 9147 §4). */
+static PyObject *app_seal(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "seal(seq, payload) takes 2 arguments");
+        return NULL;
+    }
+    app_sealer *s = PyCapsule_GetPointer(self, SEALER);
+    if (s == NULL)
+        return NULL;
+    unsigned long long seq = PyLong_AsUnsignedLongLong(args[0]);
+    if (seq == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer view;
+    const uint8_t *payload;
+    Py_ssize_t len;
+    if (get_buffer(args[1], &view, &payload, &len) < 0)
+        return NULL;
+    Py_ssize_t size = len > APP_MAX_RECORD ? APP_MAX_RECORD : len + s->overhead;
+    if (size < s->shortest)
+        size = s->shortest;
+    PyObject *record = PyBytes_FromStringAndSize(NULL, size);
+    int n = DTLS_ERR_ARGUMENT;
+    if (record != NULL)
+        n = dtls_app_seal(s->sender, seq, payload, (size_t)len,
+                          (uint8_t *)PyBytes_AS_STRING(record), (size_t)size);
+    release_buffer(&view);
+    if (record == NULL || n == size)
+        return record;
+    Py_DECREF(record);
+    PyObject *result = call_failed(s->failed, n < 0 ? n : DTLS_ERR_BUFFER);
+    if (result != NULL) { /* failed() returns only for results >= 0: never one here */
+        Py_DECREF(result);
+        PyErr_Format(PyExc_SystemError, "seal: %d bytes where %zd were expected", n, size);
+    }
+    return NULL;
+}
+
+/* open(datagram, max_plaintext): the application data (bytes); the record when it opened
+ * as something else; why it was dropped; None when the datagram is not one record of this
+ * epoch and CID (RFC 9147 §4.1, §4.2.2, §4.5.1). */
+static PyObject *app_open(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "open(datagram, max_plaintext) takes 2 arguments");
+        return NULL;
+    }
+    app_opener *o = PyCapsule_GetPointer(self, OPENER);
+    if (o == NULL)
+        return NULL;
+    Py_ssize_t max_plaintext = PyLong_AsSsize_t(args[1]);
+    if (max_plaintext == -1 && PyErr_Occurred())
+        return NULL;
+    if (max_plaintext < 0) {
+        PyErr_SetString(PyExc_ValueError, "open: max_plaintext < 0");
+        return NULL;
+    }
+    Py_buffer view;
+    const uint8_t *datagram;
+    Py_ssize_t len;
+    if (get_buffer(args[0], &view, &datagram, &len) < 0)
+        return NULL;
+    uint8_t out[APP_MAX_RECORD];
+    int n = dtls_app_open(o->receiver, datagram, (size_t)len, (size_t)max_plaintext, out,
+                          sizeof(out));
+    release_buffer(&view);
+    if (n >= 0)
+        return PyBytes_FromStringAndSize((const char *)out, n);
+    if (n == DTLS_APP_GENERAL)
+        Py_RETURN_NONE;
+    if (n != DTLS_APP_OTHER)
+        return call_failed(o->failed, n);
+    const dtls_open_result *res = dtls_app_result(o->receiver);
+    PyObject *fields = Py_BuildValue("(iKy#)", (int)res->content_type,
+                                     (unsigned long long)res->seq, (const char *)out,
+                                     (Py_ssize_t)res->plaintext_len);
+    if (fields == NULL)
+        return NULL;
+    PyObject *record = PyObject_CallOneArg(o->other, fields);
+    Py_DECREF(fields);
+    return record;
+}
+
+static PyMethodDef app_seal_def = {"seal", (PyCFunction)(void (*)(void))app_seal, METH_FASTCALL,
+                                   "seal(seq, payload) -> bytes: one application-data record."};
+static PyMethodDef app_open_def = {
+    "open", (PyCFunction)(void (*)(void))app_open, METH_FASTCALL,
+    "open(datagram, max_plaintext): the plaintext, the record, an OpenError or None."};
+
+/* The state a factory was given as an address (an int) and the objects to hold. */
+static void *address_arg(PyObject *arg)
+{
+    void *p = PyLong_AsVoidPtr(arg);
+    if (p == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "NULL state");
+    return p;
+}
+
+/* app_sealer(address, owner, overhead, shortest, failed) -> seal */
+static PyObject *make_sealer(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "app_sealer takes 5 arguments");
+        return NULL;
+    }
+    void *sender = address_arg(args[0]);
+    if (sender == NULL)
+        return NULL;
+    Py_ssize_t overhead = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t shortest = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (overhead < 0 || shortest < 0 || overhead > 512 || shortest > 512) {
+        PyErr_SetString(PyExc_ValueError, "app_sealer: bad record overhead");
+        return NULL;
+    }
+    app_sealer *s = PyMem_Calloc(1, sizeof(*s));
+    if (s == NULL)
+        return PyErr_NoMemory();
+    s->sender = sender;
+    s->overhead = overhead;
+    s->shortest = shortest;
+    s->owner = Py_NewRef(args[1]);
+    s->failed = Py_NewRef(args[4]);
+    PyObject *capsule = PyCapsule_New(s, SEALER, sealer_free);
+    if (capsule == NULL) {
+        Py_DECREF(s->owner);
+        Py_DECREF(s->failed);
+        PyMem_Free(s);
+        return NULL;
+    }
+    PyObject *seal = PyCFunction_New(&app_seal_def, capsule);
+    Py_DECREF(capsule);
+    return seal;
+}
+
+/* app_opener(address, owner, other, failed) -> open */
+static PyObject *make_opener(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "app_opener takes 4 arguments");
+        return NULL;
+    }
+    void *receiver = address_arg(args[0]);
+    if (receiver == NULL)
+        return NULL;
+    app_opener *o = PyMem_Calloc(1, sizeof(*o));
+    if (o == NULL)
+        return PyErr_NoMemory();
+    o->receiver = receiver;
+    o->owner = Py_NewRef(args[1]);
+    o->other = Py_NewRef(args[2]);
+    o->failed = Py_NewRef(args[3]);
+    PyObject *capsule = PyCapsule_New(o, OPENER, opener_free);
+    if (capsule == NULL) {
+        Py_DECREF(o->owner);
+        Py_DECREF(o->other);
+        Py_DECREF(o->failed);
+        PyMem_Free(o);
+        return NULL;
+    }
+    PyObject *open = PyCFunction_New(&app_open_def, capsule);
+    Py_DECREF(capsule);
+    return open;
+}
+
+static PyMethodDef factories[] = {
+    {"app_sealer", (PyCFunction)(void (*)(void))make_sealer, METH_FASTCALL,
+     "app_sealer(address, owner, overhead, shortest, failed): a dtls_app_sender's seal."},
+    {"app_opener", (PyCFunction)(void (*)(void))make_opener, METH_FASTCALL,
+     "app_opener(address, owner, other, failed): a dtls_app_receiver's open."},
+    {NULL, NULL, 0, NULL},
+};
+
+int dtls_app_py_install(void)
+{
+    PyObject *module = PyImport_ImportModule("dtls._native");
+    int rc = module != NULL ? PyModule_AddFunctions(module, factories) : -1;
+    Py_XDECREF(module);
+    if (rc < 0)
+        PyErr_Clear();
+    return rc < 0 ? -1 : 0;
+}
