@@ -9,9 +9,14 @@
  * max_plaintext)` returns the plaintext as bytes. They are compiled into the cffi module
  * (dtls._native), which dtls_app_py_install() gives the two factories; the GIL is held
  * throughout, as for every dtls_app_* call.
+ *
+ * The event each record is handed to the application in is made the same way:
+ * instance_maker(cls, names) makes instances of a class with __slots__ (a frozen
+ * dataclass's too) with those slots set, in one call, without running __init__.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include "dtls_native.h"
 
@@ -257,7 +262,118 @@ static PyObject *make_opener(PyObject *module, PyObject *const *args, Py_ssize_t
     return open;
 }
 
+/* ---- instances of slotted classes ---- */
+
+#define MAKER_MAX_SLOTS 8
+
+static const char MAKER[] = "dtls._native.instance_maker";
+
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t n;
+    Py_ssize_t offsets[MAKER_MAX_SLOTS];
+} instance_maker;
+
+static void maker_free(PyObject *capsule)
+{
+    instance_maker *m = PyCapsule_GetPointer(capsule, MAKER);
+    if (m == NULL)
+        return;
+    Py_XDECREF(m->type);
+    PyMem_Free(m);
+}
+
+/* make(*values): a new instance with its slots set to values, in order. */
+static PyObject *make_instance(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    instance_maker *m = PyCapsule_GetPointer(self, MAKER);
+    if (m == NULL)
+        return NULL;
+    if (nargs != m->n) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd values, not %zd", m->type->tp_name, m->n,
+                     nargs);
+        return NULL;
+    }
+    PyObject *obj = m->type->tp_alloc(m->type, 0);
+    if (obj == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < nargs; i++) /* the slots start NULL (tp_alloc zeroes them) */
+        *(PyObject **)((char *)obj + m->offsets[i]) = Py_NewRef(args[i]);
+    return obj;
+}
+
+static PyMethodDef make_instance_def = {"make", (PyCFunction)(void (*)(void))make_instance,
+                                        METH_FASTCALL, "make(*values): a new instance."};
+
+/* The offset of slot `name` of `type`: a writable object slot of `type` or a base. */
+static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name)
+{
+    PyObject *descr = PyObject_GetAttr((PyObject *)type, name);
+    if (descr == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+    }
+    Py_ssize_t offset = -1;
+    if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDescrObject *member = (PyMemberDescrObject *)descr;
+        PyMemberDef *def = member->d_member;
+        if (def->type == T_OBJECT_EX && !(def->flags & READONLY) &&
+            PyType_IsSubtype(type, PyDescr_TYPE(member)) && def->offset > 0 &&
+            def->offset + (Py_ssize_t)sizeof(PyObject *) <= type->tp_basicsize)
+            offset = def->offset;
+    }
+    Py_XDECREF(descr);
+    if (offset < 0)
+        PyErr_Format(PyExc_TypeError, "%R is not a slot of %s", name, type->tp_name);
+    return offset;
+}
+
+/* instance_maker(cls, names) -> make */
+static PyObject *make_maker(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "instance_maker(cls, names: tuple)");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    Py_ssize_t n = PyTuple_GET_SIZE(args[1]);
+    if (n > MAKER_MAX_SLOTS || type->tp_itemsize != 0 || type->tp_alloc == NULL) {
+        PyErr_Format(PyExc_TypeError, "instance_maker: %s does not qualify", type->tp_name);
+        return NULL;
+    }
+    instance_maker *m = PyMem_Calloc(1, sizeof(*m));
+    if (m == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) {
+        m->offsets[i] = slot_offset(type, PyTuple_GET_ITEM(args[1], i));
+        for (Py_ssize_t j = 0; j < i && m->offsets[i] >= 0; j++)
+            if (m->offsets[j] == m->offsets[i]) {
+                PyErr_SetString(PyExc_TypeError, "instance_maker: a slot named twice");
+                m->offsets[i] = -1;
+            }
+        if (m->offsets[i] < 0) {
+            PyMem_Free(m);
+            return NULL;
+        }
+    }
+    m->n = n;
+    m->type = (PyTypeObject *)Py_NewRef(type);
+    PyObject *capsule = PyCapsule_New(m, MAKER, maker_free);
+    if (capsule == NULL) {
+        Py_DECREF(type);
+        PyMem_Free(m);
+        return NULL;
+    }
+    PyObject *make = PyCFunction_New(&make_instance_def, capsule);
+    Py_DECREF(capsule);
+    return make;
+}
+
 static PyMethodDef factories[] = {
+    {"instance_maker", (PyCFunction)(void (*)(void))make_maker, METH_FASTCALL,
+     "instance_maker(cls, names): make(*values), a new cls with those slots set."},
     {"app_sealer", (PyCFunction)(void (*)(void))make_sealer, METH_FASTCALL,
      "app_sealer(address, owner, overhead, shortest, failed): a dtls_app_sender's seal."},
     {"app_opener", (PyCFunction)(void (*)(void))make_opener, METH_FASTCALL,

@@ -294,6 +294,7 @@ class _Lib:
 lib: _Lib
 
 # csrc/py_app_record.c, once lib.dtls_app_py_install() has run
+def instance_maker(cls: type[Any], names: tuple[str, ...], /) -> Callable[..., Any]: ...
 def app_sealer(
     address: int, owner: object, overhead: int, shortest: int, failed: Callable[[int], object], /
 ) -> Callable[[int, Any], bytes]: ...

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 
@@ -36,20 +37,32 @@ class DataReceived(Event):
     early: bool = False
 
 
-_object_new = object.__new__
-# the slots' own setters, past the frozen __setattr__
-_set_data = vars(DataReceived)["data"].__set__
-_set_early = vars(DataReceived)["early"].__set__
-
-
-def data_received(data: bytes) -> DataReceived:
+def _data_received_in_python(data: bytes) -> DataReceived:
     """`DataReceived(data)`, its fields set directly rather than through the frozen
-    dataclass __init__ (one event per record received)."""
+    dataclass __init__."""
     event: DataReceived = _object_new(DataReceived)
     _set_data(event, data)
     _set_early(event, False)
     return event
 
+
+_object_new = object.__new__
+# the slots' own setters, past the frozen __setattr__
+_set_data = vars(DataReceived)["data"].__set__
+_set_early = vars(DataReceived)["early"].__set__
+
+data_received: Callable[[bytes], DataReceived] = _data_received_in_python
+"""`DataReceived(data)` for one record received: where the C extension is built, one C
+call that sets the slots (csrc/py_app_record.c)."""
+try:
+    from ._native import lib as _lib
+except ImportError:  # the pure-Python record layer: the slot setters
+    pass
+else:
+    if _lib.dtls_app_py_install() == 0:
+        from ._native import instance_maker
+
+        data_received = partial(instance_maker(DataReceived, ("early", "data")), False)
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,6 +7,7 @@ state kept alive by the function alone (RFC 9147 §4)."""
 from __future__ import annotations
 
 import gc
+import sys
 from array import array
 
 import pytest
@@ -122,3 +123,56 @@ def test_the_factories_refuse_bad_arguments() -> None:
         native.app_opener(1, None, failed)
     with pytest.raises(ValueError):
         native.app_opener(0, None, failed, failed)
+
+
+# ---- instance_maker: the event of each record ----
+
+
+def test_instance_maker_sets_the_slots_of_a_frozen_dataclass() -> None:
+    from dtls.events import DataReceived, data_received
+
+    make = native.instance_maker(DataReceived, ("data", "early"))
+    payload = bytes(range(100))
+    before = sys.getrefcount(payload)
+    events = [make(payload, True) for _ in range(100)]
+    assert sys.getrefcount(payload) == before + 100
+    assert events[0] == DataReceived(payload, early=True) and events[0].data is payload
+    assert data_received(payload) == DataReceived(payload)  # what the engine uses
+    with pytest.raises(AttributeError):
+        events[0].data = b""  # type: ignore[misc]  # still frozen
+    del events
+    gc.collect()
+    assert sys.getrefcount(payload) == before  # the slots' references are the instances'
+
+
+def test_instance_maker_refuses_what_it_cannot_make() -> None:
+    from dtls.events import DataReceived
+
+    class Slotted:
+        __slots__ = ("a", "b")
+
+    class Plain:
+        a = 1
+
+    make = native.instance_maker(Slotted, ("b",))
+    only_b = make(7)
+    assert only_b.b == 7 and not hasattr(only_b, "a")
+    with pytest.raises(TypeError):
+        make()
+    with pytest.raises(TypeError):
+        make(1, 2)
+    for cls, names in [
+        (Slotted, ("c",)),  # no such slot
+        (Slotted, ("a", "a")),  # a slot named twice
+        (Plain, ("a",)),  # a class attribute, not a slot
+        (DataReceived, ("__class__",)),
+        (slice, ("start",)),  # read-only
+        (int, ()),  # variable-size instances
+        (Slotted, ("a",) * 9),  # too many
+    ]:
+        with pytest.raises(TypeError):
+            native.instance_maker(cls, names)
+    with pytest.raises(TypeError):
+        native.instance_maker("not a class", ("a",))
+    with pytest.raises(TypeError):
+        native.instance_maker(Slotted, ["a"])  # a tuple of names
