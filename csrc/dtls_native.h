@@ -206,9 +206,10 @@ int dtls_app_open(dtls_app_receiver *r, const uint8_t *datagram, size_t datagram
 void dtls_app_receiver_take(dtls_app_receiver *r, uint64_t counts[2]);
 /* The last record dtls_app_open opened (its sequence number, type, plaintext length). */
 const dtls_open_result *dtls_app_result(const dtls_app_receiver *r);
-/* Gives dtls._native app_sealer and app_opener: dtls_app_seal and dtls_app_open as Python
- * functions bound to one sender or receiver, which make their result's bytes themselves
- * (csrc/py_app_record.c). Called once, with the GIL; 0, or -1 when it failed. */
+/* Gives dtls._native app_sealer and app_opener (dtls_app_seal and dtls_app_open as Python
+ * functions bound to one sender or receiver, which make their result's bytes themselves)
+ * and instance_maker (csrc/py_app_record.c). Called with the GIL, once or more (the
+ * same functions again); 0, or -1 when it failed. */
 int dtls_app_py_install(void);
 
 /* ---- batches: one call for many records ---- */

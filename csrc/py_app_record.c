@@ -5,14 +5,14 @@
  * Through cffi, each record costs a cffi call (argument conversion, a tuple), a Python
  * frame around it and a copy out of a scratch buffer. These functions are bound to one
  * sender or receiver (the builtin's `self` is a capsule holding it) and called directly:
- * `sender.seal(seq, payload)` seals into a new bytes object; `receiver.open(datagram,
- * max_plaintext)` returns the plaintext as bytes. They are compiled into the cffi module
- * (dtls._native), which dtls_app_py_install() gives the two factories; the GIL is held
- * throughout, as for every dtls_app_* call.
+ * `sender.seal(seq, payload)` seals into a new bytes object, `sender.seal_run(seq,
+ * payloads)` a list of them, and `receiver.open(datagram, max_plaintext)` returns the
+ * plaintext as bytes. The event each record is handed to the application in is made in
+ * one call too: instance_maker(cls, names) makes instances of a class with __slots__ (a
+ * frozen dataclass's too) with those slots set, without running __init__.
  *
- * The event each record is handed to the application in is made the same way:
- * instance_maker(cls, names) makes instances of a class with __slots__ (a frozen
- * dataclass's too) with those slots set, in one call, without running __init__.
+ * They are compiled into the cffi module (dtls._native), to which dtls_app_py_install()
+ * adds the three factories; the GIL is held throughout, as for every dtls_app_* call.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -94,23 +94,13 @@ static PyObject *call_failed(PyObject *failed, int code)
     return result;
 }
 
-/* seal(seq, payload) -> bytes: the record with sequence number seq (RFC 9147 §4). */
-static PyObject *app_seal(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The record with sequence number seq carrying payload (RFC 9147 §4), a new bytes object. */
+static PyObject *seal_one(app_sealer *s, unsigned long long seq, PyObject *payload_obj)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "seal(seq, payload) takes 2 arguments");
-        return NULL;
-    }
-    app_sealer *s = PyCapsule_GetPointer(self, SEALER);
-    if (s == NULL)
-        return NULL;
-    unsigned long long seq = PyLong_AsUnsignedLongLong(args[0]);
-    if (seq == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
     Py_buffer view;
     const uint8_t *payload;
     Py_ssize_t len;
-    if (get_buffer(args[1], &view, &payload, &len) < 0)
+    if (get_buffer(payload_obj, &view, &payload, &len) < 0)
         return NULL;
     Py_ssize_t size = len > APP_MAX_RECORD ? APP_MAX_RECORD : len + s->overhead;
     if (size < s->shortest)
@@ -130,6 +120,64 @@ static PyObject *app_seal(PyObject *self, PyObject *const *args, Py_ssize_t narg
         PyErr_Format(PyExc_SystemError, "seal: %d bytes where %zd were expected", n, size);
     }
     return NULL;
+}
+
+/* seal(seq, payload) -> bytes */
+static PyObject *app_seal(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "seal(seq, payload) takes 2 arguments");
+        return NULL;
+    }
+    app_sealer *s = PyCapsule_GetPointer(self, SEALER);
+    if (s == NULL)
+        return NULL;
+    unsigned long long seq = PyLong_AsUnsignedLongLong(args[0]);
+    if (seq == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    return seal_one(s, seq, args[1]);
+}
+
+/* seal_run(seq, payloads) -> list of bytes: a record for each payload of the list, with
+ * sequence numbers seq, seq + 1, ... (RFC 9147 §4): no copy of the payloads into one
+ * buffer nor of the records out of one. */
+static PyObject *app_seal_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "seal_run(seq, payloads: list)");
+        return NULL;
+    }
+    app_sealer *s = PyCapsule_GetPointer(self, SEALER);
+    if (s == NULL)
+        return NULL;
+    unsigned long long seq = PyLong_AsUnsignedLongLong(args[0]);
+    if (seq == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    PyObject *payloads = args[1];
+    Py_ssize_t n = PyList_GET_SIZE(payloads);
+    if ((unsigned long long)n > ~seq) {
+        PyErr_SetString(PyExc_OverflowError, "seal_run: sequence numbers past 2^64");
+        return NULL;
+    }
+    PyObject *records = PyList_New(n);
+    if (records == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyList_GET_SIZE(payloads) != n) { /* changed by a buffer's export */
+            PyErr_SetString(PyExc_RuntimeError, "seal_run: the list changed size");
+            Py_DECREF(records); /* the items not set yet are NULL */
+            return NULL;
+        }
+        PyObject *payload = Py_NewRef(PyList_GET_ITEM(payloads, i));
+        PyObject *record = seal_one(s, seq + (unsigned long long)i, payload);
+        Py_DECREF(payload);
+        if (record == NULL) {
+            Py_DECREF(records);
+            return NULL;
+        }
+        PyList_SET_ITEM(records, i, record);
+    }
+    return records;
 }
 
 /* open(datagram, max_plaintext): the application data (bytes); the record when it opened
@@ -179,6 +227,9 @@ static PyObject *app_open(PyObject *self, PyObject *const *args, Py_ssize_t narg
 
 static PyMethodDef app_seal_def = {"seal", (PyCFunction)(void (*)(void))app_seal, METH_FASTCALL,
                                    "seal(seq, payload) -> bytes: one application-data record."};
+static PyMethodDef app_seal_run_def = {
+    "seal_run", (PyCFunction)(void (*)(void))app_seal_run, METH_FASTCALL,
+    "seal_run(seq, payloads) -> list of bytes: a record for each, numbered from seq."};
 static PyMethodDef app_open_def = {
     "open", (PyCFunction)(void (*)(void))app_open, METH_FASTCALL,
     "open(datagram, max_plaintext): the plaintext, the record, an OpenError or None."};
@@ -192,7 +243,7 @@ static void *address_arg(PyObject *arg)
     return p;
 }
 
-/* app_sealer(address, owner, overhead, shortest, failed) -> seal */
+/* app_sealer(address, owner, overhead, shortest, failed) -> (seal, seal_run) */
 static PyObject *make_sealer(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
@@ -227,8 +278,12 @@ static PyObject *make_sealer(PyObject *module, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     PyObject *seal = PyCFunction_New(&app_seal_def, capsule);
+    PyObject *seal_run = PyCFunction_New(&app_seal_run_def, capsule);
     Py_DECREF(capsule);
-    return seal;
+    PyObject *both = seal != NULL && seal_run != NULL ? PyTuple_Pack(2, seal, seal_run) : NULL;
+    Py_XDECREF(seal);
+    Py_XDECREF(seal_run);
+    return both;
 }
 
 /* app_opener(address, owner, other, failed) -> open */
@@ -375,7 +430,8 @@ static PyMethodDef factories[] = {
     {"instance_maker", (PyCFunction)(void (*)(void))make_maker, METH_FASTCALL,
      "instance_maker(cls, names): make(*values), a new cls with those slots set."},
     {"app_sealer", (PyCFunction)(void (*)(void))make_sealer, METH_FASTCALL,
-     "app_sealer(address, owner, overhead, shortest, failed): a dtls_app_sender's seal."},
+     "app_sealer(address, owner, overhead, shortest, failed): a dtls_app_sender's seal and "
+     "seal_run."},
     {"app_opener", (PyCFunction)(void (*)(void))make_opener, METH_FASTCALL,
      "app_opener(address, owner, other, failed): a dtls_app_receiver's open."},
     {NULL, NULL, 0, NULL},

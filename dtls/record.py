@@ -822,11 +822,13 @@ class ApplicationSender:
     """`RecordCipher.seal` of application_data in one epoch with one CID (S=1, L=1, no
     padding: what `RecordLayer.seal` sends), one C call per record."""
 
-    __slots__ = ("_s", "seal")
+    __slots__ = ("_s", "seal", "seal_run")
 
     # seal(seq, payload): the record with sequence number seq (RFC 9147 §4), sealed by one
-    # C function straight into the new bytes object (csrc/py_app_record.c)
+    # C function straight into the new bytes object (csrc/py_app_record.c); seal_run(seq,
+    # payloads): a list of them, numbered from seq, in one call
     seal: Callable[[int, Buffer], bytes]
+    seal_run: Callable[[int, list[Buffer]], list[bytes]]
 
     def __init__(self, cipher: RecordCipher, epoch: int, cid: bytes | None) -> None:
         cid = cid or b""
@@ -839,7 +841,9 @@ class ApplicationSender:
         overhead = cipher.sealed_len(16, cid_len=len(cid)) - 16
         shortest = cipher.sealed_len(0, cid_len=len(cid))
         # the C state borrows the cipher's context: the function holds both
-        self.seal = _app_sealer(_address(s), (self._s, cipher), overhead, shortest, _seal_failed)
+        self.seal, self.seal_run = _app_sealer(
+            _address(s), (self._s, cipher), overhead, shortest, _seal_failed
+        )
 
     def take_counts(self) -> tuple[int, int]:
         """Records and bytes sealed since the last call."""

@@ -868,6 +868,10 @@ class ApplicationSender:
         self._bytes += len(record)
         return record
 
+    def seal_run(self, seq: int, payloads: list[Buffer]) -> list[bytes]:
+        """`seal` of each payload, numbered from `seq`."""
+        return [self.seal(seq + i, payload) for i, payload in enumerate(payloads)]
+
     def take_counts(self) -> tuple[int, int]:
         """Records and bytes sealed since the last call."""
         counts = self._records, self._bytes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import sys
 from array import array
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,35 @@ def test_seal_makes_the_record_seal_makes_from_any_buffer(cid: bytes | None) -> 
         [payload, bytearray(payload), memoryview(payload)[7:300], array("B", payload), b""]
     ):
         assert seal(seq, data) == reference.seal(3, seq, 23, bytes(data), cid=cid)
+
+
+@pytest.mark.parametrize("cid", [None, b"\x05\x06\x07"])
+def test_seal_run_numbers_its_records_from_seq(cid: bytes | None) -> None:
+    from dtls import record_py
+
+    sealing, reference = ciphers()
+    sender = sealing.application_sender(3, cid)
+    payloads: list[Any] = [b"a", bytearray(b"b" * 1200), memoryview(b"cc"), b""]
+    records = sender.seal_run(70000, payloads)
+    assert records == [
+        reference.seal(3, 70000 + i, 23, bytes(p), cid=cid) for i, p in enumerate(payloads)
+    ]
+    assert sender.take_counts() == (4, sum(map(len, records)))
+    python = record_py.RecordCipher.from_secret(GCM, SECRET).application_sender(3, cid)
+    assert python.seal_run(70000, payloads) == records  # the pure-Python provider alike
+    assert sender.seal_run(5, []) == []
+
+
+def test_seal_run_refuses_bad_arguments() -> None:
+    seal_run = ciphers()[0].application_sender(3, None).seal_run
+    with pytest.raises(TypeError):
+        seal_run(0, (b"x",))  # type: ignore[arg-type]  # a list
+    with pytest.raises(TypeError):
+        seal_run(0, [b"x", "text"])  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        seal_run((1 << 48) - 1, [b"x", b"y"])  # the second past 2^48 - 1 (RFC 9147 §4.2.1)
+    with pytest.raises(OverflowError):
+        seal_run((1 << 64) - 1, [b"x", b"y"])
 
 
 def test_seal_refuses_bad_arguments() -> None:
