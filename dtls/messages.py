@@ -20,7 +20,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .errors import DecodeError, IllegalParameter, ProtocolVersionError, UnexpectedMessage
 from .extensions import (
@@ -252,6 +252,7 @@ HandshakeMessage = (
     | RequestConnectionId
     | NewConnectionId
 )
+_M = TypeVar("_M", bound=HandshakeMessage)
 
 
 # --- encoders -----------------------------------------------------------------------------
@@ -347,7 +348,11 @@ def encode_handshake_body(msg: HandshakeMessage) -> bytes:
 
 
 def encode_handshake(msg: HandshakeMessage) -> tuple[int, bytes]:
-    """(msg_type, body) of a handshake message: one table look-up by class."""
+    """(msg_type, body) of a handshake message: one table look-up by class, or what
+    `keep_encoding` kept of it."""
+    kept: tuple[int, bytes] | None = getattr(msg, _KEPT_ENCODING, None)
+    if kept is not None:
+        return kept
     entry = _ENCODERS.get(type(msg))
     if entry is None:
         for cls, found in _ENCODERS.items():  # a subclass of a message class
@@ -357,6 +362,18 @@ def encode_handshake(msg: HandshakeMessage) -> tuple[int, bytes]:
         else:
             raise TypeError(f"not a handshake message: {type(msg).__name__}")
     return entry[0], entry[1](msg)
+
+
+_KEPT_ENCODING = "_kept_encoding"
+
+
+def keep_encoding(msg: _M) -> _M:
+    """`msg`, encoded now: `encode_handshake` returns that encoding for it from then on.
+    For a message sent unchanged on many connections (a server's Certificate); it must
+    not be changed afterwards (a changed copy, e.g. `dataclasses.replace`, is encoded
+    anew, its own attributes holding no kept encoding)."""
+    msg.__dict__[_KEPT_ENCODING] = encode_handshake(msg)
+    return msg
 
 
 def _fixed(data: bytes, n: int, what: str) -> bytes:
