@@ -485,10 +485,11 @@ class Context:
             raise ConfigurationError("check_hostname needs verify_mode CERT_REQUIRED")
         if self.max_datagram_size < MIN_DATAGRAM_SIZE:
             raise ConfigurationError(f"max_datagram_size must be at least {MIN_DATAGRAM_SIZE}")
-        for name in ("confidentiality_limit", "integrity_limit"):
-            limit = getattr(self, name)
-            if limit is not None and limit < 1:
-                raise ConfigurationError(f"{name} must be at least 1 (RFC 9147 §4.5.3)")
+        # once per connection: each limit checked in line, no loop over getattr
+        if self.confidentiality_limit is not None and self.confidentiality_limit < 1:
+            raise ConfigurationError("confidentiality_limit must be at least 1 (RFC 9147 §4.5.3)")
+        if self.integrity_limit is not None and self.integrity_limit < 1:
+            raise ConfigurationError("integrity_limit must be at least 1 (RFC 9147 §4.5.3)")
         if self.max_early_data_size < 0:
             raise ConfigurationError("max_early_data_size must not be negative")
         if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:

@@ -166,7 +166,6 @@ class Handshake:
         connection: HandshakeConnection,
         context: Context,
         crypto: HandshakeCrypto,
-        *,
         server_name: str | None = None,
         session: Session | None = None,
     ) -> None:

@@ -440,12 +440,12 @@ class ServerHandshake(Handshake):
         connection: HandshakeConnection,
         context: Context,
         crypto: HandshakeCrypto,
-        *,
         require_cookie: bool,
         server_name: str | None = None,
         session: Session | None = None,
     ) -> None:
-        super().__init__(connection, context, crypto, server_name=server_name, session=session)
+        # positional, without super(): one frame less of a keyword call per connection
+        Handshake.__init__(self, connection, context, crypto, server_name, session)
         # answer a ClientHello without a cookie with a cookie HRR (RFC 9147 §5.1)
         self.require_cookie = require_cookie
         #: the record sequence number of the ClientHello, which the HRR and ServerHello
