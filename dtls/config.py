@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
@@ -52,6 +52,9 @@ DEFAULT_SIGNATURE_ALGORITHMS: tuple[SignatureScheme, ...] = (
 
 #: the smallest max_datagram_size: a ClientHello fragment must leave room for its headers
 MIN_DATAGRAM_SIZE = 256
+#: messages a context keeps encoded (`Context.kept_message`): its Certificate and the few
+#: EncryptedExtensions its settings give; more (e.g. SRTP MKIs clients chose) are built
+MAX_KEPT_MESSAGES = 16
 
 
 class CookieMode:
@@ -243,6 +246,7 @@ class Context:
     _replay_filter: Any = field(default=None, repr=False)
     _chain_der: Any = field(default=None, repr=False, compare=False)
     _record_provider: Any = field(default=None, repr=False, compare=False)
+    _kept_messages: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Names or code points, as a string or a sequence (e.g. groups=("x25519",)).
@@ -399,6 +403,21 @@ class Context:
             cached = self._chain_der = (chain, tuple(certificate_der(c) for c in chain))
         return cached[1]  # type: ignore[no-any-return]
 
+    def kept_message(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """A handshake message every connection of this context sends alike (RFC 9846
+        §4.3.1 EncryptedExtensions, §4.4.2 Certificate): `build()`'s, encoded once
+        (`dtls.messages.keep_encoding`) and kept under `key` (what it was built from),
+        at most MAX_KEPT_MESSAGES of them."""
+        kept = self._kept_messages
+        message = kept.get(key)
+        if message is None:
+            from .messages import keep_encoding
+
+            message = keep_encoding(build())
+            if len(kept) < MAX_KEPT_MESSAGES:
+                kept[key] = message
+        return message
+
     def record_provider(self) -> RecordProvider:
         """`get_provider(self.provider)`, resolved on this context's first connection and
         kept while `provider` stays the same (design §6): $DTLS13_PROVIDER is read then."""
@@ -466,10 +485,11 @@ class Context:
             raise ConfigurationError("check_hostname needs verify_mode CERT_REQUIRED")
         if self.max_datagram_size < MIN_DATAGRAM_SIZE:
             raise ConfigurationError(f"max_datagram_size must be at least {MIN_DATAGRAM_SIZE}")
-        for name in ("confidentiality_limit", "integrity_limit"):
-            limit = getattr(self, name)
-            if limit is not None and limit < 1:
-                raise ConfigurationError(f"{name} must be at least 1 (RFC 9147 §4.5.3)")
+        # once per connection: each limit checked in line, no loop over getattr
+        if self.confidentiality_limit is not None and self.confidentiality_limit < 1:
+            raise ConfigurationError("confidentiality_limit must be at least 1 (RFC 9147 §4.5.3)")
+        if self.integrity_limit is not None and self.integrity_limit < 1:
+            raise ConfigurationError("integrity_limit must be at least 1 (RFC 9147 §4.5.3)")
         if self.max_early_data_size < 0:
             raise ConfigurationError("max_early_data_size must not be negative")
         if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:

@@ -115,6 +115,8 @@ MIN_FRAGMENT = 64
 # yet acknowledged), and only as many as fit in one datagram.
 MAX_ACK_RECORDS = 32
 MAX_MESSAGE_SEQ = 0xFFFF  # RFC 9147 §5.2
+# where `send` stops sealing in one call under the default limit (`_confidentiality_limit`)
+_FAST_SEND_UNTIL = min((1 << 48) * 3 // 4 - 1, MAX_SEQUENCE + 1)
 ACK_RECORD_NUMBER_LEN = 16
 
 
@@ -251,7 +253,9 @@ class Connection:
         # record sizes (RFC 8449) and AEAD limits (RFC 9147 §4.5.3), set with the suite
         self._send_limit = MAX_PLAINTEXT
         self._receive_limit = MAX_PLAINTEXT
-        self._confidentiality_limit = 1 << 48
+        # `_confidentiality_limit = 1 << 48`, without the setter's frame per connection
+        self._sealing_limit = 1 << 48
+        self._fast_send_until = _FAST_SEND_UNTIL
         self._integrity_limit = 1 << 36
         self._early_records: list[bytes] = []
         self._early_received = 0  # server: 0-RTT bytes received (RFC 9846 §4.2.10)
@@ -265,31 +269,23 @@ class Connection:
         me = weakref.proxy(self)
         self._handshake: ClientHandshake | ServerHandshake
         if self.is_client:
-            self._handshake = ClientHandshake(
-                me, context, provider, server_name=server_name, session=session
-            )
+            self._handshake = ClientHandshake(me, context, provider, server_name, session)
         else:
             # a ClientHello without a cookie gets a cookie HRR (RFC 9147 §5.1); None
             # follows context.cookie_mode (an endpoint decides "auto" itself)
+            if require_cookie is None:
+                require_cookie = context.cookie_mode == CookieMode.ALWAYS
             self._handshake = ServerHandshake(
-                me,
-                context,
-                provider,
-                require_cookie=(
-                    context.cookie_mode == CookieMode.ALWAYS
-                    if require_cookie is None
-                    else require_cookie
-                ),
-                server_name=server_name,
-                session=session,
+                me, context, provider, require_cookie, server_name, session
             )
         # connection IDs (RFC 9147 §9): the CID we receive with, bytes or a generator
         # (also used for CIDs issued later): this argument (a server endpoint choosing
         # unique ones), else the context's
         cid = connection_id if connection_id is not None else context.connection_id
-        self._path = ConnectionIdUpdates(
-            me, ConnectionIds(cid() if callable(cid) else cid, cid if callable(cid) else None)
-        )
+        if callable(cid):
+            self._path = ConnectionIdUpdates(me, ConnectionIds(cid(), cid))
+        else:
+            self._path = ConnectionIdUpdates(me, ConnectionIds(cid, None))
 
     # ---- public API ----
     def connect(self, addr: Address, now: float) -> None:

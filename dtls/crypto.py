@@ -22,7 +22,7 @@ import re
 import ssl
 import warnings
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -456,6 +456,13 @@ def schemes_for_private_key(
     return [SignatureScheme(s) for s, (kind, _) in _SCHEMES.items() if kind in kinds]
 
 
+# (key, certificate) -> their `schemes_for_private_key`, by identity: a server chooses
+# for its one key per ClientHello. The entries hold the key and certificate, so no other
+# object takes their ids while kept; a few are kept (a server's contexts, by SNI).
+_KEY_SCHEMES: dict[tuple[int, int], tuple[Any, Any, tuple[SignatureScheme, ...]]] = {}
+_KEY_SCHEMES_MAX = 16
+
+
 def choose_signature_scheme(
     key: PrivateKey,
     peer_offered: Sequence[int],
@@ -463,7 +470,16 @@ def choose_signature_scheme(
 ) -> SignatureScheme:
     """The first of our schemes for `key` that the peer offered; HandshakeFailure if none."""
     offered = set(peer_offered)
-    for scheme in schemes_for_private_key(key, certificate):
+    ours = _KEY_SCHEMES.get((id(key), id(certificate)))
+    if ours is None:
+        if len(_KEY_SCHEMES) >= _KEY_SCHEMES_MAX:
+            _KEY_SCHEMES.clear()
+        ours = _KEY_SCHEMES[id(key), id(certificate)] = (
+            key,
+            certificate,
+            tuple(schemes_for_private_key(key, certificate)),
+        )
+    for scheme in ours[2]:
         if scheme in offered:
             return scheme
     raise HandshakeFailure("no signature scheme in common for the certificate's key")

@@ -166,7 +166,6 @@ class Handshake:
         connection: HandshakeConnection,
         context: Context,
         crypto: HandshakeCrypto,
-        *,
         server_name: str | None = None,
         session: Session | None = None,
     ) -> None:
@@ -293,8 +292,13 @@ class Handshake:
             assert self.context.private_key is not None
             spki = crypto.public_key_der(self.context.private_key)
             return Certificate(context, [CertificateEntry(spki)])  # RFC 7250 §3
-        entries = [CertificateEntry(der) for der in self.context.certificate_chain_der()]
-        return Certificate(context, entries)
+        chain = self.context.certificate_chain_der()
+        if context:  # a post-handshake request's (RFC 9846 §4.3.2)
+            return Certificate(context, [CertificateEntry(der) for der in chain])
+        # the server's, or a client's in the handshake: the same on every connection
+        return self.context.kept_message(  # type: ignore[no-any-return]
+            chain, lambda: Certificate(b"", [CertificateEntry(der) for der in chain])
+        )
 
     def _own_certificate_verify(self) -> CertificateVerify:
         content = crypto.certificate_verify_content(not self.is_client, self.transcript.digest())

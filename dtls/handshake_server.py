@@ -440,12 +440,12 @@ class ServerHandshake(Handshake):
         connection: HandshakeConnection,
         context: Context,
         crypto: HandshakeCrypto,
-        *,
         require_cookie: bool,
         server_name: str | None = None,
         session: Session | None = None,
     ) -> None:
-        super().__init__(connection, context, crypto, server_name=server_name, session=session)
+        # positional, without super(): one frame less of a keyword call per connection
+        Handshake.__init__(self, connection, context, crypto, server_name, session)
         # answer a ClientHello without a cookie with a cookie HRR (RFC 9147 §5.1)
         self.require_cookie = require_cookie
         #: the record sequence number of the ClientHello, which the HRR and ServerHello
@@ -547,12 +547,23 @@ class ServerHandshake(Handshake):
         if ch.record_size_limit is not None:
             own_limit = ctx.record_size_limit or MAX_PLAINTEXT + 1
             self._conn._apply_record_size_limits(ch.record_size_limit)
-        ee = EncryptedExtensions(
-            server_name=ch.server_name is not None,
-            alpn_protocol=alpn.encode() if alpn else None,
-            early_data=bool(early),
-            record_size_limit=own_limit,
-            other_extensions=self._server_srtp(ch) + self._server_certificate_types(ch),
+        # the same for every ClientHello asking alike: built and encoded once per context
+        ee_key = (
+            ch.server_name is not None,
+            alpn,
+            bool(early),
+            own_limit,
+            tuple(self._server_srtp(ch) + self._server_certificate_types(ch)),
+        )
+        ee = ctx.kept_message(
+            ee_key,
+            lambda: EncryptedExtensions(
+                server_name=ee_key[0],
+                alpn_protocol=alpn.encode() if alpn else None,
+                early_data=ee_key[2],
+                record_size_limit=own_limit,
+                other_extensions=list(ee_key[4]),
+            ),
         )
         messages = [sh_message, self._conn._handshake_message(2, ee)]
         certificate_auth = psk is None  # RFC 9846 §4.3.2: no certificates with a PSK

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .errors import DecodeError, IllegalParameter, ProtocolVersionError, UnexpectedMessage
 from .extensions import (
@@ -89,6 +89,14 @@ HELLO_RETRY_REQUEST_RANDOM = bytes.fromhex(
 _U16 = struct.Struct(">H")
 _U16X2 = struct.Struct(">HH")
 _U32X2 = struct.Struct(">II")
+_U16X3 = struct.Struct(">HHH")
+_U16X4 = struct.Struct(">HHHH")
+_U16_U8 = struct.Struct(">HB")
+# the ServerHello extensions `_encode_own_server_hello` packs (SH_EXTENSIONS' types)
+_SUPPORTED_VERSIONS = int(ExtensionType.SUPPORTED_VERSIONS)
+_KEY_SHARE = int(ExtensionType.KEY_SHARE)
+_PRE_SHARED_KEY = int(ExtensionType.PRE_SHARED_KEY)
+_CONNECTION_ID = int(ExtensionType.CONNECTION_ID)
 _HS_HEADER = struct.Struct(">IHHI")  # type|length, message_seq, offset hi16, offset lo8|frag_len
 
 
@@ -252,6 +260,7 @@ HandshakeMessage = (
     | RequestConnectionId
     | NewConnectionId
 )
+_M = TypeVar("_M", bound=HandshakeMessage)
 
 
 # --- encoders -----------------------------------------------------------------------------
@@ -273,6 +282,16 @@ def _encode_client_hello(m: ClientHello) -> bytes:
 
 
 def _encode_server_hello(m: ServerHello) -> bytes:
+    if (
+        m.extension_order is None
+        and not m.other_extensions
+        and m.selected_group is None
+        and m.cookie is None
+        and m.random != HELLO_RETRY_REQUEST_RANDOM
+    ):
+        fast = _encode_own_server_hello(m)
+        if fast is not None:
+            return fast
     wrong: tuple[object, ...]
     if m.is_hello_retry_request:
         specs = HRR_EXTENSIONS
@@ -292,6 +311,39 @@ def _encode_server_hello(m: ServerHello) -> bytes:
             encode_extensions(m, specs),
         )
     )
+
+
+def _encode_own_server_hello(m: ServerHello) -> bytes | None:
+    """A ServerHello as a server sends it (RFC 9846 §4.1.3: SH_EXTENSIONS' fields in the
+    table's order, nothing else), packed without a call per field: the general encoder's
+    bytes. None for what only the general encoder reports (a field out of range)."""
+    random, echo, share, cid = m.random, m.legacy_session_id_echo, m.key_share, m.connection_id
+    if (
+        len(random) != 32
+        or len(echo) > 32
+        or not 0 <= m.legacy_compression_method <= 0xFF
+        or (cid is not None and len(cid) > 0xFF)
+    ):
+        return None
+    parts = [
+        _U16.pack(m.legacy_version), random, bytes((len(echo),)), echo,
+        _U16_U8.pack(m.cipher_suite, m.legacy_compression_method), b"",
+    ]  # fmt: skip
+    if m.supported_versions is not None:
+        parts.append(_U16X3.pack(_SUPPORTED_VERSIONS, 2, m.supported_versions))
+    if share is not None:
+        key = share.key_exchange
+        if len(key) > 0xFFFF - 4:
+            return None
+        parts.append(_U16X4.pack(_KEY_SHARE, len(key) + 4, share.group, len(key)))
+        parts.append(key)
+    if m.pre_shared_key is not None:
+        parts.append(_U16X3.pack(_PRE_SHARED_KEY, 2, m.pre_shared_key))
+    if cid is not None:
+        parts.append(_U16X2.pack(_CONNECTION_ID, len(cid) + 1) + bytes((len(cid),)))
+        parts.append(cid)
+    parts[5] = _U16.pack(sum(map(len, parts[6:])))  # the extensions' length
+    return b"".join(parts)
 
 
 def _encode_certificate_request(m: CertificateRequest) -> bytes:
@@ -347,7 +399,11 @@ def encode_handshake_body(msg: HandshakeMessage) -> bytes:
 
 
 def encode_handshake(msg: HandshakeMessage) -> tuple[int, bytes]:
-    """(msg_type, body) of a handshake message: one table look-up by class."""
+    """(msg_type, body) of a handshake message: one table look-up by class, or what
+    `keep_encoding` kept of it."""
+    kept: tuple[int, bytes] | None = getattr(msg, _KEPT_ENCODING, None)
+    if kept is not None:
+        return kept
     entry = _ENCODERS.get(type(msg))
     if entry is None:
         for cls, found in _ENCODERS.items():  # a subclass of a message class
@@ -357,6 +413,18 @@ def encode_handshake(msg: HandshakeMessage) -> tuple[int, bytes]:
         else:
             raise TypeError(f"not a handshake message: {type(msg).__name__}")
     return entry[0], entry[1](msg)
+
+
+_KEPT_ENCODING = "_kept_encoding"
+
+
+def keep_encoding(msg: _M) -> _M:
+    """`msg`, encoded now: `encode_handshake` returns that encoding for it from then on.
+    For a message sent unchanged on many connections (a server's Certificate); it must
+    not be changed afterwards (a changed copy, e.g. `dataclasses.replace`, is encoded
+    anew, its own attributes holding no kept encoding)."""
+    msg.__dict__[_KEPT_ENCODING] = encode_handshake(msg)
+    return msg
 
 
 def _fixed(data: bytes, n: int, what: str) -> bytes:

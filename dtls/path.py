@@ -86,6 +86,11 @@ class ConnectionIds:
     """The CIDs of one connection (RFC 9147 §9): what we receive with (all we issued
     remain valid) and what we send with (the peer's current CID, then its spares)."""
 
+    __slots__ = (
+        "_make", "in_use", "local", "peer", "request_outstanding", "requests_received",
+        "spare_peer",
+    )  # fmt: skip
+
     def __init__(self, local: bytes | None, make: Callable[[], bytes] | None) -> None:
         self.local: list[bytes] = [] if local is None else [local]
         self.peer: bytes | None = None
@@ -154,6 +159,8 @@ class ConnectionIdUpdates:
     """NewConnectionId, RequestConnectionId and address changes of one connection
     (RFC 9147 §9, draft-ietf-tls-dtls-rrc). It owns the CIDs, whether the return
     routability check was negotiated, the check under way and the probes it sends."""
+
+    __slots__ = ("_conn", "challenge", "cids", "probes", "rrc")
 
     def __init__(self, connection: CidConnection, cids: ConnectionIds) -> None:
         self._conn = connection

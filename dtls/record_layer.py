@@ -95,6 +95,13 @@ class RecordCounters:
 class RecordLayer:
     """Keys and sequence numbers per epoch, in both directions."""
 
+    __slots__ = (
+        "_by_bits", "_counters", "_counting", "_from_secret", "_last_cid", "_newest",
+        "_opened_type", "_receive_cid_len", "_replay_window", "_seal_plaintext", "_send_cid",
+        "_split", "_unretired", "app_receive", "app_send", "provider", "receive_epochs",
+        "replay_window", "retention", "send_epochs",
+    )  # fmt: skip
+
     def __init__(
         self,
         replay_window: int = 128,

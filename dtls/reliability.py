@@ -29,6 +29,8 @@ class RetransmitTimer:
     each retransmission up to `maximum`, and becomes 1.5 x the measured round trip once a
     flight is acknowledged without retransmission."""
 
+    __slots__ = ("initial", "maximum", "value")
+
     MIN_VALUE = 0.2  # above common delayed-ACK times (BoringSSL: 100 ms)
 
     def __init__(self, initial: float, maximum: float) -> None:
@@ -219,6 +221,8 @@ class HandshakeReassembler:
     """Reassembles handshake fragments (RFC 9147 §5.5) from out-of-order, overlapping and
     duplicate pieces, within a per-message and a per-connection memory bound. The bound
     counts the bytes held, which are never more than the bytes received."""
+
+    __slots__ = ("_buffered", "_partial", "max_buffered", "max_message_size", "next_receive_seq")
 
     def __init__(self, max_message_size: int, max_buffered: int) -> None:
         self.next_receive_seq = 0
