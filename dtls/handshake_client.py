@@ -42,6 +42,7 @@ from .messages import (
     Certificate,
     CertificateRequest,
     ClientHello,
+    ClientHelloTemplate,
     EncryptedExtensions,
     KeyShareEntry,
     NewSessionTicket,
@@ -68,6 +69,9 @@ from .srtp import (
 
 if TYPE_CHECKING:
     from .provider import HandshakeCrypto
+
+#: first ClientHello templates a Context keeps, by server name and CID
+MAX_CLIENT_HELLO_TEMPLATES = 16
 
 
 class ClientHandshake(Handshake):
@@ -121,8 +125,11 @@ class ClientHandshake(Handshake):
         """Send the first ClientHello (and 0-RTT data with a ticket that allows it)."""
         self.client_random = self._crypto.random(32)
         self._psk = self._offered_psk()
-        ch = self._build_client_hello()
-        self._fit_first_client_hello(ch)
+        if self._psk is None:
+            ch = self._plain_first_client_hello()
+        else:
+            ch = self._build_client_hello()
+            self._fit_first_client_hello(ch)
         self._client_hello = ch
         flight = OutgoingFlight([self._client_hello_message(ch)], needs_ack=False)
         self._conn._start_flight(flight, now)
@@ -130,12 +137,64 @@ class ClientHandshake(Handshake):
             self._send_early_data()
         self.state = HandshakeState.WAIT_SH
 
-    def _build_client_hello(self) -> ClientHello:
+    def _plain_first_client_hello(self) -> ClientHello:
+        """The first ClientHello without a PSK (so without binders or early data) and
+        without a cookie: all but its random and key share values follow from the
+        settings `_template_settings` reads, the server name and our CID, so after the
+        first one the Context keeps the encoding, and the new values are spliced in."""
         ctx = self.context
-        share_groups = ctx.key_share_groups or ctx.groups[:1]
-        for group in share_groups:
+        settings = self._template_settings()
+        cached = ctx._client_hello_templates
+        if cached is None or cached[0] != settings:
+            cached = ctx._client_hello_templates = (settings, {})
+        templates: dict[tuple[str | None, bytes | None], ClientHelloTemplate] = cached[1]
+        key = (self.server_name, self._conn.local_cid)
+        template = templates.get(key)
+        if template is not None:
+            first = template.fill(self.client_random, self._offered_key_shares())
+            if first is not None:
+                self._first_client_hello = first
+                return first[0]
+        ch = self._build_client_hello()
+        self._fit_first_client_hello(ch)
+        if self._first_client_hello is not None:  # sent as it is: a template for the next
+            if len(templates) >= MAX_CLIENT_HELLO_TEMPLATES:
+                templates.clear()  # e.g. a new CID per connection: no use in keeping them
+            templates[key] = ClientHelloTemplate(ch, self._first_client_hello[1])
+        return ch
+
+    def _template_settings(self) -> tuple[object, ...]:
+        """What of the Context a first ClientHello without PSK follows from: everything
+        `_build_client_hello`, `_client_raw_extensions`, `_psk_extensions` and
+        `_fit_first_client_hello` read from it (a Context may change between connections)."""
+        ctx = self.context
+        return (
+            ctx.cipher_suites,
+            ctx.groups,
+            ctx.key_share_groups,
+            ctx.signature_algorithms,
+            ctx.alpn_protocols,
+            ctx.record_size_limit,
+            ctx.return_routability_check,
+            ctx.srtp_profiles,
+            ctx.raw_public_key and ctx.private_key is not None,
+            bool(ctx.pinned_public_keys),
+            ctx.psk_key_exchange_modes,
+            ctx.max_datagram_size,
+            ctx.fragment_first_client_hello,
+        )
+
+    def _offered_key_shares(self) -> list[KeyShareEntry]:
+        """Our key shares (RFC 9846 §4.2.8), made for the groups that get one."""
+        ctx = self.context
+        for group in ctx.key_share_groups or ctx.groups[:1]:
             if group not in self._key_shares:
                 self._key_shares[int(group)] = self._crypto.generate_key_share(int(group))
+        return [KeyShareEntry(g, share.public_bytes) for g, share in self._key_shares.items()]
+
+    def _build_client_hello(self) -> ClientHello:
+        ctx = self.context
+        key_share = self._offered_key_shares()
         server_name = (
             self.server_name if self.server_name and not _is_ip(self.server_name) else None
         )
@@ -144,10 +203,7 @@ class ClientHandshake(Handshake):
             cipher_suites=[int(s) for s in ctx.cipher_suites],
             supported_versions=[DTLS13_VERSION],
             supported_groups=[int(g) for g in ctx.groups],
-            key_share=[
-                KeyShareEntry(group, share.public_bytes)
-                for group, share in self._key_shares.items()
-            ],
+            key_share=key_share,
             signature_algorithms=[int(s) for s in ctx.signature_algorithms],
             server_name=server_name,
             connection_id=self._conn.local_cid,

@@ -53,6 +53,7 @@ __all__ = [
     "CertificateRequest",
     "CertificateVerify",
     "ClientHello",
+    "ClientHelloTemplate",
     "EncryptedExtensions",
     "Finished",
     "HandshakeFragment",
@@ -595,6 +596,81 @@ def client_hello_with_binders(body: bytes, binders: Sequence[bytes]) -> bytes:
     if len(tail) != len(body) - offset:
         raise ValueError("the new binders must have the lengths of the placeholders")
     return bytes(body[:offset]) + tail
+
+
+# --- the first ClientHello, spliced (RFC 9846 §4.1.2) --------------------------------------
+
+
+def _key_share_values(body: bytes) -> list[tuple[int, int]]:
+    """(offset, length) in a ClientHello body of each key_share entry's key_exchange."""
+    r = Reader(bytes(body))
+    r.pull_bytes(2 + 32)
+    r.pull_vector(1)
+    r.pull_vector(1)
+    r.pull_vector(2)
+    r.pull_vector(1)
+    block = r.pull_block(2)
+    r.expect_end("ClientHello")
+    values = []
+    while block.pos < block.end:
+        ext_type = block.pull_uint16()
+        ext = block.pull_block(2)
+        if ext_type == ExtensionType.KEY_SHARE:
+            shares = ext.pull_block(2)
+            while shares.pos < shares.end:
+                shares.pull_uint16()  # group
+                values.append((shares.pos + 2, len(shares.pull_vector(2))))
+    return values
+
+
+class ClientHelloTemplate:
+    """A ClientHello and its body with the 32-byte random and the key_share values cut
+    out. A client's first ClientHello without PSK or cookie differs from the previous
+    one for the same settings only there (legacy_session_id is empty in DTLS, RFC 9147
+    §5.3), so `fill` splices the new values into the encoding instead of encoding it."""
+
+    __slots__ = ("_fields", "_pieces", "_shares")
+
+    def __init__(self, hello: ClientHello, body: bytes) -> None:
+        """`body`: `hello` as the encoder gives it (ValueError if its random and key
+        share values are not where they would be)."""
+        entries = hello.key_share or []
+        values = _key_share_values(body)
+        if body[2:34] != hello.random or [body[i : i + n] for i, n in values] != [
+            e.key_exchange for e in entries
+        ]:
+            raise ValueError("the body does not carry the ClientHello's random and key shares")
+        pieces = [bytes(body[:2])]
+        pos = 2 + 32
+        for offset, n in values:
+            pieces.append(bytes(body[pos:offset]))
+            pos = offset + n
+        pieces.append(bytes(body[pos:]))
+        self._pieces = tuple(pieces)
+        self._shares = tuple((e.group, len(e.key_exchange)) for e in entries)
+        # a copy: the hello goes on to its own handshake, which may change it (HRR)
+        self._fields = dict(vars(hello))
+
+    def fill(
+        self, random: bytes, key_share: list[KeyShareEntry]
+    ) -> tuple[ClientHello, bytes] | None:
+        """A new ClientHello with this random and these key shares, and its body; None
+        if the shares are not of the template's groups and lengths."""
+        if len(random) != 32 or len(key_share) != len(self._shares):
+            return None
+        pieces = self._pieces
+        parts = [pieces[0], random]
+        for i, (entry, (group, n)) in enumerate(zip(key_share, self._shares, strict=True)):
+            if entry.group != group or len(entry.key_exchange) != n:
+                return None
+            parts.append(pieces[i + 1])
+            parts.append(entry.key_exchange)
+        parts.append(pieces[-1])
+        hello = ClientHello.__new__(ClientHello)
+        vars(hello).update(self._fields)  # the other fields' values: lists shared, not
+        hello.random = random  # changed in place by anyone (a retry assigns new ones)
+        hello.key_share = key_share
+        return hello, b"".join(parts)
 
 
 # --- DTLS handshake header (RFC 9147 §5.2) ---------------------------------------------------
