@@ -419,11 +419,23 @@ def _decode_certificate_request(r: Reader) -> CertificateRequest:
 
 def _decode_certificate(r: Reader) -> Certificate:
     context = r.pull_vector(1)
-    block = r.pull_block(3)
+    data = r.data
+    pos = r.pos + 3
+    end = r.pos = pos + r.pull_length(3)  # certificate_list<0..2^24-1>
     entries = []
-    while block.pos < block.end:
-        data = block.pull_vector(3, 1)
-        entries.append(CertificateEntry(data, decode_extensions(block, CT_EXTENSIONS, None)[0]))
+    while pos < end:
+        # CertificateEntry: cert_data<1..2^24-1>, then extensions<0..2^16-1>; an entry
+        # without extensions (as servers send them) is read here, any other by a Reader
+        start = pos + 3
+        stop = start + int.from_bytes(data[pos:start], "big")
+        if start < stop <= end - 2 and not data[stop] and not data[stop + 1]:
+            entries.append(CertificateEntry(data[start:stop], []))
+            pos = stop + 2
+            continue
+        block = Reader(data, pos, end)
+        cert = block.pull_vector(3, 1)
+        entries.append(CertificateEntry(cert, decode_extensions(block, CT_EXTENSIONS, None)[0]))
+        pos = block.pos
     return Certificate(context, entries)
 
 
