@@ -641,7 +641,7 @@ class ClientHelloTemplate:
     one for the same settings only there (legacy_session_id is empty in DTLS, RFC 9147
     §5.3), so `fill` splices the new values into the encoding instead of encoding it."""
 
-    __slots__ = ("_fields", "_pieces", "_shares")
+    __slots__ = ("_fields", "_head", "_shares", "_tail")
 
     def __init__(self, hello: ClientHello, body: bytes) -> None:
         """`body`: `hello` as the encoder gives it (ValueError if its random and key
@@ -652,14 +652,15 @@ class ClientHelloTemplate:
             e.key_exchange for e in entries
         ]:
             raise ValueError("the body does not carry the ClientHello's random and key shares")
-        pieces = [bytes(body[:2])]
+        self._head = bytes(body[:2])  # legacy_version
+        # per key share: its group, its length, and the bytes before its value
+        shares = []
         pos = 2 + 32
-        for offset, n in values:
-            pieces.append(bytes(body[pos:offset]))
+        for entry, (offset, n) in zip(entries, values, strict=True):
+            shares.append((entry.group, n, bytes(body[pos:offset])))
             pos = offset + n
-        pieces.append(bytes(body[pos:]))
-        self._pieces = tuple(pieces)
-        self._shares = tuple((e.group, len(e.key_exchange)) for e in entries)
+        self._shares = tuple(shares)
+        self._tail = bytes(body[pos:])
         # a copy: the hello goes on to its own handshake, which may change it (HRR)
         self._fields = dict(vars(hello))
 
@@ -668,18 +669,17 @@ class ClientHelloTemplate:
     ) -> tuple[ClientHello, bytes] | None:
         """A new ClientHello with this random and these key shares, and its body; None
         if the shares are not of the template's groups and lengths."""
-        if len(random) != 32 or len(key_share) != len(self._shares):
+        shares = self._shares
+        if len(random) != 32 or len(key_share) != len(shares):
             return None
-        pieces = self._pieces
-        parts = [pieces[0], random]
-        for i, (entry, (group, n)) in enumerate(zip(key_share, self._shares, strict=True)):
+        parts = [self._head, random]
+        for entry, (group, n, before) in zip(key_share, shares, strict=True):
             if entry.group != group or len(entry.key_exchange) != n:
                 return None
-            parts.append(pieces[i + 1])
-            parts.append(entry.key_exchange)
-        parts.append(pieces[-1])
-        hello = ClientHello.__new__(ClientHello)
-        vars(hello).update(self._fields)  # the other fields' values: lists shared, not
+            parts += (before, entry.key_exchange)
+        parts.append(self._tail)
+        hello = object.__new__(ClientHello)
+        hello.__dict__.update(self._fields)  # the other fields' values: lists shared, not
         hello.random = random  # changed in place by anyone (a retry assigns new ones)
         hello.key_share = key_share
         return hello, b"".join(parts)
