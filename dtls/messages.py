@@ -393,12 +393,23 @@ def _decode_client_hello(r: Reader) -> ClientHello:
 
 
 def _decode_server_hello(r: Reader) -> ServerHello:
-    legacy_version = r.pull_uint16()
-    random = r.pull_bytes(32)
-    session_id = r.pull_vector(1, 0, 32)
-    suite = r.pull_uint16()
-    compression = r.pull_uint8()
-    _require_extensions(r)
+    data, pos = r.data, r.pos
+    if pos + 38 < r.end and not data[pos + 34]:
+        # the DTLS 1.3 case, read at once: an empty legacy_session_id_echo (RFC 9147
+        # §5.3) and extensions after the fixed fields
+        legacy_version = data[pos] << 8 | data[pos + 1]
+        random = data[pos + 2 : pos + 34]
+        session_id = b""
+        suite = data[pos + 35] << 8 | data[pos + 36]
+        compression = data[pos + 37]
+        r.pos = pos + 38
+    else:
+        legacy_version = r.pull_uint16()
+        random = r.pull_bytes(32)
+        session_id = r.pull_vector(1, 0, 32)
+        suite = r.pull_uint16()
+        compression = r.pull_uint8()
+        _require_extensions(r)
     hello = ServerHello(random, suite, session_id, compression, legacy_version=legacy_version)
     table = HRR_EXTENSIONS if random == HELLO_RETRY_REQUEST_RANDOM else SH_EXTENSIONS
     hello.other_extensions, hello.extension_order = decode_extensions(r, table, hello)
@@ -440,6 +451,10 @@ def _decode_certificate(r: Reader) -> Certificate:
 
 
 def _decode_certificate_verify(r: Reader) -> CertificateVerify:
+    data, pos, end = r.data, r.pos, r.end
+    if end - pos >= 4 and (data[pos + 2] << 8 | data[pos + 3]) == end - pos - 4:
+        r.pos = end  # the whole body: algorithm, then signature<0..2^16-1>
+        return CertificateVerify(data[pos] << 8 | data[pos + 1], data[pos + 4 : end])
     return CertificateVerify(r.pull_uint16(), r.pull_vector(2))
 
 

@@ -12,12 +12,22 @@ from typing import Any
 import pytest
 
 from dtls.errors import DecodeError, IllegalParameter, ProtocolVersionError
-from dtls.extensions import CT_EXTENSIONS, Reader, decode_extensions
+from dtls.extensions import (
+    CT_EXTENSIONS,
+    HRR_EXTENSIONS,
+    SH_EXTENSIONS,
+    KeyShareEntry,
+    Reader,
+    decode_extensions,
+)
 from dtls.iana import HandshakeType
 from dtls.messages import (
+    HELLO_RETRY_REQUEST_RANDOM,
     Certificate,
     CertificateEntry,
+    CertificateVerify,
     HandshakeMessage,
+    ServerHello,
     decode_handshake_body,
     encode_handshake_body,
 )
@@ -35,11 +45,56 @@ def reference_certificate(r: Reader) -> Certificate:
     return Certificate(context, entries)
 
 
+def reference_server_hello(r: Reader) -> ServerHello:
+    legacy_version = r.pull_uint16()
+    random = r.pull_bytes(32)
+    session_id = r.pull_vector(1, 0, 32)
+    suite = r.pull_uint16()
+    compression = r.pull_uint8()
+    if r.pos == r.end:
+        raise ProtocolVersionError("hello without extensions")
+    hello = ServerHello(random, suite, session_id, compression, legacy_version=legacy_version)
+    table = HRR_EXTENSIONS if random == HELLO_RETRY_REQUEST_RANDOM else SH_EXTENSIONS
+    hello.other_extensions, hello.extension_order = decode_extensions(r, table, hello)
+    return hello
+
+
+def reference_certificate_verify(r: Reader) -> CertificateVerify:
+    return CertificateVerify(r.pull_uint16(), r.pull_vector(2))
+
+
 REFERENCES: dict[int, Callable[[Reader], HandshakeMessage]] = {
+    HandshakeType.SERVER_HELLO: reference_server_hello,
     HandshakeType.CERTIFICATE: reference_certificate,
+    HandshakeType.CERTIFICATE_VERIFY: reference_certificate_verify,
 }
 
+SERVER_HELLO = ServerHello(
+    bytes(range(32)),
+    0x1301,
+    supported_versions=0xFEFC,
+    key_share=KeyShareEntry(0x1D, b"\x07" * 32),
+    extension_order=[43, 51],
+)
 SAMPLES: list[tuple[int, HandshakeMessage]] = [
+    (HandshakeType.SERVER_HELLO, SERVER_HELLO),
+    *(
+        (HandshakeType.SERVER_HELLO, ServerHello(b"\x05" * 32, 0x1302, echo, extension_order=[]))
+        for echo in (b"\x01" * 32, b"\x01")
+    ),
+    (
+        HandshakeType.SERVER_HELLO,
+        ServerHello(
+            HELLO_RETRY_REQUEST_RANDOM,
+            0x1301,
+            supported_versions=0xFEFC,
+            cookie=b"c" * 40,
+            selected_group=0x17,
+            extension_order=[43, 44, 51],
+        ),
+    ),
+    (HandshakeType.CERTIFICATE_VERIFY, CertificateVerify(0x0403, b"\x30" * 71)),
+    (HandshakeType.CERTIFICATE_VERIFY, CertificateVerify(0x0807, b"")),
     (HandshakeType.CERTIFICATE, Certificate(b"", [])),
     (HandshakeType.CERTIFICATE, Certificate(b"", [CertificateEntry(b"\x30" * 300)])),
     (
@@ -68,6 +123,11 @@ MALFORMED: list[tuple[int, bytes]] = [
     (HandshakeType.CERTIFICATE, bytes.fromhex("00 000006 000001 78 0000 00")),
     (HandshakeType.CERTIFICATE, bytes.fromhex("00 000006 000001 78 00 0000")),
     (HandshakeType.CERTIFICATE, bytes.fromhex("00 000005 000001 78 00")),
+    (HandshakeType.SERVER_HELLO, encode_handshake_body(SERVER_HELLO)[:38]),  # no extensions
+    (HandshakeType.SERVER_HELLO, encode_handshake_body(SERVER_HELLO)[:39]),
+    (HandshakeType.CERTIFICATE_VERIFY, bytes.fromhex("0403 0002 00")),
+    (HandshakeType.CERTIFICATE_VERIFY, bytes.fromhex("0403 0000 00")),
+    (HandshakeType.CERTIFICATE_VERIFY, bytes.fromhex("0403 00")),
 ]
 
 
