@@ -4,6 +4,7 @@ binders and 0-RTT, the HelloRetryRequest, the server's flight, and the final fli
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import crypto
@@ -81,7 +82,7 @@ class ClientHandshake(Handshake):
 
     __slots__ = (
         "_certificate_request", "_client_hello", "_early_sent", "_first_client_hello",
-        "_hrr_suite", "_key_shares", "early_data_rejected",
+        "_hrr_suite", "_key_shares", "_resumption_secret", "early_data_rejected",
     )  # fmt: skip
 
     is_client = True
@@ -118,6 +119,7 @@ class ClientHandshake(Handshake):
         self._hrr_suite: int | None = None
         self._certificate_request: CertificateRequest | None = None
         self._early_sent: list[bytes] = []  # 0-RTT data, resent if the server rejects it
+        self._resumption_secret: Callable[[], bytes] | None = None  # from client Finished on
         #: 0-RTT data the server refused (RFC 9846 §4.2.10), for the application
         self.early_data_rejected: list[bytes] = []
 
@@ -525,7 +527,9 @@ class ClientHandshake(Handshake):
                 out.append(self._conn._handshake_message(2, Certificate(request.context, [])))
         finished = self._own_finished(self.secrets["client_handshake"])
         out.append(self._conn._handshake_message(2, finished))
-        self.secrets["resumption"] = self._schedule_required().resumption_master_secret(
+        # RFC 9846 §7.1: resumption_secret over ClientHello...client Finished, derived
+        # when a NewSessionTicket comes (a server may send none)
+        self._resumption_secret = self._schedule_required().deferred_resumption_master_secret(
             self.transcript.digest()
         )
         self._conn._start_flight(OutgoingFlight(out, needs_ack=True), now)
@@ -541,11 +545,16 @@ class ClientHandshake(Handshake):
         assert isinstance(ticket, NewSessionTicket)
         if not ticket.ticket or ticket.lifetime == 0:
             return
+        secret = self.secrets.get("resumption")
+        if secret is None:
+            assert self._resumption_secret is not None
+            secret = self.secrets["resumption"] = self._resumption_secret()
+            self._resumption_secret = None
         session = Session(
             ticket=ticket.ticket,
             psk=resumption_psk(
                 self.hash_name,
-                self.secrets["resumption"],
+                secret,
                 ticket.nonce,
                 expand=self._crypto.hkdf_expand,
             ),
