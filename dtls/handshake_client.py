@@ -247,20 +247,17 @@ class ClientHandshake(Handshake):
     def _offered_psk(self) -> PskCandidate | None:
         """The ticket to resume with, or the external PSK (RFC 9846 §4.2.11)."""
         session = self.session
-        now = self.context.wall_clock()
-        if (
-            session is not None
-            and session.is_valid(now)
-            and session.cipher_suite in self.context.cipher_suites
-        ):
-            return PskCandidate(
-                session.ticket,
-                session.psk,
-                session.hash_name,
-                external=False,
-                obfuscated_age=session.obfuscated_age(now),
-                session=session,
-            )
+        if session is not None:
+            now = self.context.wall_clock()
+            if session.is_valid(now) and session.cipher_suite in self.context.cipher_suites:
+                return PskCandidate(
+                    session.ticket,
+                    session.psk,
+                    session.hash_name,
+                    external=False,
+                    obfuscated_age=session.obfuscated_age(now),
+                    session=session,
+                )
         psk = self.context.psk
         if callable(psk):
             psk = psk(self.server_name)  # PSK selection: which key for this server
@@ -448,10 +445,28 @@ class ClientHandshake(Handshake):
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self.alpn_protocol = protocol
         sent_early = self._client_hello is not None and self._client_hello.early_data
+        if ee.other_extensions:
+            self._encrypted_extensions_kept_raw(ee.other_extensions)
+        if (ee.early_data and not sent_early) or (
+            ee.record_size_limit is not None and self.context.record_size_limit is None
+        ):
+            raise UnsupportedExtension("EncryptedExtensions with an extension we did not offer")
+        if ee.record_size_limit is not None:
+            self._conn._apply_record_size_limits(ee.record_size_limit)
+        self.early_data_accepted = ee.early_data and self._psk is not None
+        if ee.server_name and self._client_hello is not None and not self._client_hello.server_name:
+            raise UnsupportedExtension("server_name acknowledged but not sent")
+        self._add_to_transcript(message)
+        # RFC 9846 §2.2: a PSK handshake authenticates with the PSK, not certificates.
+        self.state = HandshakeState.WAIT_FINISHED if self._psk else HandshakeState.WAIT_CERT_CR
+
+    def _encrypted_extensions_kept_raw(self, extensions: list[tuple[int, bytes]]) -> None:
+        """The EncryptedExtensions the codec keeps raw: certificate types (RFC 7250 §4.2)
+        and use_srtp (RFC 5764 §4.1.1) we offered; any other is unsolicited (RFC 9846 §4.2)."""
         offered = dict(self._client_hello.other_extensions if self._client_hello else [])
-        srtp = [data for t, data in ee.other_extensions if t == ExtensionType.USE_SRTP]
+        srtp = [data for t, data in extensions if t == ExtensionType.USE_SRTP]
         others = []
-        for ext_type, data in ee.other_extensions:
+        for ext_type, data in extensions:
             if ext_type in (
                 ExtensionType.CLIENT_CERTIFICATE_TYPE,
                 ExtensionType.SERVER_CERTIFICATE_TYPE,
@@ -464,20 +479,8 @@ class ClientHandshake(Handshake):
                 raise UnsupportedExtension("use_srtp selected but not offered")
             chosen, _ = decode_use_srtp(srtp[0])
             self.srtp_profile = check_server_choice(list(self.context.srtp_profiles), chosen)
-        if (
-            (ee.early_data and not sent_early)
-            or others
-            or (ee.record_size_limit is not None and self.context.record_size_limit is None)
-        ):
+        if others:
             raise UnsupportedExtension("EncryptedExtensions with an extension we did not offer")
-        if ee.record_size_limit is not None:
-            self._conn._apply_record_size_limits(ee.record_size_limit)
-        self.early_data_accepted = ee.early_data and self._psk is not None
-        if ee.server_name and self._client_hello is not None and not self._client_hello.server_name:
-            raise UnsupportedExtension("server_name acknowledged but not sent")
-        self._add_to_transcript(message)
-        # RFC 9846 §2.2: a PSK handshake authenticates with the PSK, not certificates.
-        self.state = HandshakeState.WAIT_FINISHED if self._psk else HandshakeState.WAIT_CERT_CR
 
     def _certificate_type_selected(
         self, ext_type: int, data: bytes, offered: dict[int, bytes]
