@@ -247,6 +247,9 @@ class Context:
     _chain_der: Any = field(default=None, repr=False, compare=False)
     _record_provider: Any = field(default=None, repr=False, compare=False)
     _kept_messages: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: client: (the settings a first ClientHello follows from, {(server_name, local CID):
+    #: its `ClientHelloTemplate`}), kept by `ClientHandshake`
+    _client_hello_templates: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Names or code points, as a string or a sequence (e.g. groups=("x25519",)).

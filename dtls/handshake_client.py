@@ -4,6 +4,7 @@ binders and 0-RTT, the HelloRetryRequest, the server's flight, and the final fli
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import crypto
@@ -42,6 +43,7 @@ from .messages import (
     Certificate,
     CertificateRequest,
     ClientHello,
+    ClientHelloTemplate,
     EncryptedExtensions,
     KeyShareEntry,
     NewSessionTicket,
@@ -69,6 +71,9 @@ from .srtp import (
 if TYPE_CHECKING:
     from .provider import HandshakeCrypto
 
+#: first ClientHello templates a Context keeps, by server name and CID
+MAX_CLIENT_HELLO_TEMPLATES = 16
+
 
 class ClientHandshake(Handshake):
     """The client's state machine (RFC 9846 Appendix A.1): it owns the ClientHello, its
@@ -77,7 +82,7 @@ class ClientHandshake(Handshake):
 
     __slots__ = (
         "_certificate_request", "_client_hello", "_early_sent", "_first_client_hello",
-        "_hrr_suite", "_key_shares", "early_data_rejected",
+        "_hrr_suite", "_key_shares", "_resumption_secret", "early_data_rejected",
     )  # fmt: skip
 
     is_client = True
@@ -114,6 +119,7 @@ class ClientHandshake(Handshake):
         self._hrr_suite: int | None = None
         self._certificate_request: CertificateRequest | None = None
         self._early_sent: list[bytes] = []  # 0-RTT data, resent if the server rejects it
+        self._resumption_secret: Callable[[], bytes] | None = None  # from client Finished on
         #: 0-RTT data the server refused (RFC 9846 §4.2.10), for the application
         self.early_data_rejected: list[bytes] = []
 
@@ -121,8 +127,11 @@ class ClientHandshake(Handshake):
         """Send the first ClientHello (and 0-RTT data with a ticket that allows it)."""
         self.client_random = self._crypto.random(32)
         self._psk = self._offered_psk()
-        ch = self._build_client_hello()
-        self._fit_first_client_hello(ch)
+        if self._psk is None:
+            ch = self._plain_first_client_hello()
+        else:
+            ch = self._build_client_hello()
+            self._fit_first_client_hello(ch)
         self._client_hello = ch
         flight = OutgoingFlight([self._client_hello_message(ch)], needs_ack=False)
         self._conn._start_flight(flight, now)
@@ -130,12 +139,64 @@ class ClientHandshake(Handshake):
             self._send_early_data()
         self.state = HandshakeState.WAIT_SH
 
-    def _build_client_hello(self) -> ClientHello:
+    def _plain_first_client_hello(self) -> ClientHello:
+        """The first ClientHello without a PSK (so without binders or early data) and
+        without a cookie: all but its random and key share values follow from the
+        settings `_template_settings` reads, the server name and our CID, so after the
+        first one the Context keeps the encoding, and the new values are spliced in."""
         ctx = self.context
-        share_groups = ctx.key_share_groups or ctx.groups[:1]
-        for group in share_groups:
+        settings = self._template_settings()
+        cached = ctx._client_hello_templates
+        if cached is None or cached[0] != settings:
+            cached = ctx._client_hello_templates = (settings, {})
+        templates: dict[tuple[str | None, bytes | None], ClientHelloTemplate] = cached[1]
+        key = (self.server_name, self._conn.local_cid)
+        template = templates.get(key)
+        if template is not None:
+            first = template.fill(self.client_random, self._offered_key_shares())
+            if first is not None:
+                self._first_client_hello = first
+                return first[0]
+        ch = self._build_client_hello()
+        self._fit_first_client_hello(ch)
+        if self._first_client_hello is not None:  # sent as it is: a template for the next
+            if len(templates) >= MAX_CLIENT_HELLO_TEMPLATES:
+                templates.clear()  # e.g. a new CID per connection: no use in keeping them
+            templates[key] = ClientHelloTemplate(ch, self._first_client_hello[1])
+        return ch
+
+    def _template_settings(self) -> tuple[object, ...]:
+        """What of the Context a first ClientHello without PSK follows from: everything
+        `_build_client_hello`, `_client_raw_extensions`, `_psk_extensions` and
+        `_fit_first_client_hello` read from it (a Context may change between connections)."""
+        ctx = self.context
+        return (
+            ctx.cipher_suites,
+            ctx.groups,
+            ctx.key_share_groups,
+            ctx.signature_algorithms,
+            ctx.alpn_protocols,
+            ctx.record_size_limit,
+            ctx.return_routability_check,
+            ctx.srtp_profiles,
+            ctx.raw_public_key and ctx.private_key is not None,
+            bool(ctx.pinned_public_keys),
+            ctx.psk_key_exchange_modes,
+            ctx.max_datagram_size,
+            ctx.fragment_first_client_hello,
+        )
+
+    def _offered_key_shares(self) -> list[KeyShareEntry]:
+        """Our key shares (RFC 9846 §4.2.8), made for the groups that get one."""
+        ctx = self.context
+        for group in ctx.key_share_groups or ctx.groups[:1]:
             if group not in self._key_shares:
                 self._key_shares[int(group)] = self._crypto.generate_key_share(int(group))
+        return [KeyShareEntry(g, share.public_bytes) for g, share in self._key_shares.items()]
+
+    def _build_client_hello(self) -> ClientHello:
+        ctx = self.context
+        key_share = self._offered_key_shares()
         server_name = (
             self.server_name if self.server_name and not _is_ip(self.server_name) else None
         )
@@ -144,10 +205,7 @@ class ClientHandshake(Handshake):
             cipher_suites=[int(s) for s in ctx.cipher_suites],
             supported_versions=[DTLS13_VERSION],
             supported_groups=[int(g) for g in ctx.groups],
-            key_share=[
-                KeyShareEntry(group, share.public_bytes)
-                for group, share in self._key_shares.items()
-            ],
+            key_share=key_share,
             signature_algorithms=[int(s) for s in ctx.signature_algorithms],
             server_name=server_name,
             connection_id=self._conn.local_cid,
@@ -189,20 +247,17 @@ class ClientHandshake(Handshake):
     def _offered_psk(self) -> PskCandidate | None:
         """The ticket to resume with, or the external PSK (RFC 9846 §4.2.11)."""
         session = self.session
-        now = self.context.wall_clock()
-        if (
-            session is not None
-            and session.is_valid(now)
-            and session.cipher_suite in self.context.cipher_suites
-        ):
-            return PskCandidate(
-                session.ticket,
-                session.psk,
-                session.hash_name,
-                external=False,
-                obfuscated_age=session.obfuscated_age(now),
-                session=session,
-            )
+        if session is not None:
+            now = self.context.wall_clock()
+            if session.is_valid(now) and session.cipher_suite in self.context.cipher_suites:
+                return PskCandidate(
+                    session.ticket,
+                    session.psk,
+                    session.hash_name,
+                    external=False,
+                    obfuscated_age=session.obfuscated_age(now),
+                    session=session,
+                )
         psk = self.context.psk
         if callable(psk):
             psk = psk(self.server_name)  # PSK selection: which key for this server
@@ -390,10 +445,28 @@ class ClientHandshake(Handshake):
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self.alpn_protocol = protocol
         sent_early = self._client_hello is not None and self._client_hello.early_data
+        if ee.other_extensions:
+            self._encrypted_extensions_kept_raw(ee.other_extensions)
+        if (ee.early_data and not sent_early) or (
+            ee.record_size_limit is not None and self.context.record_size_limit is None
+        ):
+            raise UnsupportedExtension("EncryptedExtensions with an extension we did not offer")
+        if ee.record_size_limit is not None:
+            self._conn._apply_record_size_limits(ee.record_size_limit)
+        self.early_data_accepted = ee.early_data and self._psk is not None
+        if ee.server_name and self._client_hello is not None and not self._client_hello.server_name:
+            raise UnsupportedExtension("server_name acknowledged but not sent")
+        self._add_to_transcript(message)
+        # RFC 9846 §2.2: a PSK handshake authenticates with the PSK, not certificates.
+        self.state = HandshakeState.WAIT_FINISHED if self._psk else HandshakeState.WAIT_CERT_CR
+
+    def _encrypted_extensions_kept_raw(self, extensions: list[tuple[int, bytes]]) -> None:
+        """The EncryptedExtensions the codec keeps raw: certificate types (RFC 7250 §4.2)
+        and use_srtp (RFC 5764 §4.1.1) we offered; any other is unsolicited (RFC 9846 §4.2)."""
         offered = dict(self._client_hello.other_extensions if self._client_hello else [])
-        srtp = [data for t, data in ee.other_extensions if t == ExtensionType.USE_SRTP]
+        srtp = [data for t, data in extensions if t == ExtensionType.USE_SRTP]
         others = []
-        for ext_type, data in ee.other_extensions:
+        for ext_type, data in extensions:
             if ext_type in (
                 ExtensionType.CLIENT_CERTIFICATE_TYPE,
                 ExtensionType.SERVER_CERTIFICATE_TYPE,
@@ -406,20 +479,8 @@ class ClientHandshake(Handshake):
                 raise UnsupportedExtension("use_srtp selected but not offered")
             chosen, _ = decode_use_srtp(srtp[0])
             self.srtp_profile = check_server_choice(list(self.context.srtp_profiles), chosen)
-        if (
-            (ee.early_data and not sent_early)
-            or others
-            or (ee.record_size_limit is not None and self.context.record_size_limit is None)
-        ):
+        if others:
             raise UnsupportedExtension("EncryptedExtensions with an extension we did not offer")
-        if ee.record_size_limit is not None:
-            self._conn._apply_record_size_limits(ee.record_size_limit)
-        self.early_data_accepted = ee.early_data and self._psk is not None
-        if ee.server_name and self._client_hello is not None and not self._client_hello.server_name:
-            raise UnsupportedExtension("server_name acknowledged but not sent")
-        self._add_to_transcript(message)
-        # RFC 9846 §2.2: a PSK handshake authenticates with the PSK, not certificates.
-        self.state = HandshakeState.WAIT_FINISHED if self._psk else HandshakeState.WAIT_CERT_CR
 
     def _certificate_type_selected(
         self, ext_type: int, data: bytes, offered: dict[int, bytes]
@@ -469,7 +530,9 @@ class ClientHandshake(Handshake):
                 out.append(self._conn._handshake_message(2, Certificate(request.context, [])))
         finished = self._own_finished(self.secrets["client_handshake"])
         out.append(self._conn._handshake_message(2, finished))
-        self.secrets["resumption"] = self._schedule_required().resumption_master_secret(
+        # RFC 9846 §7.1: resumption_secret over ClientHello...client Finished, derived
+        # when a NewSessionTicket comes (a server may send none)
+        self._resumption_secret = self._schedule_required().deferred_resumption_master_secret(
             self.transcript.digest()
         )
         self._conn._start_flight(OutgoingFlight(out, needs_ack=True), now)
@@ -485,11 +548,16 @@ class ClientHandshake(Handshake):
         assert isinstance(ticket, NewSessionTicket)
         if not ticket.ticket or ticket.lifetime == 0:
             return
+        secret = self.secrets.get("resumption")
+        if secret is None:
+            assert self._resumption_secret is not None
+            secret = self.secrets["resumption"] = self._resumption_secret()
+            self._resumption_secret = None
         session = Session(
             ticket=ticket.ticket,
             psk=resumption_psk(
                 self.hash_name,
-                self.secrets["resumption"],
+                secret,
                 ticket.nonce,
                 expand=self._crypto.hkdf_expand,
             ),

@@ -400,6 +400,43 @@ class KeySchedule:
         """Derive-Secret(., "res master") over ClientHello...client Finished."""
         return self._derive(self._MAIN, b"res master", transcript_hash)
 
+    def deferred_resumption_master_secret(self, transcript_hash: bytes) -> Callable[[], bytes]:
+        """`resumption_master_secret(transcript_hash)` as a call for later, which keeps the
+        Main Secret but not the schedule: a client needs it only for a NewSessionTicket,
+        and a server may send none (RFC 9846 §4.6.1)."""
+        if self._stage != self._MAIN:
+            raise ValueError("secret requested at the wrong key schedule stage")
+        return _DeferredSecret(self, b"res master", transcript_hash)
+
+
+class _DeferredSecret:
+    """Derive-Secret(secret, label, transcript hash) of a schedule's current stage, derived
+    when called; slotted, as a connection may keep one for its lifetime."""
+
+    __slots__ = ("_context", "_expand", "_label", "_prefix", "_secret", "hash_name")
+
+    def __init__(self, schedule: KeySchedule, label: bytes, transcript_hash: bytes) -> None:
+        self.hash_name = schedule.hash_name
+        self._secret = schedule._secret
+        self._label = label
+        self._context = transcript_hash
+        self._prefix = schedule.prefix
+        self._expand = schedule._expand
+
+    def __repr__(self) -> str:
+        return f"<deferred {self._label.decode()} secret>"  # never the secret itself
+
+    def __call__(self) -> bytes:
+        return hkdf_expand_label(
+            self.hash_name,
+            self._secret,
+            self._label,
+            self._context,
+            _hash_len(self.hash_name),
+            self._prefix,
+            expand=self._expand,
+        )
+
 
 _HANDSHAKE_LABELS = (b"c hs traffic", b"s hs traffic")
 _APPLICATION_LABELS = (b"c ap traffic", b"s ap traffic", b"exp master")

@@ -53,6 +53,7 @@ __all__ = [
     "CertificateRequest",
     "CertificateVerify",
     "ClientHello",
+    "ClientHelloTemplate",
     "EncryptedExtensions",
     "Finished",
     "HandshakeFragment",
@@ -460,12 +461,23 @@ def _decode_client_hello(r: Reader) -> ClientHello:
 
 
 def _decode_server_hello(r: Reader) -> ServerHello:
-    legacy_version = r.pull_uint16()
-    random = r.pull_bytes(32)
-    session_id = r.pull_vector(1, 0, 32)
-    suite = r.pull_uint16()
-    compression = r.pull_uint8()
-    _require_extensions(r)
+    data, pos = r.data, r.pos
+    if pos + 38 < r.end and not data[pos + 34]:
+        # the DTLS 1.3 case, read at once: an empty legacy_session_id_echo (RFC 9147
+        # §5.3) and extensions after the fixed fields
+        legacy_version = data[pos] << 8 | data[pos + 1]
+        random = data[pos + 2 : pos + 34]
+        session_id = b""
+        suite = data[pos + 35] << 8 | data[pos + 36]
+        compression = data[pos + 37]
+        r.pos = pos + 38
+    else:
+        legacy_version = r.pull_uint16()
+        random = r.pull_bytes(32)
+        session_id = r.pull_vector(1, 0, 32)
+        suite = r.pull_uint16()
+        compression = r.pull_uint8()
+        _require_extensions(r)
     hello = ServerHello(random, suite, session_id, compression, legacy_version=legacy_version)
     table = HRR_EXTENSIONS if random == HELLO_RETRY_REQUEST_RANDOM else SH_EXTENSIONS
     hello.other_extensions, hello.extension_order = decode_extensions(r, table, hello)
@@ -486,15 +498,31 @@ def _decode_certificate_request(r: Reader) -> CertificateRequest:
 
 def _decode_certificate(r: Reader) -> Certificate:
     context = r.pull_vector(1)
-    block = r.pull_block(3)
+    data = r.data
+    pos = r.pos + 3
+    end = r.pos = pos + r.pull_length(3)  # certificate_list<0..2^24-1>
     entries = []
-    while block.pos < block.end:
-        data = block.pull_vector(3, 1)
-        entries.append(CertificateEntry(data, decode_extensions(block, CT_EXTENSIONS, None)[0]))
+    while pos < end:
+        # CertificateEntry: cert_data<1..2^24-1>, then extensions<0..2^16-1>; an entry
+        # without extensions (as servers send them) is read here, any other by a Reader
+        start = pos + 3
+        stop = start + int.from_bytes(data[pos:start], "big")
+        if start < stop <= end - 2 and not data[stop] and not data[stop + 1]:
+            entries.append(CertificateEntry(data[start:stop], []))
+            pos = stop + 2
+            continue
+        block = Reader(data, pos, end)
+        cert = block.pull_vector(3, 1)
+        entries.append(CertificateEntry(cert, decode_extensions(block, CT_EXTENSIONS, None)[0]))
+        pos = block.pos
     return Certificate(context, entries)
 
 
 def _decode_certificate_verify(r: Reader) -> CertificateVerify:
+    data, pos, end = r.data, r.pos, r.end
+    if end - pos >= 4 and (data[pos + 2] << 8 | data[pos + 3]) == end - pos - 4:
+        r.pos = end  # the whole body: algorithm, then signature<0..2^16-1>
+        return CertificateVerify(data[pos] << 8 | data[pos + 1], data[pos + 4 : end])
     return CertificateVerify(r.pull_uint16(), r.pull_vector(2))
 
 
@@ -663,6 +691,81 @@ def client_hello_with_binders(body: bytes, binders: Sequence[bytes]) -> bytes:
     if len(tail) != len(body) - offset:
         raise ValueError("the new binders must have the lengths of the placeholders")
     return bytes(body[:offset]) + tail
+
+
+# --- the first ClientHello, spliced (RFC 9846 §4.1.2) --------------------------------------
+
+
+def _key_share_values(body: bytes) -> list[tuple[int, int]]:
+    """(offset, length) in a ClientHello body of each key_share entry's key_exchange."""
+    r = Reader(bytes(body))
+    r.pull_bytes(2 + 32)
+    r.pull_vector(1)
+    r.pull_vector(1)
+    r.pull_vector(2)
+    r.pull_vector(1)
+    block = r.pull_block(2)
+    r.expect_end("ClientHello")
+    values = []
+    while block.pos < block.end:
+        ext_type = block.pull_uint16()
+        ext = block.pull_block(2)
+        if ext_type == ExtensionType.KEY_SHARE:
+            shares = ext.pull_block(2)
+            while shares.pos < shares.end:
+                shares.pull_uint16()  # group
+                values.append((shares.pos + 2, len(shares.pull_vector(2))))
+    return values
+
+
+class ClientHelloTemplate:
+    """A ClientHello and its body with the 32-byte random and the key_share values cut
+    out. A client's first ClientHello without PSK or cookie differs from the previous
+    one for the same settings only there (legacy_session_id is empty in DTLS, RFC 9147
+    §5.3), so `fill` splices the new values into the encoding instead of encoding it."""
+
+    __slots__ = ("_fields", "_head", "_shares", "_tail")
+
+    def __init__(self, hello: ClientHello, body: bytes) -> None:
+        """`body`: `hello` as the encoder gives it (ValueError if its random and key
+        share values are not where they would be)."""
+        entries = hello.key_share or []
+        values = _key_share_values(body)
+        if body[2:34] != hello.random or [body[i : i + n] for i, n in values] != [
+            e.key_exchange for e in entries
+        ]:
+            raise ValueError("the body does not carry the ClientHello's random and key shares")
+        self._head = bytes(body[:2])  # legacy_version
+        # per key share: its group, its length, and the bytes before its value
+        shares = []
+        pos = 2 + 32
+        for entry, (offset, n) in zip(entries, values, strict=True):
+            shares.append((entry.group, n, bytes(body[pos:offset])))
+            pos = offset + n
+        self._shares = tuple(shares)
+        self._tail = bytes(body[pos:])
+        # a copy: the hello goes on to its own handshake, which may change it (HRR)
+        self._fields = dict(vars(hello))
+
+    def fill(
+        self, random: bytes, key_share: list[KeyShareEntry]
+    ) -> tuple[ClientHello, bytes] | None:
+        """A new ClientHello with this random and these key shares, and its body; None
+        if the shares are not of the template's groups and lengths."""
+        shares = self._shares
+        if len(random) != 32 or len(key_share) != len(shares):
+            return None
+        parts = [self._head, random]
+        for entry, (group, n, before) in zip(key_share, shares, strict=True):
+            if entry.group != group or len(entry.key_exchange) != n:
+                return None
+            parts += (before, entry.key_exchange)
+        parts.append(self._tail)
+        hello = object.__new__(ClientHello)
+        hello.__dict__.update(self._fields)  # the other fields' values: lists shared, not
+        hello.random = random  # changed in place by anyone (a retry assigns new ones)
+        hello.key_share = key_share
+        return hello, b"".join(parts)
 
 
 # --- DTLS handshake header (RFC 9147 §5.2) ---------------------------------------------------

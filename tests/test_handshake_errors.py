@@ -865,6 +865,22 @@ def test_unsolicited_record_size_limit(pki: Any) -> None:
     assert_aborted(link, "client", A.UNSUPPORTED_EXTENSION)
 
 
+@pytest.mark.parametrize(
+    "extension",
+    [
+        (ExtensionType.USE_SRTP, bytes.fromhex("0002 0001 00")),  # RFC 5764 §4.1.1
+        (ExtensionType.SERVER_CERTIFICATE_TYPE, b"\x02"),  # RFC 7250 §4.2
+        (ExtensionType.CLIENT_CERTIFICATE_TYPE, b"\x02"),
+    ],
+    ids=["use_srtp", "server_certificate_type", "client_certificate_type"],
+)
+def test_unsolicited_raw_extension_in_encrypted_extensions(
+    pki: Any, extension: tuple[int, bytes]
+) -> None:
+    link = run(hostile_pair(pki, "server", rewrite=_ee(other_extensions=[extension])))
+    assert_aborted(link, "client", A.UNSUPPORTED_EXTENSION)
+
+
 def test_unsolicited_certificate_entry_extension(pki: Any) -> None:
     def add_ocsp(m: Certificate) -> Certificate:
         first = CertificateEntry(m.entries[0].data, [(ExtensionType.STATUS_REQUEST, b"\x01")])

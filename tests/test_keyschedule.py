@@ -516,3 +516,18 @@ def test_transcript_restart_needs_the_hash() -> None:
     t.add(b"\x01\x00\x00\x00")
     with pytest.raises(ValueError):
         t.restart_after_hello_retry()
+
+
+def test_deferred_resumption_master_secret() -> None:
+    """RFC 8448 §3's resumption_master_secret, derived later from what the deferred call
+    kept: the schedule may move on (or be dropped) in between."""
+    ks = KeySchedule(AES128, prefix=TLS13)
+    ks.early_secret()
+    ks.handshake_secret(ECDHE)
+    with pytest.raises(ValueError):
+        ks.deferred_resumption_master_secret(HASH_CH_CF)  # before the Main Secret
+    ks.master_secret()
+    derive = ks.deferred_resumption_master_secret(HASH_CH_CF)
+    del ks
+    assert derive() == RES_MASTER
+    assert resumption_psk("sha256", derive(), b"\x00\x00", TLS13) == RESUMPTION_PSK

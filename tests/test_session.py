@@ -362,3 +362,24 @@ def test_server_sends_session_tickets_count_in_one_flight(pki: Any) -> None:
     assert tickets[0].session.ticket != tickets[1].session.ticket
     assert not link.server._flights  # both acknowledged, nothing left to retransmit
     assert link.server.retransmissions == 0
+
+
+def test_resumption_secret_derived_once_for_the_tickets_that_come(pki: Any) -> None:
+    # RFC 9846 §7.1: the client derives resumption_secret when the first ticket comes,
+    # and each ticket's PSK from it (§4.6.1); without tickets it is never derived.
+    link = make_pair(pki, server_settings={"session_tickets": 2})
+    handshake(link)
+    link.run(until=link.now + 60)
+    sessions = [e.session for e in link.events_of("client", SessionTicketReceived)]
+    assert len(sessions) == 2 and sessions[0].psk != sessions[1].psk
+    for session in sessions:
+        again = Loopback(
+            Connection(link.client.context, server_name="localhost", session=session),
+            Connection(link.server.context),
+        )
+        assert handshake(again)[0].resumed
+    quiet = make_pair(pki, server_settings={"session_tickets": 0})
+    handshake(quiet)
+    quiet.run(until=quiet.now + 60)
+    assert not quiet.events_of("client", SessionTicketReceived)
+    assert "resumption" not in quiet.client._handshake.secrets
