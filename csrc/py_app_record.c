@@ -243,6 +243,22 @@ static void *address_arg(PyObject *arg)
     return p;
 }
 
+/* A capsule owning a new zeroed state of `size` bytes (*state), which `destroy` releases
+ * with what it then holds; NULL with the exception when either allocation fails. */
+static PyObject *state_capsule(size_t size, const char *name, PyCapsule_Destructor destroy,
+                               void **state)
+{
+    void *s = PyMem_Calloc(1, size);
+    if (s == NULL)
+        return PyErr_NoMemory();
+    PyObject *capsule = PyCapsule_New(s, name, destroy);
+    if (capsule == NULL)
+        PyMem_Free(s);
+    else
+        *state = s;
+    return capsule;
+}
+
 /* app_sealer(address, owner, overhead, shortest, failed) -> (seal, seal_run) */
 static PyObject *make_sealer(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -262,21 +278,15 @@ static PyObject *make_sealer(PyObject *module, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_ValueError, "app_sealer: bad record overhead");
         return NULL;
     }
-    app_sealer *s = PyMem_Calloc(1, sizeof(*s));
-    if (s == NULL)
-        return PyErr_NoMemory();
+    app_sealer *s = NULL;
+    PyObject *capsule = state_capsule(sizeof(*s), SEALER, sealer_free, (void **)&s);
+    if (capsule == NULL)
+        return NULL;
     s->sender = sender;
     s->overhead = overhead;
     s->shortest = shortest;
     s->owner = Py_NewRef(args[1]);
     s->failed = Py_NewRef(args[4]);
-    PyObject *capsule = PyCapsule_New(s, SEALER, sealer_free);
-    if (capsule == NULL) {
-        Py_DECREF(s->owner);
-        Py_DECREF(s->failed);
-        PyMem_Free(s);
-        return NULL;
-    }
     PyObject *seal = PyCFunction_New(&app_seal_def, capsule);
     PyObject *seal_run = PyCFunction_New(&app_seal_run_def, capsule);
     Py_DECREF(capsule);
@@ -297,21 +307,14 @@ static PyObject *make_opener(PyObject *module, PyObject *const *args, Py_ssize_t
     void *receiver = address_arg(args[0]);
     if (receiver == NULL)
         return NULL;
-    app_opener *o = PyMem_Calloc(1, sizeof(*o));
-    if (o == NULL)
-        return PyErr_NoMemory();
+    app_opener *o = NULL;
+    PyObject *capsule = state_capsule(sizeof(*o), OPENER, opener_free, (void **)&o);
+    if (capsule == NULL)
+        return NULL;
     o->receiver = receiver;
     o->owner = Py_NewRef(args[1]);
     o->other = Py_NewRef(args[2]);
     o->failed = Py_NewRef(args[3]);
-    PyObject *capsule = PyCapsule_New(o, OPENER, opener_free);
-    if (capsule == NULL) {
-        Py_DECREF(o->owner);
-        Py_DECREF(o->other);
-        Py_DECREF(o->failed);
-        PyMem_Free(o);
-        return NULL;
-    }
     PyObject *open = PyCFunction_New(&app_open_def, capsule);
     Py_DECREF(capsule);
     return open;
@@ -398,9 +401,10 @@ static PyObject *make_maker(PyObject *module, PyObject *const *args, Py_ssize_t 
         PyErr_Format(PyExc_TypeError, "instance_maker: %s does not qualify", type->tp_name);
         return NULL;
     }
-    instance_maker *m = PyMem_Calloc(1, sizeof(*m));
-    if (m == NULL)
-        return PyErr_NoMemory();
+    instance_maker *m = NULL;
+    PyObject *capsule = state_capsule(sizeof(*m), MAKER, maker_free, (void **)&m);
+    if (capsule == NULL)
+        return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         m->offsets[i] = slot_offset(type, PyTuple_GET_ITEM(args[1], i));
         for (Py_ssize_t j = 0; j < i && m->offsets[i] >= 0; j++)
@@ -409,18 +413,12 @@ static PyObject *make_maker(PyObject *module, PyObject *const *args, Py_ssize_t 
                 m->offsets[i] = -1;
             }
         if (m->offsets[i] < 0) {
-            PyMem_Free(m);
+            Py_DECREF(capsule);
             return NULL;
         }
     }
     m->n = n;
     m->type = (PyTypeObject *)Py_NewRef(type);
-    PyObject *capsule = PyCapsule_New(m, MAKER, maker_free);
-    if (capsule == NULL) {
-        Py_DECREF(type);
-        PyMem_Free(m);
-        return NULL;
-    }
     PyObject *make = PyCFunction_New(&make_instance_def, capsule);
     Py_DECREF(capsule);
     return make;
