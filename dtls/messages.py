@@ -642,8 +642,9 @@ def transcript_bytes(msg_type: int, body: bytes) -> bytes:
 # --- PSK binders (RFC 9846 §4.2.11.2) -------------------------------------------------------
 
 
-def _binders_offset(body: bytes) -> int:
-    """Offset in a ClientHello body of its binders list (the uint16 length included)."""
+def _client_hello_extension_block(body: bytes) -> Reader:
+    """A Reader over the extensions block of an encoded ClientHello body (RFC 9846 §4.1.2;
+    its offsets are the body's)."""
     r = Reader(bytes(body))
     r.pull_bytes(2 + 32)
     r.pull_vector(1)
@@ -652,6 +653,12 @@ def _binders_offset(body: bytes) -> int:
     r.pull_vector(1)
     block = r.pull_block(2)
     r.expect_end("ClientHello")
+    return block
+
+
+def _binders_offset(body: bytes) -> int:
+    """Offset in a ClientHello body of its binders list (the uint16 length included)."""
+    block = _client_hello_extension_block(body)
     ext_type = -1
     ext = block
     while block.pos < block.end:
@@ -698,14 +705,7 @@ def client_hello_with_binders(body: bytes, binders: Sequence[bytes]) -> bytes:
 
 def _key_share_values(body: bytes) -> list[tuple[int, int]]:
     """(offset, length) in a ClientHello body of each key_share entry's key_exchange."""
-    r = Reader(bytes(body))
-    r.pull_bytes(2 + 32)
-    r.pull_vector(1)
-    r.pull_vector(1)
-    r.pull_vector(2)
-    r.pull_vector(1)
-    block = r.pull_block(2)
-    r.expect_end("ClientHello")
+    block = _client_hello_extension_block(body)
     values = []
     while block.pos < block.end:
         ext_type = block.pull_uint16()
