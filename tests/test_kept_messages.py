@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from loopback import Loopback
 
 from dtls.config import MAX_KEPT_MESSAGES, Context, CookieMode
 from dtls.connection import Connection
@@ -18,25 +19,14 @@ from dtls.messages import (
     keep_encoding,
 )
 
-CLIENT = ("192.0.2.1", 5000)
-SERVER = ("192.0.2.2", 4433)
 
-
-def _handshake(client_ctx: Context, server_ctx: Context) -> tuple[Connection, Connection]:
-    client = Connection(client_ctx, server_name="localhost")
-    server = Connection(server_ctx)
-    client.connect(SERVER, 0.0)
-    moved = True
-    while moved:
-        moved = False
-        for data, _ in client.datagrams_to_send(0.0):
-            server.receive_datagram(data, CLIENT, 0.0)
-            moved = True
-        for data, _ in server.datagrams_to_send(0.0):
-            client.receive_datagram(data, SERVER, 0.0)
-            moved = True
-    assert client.handshake_complete and server.handshake_complete
-    return client, server
+def _handshake(client_ctx: Context, server_ctx: Context) -> Connection:
+    """One handshake over the tests' in-memory link; the client."""
+    link = Loopback(Connection(client_ctx, server_name="localhost"), Connection(server_ctx))
+    link.start()
+    link.run(until=600.0)
+    assert link.client.handshake_complete and link.server.handshake_complete
+    return link.client
 
 
 def test_kept_encoding_is_the_encoders() -> None:
@@ -85,7 +75,7 @@ def test_server_keeps_its_certificate_and_encrypted_extensions(pki: Any) -> None
         "Certificate",
         "EncryptedExtensions",
     ]
-    client, _ = _handshake(client_ctx, server_ctx)
+    client = _handshake(client_ctx, server_ctx)
     assert server_ctx._kept_messages == kept
     assert [c.public_bytes(encoding=serialization.Encoding.DER) for c in client.peer_certificates][
         :2
