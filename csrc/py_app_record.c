@@ -122,20 +122,26 @@ static PyObject *seal_one(app_sealer *s, unsigned long long seq, PyObject *paylo
     return NULL;
 }
 
+/* The sealer of seal(seq, x) / seal_run(seq, x), and seq; NULL with the exception. */
+static app_sealer *seal_arguments(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  unsigned long long *seq)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "seal and seal_run take 2 arguments");
+        return NULL;
+    }
+    *seq = PyLong_AsUnsignedLongLong(args[0]);
+    if (*seq == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    return PyCapsule_GetPointer(self, SEALER);
+}
+
 /* seal(seq, payload) -> bytes */
 static PyObject *app_seal(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "seal(seq, payload) takes 2 arguments");
-        return NULL;
-    }
-    app_sealer *s = PyCapsule_GetPointer(self, SEALER);
-    if (s == NULL)
-        return NULL;
-    unsigned long long seq = PyLong_AsUnsignedLongLong(args[0]);
-    if (seq == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
-    return seal_one(s, seq, args[1]);
+    unsigned long long seq;
+    app_sealer *s = seal_arguments(self, args, nargs, &seq);
+    return s != NULL ? seal_one(s, seq, args[1]) : NULL;
 }
 
 /* seal_run(seq, payloads) -> list of bytes: a record for each payload of the list, with
@@ -143,16 +149,14 @@ static PyObject *app_seal(PyObject *self, PyObject *const *args, Py_ssize_t narg
  * buffer nor of the records out of one. */
 static PyObject *app_seal_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyList_Check(args[1])) {
+    unsigned long long seq;
+    app_sealer *s = seal_arguments(self, args, nargs, &seq);
+    if (s == NULL)
+        return NULL;
+    if (!PyList_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "seal_run(seq, payloads: list)");
         return NULL;
     }
-    app_sealer *s = PyCapsule_GetPointer(self, SEALER);
-    if (s == NULL)
-        return NULL;
-    unsigned long long seq = PyLong_AsUnsignedLongLong(args[0]);
-    if (seq == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
     PyObject *payloads = args[1];
     Py_ssize_t n = PyList_GET_SIZE(payloads);
     if ((unsigned long long)n > ~seq) {
@@ -234,10 +238,15 @@ static PyMethodDef app_open_def = {
     "open", (PyCFunction)(void (*)(void))app_open, METH_FASTCALL,
     "open(datagram, max_plaintext): the plaintext, the record, an OpenError or None."};
 
-/* The state a factory was given as an address (an int) and the objects to hold. */
-static void *address_arg(PyObject *arg)
+/* The C state a factory of `want` arguments was given as its first, an address (an int). */
+static void *factory_state(const char *name, PyObject *const *args, Py_ssize_t nargs,
+                           Py_ssize_t want)
 {
-    void *p = PyLong_AsVoidPtr(arg);
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments", name, want);
+        return NULL;
+    }
+    void *p = PyLong_AsVoidPtr(args[0]);
     if (p == NULL && !PyErr_Occurred())
         PyErr_SetString(PyExc_ValueError, "NULL state");
     return p;
@@ -263,11 +272,7 @@ static PyObject *state_capsule(size_t size, const char *name, PyCapsule_Destruct
 static PyObject *make_sealer(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "app_sealer takes 5 arguments");
-        return NULL;
-    }
-    void *sender = address_arg(args[0]);
+    void *sender = factory_state("app_sealer", args, nargs, 5);
     if (sender == NULL)
         return NULL;
     Py_ssize_t overhead = PyLong_AsSsize_t(args[2]);
@@ -300,11 +305,7 @@ static PyObject *make_sealer(PyObject *module, PyObject *const *args, Py_ssize_t
 static PyObject *make_opener(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "app_opener takes 4 arguments");
-        return NULL;
-    }
-    void *receiver = address_arg(args[0]);
+    void *receiver = factory_state("app_opener", args, nargs, 4);
     if (receiver == NULL)
         return NULL;
     app_opener *o = NULL;
