@@ -639,19 +639,8 @@ def encode_extensions(msg: Any, table: ExtensionTable, psk_last: bool = False) -
     """
     order = msg.extension_order
     if order is None and not msg.other_extensions and not psk_last:
-        # Our own messages: the field extensions in canonical order, joined as they come
-        # (`_extension_block(_field_extensions(...))` in one loop, no generator to resume)
-        parts = []
-        pack = _U16X2.pack
-        for ext_type, name, enc, _ in table.entries:
-            value = getattr(msg, name)
-            if value is not None and value is not False:
-                data = enc(value)
-                if len(data) > 0xFFFF:
-                    raise ValueError(f"{len(data)} bytes do not fit a 16-bit length")
-                parts.append(pack(ext_type, len(data)))
-                parts.append(data)
-        return vec16(b"".join(parts))
+        # Our own messages: the field extensions in canonical order, joined as they come.
+        return _extension_block(_field_extensions(msg, table))
     present = dict(_field_extensions(msg, table))
     for ext_type, data in msg.other_extensions:
         if ext_type in present:
