@@ -115,9 +115,18 @@ MIN_FRAGMENT = 64
 # yet acknowledged), and only as many as fit in one datagram.
 MAX_ACK_RECORDS = 32
 MAX_MESSAGE_SEQ = 0xFFFF  # RFC 9147 §5.2
-# where `send` stops sealing in one call under the default limit (`_confidentiality_limit`)
-_FAST_SEND_UNTIL = min((1 << 48) * 3 // 4 - 1, MAX_SEQUENCE + 1)
 ACK_RECORD_NUMBER_LEN = 16
+
+
+def _fast_send_until(limit: int) -> int:
+    """The sequence number from which `send` stops sealing in one call under a
+    confidentiality limit: the record after it would reach 3/4 of the limit (a KeyUpdate,
+    RFC 9147 §4.5.3), or pass 2^48 - 1 (§4.2.1)."""
+    return min(limit * 3 // 4 - 1, MAX_SEQUENCE + 1)
+
+
+_DEFAULT_CONFIDENTIALITY_LIMIT = 1 << 48
+_FAST_SEND_UNTIL = _fast_send_until(_DEFAULT_CONFIDENTIALITY_LIMIT)
 
 
 _GROUP_NAMES = {int(g): g.name.lower() for g in NamedGroup}
@@ -254,7 +263,7 @@ class Connection:
         self._send_limit = MAX_PLAINTEXT
         self._receive_limit = MAX_PLAINTEXT
         # `_confidentiality_limit = 1 << 48`, without the setter's frame per connection
-        self._sealing_limit = 1 << 48
+        self._sealing_limit = _DEFAULT_CONFIDENTIALITY_LIMIT
         self._fast_send_until = _FAST_SEND_UNTIL
         self._integrity_limit = 1 << 36
         self._early_records: list[bytes] = []
@@ -652,9 +661,7 @@ class Connection:
     @_confidentiality_limit.setter
     def _confidentiality_limit(self, limit: int) -> None:
         self._sealing_limit = limit
-        # `send` seals in one call below this sequence number: the record after it would
-        # reach 3/4 of the limit (a KeyUpdate, RFC 9147 §4.5.3), or pass 2^48 - 1 (§4.2.1)
-        self._fast_send_until = min(limit * 3 // 4 - 1, MAX_SEQUENCE + 1)
+        self._fast_send_until = _fast_send_until(limit)
 
     def send(self, data: Buffer) -> None:
         """Send one application-data record (RFC 9147 §6). Before the handshake completes
