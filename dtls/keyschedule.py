@@ -120,12 +120,15 @@ class Transcript:
     buffered.
     """
 
-    __slots__ = ("_buffer", "_hash", "hash_name")
+    __slots__ = ("_buffer", "_digest", "_hash", "hash_name")
 
     def __init__(self, hash_name: str | None = None) -> None:
         self.hash_name: str | None = None
         self._hash: hashlib._Hash | None = None
         self._buffer: list[bytes] = []
+        # the last digest(), until a message is added: a Finished and the application
+        # secrets are over the same messages (RFC 9846 §4.4.4, §7.1)
+        self._digest: bytes | None = None
         if hash_name is not None:
             self.set_hash(hash_name)
 
@@ -144,6 +147,7 @@ class Transcript:
 
     def add(self, data: bytes) -> None:
         """Add one whole handshake message: msg_type(1) || uint24 length || body."""
+        self._digest = None
         if self._hash is not None:
             self._hash.update(data)
         else:
@@ -153,6 +157,7 @@ class Transcript:
         """`add` of msg_type(1) || uint24 length || body (RFC 9147 §5.2: no message_seq
         or fragment fields), without joining them first."""
         header = ((msg_type << 24) | len(body)).to_bytes(4, "big")
+        self._digest = None
         h = self._hash
         if h is not None:
             h.update(header)
@@ -162,9 +167,12 @@ class Transcript:
 
     def digest(self) -> bytes:
         """Transcript-Hash of everything added so far; the transcript goes on."""
-        if self._hash is None:
-            raise ValueError("the transcript hash is not known yet (call set_hash)")
-        return self._hash.copy().digest()
+        digest = self._digest
+        if digest is None:
+            if self._hash is None:
+                raise ValueError("the transcript hash is not known yet (call set_hash)")
+            digest = self._digest = self._hash.copy().digest()
+        return digest
 
     def digest_with(self, data: bytes, hash_name: str | None = None) -> bytes:
         """Transcript-Hash of everything so far followed by `data`, without adding it
@@ -185,6 +193,7 @@ class Transcript:
         other.hash_name = self.hash_name
         other._hash = self._hash.copy() if self._hash is not None else None
         other._buffer = list(self._buffer)
+        other._digest = self._digest
         return other
 
     def restart_after_hello_retry(self, client_hello1_hash: bytes | None = None) -> None:
@@ -201,6 +210,7 @@ class Transcript:
         h = new_hash(self.hash_name)
         h.update(message_hash(client_hello1_hash))
         self._hash = h
+        self._digest = None
 
 
 def message_hash(client_hello1_hash: bytes) -> bytes:
