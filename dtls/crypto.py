@@ -965,6 +965,8 @@ _VERIFIED_CACHE_SIZE = 1024
 
 
 def _as_utc(when: datetime.datetime) -> datetime.datetime:
+    if when.tzinfo is datetime.timezone.utc:
+        return when  # Context.certificate_time's default
     if when.tzinfo is None:
         return when.replace(tzinfo=datetime.timezone.utc)
     return when.astimezone(datetime.timezone.utc)
@@ -1001,7 +1003,7 @@ def verify_certificate_chain(
     when = _as_utc(when)
     # The result depends only on the chain, the (immutable) store, the role and the time,
     # and verifying costs two or more signature checks: a chain seen before is looked up.
-    key = (is_server_cert, tuple(bytes(der) for der in chain_der))
+    key = (is_server_cert, tuple(map(bytes, chain_der)))
     cached = trust._verified.get(key)
     if cached is not None and cached.not_before <= when <= cached.not_after:
         if is_server_cert and server_name is not None and server_name not in cached.names:

@@ -233,9 +233,12 @@ class Handshake:
             self._add_to_transcript(message)
             self.state = HandshakeState.WAIT_FINISHED
             return
-        if any(entry.extensions for entry in certificate.entries):
-            # RFC 9846 §4.4.2: only extensions we asked for; we ask for none.
-            raise UnsupportedExtension("certificate entry extension we did not request")
+        chain = []
+        for entry in certificate.entries:
+            if entry.extensions:
+                # RFC 9846 §4.4.2: only extensions we asked for; we ask for none.
+                raise UnsupportedExtension("certificate entry extension we did not request")
+            chain.append(entry.data)
         if self.peer_certificate_type == RAW_PUBLIC_KEY:
             # RFC 7250 §3: one SubjectPublicKeyInfo, trusted if pinned.
             spki = certificate.entries[0].data
@@ -246,7 +249,6 @@ class Handshake:
             self._add_to_transcript(message)
             self.state = HandshakeState.WAIT_CV
             return
-        chain = [entry.data for entry in certificate.entries]
         if ctx.verify_mode != ssl.CERT_NONE:
             name = self.server_name if (self.is_client and ctx.check_hostname) else None
             certs = crypto.verify_certificate_chain(
@@ -326,8 +328,9 @@ class Handshake:
         client, server = schedule.handshake_stage(shared_secret, self.transcript.digest())
         self.secrets["client_handshake"] = client
         self.secrets["server_handshake"] = server
-        self.log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", client)
-        self.log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", server)
+        if self.context.keylog is not None:  # as log_secret checks, once for both
+            self.log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", client)
+            self.log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", server)
         own, peer = (client, server) if self.is_client else (server, client)
         records = self._conn._records
         records.install_send(2, suite, own)
@@ -338,9 +341,10 @@ class Handshake:
             self.transcript.digest()
         )
         self.secrets.update(client_application=client, server_application=server, exporter=exporter)
-        self.log_secret("CLIENT_TRAFFIC_SECRET_0", client)
-        self.log_secret("SERVER_TRAFFIC_SECRET_0", server)
-        self.log_secret("EXPORTER_SECRET", exporter)
+        if self.context.keylog is not None:  # as log_secret checks, once for the three
+            self.log_secret("CLIENT_TRAFFIC_SECRET_0", client)
+            self.log_secret("SERVER_TRAFFIC_SECRET_0", server)
+            self.log_secret("EXPORTER_SECRET", exporter)
 
     def log_secret(self, label: str, secret: bytes) -> None:
         # NSS key log format; only when the application asked for it.

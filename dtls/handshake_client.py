@@ -342,8 +342,9 @@ class ClientHandshake(Handshake):
             raise IllegalParameter("server selected a version we did not offer")
         offered_cid = self._client_hello.connection_id is not None
         offered = self._client_hello.other_extensions
-        rrc = (RRC_EXTENSION, b"") in sh.other_extensions and bool(offered)
-        unsolicited = [e for e in sh.other_extensions if e not in offered]
+        returned = sh.other_extensions
+        rrc = bool(returned) and (RRC_EXTENSION, b"") in returned and bool(offered)
+        unsolicited = bool(returned) and any(e not in offered for e in returned)
         if unsolicited or (sh.connection_id is not None and not offered_cid):
             # RFC 9846 §4.2: only extensions we offered may come back.
             raise UnsupportedExtension("ServerHello with an extension we did not offer")
