@@ -242,9 +242,19 @@ class RecordLayer:
     def install_receive(self, epoch: int, suite: int, secret: bytes) -> None:
         window = self._replay_window(self.replay_window)
         cipher = self._from_secret(suite, secret)
-        self.receive_epochs[epoch] = ReceiveEpoch(epoch, cipher, window, secret)
-        while len(self.receive_epochs) > MAX_RECEIVE_EPOCHS:
-            del self.receive_epochs[min(self.receive_epochs)]
+        state = ReceiveEpoch(epoch, cipher, window, secret)
+        epochs = self.receive_epochs
+        if epoch > self._newest and len(epochs) < MAX_RECEIVE_EPOCHS:
+            # the next epoch (the usual case): the newest of its low bits, nothing dropped
+            epochs[epoch] = state
+            self._by_bits[epoch & 3] = state
+            self._newest = epoch
+            self.app_receive = None
+            self._update_unretired(epoch)
+            return
+        epochs[epoch] = state
+        while len(epochs) > MAX_RECEIVE_EPOCHS:
+            del epochs[min(epochs)]
         self._receive_epochs_changed()
 
     def drop_send(self, epoch: int) -> None:
@@ -451,7 +461,9 @@ class RecordLayer:
         if cid_len and record[0] & 0x10 and record[1 : 1 + cid_len] != self._last_cid:
             self.last_cid = bytes(record[1 : 1 + cid_len])  # the peer moved to another CID
         inbound = self._opened(state, result, length, now)
-        if self.app_receive is None and state.epoch >= 3:
+        if self.app_receive is None and state.epoch >= 3 and inbound[2] == _APPLICATION_DATA:
+            # application data, not an ACK: the client's ACK of its Finished is followed
+            # by the handshake keys' drop, which would discard the opener at once
             self._start_app_receive(state)
         return inbound
 
