@@ -1147,8 +1147,11 @@ class Connection:
         if not self._ack_pending:
             return
         numbers = sorted(self._ack_pending)  # distinct: `_to_acknowledge` keeps them so
-        # RFC 9147 §7: the highest available sending epoch, never 1 (early data).
-        epoch = max(e for e in self._records.send_epochs if e != 1)
+        # RFC 9147 §7: the highest available sending epoch, never 1 (early data): 0 when
+        # 1 is the highest (a client's before its handshake keys)
+        epoch = max(self._records.send_epochs)
+        if epoch == 1:
+            epoch = 0
         if self._handshake.state is not HandshakeState.CONNECTED:
             # During the handshake an ACK's epoch is at least that of every record it
             # acknowledges; after it the epochs of the two directions are apart.
@@ -1169,7 +1172,7 @@ class Connection:
         if self._handshake.state is not HandshakeState.CONNECTED or record.epoch < 3:
             # RFC 9147 §7: during the handshake an ACK's epoch is at least that of
             # every record it acknowledges.
-            if any(epoch > record.epoch for epoch, _ in numbers):
+            if numbers and max(numbers)[0] > record.epoch:
                 raise IllegalParameter("ACK for an epoch above its own")
         elif any(not self._records.was_sent(number) for number in numbers):
             # After it the peer ACKs in its own highest epoch, which may be below ours

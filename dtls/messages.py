@@ -838,24 +838,31 @@ def decode_handshake_fragments(record_plaintext: bytes) -> list[HandshakeFragmen
 # --- ACK (RFC 9147 §7) and Alert (RFC 9846 §6) ---------------------------------------------
 
 
+_RECORD_NUMBER = struct.Struct(">QQ")  # RecordNumber: uint64 epoch, uint64 sequence_number
+_ONE_RECORD_ACK = struct.Struct(">HQQ")  # an ACK of one record: length 16, then its number
+
+
 def encode_ack(record_numbers: Sequence[tuple[int, int]]) -> bytes:
     """ACK body: RecordNumber{uint64 epoch; uint64 sequence_number} record_numbers<0..2^16-1>."""
     n = len(record_numbers)
+    if n == 1:  # the usual one: a flight's only record
+        return _ONE_RECORD_ACK.pack(16, *record_numbers[0])
     if n * 16 > 0xFFFF:
         raise ValueError("too many record numbers for one ACK")
-    flat = [v for rn in record_numbers for v in rn]
-    return struct.pack(f">H{2 * n}Q", n * 16, *flat)
+    pack = _RECORD_NUMBER.pack
+    return _U16.pack(n * 16) + b"".join([pack(*number) for number in record_numbers])
 
 
 def decode_ack(data: bytes) -> list[tuple[int, int]]:
     """The (epoch, sequence_number) pairs of an ACK body."""
     if len(data) < 2:
         raise DecodeError("truncated ACK")
-    n = _U16.unpack_from(data)[0]
+    n = data[0] << 8 | data[1]
     if n != len(data) - 2 or n % 16:
         raise DecodeError("bad ACK length")
-    flat = struct.unpack_from(f">{n // 8}Q", data, 2)
-    return list(zip(flat[0::2], flat[1::2], strict=True))
+    if n == 16:
+        return [_RECORD_NUMBER.unpack_from(data, 2)]
+    return list(_RECORD_NUMBER.iter_unpack(memoryview(data)[2:]))
 
 
 def encode_alert(level: int, description: int) -> bytes:

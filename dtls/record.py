@@ -406,10 +406,12 @@ class RecordCipher:
         padding: int = 0,
     ) -> int:
         """The length of the record `seal` makes for a payload of this size."""
-        cid_len = cid_len or 0
-        n = _sealed_len(
-            self._ctx, _flags(cid_len, seq16, with_length), cid_len, payload_len, padding
-        )
+        if cid_len:
+            flags = _flags(cid_len, seq16, with_length)
+        else:
+            cid_len = 0
+            flags = _HDR_SEQ16_LENGTH if seq16 and with_length else _flags(0, seq16, with_length)
+        n = _sealed_len(self._ctx, flags, cid_len, payload_len, padding)
         if n == 0:
             raise ValueError("payload or padding too long for one record")
         return int(n)

@@ -289,11 +289,8 @@ class RecordLayer:
         state = self.send_epochs[epoch]
         if state.cipher is None:
             return PLAINTEXT_HEADER_LEN
-        return state.cipher.sealed_len(0, cid_len=self._cid_len())
-
-    def _cid_len(self) -> int | None:
         cid = self._send_cid
-        return len(cid) if cid else None
+        return state.cipher.sealed_len(0, cid_len=len(cid) if cid else None)
 
     def seal(self, epoch: int, content_type: int, payload: Buffer) -> tuple[bytes, RecordNumber]:
         state = self.send_epochs[epoch]
