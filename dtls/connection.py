@@ -1046,27 +1046,22 @@ class Connection:
         # Consecutive fragments of one epoch share a record while the datagram has room
         # (RFC 9147 §4.4 lets a record carry several handshake fragments): fewer records,
         # and no record closed with room a fragment could have used.
-        body = bytearray()  # the open record's plaintext
+        fragments: list[bytes] = []  # the open record's plaintext
+        used = 0  # its length
         carried: list[tuple[int, int, int]] = []  # what it carries: (index, start, end)
         epoch = -1
-
-        def seal() -> None:
-            record, number = self._records.seal(epoch, ContentType.HANDSHAKE, bytes(body))
-            self._emit(record)
-            flight.records[number] = carried.copy()  # a new record number (record_sent)
-            body.clear()
-            carried.clear()
-
+        sent = flight.records  # record number -> what it carried (RFC 9147 §7)
         out = self._out
         limit = self.context.max_datagram_size
         send_room = self._send_limit - DTLS_HANDSHAKE_HEADER_LEN
-        overhead = 0
+        overhead = cap = 0
         for index, message in enumerate(flight.messages):
             if not message.unacked:
                 continue
             if message.epoch != epoch:
-                if body:
-                    seal()
+                if fragments:
+                    sent[self._send_handshake_record(epoch, fragments)] = carried
+                    fragments, used, carried = [], 0, []
                 epoch = message.epoch
                 overhead = self._records.overhead(epoch) + DTLS_HANDSHAKE_HEADER_LEN
             data = message.body
@@ -1074,31 +1069,48 @@ class Connection:
             for start, end in message.unacked:
                 pos = start
                 while True:
-                    # what the open datagram (self._room()) and the record size limit allow
-                    last = out[-1] if out else None
-                    free = limit - len(last) if last and last.__class__ is not SegmentRun else limit
-                    room = min(free - overhead, send_room) - len(body)
-                    if body and room <= 0:
-                        seal()
+                    if not fragments:
+                        # what the open datagram (self._room()) and the record size
+                        # limit allow the record about to start
+                        last = out[-1] if out else None
+                        free = (
+                            limit
+                            if last is None or last.__class__ is SegmentRun
+                            else limit - len(last)
+                        )
+                        cap = min(free - overhead, send_room)
+                        if cap < min(MIN_FRAGMENT, end - pos) or cap <= 0:
+                            out.append(bytearray())
+                            cap = min(limit - overhead, send_room)
+                    room = cap - used
+                    if room <= 0:
+                        sent[self._send_handshake_record(epoch, fragments)] = carried
+                        fragments, used, carried = [], 0, []
                         continue
-                    if not body and (room < min(MIN_FRAGMENT, end - pos) or room <= 0):
-                        out.append(bytearray())
-                        room = min(limit - overhead, send_room)
-                    take = min(end - pos, room)
-                    body += encode_handshake_fragment(
-                        message.msg_type, size, message.message_seq, pos, data[pos : pos + take]
+                    take = end - pos if end - pos < room else room
+                    fragments.append(
+                        encode_handshake_fragment(
+                            message.msg_type, size, message.message_seq, pos, data[pos : pos + take]
+                        )
                     )
+                    used += DTLS_HANDSHAKE_HEADER_LEN + take
                     carried.append((index, pos, pos + take))
                     pos += take
                     if pos >= end:
                         break
-        if body:
-            seal()
+        if fragments:
+            sent[self._send_handshake_record(epoch, fragments)] = carried
         flight.transmissions += 1
         flight.last_sent = now
         if flight.first_sent is None:
             flight.first_sent = now
         flight.deadline = now + self._rto.value
+
+    def _send_handshake_record(self, epoch: int, fragments: list[bytes]) -> RecordNumber:
+        """One record of handshake fragments into the output; its record number."""
+        record, number = self._records.seal(epoch, _HANDSHAKE, b"".join(fragments))
+        self._emit(record)
+        return number
 
     def _retransmit(self, flight: OutgoingFlight, now: float) -> None:
         self.retransmissions += 1
