@@ -19,7 +19,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from .errors import DecodeError, IllegalParameter, ProtocolVersionError, UnexpectedMessage
@@ -785,7 +784,7 @@ class HandshakeFragment(NamedTuple):
     fragment: bytes
 
 
-_new_fragment = partial(tuple.__new__, HandshakeFragment)
+_tuple_new = tuple.__new__  # a HandshakeFragment without the named tuple's __new__ frame
 
 
 def encode_handshake_fragment(
@@ -812,7 +811,7 @@ def decode_handshake_fragments(record_plaintext: bytes) -> list[HandshakeFragmen
     DecodeError when a header or fragment overruns the record, or a fragment overruns
     its message (fragment_offset + fragment_length > length).
     """
-    data = bytes(record_plaintext)
+    data = record_plaintext if record_plaintext.__class__ is bytes else bytes(record_plaintext)
     end = len(data)
     pos = 0
     out = []
@@ -824,14 +823,14 @@ def decode_handshake_fragments(record_plaintext: bytes) -> list[HandshakeFragmen
         length = a & 0xFFFFFF
         offset = (off_hi << 8) | (b >> 24)
         frag_len = b & 0xFFFFFF
-        pos += 12
-        if pos + frag_len > end:
+        start = pos + 12
+        pos = start + frag_len
+        if pos > end:
             raise DecodeError("handshake fragment overruns its record")
         if offset + frag_len > length:
             raise DecodeError("handshake fragment overruns its message")
-        fragment = data[pos : pos + frag_len]
-        out.append(_new_fragment((a >> 24, length, seq, offset, frag_len, fragment)))
-        pos += frag_len
+        fields = (a >> 24, length, seq, offset, frag_len, data[start:pos])
+        out.append(_tuple_new(HandshakeFragment, fields))
     return out
 
 
