@@ -35,6 +35,7 @@ RecordNumber = tuple[int, int]
 # Epoch-0 records may only carry these (RFC 9147 §4.1).
 _PLAINTEXT_TYPES = (ContentType.HANDSHAKE, ContentType.ALERT, ContentType.ACK)
 _APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
+_PLAINTEXT_KIND = RecordKind.PLAINTEXT  # a module constant: an enum member's read is slower
 # At most this many receiving epochs are kept (current plus previous ones for reordering).
 MAX_RECEIVE_EPOCHS = 4
 MAX_SEQUENCE = (1 << 48) - 1  # RFC 9147 §4.2.1
@@ -397,7 +398,7 @@ class RecordLayer:
         while spans:
             for span in spans:
                 start, end = base + span.offset, base + span.offset + span.length
-                if span.kind == RecordKind.PLAINTEXT:
+                if span.kind == _PLAINTEXT_KIND:
                     if span.epoch != 0 or span.first_byte not in _PLAINTEXT_TYPES:
                         counters.unknown_epoch += 1
                         continue
