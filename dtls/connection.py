@@ -988,7 +988,7 @@ class Connection:
         return self._raw_handshake_message(epoch, *encode_handshake(message))
 
     def _raw_handshake_message(self, epoch: int, msg_type: int, body: bytes) -> OutgoingMessage:
-        if msg_type != HandshakeType.SERVER_HELLO or body[2:34] != HELLO_RETRY_REQUEST_RANDOM:
+        if msg_type != _SERVER_HELLO or body[2:34] != HELLO_RETRY_REQUEST_RANDOM:
             self._handshake.transcript.add_message(msg_type, body)
         out = OutgoingMessage(epoch, msg_type, self._next_message_seq, body)
         self._next_message_seq += 1
@@ -1003,7 +1003,7 @@ class Connection:
         self._start_flight(flight, now)
 
     def _start_flight(self, flight: OutgoingFlight, now: float) -> None:
-        self._flights[FlightKind.HANDSHAKE] = flight
+        self._flights[_HANDSHAKE_FLIGHT] = flight
         self._ack_pending.clear()
         self._ack_deadline = None
         self._transmit(flight, now)
@@ -1028,10 +1028,10 @@ class Connection:
         later message once the KeyUpdate is ("A KeyUpdate message terminates the
         post-handshake stream in an epoch")."""
         queue = self._post_handshake_queue
-        while queue and self._handshake.state is HandshakeState.CONNECTED:
+        while queue and self._handshake.state is _CONNECTED:
             kind, messages = queue[0]
-            if FlightKind.KEY_UPDATE in self._flights or (
-                kind is FlightKind.KEY_UPDATE and any(f.needs_ack for f in self._flights.values())
+            if _KEY_UPDATE_FLIGHT in self._flights or (
+                kind is _KEY_UPDATE_FLIGHT and any(f.needs_ack for f in self._flights.values())
             ):
                 return
             del queue[0]
@@ -1046,27 +1046,22 @@ class Connection:
         # Consecutive fragments of one epoch share a record while the datagram has room
         # (RFC 9147 §4.4 lets a record carry several handshake fragments): fewer records,
         # and no record closed with room a fragment could have used.
-        body = bytearray()  # the open record's plaintext
+        fragments: list[bytes] = []  # the open record's plaintext
+        used = 0  # its length
         carried: list[tuple[int, int, int]] = []  # what it carries: (index, start, end)
         epoch = -1
-
-        def seal() -> None:
-            record, number = self._records.seal(epoch, ContentType.HANDSHAKE, bytes(body))
-            self._emit(record)
-            flight.records[number] = carried.copy()  # a new record number (record_sent)
-            body.clear()
-            carried.clear()
-
+        sent = flight.records  # record number -> what it carried (RFC 9147 §7)
         out = self._out
         limit = self.context.max_datagram_size
         send_room = self._send_limit - DTLS_HANDSHAKE_HEADER_LEN
-        overhead = 0
+        overhead = cap = 0
         for index, message in enumerate(flight.messages):
             if not message.unacked:
                 continue
             if message.epoch != epoch:
-                if body:
-                    seal()
+                if fragments:
+                    sent[self._send_handshake_record(epoch, fragments)] = carried
+                    fragments, used, carried = [], 0, []
                 epoch = message.epoch
                 overhead = self._records.overhead(epoch) + DTLS_HANDSHAKE_HEADER_LEN
             data = message.body
@@ -1074,31 +1069,48 @@ class Connection:
             for start, end in message.unacked:
                 pos = start
                 while True:
-                    # what the open datagram (self._room()) and the record size limit allow
-                    last = out[-1] if out else None
-                    free = limit - len(last) if last and last.__class__ is not SegmentRun else limit
-                    room = min(free - overhead, send_room) - len(body)
-                    if body and room <= 0:
-                        seal()
+                    if not fragments:
+                        # what the open datagram (self._room()) and the record size
+                        # limit allow the record about to start
+                        last = out[-1] if out else None
+                        free = (
+                            limit
+                            if last is None or last.__class__ is SegmentRun
+                            else limit - len(last)
+                        )
+                        cap = min(free - overhead, send_room)
+                        if cap < min(MIN_FRAGMENT, end - pos) or cap <= 0:
+                            out.append(bytearray())
+                            cap = min(limit - overhead, send_room)
+                    room = cap - used
+                    if room <= 0:
+                        sent[self._send_handshake_record(epoch, fragments)] = carried
+                        fragments, used, carried = [], 0, []
                         continue
-                    if not body and (room < min(MIN_FRAGMENT, end - pos) or room <= 0):
-                        out.append(bytearray())
-                        room = min(limit - overhead, send_room)
-                    take = min(end - pos, room)
-                    body += encode_handshake_fragment(
-                        message.msg_type, size, message.message_seq, pos, data[pos : pos + take]
+                    take = end - pos if end - pos < room else room
+                    fragments.append(
+                        encode_handshake_fragment(
+                            message.msg_type, size, message.message_seq, pos, data[pos : pos + take]
+                        )
                     )
+                    used += DTLS_HANDSHAKE_HEADER_LEN + take
                     carried.append((index, pos, pos + take))
                     pos += take
                     if pos >= end:
                         break
-        if body:
-            seal()
+        if fragments:
+            sent[self._send_handshake_record(epoch, fragments)] = carried
         flight.transmissions += 1
         flight.last_sent = now
         if flight.first_sent is None:
             flight.first_sent = now
         flight.deadline = now + self._rto.value
+
+    def _send_handshake_record(self, epoch: int, fragments: list[bytes]) -> RecordNumber:
+        """One record of handshake fragments into the output; its record number."""
+        record, number = self._records.seal(epoch, _HANDSHAKE, b"".join(fragments))
+        self._emit(record)
+        return number
 
     def _retransmit(self, flight: OutgoingFlight, now: float) -> None:
         self.retransmissions += 1
@@ -1111,9 +1123,9 @@ class Connection:
             return
         if flight.transmissions == 1 and flight.first_sent is not None:
             self._rto.measured(now - flight.first_sent)  # RFC 9147 §5.8.2
-        if kind is FlightKind.KEY_UPDATE:
+        if kind is _KEY_UPDATE_FLIGHT:
             self._advance_send_epoch()
-        elif kind is FlightKind.HANDSHAKE and self._handshake.state is HandshakeState.CONNECTED:
+        elif kind is _HANDSHAKE_FLIGHT and self._handshake.state is _CONNECTED:
             # The server has our Finished: it will not resend its flight, and we will not
             # resend ours; the handshake keys can go (RFC 9147 §5.8.1).
             self._records.drop_send(2)
@@ -1147,9 +1159,12 @@ class Connection:
         if not self._ack_pending:
             return
         numbers = sorted(self._ack_pending)  # distinct: `_to_acknowledge` keeps them so
-        # RFC 9147 §7: the highest available sending epoch, never 1 (early data).
-        epoch = max(e for e in self._records.send_epochs if e != 1)
-        if self._handshake.state is not HandshakeState.CONNECTED:
+        # RFC 9147 §7: the highest available sending epoch, never 1 (early data): 0 when
+        # 1 is the highest (a client's before its handshake keys)
+        epoch = max(self._records.send_epochs)
+        if epoch == 1:
+            epoch = 0
+        if self._handshake.state is not _CONNECTED:
             # During the handshake an ACK's epoch is at least that of every record it
             # acknowledges; after it the epochs of the two directions are apart.
             numbers = [n for n in numbers if n[0] <= epoch]
@@ -1157,19 +1172,17 @@ class Connection:
                 return
         room = self.context.max_datagram_size - self._records.overhead(epoch) - 2
         fit = min(MAX_ACK_RECORDS, room // ACK_RECORD_NUMBER_LEN)
-        record, _ = self._records.seal(
-            epoch, ContentType.ACK, encode_ack(numbers[-fit:] if fit > 0 else [])
-        )
+        record, _ = self._records.seal(epoch, _ACK, encode_ack(numbers[-fit:] if fit > 0 else []))
         self._emit(record)
 
     def _receive_ack(self, record: InboundRecord, now: float) -> None:
         if record.epoch == 0 and not self._version_known:
             return  # RFC 9147 §7: ignored until DTLS 1.3 is selected
         numbers = decode_ack(record.payload)
-        if self._handshake.state is not HandshakeState.CONNECTED or record.epoch < 3:
+        if self._handshake.state is not _CONNECTED or record.epoch < 3:
             # RFC 9147 §7: during the handshake an ACK's epoch is at least that of
             # every record it acknowledges.
-            if any(epoch > record.epoch for epoch, _ in numbers):
+            if numbers and max(numbers)[0] > record.epoch:
                 raise IllegalParameter("ACK for an epoch above its own")
         elif any(not self._records.was_sent(number) for number in numbers):
             # After it the peer ACKs in its own highest epoch, which may be below ours
@@ -1190,9 +1203,9 @@ class Connection:
             self._receive_handshake(record, now)
         elif content_type == _APPLICATION_DATA:
             self._receive_application_data(record)
-        elif content_type == ContentType.ACK:
+        elif content_type == _ACK:
             self._receive_ack(record, now)
-        elif content_type == ContentType.ALERT:
+        elif content_type == _ALERT:
             self._receive_alert(record)
         elif content_type == RRC_CONTENT_TYPE and self._path.rrc and record.epoch >= 3:
             self._path.receive_rrc(record, addr, now)
@@ -1291,7 +1304,7 @@ class Connection:
     def _on_retransmission_received(self, record: InboundRecord, now: float) -> None:
         """The peer resent messages we already processed (RFC 9147 §5.8.1): resend our
         answering flight if it is unacknowledged, else acknowledge again."""
-        flight = self._flights.get(FlightKind.HANDSHAKE)
+        flight = self._flights.get(_HANDSHAKE_FLIGHT)
         if flight is not None and record.epoch < 3 and not _acked_any(flight):
             # Once per retransmitted flight, not once per record of it.
             if flight.last_sent is None or now - flight.last_sent >= self._rto.value / 2:
@@ -1303,7 +1316,7 @@ class Connection:
             # acknowledged by its start) is no disruption: the flight's own delayed ACK,
             # or our answer, covers it (RFC 9147 §7.1). Otherwise ACK at once, but a
             # post-handshake record after the delay, as its first copy.
-            receiving = flight is None and self._handshake.state is not HandshakeState.CONNECTED
+            receiving = flight is None and self._handshake.state is not _CONNECTED
             self._schedule_ack(now, immediate=not receiving and record.epoch < 3)
 
     # ---- handshake messages ----
@@ -1342,8 +1355,8 @@ class Connection:
 
     def _implicit_ack(self, now: float) -> None:
         """The peer's next flight acknowledges ours (RFC 9147 §7.2)."""
-        if FlightKind.HANDSHAKE in self._flights:
-            self._flight_acknowledged(FlightKind.HANDSHAKE, now)
+        if _HANDSHAKE_FLIGHT in self._flights:
+            self._flight_acknowledged(_HANDSHAKE_FLIGHT, now)
 
     def _version_selected(self) -> None:
         self._version_known = True  # ACKs from now on (RFC 9147 §7)
@@ -1491,6 +1504,11 @@ _START = HandshakeState.START
 _WAIT_SH = HandshakeState.WAIT_SH
 _CLIENT_HELLO = int(HandshakeType.CLIENT_HELLO)
 _HANDSHAKE = int(ContentType.HANDSHAKE)
+_ACK = int(ContentType.ACK)
+_ALERT = int(ContentType.ALERT)
+_SERVER_HELLO = int(HandshakeType.SERVER_HELLO)
+_HANDSHAKE_FLIGHT = FlightKind.HANDSHAKE
+_KEY_UPDATE_FLIGHT = FlightKind.KEY_UPDATE
 
 
 def _datagrams_of(entry: bytes | bytearray | SegmentRun) -> Sequence[bytes | bytearray]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from .errors import DecodeError, IllegalParameter, ProtocolVersionError, UnexpectedMessage
@@ -785,7 +784,7 @@ class HandshakeFragment(NamedTuple):
     fragment: bytes
 
 
-_new_fragment = partial(tuple.__new__, HandshakeFragment)
+_tuple_new = tuple.__new__  # a HandshakeFragment without the named tuple's __new__ frame
 
 
 def encode_handshake_fragment(
@@ -812,7 +811,7 @@ def decode_handshake_fragments(record_plaintext: bytes) -> list[HandshakeFragmen
     DecodeError when a header or fragment overruns the record, or a fragment overruns
     its message (fragment_offset + fragment_length > length).
     """
-    data = bytes(record_plaintext)
+    data = record_plaintext if record_plaintext.__class__ is bytes else bytes(record_plaintext)
     end = len(data)
     pos = 0
     out = []
@@ -824,38 +823,45 @@ def decode_handshake_fragments(record_plaintext: bytes) -> list[HandshakeFragmen
         length = a & 0xFFFFFF
         offset = (off_hi << 8) | (b >> 24)
         frag_len = b & 0xFFFFFF
-        pos += 12
-        if pos + frag_len > end:
+        start = pos + 12
+        pos = start + frag_len
+        if pos > end:
             raise DecodeError("handshake fragment overruns its record")
         if offset + frag_len > length:
             raise DecodeError("handshake fragment overruns its message")
-        fragment = data[pos : pos + frag_len]
-        out.append(_new_fragment((a >> 24, length, seq, offset, frag_len, fragment)))
-        pos += frag_len
+        fields = (a >> 24, length, seq, offset, frag_len, data[start:pos])
+        out.append(_tuple_new(HandshakeFragment, fields))
     return out
 
 
 # --- ACK (RFC 9147 §7) and Alert (RFC 9846 §6) ---------------------------------------------
 
 
+_RECORD_NUMBER = struct.Struct(">QQ")  # RecordNumber: uint64 epoch, uint64 sequence_number
+_ONE_RECORD_ACK = struct.Struct(">HQQ")  # an ACK of one record: length 16, then its number
+
+
 def encode_ack(record_numbers: Sequence[tuple[int, int]]) -> bytes:
     """ACK body: RecordNumber{uint64 epoch; uint64 sequence_number} record_numbers<0..2^16-1>."""
     n = len(record_numbers)
+    if n == 1:  # the usual one: a flight's only record
+        return _ONE_RECORD_ACK.pack(16, *record_numbers[0])
     if n * 16 > 0xFFFF:
         raise ValueError("too many record numbers for one ACK")
-    flat = [v for rn in record_numbers for v in rn]
-    return struct.pack(f">H{2 * n}Q", n * 16, *flat)
+    pack = _RECORD_NUMBER.pack
+    return _U16.pack(n * 16) + b"".join([pack(*number) for number in record_numbers])
 
 
 def decode_ack(data: bytes) -> list[tuple[int, int]]:
     """The (epoch, sequence_number) pairs of an ACK body."""
     if len(data) < 2:
         raise DecodeError("truncated ACK")
-    n = _U16.unpack_from(data)[0]
+    n = data[0] << 8 | data[1]
     if n != len(data) - 2 or n % 16:
         raise DecodeError("bad ACK length")
-    flat = struct.unpack_from(f">{n // 8}Q", data, 2)
-    return list(zip(flat[0::2], flat[1::2], strict=True))
+    if n == 16:
+        return [_RECORD_NUMBER.unpack_from(data, 2)]
+    return list(_RECORD_NUMBER.iter_unpack(memoryview(data)[2:]))
 
 
 def encode_alert(level: int, description: int) -> bytes:

@@ -356,7 +356,7 @@ class RecordCipher:
     Not for concurrent use from two threads.
     """
 
-    __slots__ = ("_ctx", "_result", "suite", "tag_len")
+    __slots__ = ("_ctx", "suite", "tag_len")
 
     def __init__(self, suite: int, keys: TrafficKeys) -> None:
         _key_length(suite)
@@ -372,7 +372,6 @@ class RecordCipher:
         self.suite = suite
         # the AEAD tag: 8 bytes for CCM_8, else 16 (csrc/record.c dtls_cipher_new)
         self.tag_len = 8 if suite == _CCM_8 else 16
-        self._result = _new("dtls_open_result *")
 
     @classmethod
     def from_secret(cls, suite: int, secret: bytes) -> RecordCipher:
@@ -386,7 +385,6 @@ class RecordCipher:
         cipher._ctx = _gc(ctx, _cipher_free)  # `_adopt`, inline: one frame less per epoch
         cipher.suite = suite
         cipher.tag_len = 8 if suite == _CCM_8 else 16
-        cipher._result = _new("dtls_open_result *")
         return cipher
 
     def __repr__(self) -> str:
@@ -408,10 +406,12 @@ class RecordCipher:
         padding: int = 0,
     ) -> int:
         """The length of the record `seal` makes for a payload of this size."""
-        cid_len = cid_len or 0
-        n = _sealed_len(
-            self._ctx, _flags(cid_len, seq16, with_length), cid_len, payload_len, padding
-        )
+        if cid_len:
+            flags = _flags(cid_len, seq16, with_length)
+        else:
+            cid_len = 0
+            flags = _HDR_SEQ16_LENGTH if seq16 and with_length else _flags(0, seq16, with_length)
+        n = _sealed_len(self._ctx, flags, cid_len, payload_len, padding)
         if n == 0:
             raise ValueError("payload or padding too long for one record")
         return int(n)
@@ -507,7 +507,10 @@ class RecordCipher:
         opening fails); any other `record` (bytes, ...) is opened into new `bytes`.
         Later calls do not change either.
         """
-        res = self._result
+        try:  # one per thread, not one per cipher (half of them only seal)
+            res = _local.result
+        except AttributeError:
+            res = _local.result = _new("dtls_open_result *")
         w = _NULL if window is None else window._w
         if type(record) is bytearray or (
             type(record) is memoryview and not record.readonly and record.itemsize == 1
@@ -774,7 +777,6 @@ class RecordCipher:
             view, opened, status, _unpack_ints(types_c, n), _unpack_ints(seqs_c, n),
             _unpack_ints(starts_c, n), _unpack_ints(sizes_c, n),
         )  # fmt: skip
-
 
     def open_run(
         self,

@@ -35,6 +35,7 @@ RecordNumber = tuple[int, int]
 # Epoch-0 records may only carry these (RFC 9147 §4.1).
 _PLAINTEXT_TYPES = (ContentType.HANDSHAKE, ContentType.ALERT, ContentType.ACK)
 _APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
+_PLAINTEXT_KIND = RecordKind.PLAINTEXT  # a module constant: an enum member's read is slower
 # At most this many receiving epochs are kept (current plus previous ones for reordering).
 MAX_RECEIVE_EPOCHS = 4
 MAX_SEQUENCE = (1 << 48) - 1  # RFC 9147 §4.2.1
@@ -242,9 +243,19 @@ class RecordLayer:
     def install_receive(self, epoch: int, suite: int, secret: bytes) -> None:
         window = self._replay_window(self.replay_window)
         cipher = self._from_secret(suite, secret)
-        self.receive_epochs[epoch] = ReceiveEpoch(epoch, cipher, window, secret)
-        while len(self.receive_epochs) > MAX_RECEIVE_EPOCHS:
-            del self.receive_epochs[min(self.receive_epochs)]
+        state = ReceiveEpoch(epoch, cipher, window, secret)
+        epochs = self.receive_epochs
+        if epoch > self._newest and len(epochs) < MAX_RECEIVE_EPOCHS:
+            # the next epoch (the usual case): the newest of its low bits, nothing dropped
+            epochs[epoch] = state
+            self._by_bits[epoch & 3] = state
+            self._newest = epoch
+            self.app_receive = None
+            self._update_unretired(epoch)
+            return
+        epochs[epoch] = state
+        while len(epochs) > MAX_RECEIVE_EPOCHS:
+            del epochs[min(epochs)]
         self._receive_epochs_changed()
 
     def drop_send(self, epoch: int) -> None:
@@ -279,11 +290,8 @@ class RecordLayer:
         state = self.send_epochs[epoch]
         if state.cipher is None:
             return PLAINTEXT_HEADER_LEN
-        return state.cipher.sealed_len(0, cid_len=self._cid_len())
-
-    def _cid_len(self) -> int | None:
         cid = self._send_cid
-        return len(cid) if cid else None
+        return state.cipher.sealed_len(0, cid_len=len(cid) if cid else None)
 
     def seal(self, epoch: int, content_type: int, payload: Buffer) -> tuple[bytes, RecordNumber]:
         state = self.send_epochs[epoch]
@@ -390,7 +398,7 @@ class RecordLayer:
         while spans:
             for span in spans:
                 start, end = base + span.offset, base + span.offset + span.length
-                if span.kind == RecordKind.PLAINTEXT:
+                if span.kind == _PLAINTEXT_KIND:
                     if span.epoch != 0 or span.first_byte not in _PLAINTEXT_TYPES:
                         counters.unknown_epoch += 1
                         continue
@@ -451,7 +459,9 @@ class RecordLayer:
         if cid_len and record[0] & 0x10 and record[1 : 1 + cid_len] != self._last_cid:
             self.last_cid = bytes(record[1 : 1 + cid_len])  # the peer moved to another CID
         inbound = self._opened(state, result, length, now)
-        if self.app_receive is None and state.epoch >= 3:
+        if self.app_receive is None and state.epoch >= 3 and inbound[2] == _APPLICATION_DATA:
+            # application data, not an ACK: the client's ACK of its Finished is followed
+            # by the handshake keys' drop, which would discard the opener at once
             self._start_app_receive(state)
         return inbound
 
