@@ -44,7 +44,6 @@ from dtls.server import ServerEndpoint
 SERVER = ("192.0.2.2", 4433)
 _clock = time.process_time
 T = TypeVar("T")
-Datagrams = list[tuple[bytes, object]]
 
 
 class ServerClock:
@@ -76,67 +75,71 @@ def _server_context(cert: bytes, key: bytes, cookie: bool, tickets: int) -> Cont
     return ctx
 
 
+Serve = Callable[[list[bytes]], list[bytes]]  # the server's answer to client datagrams
+
+
+def _handshake(
+    client_ctx: Context, clock: ServerClock, serve: Serve, server_done: Callable[[], bool]
+) -> None:
+    """A client's handshake and close_notify against `serve`, whose calls alone are timed;
+    RuntimeError unless both ends completed (`server_done`, asked before the close)."""
+    client = Connection(client_ctx, server_name="localhost")
+    client.connect(SERVER, 0.0)
+    while out := [data for data, _ in client.datagrams_to_send(0.0)]:
+        for data in clock.run(lambda: serve(out)):
+            client.receive_datagram(data, SERVER, 0.0)
+        while client.next_event() is not None:
+            pass
+    if not (client.handshake_complete and server_done()):
+        raise RuntimeError("the handshake did not complete")
+    client.close()
+    close = [data for data, _ in client.datagrams_to_send(0.0)]
+    clock.run(lambda: serve(close))
+
+
 def connection_layer(
     ctx: Context, client_ctx: Context, clock: ServerClock
 ) -> Callable[[int], None]:
-    """One handshake and close_notify against a server `Connection` of its own (made
-    in the timed part, as the endpoint makes it)."""
+    """Each handshake against a server `Connection` of its own, made in the timed part
+    (as the endpoint makes it)."""
 
     def handshake(i: int) -> None:
         address = _address(i)
-        client = Connection(client_ctx, server_name="localhost")
-        client.connect(SERVER, 0.0)
         server: list[Connection] = []
 
-        def serve(datagrams: Datagrams) -> Datagrams:
+        def serve(datagrams: list[bytes]) -> list[bytes]:
             if not server:
                 server.append(Connection(ctx))
-            for data, _ in datagrams:
+            for data in datagrams:
                 server[0].receive_datagram(data, address, 0.0)
-            out: Datagrams = list(server[0].datagrams_to_send(0.0))
+            out = [data for data, _ in server[0].datagrams_to_send(0.0)]
             while server[0].next_event() is not None:
                 pass
             return out
 
-        while out := list(client.datagrams_to_send(0.0)):
-            for data, _ in clock.run(lambda: serve(out)):
-                client.receive_datagram(data, SERVER, 0.0)
-            while client.next_event() is not None:
-                pass
-        if not server[0].handshake_complete:
-            raise RuntimeError("the handshake did not complete")
-        client.close()
-        close: Datagrams = list(client.datagrams_to_send(0.0))
-        clock.run(lambda: serve(close))
+        _handshake(client_ctx, clock, serve, lambda: server[0].handshake_complete)
 
     return handshake
 
 
 def endpoint_layer(ctx: Context, client_ctx: Context, clock: ServerClock) -> Callable[[int], None]:
-    """One handshake and close_notify through one long-lived `ServerEndpoint`."""
+    """Each handshake through one long-lived `ServerEndpoint`, from an address of its own."""
     endpoint = ServerEndpoint(ctx, cid_length=8)
-
-    def serve(datagrams: list[tuple[bytes, tuple[str, int]]]) -> Datagrams:
-        endpoint.receive_datagrams(datagrams, 0.0)
-        out: Datagrams = list(endpoint.datagrams_to_send(0.0))
-        while endpoint.next_event() is not None:
-            pass
-        return out
 
     def handshake(i: int) -> None:
         address = _address(i)
-        client = Connection(client_ctx, server_name="localhost")
-        client.connect(SERVER, 0.0)
-        while out := [(data, address) for data, _ in client.datagrams_to_send(0.0)]:
-            for data, _ in clock.run(lambda: serve(out)):
-                client.receive_datagram(data, SERVER, 0.0)
-            while client.next_event() is not None:
+        completed = endpoint.stats().handshakes_completed
+
+        def serve(datagrams: list[bytes]) -> list[bytes]:
+            endpoint.receive_datagrams([(data, address) for data in datagrams], 0.0)
+            out = [data for data, _ in endpoint.datagrams_to_send(0.0)]
+            while endpoint.next_event() is not None:
                 pass
-        if not client.handshake_complete:
-            raise RuntimeError("the handshake did not complete")
-        client.close()
-        close = [(data, address) for data, _ in client.datagrams_to_send(0.0)]
-        clock.run(lambda: serve(close))
+            return out
+
+        _handshake(
+            client_ctx, clock, serve, lambda: endpoint.stats().handshakes_completed > completed
+        )
 
     return handshake
 
